@@ -1,0 +1,70 @@
+use std::fmt;
+use std::str::FromStr;
+
+use der::asn1::{AnyRef, ObjectIdentifier};
+use spki::AlgorithmIdentifierOwned;
+
+use crate::Error;
+
+/// The key and signature algorithms kxca signs with.
+///
+/// ECDSA signatures use SHA-256 and are DER `Ecdsa-Sig-Value`s; RSA
+/// signatures are PKCS#1 v1.5 with SHA-256.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyAlgorithm {
+    EcdsaP256,
+    Rsa2048,
+    Rsa3072,
+}
+
+const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+
+impl KeyAlgorithm {
+    /// The name used in config and policy files.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyAlgorithm::EcdsaP256 => "ecdsa-p256",
+            KeyAlgorithm::Rsa2048 => "rsa-2048",
+            KeyAlgorithm::Rsa3072 => "rsa-3072",
+        }
+    }
+
+    /// The signatureAlgorithm identifier for signatures made with this key.
+    pub fn signature_algorithm(self) -> AlgorithmIdentifierOwned {
+        match self {
+            // RFC 5758: ecdsa-with-SHA256 has absent parameters.
+            KeyAlgorithm::EcdsaP256 => AlgorithmIdentifierOwned {
+                oid: ECDSA_WITH_SHA256,
+                parameters: None,
+            },
+            // RFC 4055: sha256WithRSAEncryption carries an explicit NULL.
+            KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 => AlgorithmIdentifierOwned {
+                oid: SHA256_WITH_RSA,
+                parameters: Some(AnyRef::NULL.into()),
+            },
+        }
+    }
+
+    pub fn is_rsa(self) -> bool {
+        !matches!(self, KeyAlgorithm::EcdsaP256)
+    }
+}
+
+impl fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for KeyAlgorithm {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s.to_ascii_lowercase().as_str() {
+            "ecdsa-p256" | "p256" | "p-256" | "ec-p256" => Ok(KeyAlgorithm::EcdsaP256),
+            "rsa-2048" | "rsa2048" => Ok(KeyAlgorithm::Rsa2048),
+            "rsa-3072" | "rsa3072" => Ok(KeyAlgorithm::Rsa3072),
+            _ => Err(Error::UnknownAlgorithm(s.to_string())),
+        }
+    }
+}

@@ -1,0 +1,37 @@
+use std::path::PathBuf;
+
+/// What went wrong with a key. Never carries secret material.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("invalid key reference {reference:?}: {reason}")]
+    InvalidKeyRef { reference: String, reason: String },
+    #[error("the {backend} key backend is not built yet in this version of kxca")]
+    NotBuilt { backend: &'static str },
+    #[error("environment variable {name} holding the key secret is not set (set it, or use a secret file)")]
+    SecretEnvMissing { name: String },
+    #[error("cannot read key secret file {path}: {source}")]
+    SecretFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("key secret from {origin} is empty")]
+    SecretEmpty { origin: String },
+    #[error("key file {path} already exists; refusing to overwrite a key")]
+    KeyExists { path: PathBuf },
+    #[error("cannot read key file {path}: {source}")]
+    KeyFileIo {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot unlock key file {path}: wrong passphrase or not an encrypted PKCS#8 key")]
+    KeyLocked { path: PathBuf },
+    #[error("key file {path} holds an unsupported key ({detail})")]
+    UnsupportedKey { path: PathBuf, detail: String },
+    #[error("unsupported key algorithm {0:?} (expected ecdsa-p256, rsa-2048 or rsa-3072)")]
+    UnknownAlgorithm(String),
+    #[error("key generation failed: {0}")]
+    Generate(String),
+    #[error("signing with {key} failed: {reason}")]
+    Sign { key: String, reason: String },
+}

@@ -1,0 +1,64 @@
+//! Key custody for kxca.
+//!
+//! Every CA key is reached through one interface, [`Signer`]: it exposes the
+//! public half and signs messages, and never hands out the private half. Keys
+//! are named by a [`KeyRef`] string that a config file can hold:
+//!
+//! - `soft:/path/key.p8` — an encrypted PKCS#8 file (tests and demos only)
+//! - `pkcs11:token=...;object=...` — a key on a PKCS#11 token (RFC 7512 style)
+//! - `yubikey:serial=...;slot=9c` — a key in a YubiKey PIV slot
+#![forbid(unsafe_code)]
+
+mod algorithm;
+mod error;
+mod keyref;
+mod secret;
+mod signer;
+mod soft;
+
+pub use algorithm::KeyAlgorithm;
+pub use error::Error;
+pub use keyref::KeyRef;
+pub use secret::{SecretSource, SecretString};
+pub use signer::{Health, Signer};
+
+/// Opens the key named by `key_ref`, unlocking it with the secret from `secret`.
+///
+/// The secret is a passphrase for `soft` keys and a PIN for tokens.
+pub fn open(key_ref: &KeyRef, secret: &SecretSource) -> Result<Box<dyn Signer>, Error> {
+    match key_ref {
+        KeyRef::Soft { path } => {
+            let pass = secret.read()?;
+            Ok(Box::new(soft::SoftSigner::open(key_ref.clone(), path, &pass)?))
+        }
+        KeyRef::Pkcs11 { .. } => Err(Error::NotBuilt { backend: "pkcs11" }),
+        KeyRef::YubiKey { .. } => Err(Error::NotBuilt { backend: "yubikey" }),
+    }
+}
+
+/// Generates a new key of `algorithm` at `key_ref` and opens it.
+///
+/// Refuses to replace an existing key.
+pub fn generate(
+    key_ref: &KeyRef,
+    algorithm: KeyAlgorithm,
+    secret: &SecretSource,
+) -> Result<Box<dyn Signer>, Error> {
+    match key_ref {
+        KeyRef::Soft { path } => {
+            let pass = secret.read()?;
+            Ok(Box::new(soft::SoftSigner::generate(
+                key_ref.clone(),
+                path,
+                algorithm,
+                &pass,
+            )?))
+        }
+        KeyRef::Pkcs11 { .. } => Err(Error::NotBuilt { backend: "pkcs11" }),
+        KeyRef::YubiKey { .. } => Err(Error::NotBuilt { backend: "yubikey" }),
+    }
+}
+
+/// Generates a throw-away key pair in memory, for end-entity keys that are
+/// packaged and handed out (never for CA keys).
+pub use soft::EphemeralKey;
