@@ -1,1 +1,25 @@
-fn main(){}
+//! `kxca`: the command line of the Kenpo eXpress certificate authority.
+//! Parses arguments and hands off to the library crates.
+
+mod cli;
+mod demo;
+mod output;
+mod policies;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    output::init_logging(args.verbose);
+    match cli::run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            // One line, naming what went wrong; the chain joined with ": ".
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}

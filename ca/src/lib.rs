@@ -1,1 +1,39 @@
+//! The kxca certificate authority.
+//!
+//! A [`Ca`] is opened from a home directory holding `kxca.toml`, the SQLite
+//! store and the reviewed policy files. It issues office client certificates
+//! packaged as PKCS#12, revokes them and signs CRLs. Keys are reached only
+//! through [`kxca_hsm::Signer`]: the CA never holds a private key itself.
+#![forbid(unsafe_code)]
 
+mod authority;
+mod ca;
+mod clock;
+mod config;
+mod crl;
+mod error;
+mod holder;
+mod home;
+mod password;
+mod pkcs12;
+mod profile;
+mod revocation;
+mod serial;
+pub mod store;
+mod x509;
+
+pub use authority::{Authority, AuthorityRole};
+pub use ca::{Ca, InitOptions, IssueRequest, IssuedCertificate};
+pub use clock::Clock;
+pub use config::Config;
+pub use crl::{CrlInput, CrlOutput, RevokedEntry};
+pub use error::Error;
+pub use holder::Holder;
+pub use home::Home;
+pub use password::{generate_password, Password};
+pub use pkcs12::Pkcs12Profile;
+pub use profile::{Profile, Profiles};
+pub use revocation::RevocationReason;
+pub use serial::Serial;
+pub use store::certificates::{CertificateRecord, CertificateState};
+pub use store::Store;

@@ -11,7 +11,9 @@ pub enum KeyRef {
     /// `soft:/path/key.p8`
     Soft { path: PathBuf },
     /// `pkcs11:token=...;object=...` — attributes as in RFC 7512.
-    Pkcs11 { attributes: BTreeMap<String, String> },
+    Pkcs11 {
+        attributes: BTreeMap<String, String>,
+    },
     /// `yubikey:serial=...;slot=9c`
     YubiKey { serial: Option<u32>, slot: String },
 }
@@ -119,7 +121,8 @@ impl fmt::Display for KeyRef {
             KeyRef::Soft { path } => write!(f, "soft:{}", path.display()),
             KeyRef::Pkcs11 { attributes } => {
                 f.write_str("pkcs11:")?;
-                let parts: Vec<String> = attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let parts: Vec<String> =
+                    attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 f.write_str(&parts.join(";"))
             }
             KeyRef::YubiKey { serial, slot } => match serial {

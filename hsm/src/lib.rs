@@ -15,12 +15,14 @@ mod keyref;
 mod secret;
 mod signer;
 mod soft;
+mod verify;
 
 pub use algorithm::KeyAlgorithm;
 pub use error::Error;
 pub use keyref::KeyRef;
 pub use secret::{SecretSource, SecretString};
 pub use signer::{Health, Signer};
+pub use verify::verify;
 
 /// Opens the key named by `key_ref`, unlocking it with the secret from `secret`.
 ///
@@ -29,7 +31,11 @@ pub fn open(key_ref: &KeyRef, secret: &SecretSource) -> Result<Box<dyn Signer>, 
     match key_ref {
         KeyRef::Soft { path } => {
             let pass = secret.read()?;
-            Ok(Box::new(soft::SoftSigner::open(key_ref.clone(), path, &pass)?))
+            Ok(Box::new(soft::SoftSigner::open(
+                key_ref.clone(),
+                path,
+                &pass,
+            )?))
         }
         KeyRef::Pkcs11 { .. } => Err(Error::NotBuilt { backend: "pkcs11" }),
         KeyRef::YubiKey { .. } => Err(Error::NotBuilt { backend: "yubikey" }),

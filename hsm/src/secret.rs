@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
-pub use secrecy::SecretString;
 use secrecy::ExposeSecret;
+pub use secrecy::SecretString;
 
 use crate::Error;
 
@@ -24,10 +24,11 @@ impl SecretSource {
                 std::env::var(name).map_err(|_| Error::SecretEnvMissing { name: name.clone() })?
             }
             SecretSource::File(path) => {
-                let mut text = std::fs::read_to_string(path).map_err(|source| Error::SecretFile {
-                    path: path.clone(),
-                    source,
-                })?;
+                let mut text =
+                    std::fs::read_to_string(path).map_err(|source| Error::SecretFile {
+                        path: path.clone(),
+                        source,
+                    })?;
                 let first = text.lines().next().unwrap_or("").to_string();
                 zeroize::Zeroize::zeroize(&mut text);
                 first

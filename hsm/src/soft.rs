@@ -45,11 +45,17 @@ fn rng() -> UnwrapErr<SysRng> {
 /// Generates a private key and returns it as unencrypted PKCS#8 DER.
 fn generate_pkcs8(algorithm: KeyAlgorithm) -> Result<Zeroizing<Vec<u8>>, Error> {
     let doc = match algorithm {
-        KeyAlgorithm::EcdsaP256 => <p256::SecretKey as p256::elliptic_curve::Generate>::generate_from_rng(&mut rng())
-            .to_pkcs8_der()
-            .map_err(|e| Error::Generate(e.to_string()))?,
+        KeyAlgorithm::EcdsaP256 => {
+            <p256::SecretKey as p256::elliptic_curve::Generate>::generate_from_rng(&mut rng())
+                .to_pkcs8_der()
+                .map_err(|e| Error::Generate(e.to_string()))?
+        }
         KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 => {
-            let bits = if algorithm == KeyAlgorithm::Rsa2048 { 2048 } else { 3072 };
+            let bits = if algorithm == KeyAlgorithm::Rsa2048 {
+                2048
+            } else {
+                3072
+            };
             rsa::RsaPrivateKey::new(&mut rng(), bits)
                 .map_err(|e| Error::Generate(e.to_string()))?
                 .to_pkcs8_der()
@@ -74,10 +80,15 @@ fn key_from_pkcs8(path: &Path, der: &[u8]) -> Result<(KeyAlgorithm, Key, Vec<u8>
                 .verifying_key()
                 .to_public_key_der()
                 .map_err(|e| unsupported(e.to_string()))?;
-            Ok((KeyAlgorithm::EcdsaP256, Key::P256(sk), spki.as_bytes().to_vec()))
+            Ok((
+                KeyAlgorithm::EcdsaP256,
+                Key::P256(sk),
+                spki.as_bytes().to_vec(),
+            ))
         }
         RSA_OID => {
-            let sk = rsa::RsaPrivateKey::from_pkcs8_der(der).map_err(|e| unsupported(e.to_string()))?;
+            let sk =
+                rsa::RsaPrivateKey::from_pkcs8_der(der).map_err(|e| unsupported(e.to_string()))?;
             let algorithm = match sk.size() * 8 {
                 2048 => KeyAlgorithm::Rsa2048,
                 3072 => KeyAlgorithm::Rsa3072,
@@ -105,7 +116,8 @@ impl SoftSigner {
         passphrase: &SecretString,
     ) -> Result<Self, Error> {
         let der = generate_pkcs8(algorithm)?;
-        let info = pkcs8::PrivateKeyInfoRef::from_der(&der).map_err(|e| Error::Generate(e.to_string()))?;
+        let info =
+            pkcs8::PrivateKeyInfoRef::from_der(&der).map_err(|e| Error::Generate(e.to_string()))?;
         // PBES2 (scrypt + AES-256-CBC), readable by `openssl pkey`.
         let encrypted = info
             .encrypt_with_rng(&mut rng(), passphrase.expose_secret().as_bytes())
@@ -120,14 +132,19 @@ impl SoftSigner {
         })
     }
 
-    pub(crate) fn open(key_ref: KeyRef, path: &Path, passphrase: &SecretString) -> Result<Self, Error> {
+    pub(crate) fn open(
+        key_ref: KeyRef,
+        path: &Path,
+        passphrase: &SecretString,
+    ) -> Result<Self, Error> {
         let bytes = fs::read(path).map_err(|source| Error::KeyFileIo {
             path: path.to_path_buf(),
             source,
         })?;
-        let encrypted = EncryptedPrivateKeyInfoRef::from_der(&bytes).map_err(|_| Error::KeyLocked {
-            path: path.to_path_buf(),
-        })?;
+        let encrypted =
+            EncryptedPrivateKeyInfoRef::from_der(&bytes).map_err(|_| Error::KeyLocked {
+                path: path.to_path_buf(),
+            })?;
         let der = encrypted
             .decrypt(passphrase.expose_secret().as_bytes())
             .map_err(|_| Error::KeyLocked {
@@ -189,7 +206,8 @@ impl Signer for SoftSigner {
         };
         match &self.key {
             Key::P256(k) => {
-                let sig: p256::ecdsa::Signature = k.try_sign(message).map_err(|e| fail(e.to_string()))?;
+                let sig: p256::ecdsa::Signature =
+                    k.try_sign(message).map_err(|e| fail(e.to_string()))?;
                 Ok(sig.to_der().as_bytes().to_vec())
             }
             Key::Rsa(k) => {
@@ -277,7 +295,8 @@ mod tests {
             let sig = o.sign(b"hello").unwrap();
             match alg {
                 KeyAlgorithm::EcdsaP256 => {
-                    let vk = p256::ecdsa::VerifyingKey::from_public_key_der(o.public_key_der()).unwrap();
+                    let vk =
+                        p256::ecdsa::VerifyingKey::from_public_key_der(o.public_key_der()).unwrap();
                     let s = p256::ecdsa::Signature::from_der(&sig).unwrap();
                     vk.verify(b"hello", &s).unwrap();
                 }
@@ -294,7 +313,10 @@ mod tests {
                 Err(Error::KeyExists { .. })
             ));
             let wrong = SecretString::from("wrong".to_string());
-            assert!(matches!(SoftSigner::open(kr, &path, &wrong), Err(Error::KeyLocked { .. })));
+            assert!(matches!(
+                SoftSigner::open(kr, &path, &wrong),
+                Err(Error::KeyLocked { .. })
+            ));
         }
     }
 }

@@ -1,0 +1,778 @@
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use kxca_hsm::{KeyAlgorithm, KeyRef, SecretSource, Signer};
+use serde_json::json;
+use x509_cert::ext::pkix::KeyUsages;
+use zeroize::Zeroizing;
+
+use crate::clock::rfc3339;
+use crate::config::{CaConfig, CrlConfig, PublicationConfig, UnionConfig};
+use crate::crl::{self, CrlInput, CrlOutput, RevokedEntry};
+use crate::store::certificates::{self, CertificateRecord, InsertError, NewCertificate};
+use crate::store::{audit, authorities, crls, revocations};
+use crate::x509::{self, oids, DnAttr, TbsCertificate};
+use crate::{
+    generate_password, pkcs12, Authority, AuthorityRole, Clock, Config, Error, Holder, Home,
+    Password, Pkcs12Profile, Profiles, RevocationReason, Serial, Store,
+};
+
+/// How to create a new CA home.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub union_name: String,
+    pub union_code: String,
+    /// Algorithm of the root and issuing CA keys.
+    pub ca_key_algorithm: KeyAlgorithm,
+    /// Key references; `None` means a soft key under `<home>/keys/`.
+    pub root_key: Option<String>,
+    pub issuing_key: Option<String>,
+    /// Where the key passphrase (soft) or PIN (token) comes from.
+    pub key_secret: SecretSource,
+    /// Base URL of `kxca serve`, used for the CRL DP and AIA URLs.
+    pub base_url: String,
+    pub production: bool,
+    /// Policy files to install under `<home>/policies`, as (relative path, contents).
+    pub policies: Vec<(PathBuf, String)>,
+    pub root_common_name: String,
+    pub issuing_common_name: String,
+}
+
+/// A request for one office contact's certificate.
+#[derive(Debug, Clone)]
+pub struct IssueRequest {
+    pub profile: String,
+    pub holder: Holder,
+    /// `None`: the profile's default.
+    pub key_algorithm: Option<KeyAlgorithm>,
+    /// `None`: the profile's default.
+    pub pkcs12: Option<Pkcs12Profile>,
+}
+
+/// The result of issuance: the certificate and its PKCS#12. The password is
+/// set only when kxca generated it. Both secrets are wiped on drop.
+pub struct IssuedCertificate {
+    pub record: CertificateRecord,
+    pub der: Vec<u8>,
+    pub pkcs12: Zeroizing<Vec<u8>>,
+    pub pkcs12_profile: Pkcs12Profile,
+    pub generated_password: Option<Password>,
+}
+
+/// An open CA: its home, config, policies and store.
+pub struct Ca {
+    home: Home,
+    config: Config,
+    profiles: Profiles,
+    store: Store,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ca")
+            .field("home", &self.home)
+            .finish_non_exhaustive()
+    }
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    // Write-then-rename so a reader (nginx, the KX server) never sees half a file.
+    let tmp = path.with_extension("tmp~");
+    fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+pub(crate) fn pem(label: &str, der: &[u8]) -> String {
+    der::pem::encode_string(label, der::pem::LineEnding::LF, der).unwrap_or_default()
+}
+
+struct Built {
+    der: Vec<u8>,
+    not_before: i64,
+    not_after: i64,
+}
+
+/// Signs a TBS with `signer` and checks the signature before returning.
+fn sign_checked(signer: &dyn Signer, tbs: &[u8]) -> Result<Vec<u8>, Error> {
+    let sig = signer.sign(tbs)?;
+    kxca_hsm::verify(signer.algorithm(), signer.public_key_der(), tbs, &sig)?;
+    Ok(sig)
+}
+
+fn ca_certificate(
+    signer: &dyn Signer,
+    issuer: Option<(&[u8], &[u8])>,
+    subject_key: &dyn Signer,
+    subject: &[DnAttr<'_>],
+    path_len: u8,
+    not_before: i64,
+    days: u32,
+) -> Result<Built, Error> {
+    let not_after = not_before + i64::from(days) * 86_400;
+    let subject = x509::name(subject)?;
+    let ski = x509::key_id(subject_key.public_key_der())?;
+    let (issuer_name, aki) = match issuer {
+        Some((name_der, key_id)) => (
+            der::Decode::from_der(name_der).map_err(|e| Error::encoding("issuer", e))?,
+            key_id.to_vec(),
+        ),
+        None => (subject.clone(), ski.clone()),
+    };
+    let mut extensions = vec![
+        x509::basic_constraints(true, Some(path_len))?,
+        x509::key_usage(&[KeyUsages::KeyCertSign, KeyUsages::CRLSign], true)?,
+        x509::subject_key_id(&ski)?,
+    ];
+    if issuer.is_some() {
+        extensions.push(x509::authority_key_id(&aki)?);
+    }
+    let tbs = TbsCertificate {
+        version: 2,
+        serial_number: x509::serial_number(Serial::random().as_bytes())?,
+        signature: signer.algorithm().signature_algorithm(),
+        issuer: issuer_name,
+        validity: x509::validity(not_before, not_after)?,
+        subject,
+        subject_public_key_info: x509::spki(subject_key.public_key_der())?,
+        extensions,
+    };
+    let tbs = x509::enc("CA TBS", &tbs)?;
+    let sig = sign_checked(signer, &tbs)?;
+    Ok(Built {
+        der: x509::assemble(&tbs, signer.algorithm().signature_algorithm(), &sig)?,
+        not_before,
+        not_after,
+    })
+}
+
+impl Ca {
+    /// Creates a CA home: config, policies, database, keys and the two-tier
+    /// hierarchy. On failure removes what it created.
+    pub fn init(home: Home, options: InitOptions, actor: &str, clock: Clock) -> Result<Ca, Error> {
+        if home.config().exists() {
+            return Err(Error::AlreadyInitialized {
+                path: home.root().to_path_buf(),
+            });
+        }
+        let existed = home.root().exists()
+            && fs::read_dir(home.root())
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(true);
+        if existed {
+            return Err(Error::AlreadyInitialized {
+                path: home.root().to_path_buf(),
+            });
+        }
+        match Self::init_inner(&home, options, actor, clock) {
+            Ok(ca) => Ok(ca),
+            Err(e) => {
+                // Only ever removes a directory this call found empty or absent.
+                let _ = fs::remove_dir_all(home.root());
+                Err(e)
+            }
+        }
+    }
+
+    fn init_inner(home: &Home, o: InitOptions, actor: &str, clock: Clock) -> Result<Ca, Error> {
+        for dir in [
+            home.root().to_path_buf(),
+            home.keys(),
+            home.policies(),
+            home.ca_dir(),
+            home.crl_dir(),
+            home.issued_dir(),
+        ] {
+            fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for dir in [home.keys(), home.issued_dir()] {
+                fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+                    .map_err(|e| Error::io(&dir, e))?;
+            }
+        }
+        for (rel, text) in &o.policies {
+            let path = home.policies().join(rel);
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            }
+            fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+        }
+        let soft = |name: &str| format!("soft:{}", home.keys().join(name).display());
+        let base = o.base_url.trim_end_matches('/').to_string();
+        let (key_secret_env, key_secret_file) = match &o.key_secret {
+            SecretSource::Env(n) => (Some(n.clone()), None),
+            SecretSource::File(p) => (None, Some(p.clone())),
+        };
+        let config = Config {
+            production: o.production,
+            union: UnionConfig {
+                name: o.union_name.clone(),
+                code: o.union_code.clone(),
+            },
+            ca: CaConfig {
+                root_key: o.root_key.clone().unwrap_or_else(|| soft("root.p8")),
+                issuing_key: o
+                    .issuing_key
+                    .clone()
+                    .unwrap_or_else(|| soft("issuing-1.p8")),
+                key_secret_env,
+                key_secret_file,
+                root_common_name: o.root_common_name.clone(),
+                issuing_common_name: o.issuing_common_name.clone(),
+                root_validity_days: 7305,
+                issuing_validity_days: 3652,
+            },
+            publication: PublicationConfig {
+                crl_url: format!("{base}/crl/issuing-1.crl"),
+                ocsp_url: format!("{base}/ocsp"),
+                ca_issuers_url: format!("{base}/ca/issuing-1.cer"),
+            },
+            crl: CrlConfig::default(),
+        };
+        let header =
+            "# kxca configuration. Written by `kxca init`; reviewed by the security officers.\n\n";
+        fs::write(home.config(), format!("{header}{}", config.to_toml()))
+            .map_err(|e| Error::io(home.config(), e))?;
+        // Load it back: the file on disk is what counts (and production rules apply).
+        let config = Config::load(&home.config())?;
+        let profiles = Profiles::load(&home.policies())?;
+        let secret = config.key_secret();
+        let root_ref = config.key_ref(AuthorityRole::Root)?;
+        let issuing_ref = config.key_ref(AuthorityRole::Issuing)?;
+        let open_or_generate = |r: &KeyRef| -> Result<Box<dyn Signer>, Error> {
+            Ok(match r {
+                KeyRef::Soft { .. } => kxca_hsm::generate(r, o.ca_key_algorithm, &secret)?,
+                // Token keys are made in a recorded ceremony (`kxca key generate`), not here.
+                _ => kxca_hsm::open(r, &secret)?,
+            })
+        };
+        let root_key = open_or_generate(&root_ref)?;
+        let issuing_key = open_or_generate(&issuing_ref)?;
+
+        let now = clock.now();
+        let union = o.union_name.as_str();
+        let root = ca_certificate(
+            root_key.as_ref(),
+            None,
+            root_key.as_ref(),
+            &[
+                DnAttr::Country("JP"),
+                DnAttr::Organization(union),
+                DnAttr::CommonName(&config.ca.root_common_name),
+            ],
+            1,
+            now,
+            config.ca.root_validity_days,
+        )?;
+        let root_subject = x509::subject_der(&root.der)?;
+        let root_key_id = x509::key_id(root_key.public_key_der())?;
+        let issuing = ca_certificate(
+            root_key.as_ref(),
+            Some((&root_subject, &root_key_id)),
+            issuing_key.as_ref(),
+            &[
+                DnAttr::Country("JP"),
+                DnAttr::Organization(union),
+                DnAttr::CommonName(&config.ca.issuing_common_name),
+            ],
+            0,
+            now,
+            config.ca.issuing_validity_days,
+        )?;
+        let issuing_subject = x509::subject_der(&issuing.der)?;
+        let issuing_key_id = x509::key_id(issuing_key.public_key_der())?;
+
+        let mut store = Store::open(&home.database(), true)?;
+        store.write(|tx| {
+            let root_id = authorities::insert(
+                tx,
+                &authorities::NewAuthority {
+                    name: "root",
+                    role: AuthorityRole::Root,
+                    parent_id: None,
+                    key_ref: &config.ca.root_key,
+                    certificate: &root.der,
+                    subject_der: &root_subject,
+                    spki: root_key.public_key_der(),
+                    key_id: &root_key_id,
+                    not_before: root.not_before,
+                    not_after: root.not_after,
+                },
+                now,
+            )?;
+            authorities::insert(
+                tx,
+                &authorities::NewAuthority {
+                    name: "issuing-1",
+                    role: AuthorityRole::Issuing,
+                    parent_id: Some(root_id),
+                    key_ref: &config.ca.issuing_key,
+                    certificate: &issuing.der,
+                    subject_der: &issuing_subject,
+                    spki: issuing_key.public_key_der(),
+                    key_id: &issuing_key_id,
+                    not_before: issuing.not_before,
+                    not_after: issuing.not_after,
+                },
+                now,
+            )?;
+            audit::append(
+                tx,
+                now,
+                actor,
+                "ca.init",
+                None,
+                json!({
+                    "union": union,
+                    "root_key": config.ca.root_key,
+                    "issuing_key": config.ca.issuing_key,
+                    "algorithm": o.ca_key_algorithm.name(),
+                    "production": config.production,
+                }),
+            )
+        })?;
+        write_file(
+            &home.ca_dir().join("root.pem"),
+            pem("CERTIFICATE", &root.der).as_bytes(),
+        )?;
+        write_file(&home.ca_dir().join("root.cer"), &root.der)?;
+        write_file(
+            &home.ca_dir().join("issuing-1.pem"),
+            pem("CERTIFICATE", &issuing.der).as_bytes(),
+        )?;
+        write_file(&home.ca_dir().join("issuing-1.cer"), &issuing.der)?;
+        let _ = profiles;
+        Ca::open(home.clone(), clock)
+    }
+
+    /// Opens an existing home. Does not touch any key.
+    pub fn open(home: Home, clock: Clock) -> Result<Ca, Error> {
+        let config = Config::load(&home.config())?;
+        let profiles = Profiles::load(&home.policies())?;
+        let store = Store::open(&home.database(), false)?;
+        Ok(Ca {
+            home,
+            config,
+            profiles,
+            store,
+            clock,
+        })
+    }
+
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    pub fn profiles(&self) -> &Profiles {
+        &self.profiles
+    }
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+    pub fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The active authority of a role.
+    pub fn authority(&self, role: AuthorityRole) -> Result<Authority, Error> {
+        authorities::active(self.store.conn(), role)
+    }
+
+    /// Every authority the store knows, current and previous.
+    pub fn authorities(&self) -> Result<Vec<Authority>, Error> {
+        authorities::all(self.store.conn())
+    }
+
+    /// Opens the signer of an authority, checking it matches the stored certificate.
+    pub fn signer(&self, authority: &Authority) -> Result<Box<dyn Signer>, Error> {
+        let key_ref: KeyRef = authority.key_ref.parse()?;
+        if self.config.production && key_ref.is_soft() {
+            return Err(Error::SoftKeyInProduction {
+                path: self.home.config(),
+                role: authority.role.as_str().to_string(),
+                key_ref: authority.key_ref.clone(),
+            });
+        }
+        let signer = kxca_hsm::open(&key_ref, &self.config.key_secret())?;
+        if signer.public_key_der() != authority.spki.as_slice() {
+            return Err(Error::Config {
+                path: self.home.config(),
+                message: format!(
+                    "key {} does not match the public key of CA certificate {:?}",
+                    authority.key_ref, authority.name
+                ),
+            });
+        }
+        Ok(signer)
+    }
+
+    /// Issues one office contact's certificate and packages it with its new key.
+    ///
+    /// `password`: the PKCS#12 password chosen by the operator, or `None` to
+    /// generate one (returned in `generated_password`).
+    pub fn issue(
+        &mut self,
+        request: &IssueRequest,
+        password: Option<Password>,
+        actor: &str,
+    ) -> Result<IssuedCertificate, Error> {
+        let profile = self.profiles.get(&request.profile)?.clone();
+        request.holder.check(&profile)?;
+        let algorithm = request.key_algorithm.unwrap_or(profile.default_key);
+        if !profile.allowed_keys.contains(&algorithm) {
+            return Err(Error::field(
+                "key",
+                format!(
+                    "{algorithm} is not allowed by profile {} (allowed: {})",
+                    profile.name,
+                    profile
+                        .allowed_keys
+                        .iter()
+                        .map(|a| a.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        let certificate_id = profile
+            .certificate_id
+            .render(|c| request.holder.code(c).to_string())
+            .map_err(|m| Error::field("certificate_id", m))?;
+        let issuer = self.authority(AuthorityRole::Issuing)?;
+        let root = self.authority(AuthorityRole::Root)?;
+        let signer = self.signer(&issuer)?;
+        let p12_profile = request.pkcs12.unwrap_or(profile.pkcs12_default);
+
+        let union_name = self.config.union.name.clone();
+        let mut subject_attrs = vec![
+            DnAttr::Country(&profile.country),
+            DnAttr::Organization(&union_name),
+        ];
+        let ous: Vec<String> = profile
+            .organizational_units
+            .iter()
+            .map(|c| request.holder.code(*c).to_string())
+            .collect();
+        for ou in &ous {
+            if !ou.is_empty() {
+                subject_attrs.push(DnAttr::OrganizationalUnit(ou));
+            }
+        }
+        subject_attrs.push(DnAttr::CommonName(&certificate_id));
+        let subject = x509::name(&subject_attrs)?;
+        let subject_text = format!(
+            "C={}, O={}, {}CN={}",
+            profile.country,
+            union_name,
+            ous.iter()
+                .filter(|o| !o.is_empty())
+                .map(|o| format!("OU={o}, "))
+                .collect::<String>(),
+            certificate_id
+        );
+
+        let key = kxca_hsm::EphemeralKey::generate(algorithm)?;
+        let now = self.clock.now();
+        let not_before = now - i64::from(profile.backdate_minutes) * 60;
+        let not_after =
+            (not_before + i64::from(profile.validity_days) * 86_400).min(issuer.not_after);
+
+        let ext = &profile.extensions;
+        let mut extensions = vec![x509::basic_constraints(false, None)?];
+        let mut ku = Vec::new();
+        if ext.key_usage_digital_signature {
+            ku.push(KeyUsages::DigitalSignature);
+        }
+        if ext.key_usage_key_encipherment {
+            ku.push(KeyUsages::KeyEncipherment);
+        }
+        extensions.push(x509::key_usage(&ku, ext.key_usage_critical)?);
+        let mut eku = Vec::new();
+        if ext.eku_client_auth {
+            eku.push(oids::KP_CLIENT_AUTH);
+        }
+        if ext.eku_email_protection {
+            eku.push(oids::KP_EMAIL_PROTECTION);
+        }
+        if !eku.is_empty() {
+            extensions.push(x509::extended_key_usage(eku)?);
+        }
+        extensions.push(x509::subject_key_id(&x509::key_id(key.public_key_der())?)?);
+        extensions.push(x509::authority_key_id(&issuer.key_id)?);
+        if ext.crl_distribution_point {
+            extensions.push(x509::crl_distribution_point(
+                &self.config.publication.crl_url,
+            )?);
+        }
+        if ext.authority_info_access {
+            extensions.push(x509::authority_info_access(
+                &self.config.publication.ocsp_url,
+                &self.config.publication.ca_issuers_url,
+            )?);
+        }
+        if ext.email_in_subject_alt_name {
+            extensions.push(x509::subject_alt_name_email(&request.holder.email)?);
+        }
+        let issuer_name: der::asn1::Any =
+            der::Decode::from_der(&issuer.subject_der).map_err(|e| Error::encoding("issuer", e))?;
+
+        // Record before signing; draw a new serial on the (astronomically rare) collision.
+        let mut attempt = 0;
+        let (row_id, serial, tbs) = loop {
+            attempt += 1;
+            let serial = Serial::random();
+            let tbs = TbsCertificate {
+                version: 2,
+                serial_number: x509::serial_number(serial.as_bytes())?,
+                signature: signer.algorithm().signature_algorithm(),
+                issuer: issuer_name.clone(),
+                validity: x509::validity(not_before, not_after)?,
+                subject: subject.clone(),
+                subject_public_key_info: x509::spki(key.public_key_der())?,
+                extensions: extensions.clone(),
+            };
+            let tbs = x509::enc("TBS certificate", &tbs)?;
+            let serial_hex = serial.to_hex();
+            let new = NewCertificate {
+                serial: &serial_hex,
+                authority_id: issuer.id,
+                profile: &profile.name,
+                certificate_id: &certificate_id,
+                subject: &subject_text,
+                email: &request.holder.email,
+                holder: &request.holder,
+                key_algorithm: algorithm.name(),
+                not_before,
+                not_after,
+                tbs: &tbs,
+            };
+            let result = self.store.write(|tx| match certificates::insert_pending(tx, &new, now) {
+                Ok(id) => {
+                    audit::append(
+                        tx,
+                        now,
+                        actor,
+                        "certificate.prepare",
+                        Some(&serial_hex),
+                        json!({"certificate_id": certificate_id, "profile": profile.name, "email": request.holder.email}),
+                    )?;
+                    Ok(Some(id))
+                }
+                Err(InsertError::SerialCollision) => Ok(None),
+                Err(InsertError::Other(e)) => Err(e),
+            })?;
+            match result {
+                Some(id) => break (id, serial, tbs),
+                None if attempt < 5 => continue,
+                None => {
+                    return Err(Error::Database {
+                        path: self.store.path().to_path_buf(),
+                        message: "five serial number collisions in a row; is the RNG broken?"
+                            .to_string(),
+                    })
+                }
+            }
+        };
+        let serial_hex = serial.to_hex();
+        let signature = match sign_checked(signer.as_ref(), &tbs) {
+            Ok(s) => s,
+            Err(e) => {
+                let reason = e.to_string();
+                self.store.write(|tx| {
+                    certificates::mark_failed(tx, row_id)?;
+                    audit::append(
+                        tx,
+                        self.clock.now(),
+                        actor,
+                        "certificate.sign_failed",
+                        Some(&serial_hex),
+                        json!({"error": reason}),
+                    )
+                })?;
+                return Err(e);
+            }
+        };
+        let der = x509::assemble(&tbs, signer.algorithm().signature_algorithm(), &signature)?;
+        // Parse back as a last structural check before the certificate leaves.
+        <x509_cert::Certificate as der::Decode>::from_der(&der)
+            .map_err(|e| Error::encoding("issued certificate", e))?;
+
+        let (password, generated) = match password {
+            Some(p) => (p, false),
+            None => (generate_password(), true),
+        };
+        let chain: [&[u8]; 3] = [&der, &issuer.certificate, &root.certificate];
+        let p12 = pkcs12::package(
+            key.pkcs8_der(),
+            &chain,
+            &certificate_id,
+            &password,
+            p12_profile,
+            profile.pkcs12_iterations,
+        )?;
+        drop(key);
+
+        let issued_at = self.clock.now();
+        self.store.write(|tx| {
+            certificates::mark_issued(tx, row_id, &der, issued_at)?;
+            audit::append(
+                tx,
+                issued_at,
+                actor,
+                "certificate.issue",
+                Some(&serial_hex),
+                json!({"certificate_id": certificate_id, "not_after": rfc3339(not_after), "pkcs12": p12_profile.to_string(), "key": algorithm.name()}),
+            )
+        })?;
+        let record = certificates::by_serial(self.store.conn(), &serial_hex)?.ok_or_else(|| {
+            Error::UnknownSerial {
+                serial: serial_hex.clone(),
+            }
+        })?;
+        tracing::info!(serial = %serial_hex, certificate_id = %certificate_id, "certificate issued");
+        Ok(IssuedCertificate {
+            record,
+            der,
+            pkcs12: p12,
+            pkcs12_profile: p12_profile,
+            generated_password: if generated { Some(password) } else { None },
+        })
+    }
+
+    /// Revokes an issued certificate. Unknown, unissued or already revoked
+    /// serials are errors that change nothing.
+    pub fn revoke(
+        &mut self,
+        serial: &Serial,
+        reason: RevocationReason,
+        actor: &str,
+    ) -> Result<CertificateRecord, Error> {
+        let serial_hex = serial.to_hex();
+        let now = self.clock.now();
+        self.store.write(|tx| {
+            let record =
+                certificates::by_serial(tx, &serial_hex)?.ok_or_else(|| Error::UnknownSerial {
+                    serial: serial_hex.clone(),
+                })?;
+            if record.state != certificates::CertificateState::Issued {
+                return Err(Error::NotIssued {
+                    serial: serial_hex.clone(),
+                    state: record.state.as_str().to_string(),
+                });
+            }
+            if let Some(r) = &record.revocation {
+                return Err(Error::AlreadyRevoked {
+                    serial: serial_hex.clone(),
+                    reason: r.reason.clone(),
+                    at: rfc3339(r.revoked_at),
+                });
+            }
+            revocations::insert(tx, record.id, now, reason, actor)?;
+            audit::append(
+                tx,
+                now,
+                actor,
+                "certificate.revoke",
+                Some(&serial_hex),
+                json!({"reason": reason.name(), "certificate_id": record.certificate_id}),
+            )?;
+            Ok(())
+        })?;
+        tracing::info!(serial = %serial_hex, reason = %reason, "certificate revoked");
+        certificates::by_serial(self.store.conn(), &serial_hex)?
+            .ok_or(Error::UnknownSerial { serial: serial_hex })
+    }
+
+    /// Signs a new CRL for the active issuing CA, stores it and writes
+    /// `<home>/crl/<name>.crl` (DER) and `.pem`.
+    pub fn generate_crl(&mut self, actor: &str) -> Result<(Authority, CrlOutput), Error> {
+        let issuer = self.authority(AuthorityRole::Issuing)?;
+        let signer = self.signer(&issuer)?;
+        self.generate_crl_with(&issuer, signer.as_ref(), actor)
+    }
+
+    /// As [`Ca::generate_crl`], for a given authority and an already open signer
+    /// (the revocation service keeps its signer open).
+    pub fn generate_crl_with(
+        &mut self,
+        issuer: &Authority,
+        signer: &dyn Signer,
+        actor: &str,
+    ) -> Result<(Authority, CrlOutput), Error> {
+        let now = self.clock.now();
+        let hours = i64::from(self.config.crl.validity_hours);
+        let out = self.store.write(|tx| {
+            let number = crls::next_number(tx, issuer.id)?;
+            let mut entries = Vec::new();
+            revocations::for_each_revoked(tx, issuer.id, now, |serial, at, reason| {
+                entries.push(RevokedEntry {
+                    serial: hex::decode(serial).map_err(|e| Error::encoding("stored serial", e))?,
+                    revoked_at: at,
+                    reason,
+                });
+                Ok(())
+            })?;
+            let input = CrlInput {
+                issuer_der: &issuer.subject_der,
+                authority_key_id: &issuer.key_id,
+                number: number as u64,
+                this_update: now,
+                next_update: now + hours * 3600,
+                signature_algorithm: signer.algorithm().signature_algorithm(),
+            };
+            let out = crl::build(&input, entries, |tbs| sign_checked(signer, tbs))?;
+            crls::insert(
+                tx,
+                issuer.id,
+                number,
+                out.this_update,
+                out.next_update,
+                out.entries as i64,
+                &out.der,
+            )?;
+            audit::append(
+                tx,
+                now,
+                actor,
+                "crl.sign",
+                None,
+                json!({"authority": issuer.name, "number": number, "entries": out.entries}),
+            )?;
+            Ok(out)
+        })?;
+        write_file(
+            &self.home.crl_dir().join(format!("{}.crl", issuer.name)),
+            &out.der,
+        )?;
+        write_file(
+            &self.home.crl_dir().join(format!("{}.pem", issuer.name)),
+            pem("X509 CRL", &out.der).as_bytes(),
+        )?;
+        tracing::info!(authority = %issuer.name, number = out.number, entries = out.entries, "CRL signed");
+        Ok((issuer.clone(), out))
+    }
+
+    pub fn certificate(&self, serial: &Serial) -> Result<CertificateRecord, Error> {
+        certificates::by_serial(self.store.conn(), &serial.to_hex())?.ok_or_else(|| {
+            Error::UnknownSerial {
+                serial: serial.to_hex(),
+            }
+        })
+    }
+
+    pub fn certificates(&self, limit: i64) -> Result<Vec<CertificateRecord>, Error> {
+        certificates::list(self.store.conn(), limit)
+    }
+
+    pub fn audit(&self, limit: i64) -> Result<Vec<audit::AuditEvent>, Error> {
+        audit::list(self.store.conn(), limit)
+    }
+}

@@ -1,0 +1,176 @@
+use std::path::{Path, PathBuf};
+
+use kxca_hsm::{KeyRef, SecretSource};
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// `kxca.toml`: what this CA is and where its keys live.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// A production CA refuses `soft` keys.
+    #[serde(default)]
+    pub production: bool,
+    pub union: UnionConfig,
+    pub ca: CaConfig,
+    pub publication: PublicationConfig,
+    #[serde(default)]
+    pub crl: CrlConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnionConfig {
+    /// e.g. 全国設計事務所健康保険組合; goes in O= as UTF8String.
+    pub name: String,
+    /// e.g. 26276
+    pub code: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaConfig {
+    pub root_key: String,
+    pub issuing_key: String,
+    /// Environment variable holding the key passphrase or PIN.
+    #[serde(default)]
+    pub key_secret_env: Option<String>,
+    /// File holding the key passphrase or PIN (first line).
+    #[serde(default)]
+    pub key_secret_file: Option<PathBuf>,
+    pub root_common_name: String,
+    pub issuing_common_name: String,
+    /// Days of validity of the root and issuing CA certificates.
+    #[serde(default = "default_root_days")]
+    pub root_validity_days: u32,
+    #[serde(default = "default_issuing_days")]
+    pub issuing_validity_days: u32,
+}
+
+fn default_root_days() -> u32 {
+    7305
+}
+fn default_issuing_days() -> u32 {
+    3652
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicationConfig {
+    /// The CRL distribution point URL put in issued certificates.
+    pub crl_url: String,
+    /// The OCSP responder URL put in AIA.
+    pub ocsp_url: String,
+    /// The caIssuers URL put in AIA.
+    pub ca_issuers_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrlConfig {
+    /// Hours between thisUpdate and nextUpdate.
+    #[serde(default = "default_crl_hours")]
+    pub validity_hours: u32,
+}
+
+impl Default for CrlConfig {
+    fn default() -> Self {
+        CrlConfig {
+            validity_hours: default_crl_hours(),
+        }
+    }
+}
+
+fn default_crl_hours() -> u32 {
+    168
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::NotInitialized {
+                    path: path.parent().unwrap_or(path).to_path_buf(),
+                }
+            } else {
+                Error::io(path, e)
+            }
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            message: e.to_string().trim().replace('\n', " "),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    pub fn to_toml(&self) -> String {
+        // Serialising plain structs of strings and numbers cannot fail.
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), Error> {
+        let bad = |message: String| Error::Config {
+            path: path.to_path_buf(),
+            message,
+        };
+        for (role, key) in [
+            ("root", &self.ca.root_key),
+            ("issuing", &self.ca.issuing_key),
+        ] {
+            let key_ref: KeyRef = key
+                .parse()
+                .map_err(|e: kxca_hsm::Error| bad(format!("ca.{role}_key: {e}")))?;
+            if self.production && key_ref.is_soft() {
+                return Err(Error::SoftKeyInProduction {
+                    path: path.to_path_buf(),
+                    role: role.to_string(),
+                    key_ref: key.clone(),
+                });
+            }
+        }
+        if self.ca.key_secret_env.is_some() == self.ca.key_secret_file.is_some() {
+            return Err(bad(
+                "ca: set exactly one of key_secret_env or key_secret_file".to_string(),
+            ));
+        }
+        for (field, url) in [
+            ("publication.crl_url", &self.publication.crl_url),
+            ("publication.ocsp_url", &self.publication.ocsp_url),
+            (
+                "publication.ca_issuers_url",
+                &self.publication.ca_issuers_url,
+            ),
+        ] {
+            if !(url.starts_with("http://") && url.is_ascii() && url.len() > 7) {
+                // RFC 5280 4.2.1.13: CRL DPs and AIA are fetched over plain HTTP.
+                return Err(bad(format!("{field}: {url:?} must be an http:// URL")));
+            }
+        }
+        if self.union.name.trim().is_empty() {
+            return Err(bad("union.name is empty".to_string()));
+        }
+        if self.crl.validity_hours == 0 {
+            return Err(bad("crl.validity_hours must be at least 1".to_string()));
+        }
+        Ok(())
+    }
+
+    /// Where the CA key secret comes from.
+    pub fn key_secret(&self) -> SecretSource {
+        match (&self.ca.key_secret_env, &self.ca.key_secret_file) {
+            (_, Some(file)) => SecretSource::File(file.clone()),
+            (Some(env), None) => SecretSource::Env(env.clone()),
+            (None, None) => SecretSource::Env("KXCA_KEY_PASSPHRASE".to_string()),
+        }
+    }
+
+    pub fn key_ref(&self, role: crate::AuthorityRole) -> Result<KeyRef, Error> {
+        let s = match role {
+            crate::AuthorityRole::Root => &self.ca.root_key,
+            crate::AuthorityRole::Issuing => &self.ca.issuing_key,
+        };
+        Ok(s.parse()?)
+    }
+}

@@ -1,0 +1,80 @@
+use std::path::PathBuf;
+
+/// What went wrong in the CA. Each variant names the file, field or serial
+/// it concerns; none carries secret material.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Config { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Policy { path: PathBuf, message: String },
+    #[error("unknown certificate profile {name:?} (known: {known})")]
+    UnknownProfile { name: String, known: String },
+    #[error("field {field}: {message}")]
+    InvalidField { field: String, message: String },
+    #[error("{path} already holds a kxca home (kxca.toml exists); refusing to overwrite it")]
+    AlreadyInitialized { path: PathBuf },
+    #[error(
+        "{path} is not a kxca home (no kxca.toml): run `kxca init` first or set --home / KXCA_HOME"
+    )]
+    NotInitialized { path: PathBuf },
+    #[error("production = true in {path} but the {role} CA key is a soft key ({key_ref}); production keys must live in an HSM or YubiKey")]
+    SoftKeyInProduction {
+        path: PathBuf,
+        role: String,
+        key_ref: String,
+    },
+    #[error("database {path}: {message}")]
+    Database { path: PathBuf, message: String },
+    #[error("no certificate with serial {serial} in the store")]
+    UnknownSerial { serial: String },
+    #[error("certificate {serial} is already revoked (reason {reason}, at {at})")]
+    AlreadyRevoked {
+        serial: String,
+        reason: String,
+        at: String,
+    },
+    #[error("certificate {serial} was never issued (state {state}); nothing to revoke")]
+    NotIssued { serial: String, state: String },
+    #[error("invalid serial number {serial:?}: {message}")]
+    InvalidSerial { serial: String, message: String },
+    #[error("unknown revocation reason {0:?} (one of: unspecified, keyCompromise, cACompromise, affiliationChanged, superseded, cessationOfOperation, certificateHold, privilegeWithdrawn, aACompromise)")]
+    UnknownReason(String),
+    #[error("key: {0}")]
+    Key(#[from] kxca_hsm::Error),
+    #[error("encoding {what}: {message}")]
+    Encoding { what: String, message: String },
+    #[error("PKCS#12 packaging failed: {0}")]
+    Pkcs12(String),
+    #[error("password: {0}")]
+    Password(String),
+    #[error("no active {role} CA in the store")]
+    NoAuthority { role: String },
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+    pub(crate) fn encoding(what: &str, e: impl std::fmt::Display) -> Self {
+        Error::Encoding {
+            what: what.to_string(),
+            message: e.to_string(),
+        }
+    }
+    pub(crate) fn field(field: &str, message: impl Into<String>) -> Self {
+        Error::InvalidField {
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! The `certificates` table. A row is written `pending` with its TBS bytes
+//! before the signer is called, and moved to `issued` with the signed DER
+//! after: a crash in between leaves a record, never an unknown certificate.
+
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+use serde::Serialize;
+
+use super::sql;
+use crate::{Error, Holder, RevocationReason};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CertificateState {
+    /// Recorded, not (yet) signed.
+    Pending,
+    Issued,
+    /// The signer refused; the TBS was never signed.
+    Failed,
+}
+
+impl CertificateState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertificateState::Pending => "pending",
+            CertificateState::Issued => "issued",
+            CertificateState::Failed => "failed",
+        }
+    }
+    fn parse(s: &str) -> CertificateState {
+        match s {
+            "issued" => CertificateState::Issued,
+            "failed" => CertificateState::Failed,
+            _ => CertificateState::Pending,
+        }
+    }
+}
+
+/// What the store knows of one certificate.
+#[derive(Debug, Clone, Serialize)]
+pub struct CertificateRecord {
+    #[serde(skip)]
+    pub id: i64,
+    pub serial: String,
+    pub authority_id: i64,
+    pub profile: String,
+    pub certificate_id: String,
+    pub subject: String,
+    pub email: String,
+    pub holder: Holder,
+    pub key_algorithm: String,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub state: CertificateState,
+    #[serde(skip)]
+    pub der: Option<Vec<u8>>,
+    pub created_at: i64,
+    pub issued_at: Option<i64>,
+    pub revocation: Option<RevocationInfo>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RevocationInfo {
+    pub revoked_at: i64,
+    pub reason: String,
+    #[serde(skip)]
+    pub reason_code: u8,
+    pub actor: String,
+}
+
+const SELECT: &str = "SELECT c.id, c.serial, c.authority_id, c.profile, c.certificate_id, c.subject, c.email, c.holder,
+        c.key_algorithm, c.not_before, c.not_after, c.state, c.der, c.created_at, c.issued_at,
+        r.revoked_at, r.reason, r.actor
+    FROM certificates c LEFT JOIN revocations r ON r.certificate = c.id";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<CertificateRecord> {
+    let holder: String = r.get(7)?;
+    let state: String = r.get(11)?;
+    let revoked_at: Option<i64> = r.get(15)?;
+    let revocation = match revoked_at {
+        Some(at) => {
+            let code: i64 = r.get(16)?;
+            let reason = RevocationReason::from_code(code).unwrap_or(RevocationReason::Unspecified);
+            Some(RevocationInfo {
+                revoked_at: at,
+                reason: reason.name().to_string(),
+                reason_code: reason.code(),
+                actor: r.get(17)?,
+            })
+        }
+        None => None,
+    };
+    Ok(CertificateRecord {
+        id: r.get(0)?,
+        serial: r.get(1)?,
+        authority_id: r.get(2)?,
+        profile: r.get(3)?,
+        certificate_id: r.get(4)?,
+        subject: r.get(5)?,
+        email: r.get(6)?,
+        holder: serde_json::from_str(&holder).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        key_algorithm: r.get(8)?,
+        not_before: r.get(9)?,
+        not_after: r.get(10)?,
+        state: CertificateState::parse(&state),
+        der: r.get(12)?,
+        created_at: r.get(13)?,
+        issued_at: r.get(14)?,
+        revocation,
+    })
+}
+
+pub(crate) struct NewCertificate<'a> {
+    pub serial: &'a str,
+    pub authority_id: i64,
+    pub profile: &'a str,
+    pub certificate_id: &'a str,
+    pub subject: &'a str,
+    pub email: &'a str,
+    pub holder: &'a Holder,
+    pub key_algorithm: &'a str,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub tbs: &'a [u8],
+}
+
+/// Records a to-be-signed certificate. Fails with a UNIQUE violation on a
+/// serial collision (the caller draws a new serial and retries).
+pub(crate) fn insert_pending(
+    tx: &Transaction<'_>,
+    c: &NewCertificate<'_>,
+    now: i64,
+) -> Result<i64, InsertError> {
+    let holder = serde_json::to_string(c.holder)
+        .map_err(|e| InsertError::Other(crate::Error::encoding("holder", e)))?;
+    match tx.execute(
+        "INSERT INTO certificates (serial, authority_id, profile, certificate_id, subject, email, holder, key_algorithm, not_before, not_after, state, tbs, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', ?11, ?12)",
+        params![c.serial, c.authority_id, c.profile, c.certificate_id, c.subject, c.email, holder, c.key_algorithm, c.not_before, c.not_after, c.tbs, now],
+    ) {
+        Ok(_) => Ok(tx.last_insert_rowid()),
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE => {
+            Err(InsertError::SerialCollision)
+        }
+        Err(e) => Err(InsertError::Other(sql(e))),
+    }
+}
+
+pub(crate) enum InsertError {
+    SerialCollision,
+    Other(Error),
+}
+
+pub(crate) fn mark_issued(
+    tx: &Transaction<'_>,
+    id: i64,
+    der: &[u8],
+    now: i64,
+) -> Result<(), Error> {
+    let n = tx
+        .execute(
+            "UPDATE certificates SET state = 'issued', der = ?2, issued_at = ?3 WHERE id = ?1 AND state = 'pending'",
+            params![id, der, now],
+        )
+        .map_err(sql)?;
+    if n != 1 {
+        return Err(Error::Database {
+            path: "kxca.db".into(),
+            message: format!("certificate row {id} was not pending"),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn mark_failed(tx: &Transaction<'_>, id: i64) -> Result<(), Error> {
+    tx.execute(
+        "UPDATE certificates SET state = 'failed' WHERE id = ?1 AND state = 'pending'",
+        params![id],
+    )
+    .map_err(sql)?;
+    Ok(())
+}
+
+pub fn by_serial(conn: &Connection, serial: &str) -> Result<Option<CertificateRecord>, Error> {
+    conn.query_row(&format!("{SELECT} WHERE c.serial = ?1"), [serial], from_row)
+        .optional()
+        .map_err(sql)
+}
+
+/// Certificates, newest first; `limit` bounds the list.
+pub fn list(conn: &Connection, limit: i64) -> Result<Vec<CertificateRecord>, Error> {
+    let mut stmt = conn
+        .prepare(&format!("{SELECT} ORDER BY c.id DESC LIMIT ?1"))
+        .map_err(sql)?;
+    let rows = stmt.query_map([limit], from_row).map_err(sql)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+}
+
+/// Issued certificates of an office contact (same certificate id).
+pub fn by_certificate_id(
+    conn: &Connection,
+    certificate_id: &str,
+) -> Result<Vec<CertificateRecord>, Error> {
+    let mut stmt = conn
+        .prepare(&format!(
+            "{SELECT} WHERE c.certificate_id = ?1 ORDER BY c.id"
+        ))
+        .map_err(sql)?;
+    let rows = stmt.query_map([certificate_id], from_row).map_err(sql)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+}

@@ -1,0 +1,139 @@
+use rusqlite::params;
+
+use super::Store;
+use crate::Error;
+
+/// One numbered schema change. Never edit a released migration: add one.
+pub struct Migration {
+    pub version: i64,
+    pub description: &'static str,
+    pub sql: &'static str,
+}
+
+pub(super) const CA: &[Migration] = &[Migration {
+    version: 1,
+    description: "authorities, certificates, revocations, CRLs, audit",
+    sql: r#"
+CREATE TABLE authorities (
+    id            INTEGER PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE,
+    role          TEXT NOT NULL CHECK (role IN ('root', 'issuing')),
+    parent_id     INTEGER REFERENCES authorities(id),
+    key_ref       TEXT NOT NULL,
+    certificate   BLOB NOT NULL,
+    subject_der   BLOB NOT NULL,
+    spki          BLOB NOT NULL,
+    key_id        BLOB NOT NULL,
+    not_before    INTEGER NOT NULL,
+    not_after     INTEGER NOT NULL,
+    active        INTEGER NOT NULL CHECK (active IN (0, 1)),
+    created_at    INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX one_active_issuing ON authorities(role) WHERE active = 1;
+
+CREATE TABLE certificates (
+    id             INTEGER PRIMARY KEY,
+    serial         TEXT NOT NULL UNIQUE,
+    authority_id   INTEGER NOT NULL REFERENCES authorities(id),
+    profile        TEXT NOT NULL,
+    certificate_id TEXT NOT NULL,
+    subject        TEXT NOT NULL,
+    email          TEXT NOT NULL,
+    holder         TEXT NOT NULL,
+    key_algorithm  TEXT NOT NULL,
+    not_before     INTEGER NOT NULL,
+    not_after      INTEGER NOT NULL,
+    state          TEXT NOT NULL CHECK (state IN ('pending', 'issued', 'failed')),
+    tbs            BLOB NOT NULL,
+    der            BLOB,
+    created_at     INTEGER NOT NULL,
+    issued_at      INTEGER,
+    CHECK ((state = 'issued') = (der IS NOT NULL))
+);
+CREATE INDEX certificates_by_id ON certificates(certificate_id);
+CREATE INDEX certificates_by_expiry ON certificates(not_after);
+
+CREATE TABLE revocations (
+    certificate  INTEGER PRIMARY KEY REFERENCES certificates(id),
+    revoked_at   INTEGER NOT NULL,
+    reason       INTEGER NOT NULL,
+    actor        TEXT NOT NULL
+);
+
+CREATE TABLE crls (
+    authority_id  INTEGER NOT NULL REFERENCES authorities(id),
+    number        INTEGER NOT NULL,
+    this_update   INTEGER NOT NULL,
+    next_update   INTEGER NOT NULL,
+    entries       INTEGER NOT NULL,
+    der           BLOB NOT NULL,
+    PRIMARY KEY (authority_id, number)
+);
+
+CREATE TABLE audit (
+    id       INTEGER PRIMARY KEY,
+    at       INTEGER NOT NULL,
+    actor    TEXT NOT NULL,
+    action   TEXT NOT NULL,
+    serial   TEXT,
+    detail   TEXT NOT NULL
+);
+"#,
+}];
+
+pub(super) fn apply(
+    store: &mut Store,
+    component: &str,
+    migrations: &[Migration],
+) -> Result<(), Error> {
+    let e = |s: &Store, err| s.err(err);
+    store
+        .conn
+        .execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                component   TEXT NOT NULL,
+                version     INTEGER NOT NULL,
+                description TEXT NOT NULL,
+                applied_at  INTEGER NOT NULL,
+                PRIMARY KEY (component, version))",
+        )
+        .map_err(|err| e(store, err))?;
+    let current: i64 = store
+        .conn
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations WHERE component = ?1",
+            [component],
+            |r| r.get(0),
+        )
+        .map_err(|err| e(store, err))?;
+    let newest = migrations.iter().map(|m| m.version).max().unwrap_or(0);
+    if current > newest {
+        return Err(Error::Database {
+            path: store.path.clone(),
+            message: format!(
+                "schema of {component} is at version {current}, newer than this kxca knows ({newest}); upgrade kxca"
+            ),
+        });
+    }
+    for m in migrations.iter().filter(|m| m.version > current) {
+        let now = crate::Clock::system().now();
+        let path = store.path.clone();
+        let tx = store.conn.transaction().map_err(|err| Error::Database {
+            path: path.clone(),
+            message: err.to_string(),
+        })?;
+        tx.execute_batch(m.sql)
+            .and_then(|_| {
+                tx.execute(
+                    "INSERT INTO schema_migrations (component, version, description, applied_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![component, m.version, m.description, now],
+                )
+            })
+            .and_then(|_| tx.commit())
+            .map_err(|err| Error::Database {
+                path: path.clone(),
+                message: format!("migration {component} {}: {err}", m.version),
+            })?;
+    }
+    Ok(())
+}
