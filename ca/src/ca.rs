@@ -66,6 +66,9 @@ pub struct Ca {
     profiles: Profiles,
     store: Store,
     clock: Clock,
+    /// The issuing signer, opened on first use: unlocking a key (scrypt for
+    /// soft keys, a login for tokens) is far costlier than a signature.
+    issuing_signer: Option<(i64, Box<dyn Signer>)>,
 }
 
 impl std::fmt::Debug for Ca {
@@ -359,6 +362,7 @@ impl Ca {
             profiles,
             store,
             clock,
+            issuing_signer: None,
         })
     }
 
@@ -448,7 +452,39 @@ impl Ca {
             .map_err(|m| Error::field("certificate_id", m))?;
         let issuer = self.authority(AuthorityRole::Issuing)?;
         let root = self.authority(AuthorityRole::Root)?;
-        let signer = self.signer(&issuer)?;
+        let signer = match self.issuing_signer.take() {
+            Some((id, s)) if id == issuer.id => s,
+            _ => self.signer(&issuer)?,
+        };
+        let result = self.issue_with(
+            request,
+            password,
+            actor,
+            &profile,
+            algorithm,
+            &certificate_id,
+            &issuer,
+            &root,
+            signer.as_ref(),
+        );
+        self.issuing_signer = Some((issuer.id, signer));
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn issue_with(
+        &mut self,
+        request: &IssueRequest,
+        password: Option<Password>,
+        actor: &str,
+        profile: &crate::Profile,
+        algorithm: KeyAlgorithm,
+        certificate_id: &str,
+        issuer: &Authority,
+        root: &Authority,
+        signer: &dyn Signer,
+    ) -> Result<IssuedCertificate, Error> {
+        let certificate_id = certificate_id.to_string();
         let p12_profile = request.pkcs12.unwrap_or(profile.pkcs12_default);
 
         let union_name = self.config.union.name.clone();
@@ -582,7 +618,7 @@ impl Ca {
             }
         };
         let serial_hex = serial.to_hex();
-        let signature = match sign_checked(signer.as_ref(), &tbs) {
+        let signature = match sign_checked(signer, &tbs) {
             Ok(s) => s,
             Err(e) => {
                 let reason = e.to_string();

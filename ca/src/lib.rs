@@ -26,7 +26,7 @@ pub use authority::{Authority, AuthorityRole};
 pub use ca::{Ca, InitOptions, IssueRequest, IssuedCertificate};
 pub use clock::Clock;
 pub use config::Config;
-pub use crl::{CrlInput, CrlOutput, RevokedEntry};
+pub use crl::{build as build_crl, CrlInput, CrlOutput, RevokedEntry};
 pub use error::Error;
 pub use holder::Holder;
 pub use home::Home;

@@ -1,0 +1,187 @@
+//! Helpers shared by the end-to-end tests: a CA home in a temp directory,
+//! running the real `kxca` binary, and checking external tools are there.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const PASSPHRASE: &str = "test-passphrase-Kx7";
+
+/// True when `tests/run` asked for every service and tool to be present.
+pub fn services_required() -> bool {
+    std::env::var("KXCA_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+}
+
+/// Checks an external program is installed. When it is not: a loud skip
+/// under bare `cargo test`, a failure under `tests/run`.
+pub fn require_tool(name: &str, probe: &[&str]) -> bool {
+    let ok = Command::new(name)
+        .args(probe)
+        .output()
+        .map(|o| o.status.success() || !o.stdout.is_empty() || !o.stderr.is_empty())
+        .unwrap_or(false);
+    if !ok {
+        if services_required() {
+            panic!("{name} is required (KXCA_TEST_REQUIRE_SERVICES=1) but is not installed");
+        }
+        eprintln!("\n=============================================================");
+        eprintln!("SKIPPED: {name} is not available (run tests/run to install it)");
+        eprintln!("=============================================================\n");
+    }
+    ok
+}
+
+pub struct TestCa {
+    pub dir: tempfile::TempDir,
+    pub home: PathBuf,
+    pub pass_file: PathBuf,
+}
+
+impl TestCa {
+    /// A fresh, initialised CA with soft ECDSA keys.
+    pub fn new() -> TestCa {
+        let t = TestCa::uninitialised();
+        let out = t.kxca(&["init", "--key-secret-file", t.pass_file.to_str().unwrap()]);
+        assert_ok(&out, "init");
+        t
+    }
+
+    pub fn uninitialised() -> TestCa {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let pass_file = dir.path().join("passphrase");
+        std::fs::write(&pass_file, format!("{PASSPHRASE}\n")).unwrap();
+        TestCa {
+            dir,
+            home,
+            pass_file,
+        }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kxca"));
+        c.env("KXCA_HOME", &self.home)
+            .env("KXCA_ACTOR", "test")
+            .env_remove("KXCA_KEY_PASSPHRASE")
+            .env_remove("KXCA_LOG");
+        c
+    }
+
+    pub fn kxca(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.home.join(rel)
+    }
+
+    /// Issues a certificate; returns (serial, p12 path, cert pem path, password).
+    pub fn issue(&self, office: &str, contact: &str, extra: &[&str]) -> Issued {
+        let mut args = vec![
+            "issue",
+            "--json",
+            "--centre",
+            "JC",
+            "--union-code",
+            "26276",
+            "--branch-code",
+            "00",
+            "--contract-unit",
+            "2627600",
+            "--office-code",
+            office,
+            "--contact-code",
+            contact,
+            "--office-name",
+            "設計事務所テスト",
+            "--contact-name",
+            "山田 太郎",
+            "--email",
+            "taro@example.co.jp",
+        ];
+        args.extend_from_slice(extra);
+        let out = self.kxca(&args);
+        assert_ok(&out, "issue");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        Issued {
+            serial: v["serial"].as_str().unwrap().to_string(),
+            certificate_id: v["certificate_id"].as_str().unwrap().to_string(),
+            p12: PathBuf::from(v["pkcs12"].as_str().unwrap()),
+            cert: PathBuf::from(v["certificate"].as_str().unwrap()),
+            password: v["password"].as_str().map(str::to_string),
+        }
+    }
+
+    /// A logical snapshot of every table, to prove a failed command changed nothing.
+    pub fn snapshot(&self) -> String {
+        let db = self.path("kxca.db");
+        let conn =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap();
+        let mut out = String::new();
+        let tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for t in tables {
+            let mut stmt = conn
+                .prepare(&format!("SELECT * FROM {t} ORDER BY rowid"))
+                .unwrap();
+            let n = stmt.column_count();
+            let rows: Vec<String> = stmt
+                .query_map([], |r| {
+                    let mut s = String::new();
+                    for i in 0..n {
+                        let v: rusqlite::types::Value = r.get(i)?;
+                        s.push_str(&format!("{v:?}|"));
+                    }
+                    Ok(s)
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            out.push_str(&format!("{t}:{}\n", rows.join("\n")));
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub serial: String,
+    pub certificate_id: String,
+    pub p12: PathBuf,
+    pub cert: PathBuf,
+    pub password: Option<String>,
+}
+
+pub fn assert_ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs a program and returns (success, stdout + stderr).
+pub fn run(program: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+pub fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
