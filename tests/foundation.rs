@@ -526,3 +526,38 @@ fn demo_runs_end_to_end() {
         }
     }
 }
+
+#[test]
+fn holder_from_toml_and_json_files() {
+    let ca = TestCa::new();
+    let toml_file = ca.dir.path().join("holder.toml");
+    std::fs::write(
+        &toml_file,
+        "centre = \"JC\"\nunion_code = \"26276\"\nbranch_code = \"00\"\ncontract_unit = \"2627600\"\noffice_code = \"\"\ncontact_code = \"901\"\noffice_name = \"全国設計事務所健康保険組合\"\ncontact_name = \"組合 担当\"\nemail = \"kumiai@example.jp\"\n",
+    )
+    .unwrap();
+    let out = ca.kxca(&["issue", "--from", p(&toml_file), "--json"]);
+    assert_ok(&out, "issue --from toml");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The union's own row has no office code: the id pads it, the subject leaves that OU out.
+    assert_eq!(v["certificate_id"], "TI26276000000000000901");
+    let json_file = ca.dir.path().join("holder.json");
+    std::fs::write(
+        &json_file,
+        r#"{"centre":"JC","union_code":"26276","branch_code":"00","contract_unit":"2627600","office_code":"55","contact_code":"001","office_name":"事務所","contact_name":"担当","email":"t@example.jp"}"#,
+    )
+    .unwrap();
+    assert_ok(
+        &ca.kxca(&["issue", "--from", p(&json_file)]),
+        "issue --from json",
+    );
+    let before = ca.snapshot();
+    std::fs::write(&json_file, r#"{"centre":"JC","unoin_code":"26276"}"#).unwrap();
+    let out = ca.kxca(&["issue", "--from", p(&json_file)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("holder.json") && stderr.contains("unoin_code"),
+        "{stderr}"
+    );
+    assert_eq!(before, ca.snapshot());
+}
