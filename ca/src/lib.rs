@@ -24,7 +24,7 @@ mod x509;
 
 pub use authority::{Authority, AuthorityRole};
 pub use ca::{Ca, InitOptions, IssueRequest, IssuedCertificate};
-pub use clock::Clock;
+pub use clock::{rfc3339, Clock};
 pub use config::Config;
 pub use crl::{build as build_crl, CrlInput, CrlOutput, RevokedEntry};
 pub use error::Error;
