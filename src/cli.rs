@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use kxca_ca::{
-    Ca, Clock, Holder, Home, InitOptions, IssueRequest, Password, Pkcs12Profile, RevocationReason,
-    Serial,
+    rfc3339, Ca, Clock, Holder, Home, InitOptions, IssueRequest, Password, Pkcs12Profile,
+    RevocationReason, Serial,
 };
 use kxca_hsm::{KeyAlgorithm, SecretSource};
 
