@@ -34,4 +34,26 @@ pub enum Error {
     Generate(String),
     #[error("signing with {key} failed: {reason}")]
     Sign { key: String, reason: String },
+    #[error("{device} not found (is it plugged in, and is pcscd running?)")]
+    DeviceNotFound { device: String },
+    #[error("{device}: {reason}")]
+    Device { device: String, reason: String },
+    #[error("{device}: wrong {what}, {retries} tries left before it is blocked")]
+    WrongPin {
+        device: String,
+        what: String,
+        retries: u8,
+    },
+    #[error(
+        "{device}: the {what} is blocked (reset the PIN with the PUK: kxca yubikey unblock-pin)"
+    )]
+    PinBlocked { device: String, what: String },
+    #[error("{device}: slot {slot} holds no key (generate one with kxca yubikey generate)")]
+    SlotEmpty { device: String, slot: String },
+    #[error("{device}: slot {slot} already holds a key; refusing to replace it")]
+    SlotOccupied { device: String, slot: String },
+    #[error("{device} still uses the factory {what}; run kxca yubikey setup first")]
+    FactoryDefault { device: String, what: String },
+    #[error("{device}: {what} is not supported by this device")]
+    NotSupported { device: String, what: String },
 }

@@ -12,22 +12,35 @@
 mod algorithm;
 mod error;
 mod keyref;
+mod options;
 mod secret;
 mod signer;
 mod soft;
 mod verify;
+pub mod yubikey;
 
 pub use algorithm::KeyAlgorithm;
 pub use error::Error;
 pub use keyref::KeyRef;
+pub use options::BackendOptions;
 pub use secret::{SecretSource, SecretString};
 pub use signer::{Health, Signer};
 pub use verify::verify;
+pub use yubikey::YubiKeyOptions;
 
 /// Opens the key named by `key_ref`, unlocking it with the secret from `secret`.
 ///
 /// The secret is a passphrase for `soft` keys and a PIN for tokens.
 pub fn open(key_ref: &KeyRef, secret: &SecretSource) -> Result<Box<dyn Signer>, Error> {
+    open_with(key_ref, secret, &BackendOptions::default())
+}
+
+/// [`open`] with the backends' settings from the config file.
+pub fn open_with(
+    key_ref: &KeyRef,
+    secret: &SecretSource,
+    options: &BackendOptions,
+) -> Result<Box<dyn Signer>, Error> {
     match key_ref {
         KeyRef::Soft { path } => {
             let pass = secret.read()?;
@@ -38,7 +51,11 @@ pub fn open(key_ref: &KeyRef, secret: &SecretSource) -> Result<Box<dyn Signer>, 
             )?))
         }
         KeyRef::Pkcs11 { .. } => Err(Error::NotBuilt { backend: "pkcs11" }),
-        KeyRef::YubiKey { .. } => Err(Error::NotBuilt { backend: "yubikey" }),
+        KeyRef::YubiKey { .. } => Ok(Box::new(yubikey::YubiKeySigner::open(
+            key_ref,
+            secret.read()?,
+            &options.yubikey,
+        )?)),
     }
 }
 
@@ -49,6 +66,16 @@ pub fn generate(
     key_ref: &KeyRef,
     algorithm: KeyAlgorithm,
     secret: &SecretSource,
+) -> Result<Box<dyn Signer>, Error> {
+    generate_with(key_ref, algorithm, secret, &BackendOptions::default())
+}
+
+/// [`generate`] with the backends' settings from the config file.
+pub fn generate_with(
+    key_ref: &KeyRef,
+    algorithm: KeyAlgorithm,
+    secret: &SecretSource,
+    options: &BackendOptions,
 ) -> Result<Box<dyn Signer>, Error> {
     match key_ref {
         KeyRef::Soft { path } => {
@@ -61,7 +88,12 @@ pub fn generate(
             )?))
         }
         KeyRef::Pkcs11 { .. } => Err(Error::NotBuilt { backend: "pkcs11" }),
-        KeyRef::YubiKey { .. } => Err(Error::NotBuilt { backend: "yubikey" }),
+        KeyRef::YubiKey { .. } => Ok(Box::new(yubikey::generate(
+            key_ref,
+            algorithm,
+            secret.read()?,
+            &options.yubikey,
+        )?)),
     }
 }
 
