@@ -72,6 +72,9 @@ pub enum Command {
         #[arg(long, default_value_t = 100)]
         limit: i64,
     },
+    /// YubiKey officer procedures: list, status, setup, generate, PIN and PUK, attest.
+    #[command(subcommand)]
+    Yubikey(crate::yubikey::YubiKeyCommand),
     /// Demonstration: init a CA, issue two certificates, revoke one, sign a CRL.
     Demo {
         /// Where to put the demo CA (default: $KXCA_HOME, else a new temporary directory).
@@ -181,6 +184,7 @@ fn home(cli: &Option<PathBuf>) -> Result<Home> {
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let actor = actor(&cli.actor);
     match cli.command {
+        Command::Yubikey(c) => crate::yubikey::run(c, &cli.home)?,
         Command::Init(args) => {
             let home = home(&cli.home)?;
             let ca = Ca::init(home, init_options(&args)?, &actor, Clock::system())?;

@@ -5,6 +5,7 @@ mod cli;
 mod demo;
 mod output;
 mod policies;
+mod yubikey;
 
 use std::process::ExitCode;
 

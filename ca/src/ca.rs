@@ -234,6 +234,7 @@ impl Ca {
                 ca_issuers_url: format!("{base}/ca/issuing-1.cer"),
             },
             crl: CrlConfig::default(),
+            yubikey: Default::default(),
         };
         let header =
             "# kxca configuration. Written by `kxca init`; reviewed by the security officers.\n\n";
@@ -249,7 +250,7 @@ impl Ca {
             Ok(match r {
                 KeyRef::Soft { .. } => kxca_hsm::generate(r, o.ca_key_algorithm, &secret)?,
                 // Token keys are made in a recorded ceremony (`kxca key generate`), not here.
-                _ => kxca_hsm::open(r, &secret)?,
+                _ => kxca_hsm::open_with(r, &secret, &config.backend_options())?,
             })
         };
         let root_key = open_or_generate(&root_ref)?;
@@ -405,7 +406,11 @@ impl Ca {
                 key_ref: authority.key_ref.clone(),
             });
         }
-        let signer = kxca_hsm::open(&key_ref, &self.config.key_secret())?;
+        let signer = kxca_hsm::open_with(
+            &key_ref,
+            &self.config.key_secret(),
+            &self.config.backend_options(),
+        )?;
         if signer.public_key_der() != authority.spki.as_slice() {
             return Err(Error::Config {
                 path: self.home.config(),

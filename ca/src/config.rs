@@ -17,6 +17,9 @@ pub struct Config {
     pub publication: PublicationConfig,
     #[serde(default)]
     pub crl: CrlConfig,
+    /// `[yubikey]`: PIN/touch policies and management key of YubiKey CA keys.
+    #[serde(default)]
+    pub yubikey: kxca_hsm::YubiKeyOptions,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -87,6 +90,15 @@ fn default_crl_hours() -> u32 {
 }
 
 impl Config {
+    /// The key backends' settings, with this CA's production rule applied.
+    pub fn backend_options(&self) -> kxca_hsm::BackendOptions {
+        let mut options = kxca_hsm::BackendOptions {
+            yubikey: self.yubikey.clone(),
+        };
+        options.yubikey.production = self.production;
+        options
+    }
+
     pub fn load(path: &Path) -> Result<Config, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {

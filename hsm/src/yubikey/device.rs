@@ -73,3 +73,8 @@ pub(crate) fn slot(name: &str) -> Result<yubikey::piv::SlotId, Error> {
         Ok(s) => Ok(s),
     }
 }
+
+/// A slot as officers write it: two hex digits, `9c`.
+pub(crate) fn slot_name(slot: yubikey::piv::SlotId) -> String {
+    format!("{:02x}", u8::from(slot))
+}

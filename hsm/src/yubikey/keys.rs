@@ -36,12 +36,12 @@ pub(crate) fn slot_public_key(
 ) -> Result<Vec<u8>, Error> {
     let empty = || Error::SlotEmpty {
         device: device.to_string(),
-        slot: slot.to_string(),
+        slot: device::slot_name(slot),
     };
     match Certificate::read(yk, slot) {
         Ok(cert) => certificate_spki(&cert).map_err(|e| Error::Device {
             device: device.to_string(),
-            reason: format!("certificate in slot {slot}: {e}"),
+            reason: format!("certificate in slot {}: {e}", device::slot_name(slot)),
         }),
         Err(
             yubikey::Error::NotFound | yubikey::Error::InvalidObject | yubikey::Error::SizeError,
@@ -212,7 +212,7 @@ pub(crate) fn generate(
         Ok(_) => {
             return Err(Error::SlotOccupied {
                 device: device.to_string(),
-                slot: slot.to_string(),
+                slot: device::slot_name(slot),
             })
         }
         Err(e) => return Err(e),
@@ -239,8 +239,9 @@ pub(crate) fn generate(
         },
         other => device::map(device, "key generation", other),
     })?;
-    let build = |e: String| Error::Generate(format!("{device} slot {slot}: {e}"));
-    let subject: Name = format!("CN=kxca {slot} key")
+    let name = device::slot_name(slot);
+    let build = |e: String| Error::Generate(format!("{device} slot {name}: {e}"));
+    let subject: Name = format!("CN=kxca slot {name} key")
         .parse()
         .map_err(|e: der::Error| build(e.to_string()))?;
     let serial_bytes = spki.to_der().map_err(|e| build(e.to_string()))?;

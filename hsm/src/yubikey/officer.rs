@@ -122,7 +122,7 @@ pub fn status(serial: Option<u32>) -> Result<Status, Error> {
             .and_then(|c| super::signer::certificate_spki(c).ok())
             .and_then(|spki| keys::algorithm_of(&spki, &name).ok());
         slots.push(SlotStatus {
-            slot: slot.to_string(),
+            slot: device::slot_name(slot),
             algorithm,
             subject: cert.map(|c| c.subject()),
         });

@@ -155,6 +155,22 @@ impl Signer for YubiKeySigner {
                 .and_then(|()| yk.get_pin_retries()),
             other => other,
         };
+        // get_pin_retries cannot tell "blocked" from "already verified" (a
+        // card that keeps the PIN verified across SELECT answers both with
+        // no tries); VERIFY with our PIN settles it and costs no try then.
+        let retries = match retries {
+            Ok(0) if yk.verify_pin(self.pin.expose_secret().as_bytes()).is_ok() => {
+                return Health {
+                    ok: true,
+                    detail: format!(
+                        "{} present, slot {}, PIN verified",
+                        self.device,
+                        device::slot_name(self.slot)
+                    ),
+                }
+            }
+            other => other,
+        };
         match retries {
             Ok(0) => Health {
                 ok: false,

@@ -1,0 +1,297 @@
+//! The `yubikey` backend against the virtual PIV card that
+//! tests/services/piv.sh starts (pcscd + vpcd + piv-authenticator).
+//! Signatures are checked by openssl. Every test takes the card lock and
+//! resets the card to factory state first, since they share one card.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kxca_hsm::yubikey::officer;
+use kxca_hsm::{BackendOptions, Error, KeyAlgorithm, KeyRef, SecretSource, SecretString, Signer};
+
+const FACTORY_PIN: &str = "123456";
+const FACTORY_PUK: &str = "12345678";
+
+struct Card {
+    serial: u32,
+    _lock: File,
+    dir: tempfile::TempDir,
+}
+
+/// The virtual card, locked for this test and reset; `None` (with a loud
+/// message) when the service is not running under bare `cargo test`.
+fn card() -> Option<Card> {
+    let required = std::env::var("KXCA_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
+    let env = std::env::var_os("KXCA_TEST_RUN_DIR")
+        .map(PathBuf::from)
+        .map(|d| d.join("piv.env"))
+        .filter(|p| p.exists());
+    let Some(env) = env else {
+        if required {
+            panic!("the virtual PIV card is required (KXCA_TEST_REQUIRE_SERVICES=1) but tests/services/piv.sh is not running");
+        }
+        eprintln!("\n=============================================================");
+        eprintln!("SKIPPED: virtual PIV card not running (tests/run starts tests/services/piv.sh)");
+        eprintln!("=============================================================\n");
+        return None;
+    };
+    let text = std::fs::read_to_string(&env).unwrap();
+    let serial = text
+        .lines()
+        .find_map(|l| l.strip_prefix("PIV_SERIAL="))
+        .expect("PIV_SERIAL in piv.env")
+        .parse()
+        .unwrap();
+    let lock = File::create(env.with_file_name("piv.lock")).unwrap();
+    lock.lock().unwrap();
+    reset(serial);
+    Some(Card {
+        serial,
+        _lock: lock,
+        dir: tempfile::tempdir().unwrap(),
+    })
+}
+
+/// PIV reset: block the PIN and the PUK, then RESET (YubiKey INS FB).
+fn reset(serial: u32) {
+    let mut yk = yubikey::YubiKey::open_by_serial(yubikey::Serial(serial)).unwrap();
+    for _ in 0..16 {
+        match yk.verify_pin(b"00000000") {
+            Err(yubikey::Error::WrongPin { tries }) if tries > 0 => continue,
+            _ => break,
+        }
+    }
+    // Not YubiKey::block_puk: it loops forever on an unexpected status word.
+    for _ in 0..16 {
+        match yk.change_puk(b"00000000", b"00000000") {
+            Err(yubikey::Error::WrongPin { tries }) if tries > 0 => continue,
+            _ => break,
+        }
+    }
+    yk.reset_device().expect("PIV reset of the virtual card");
+}
+
+impl Card {
+    fn key_ref(&self, slot: &str) -> KeyRef {
+        format!("yubikey:serial={};slot={slot}", self.serial)
+            .parse()
+            .unwrap()
+    }
+
+    fn secret(&self, name: &str, value: &str) -> SecretSource {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, format!("{value}\n")).unwrap();
+        SecretSource::File(path)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+fn s(v: &str) -> SecretString {
+    SecretString::from(v.to_string())
+}
+
+/// Signs `message` and has openssl verify it with the exported public key.
+fn sign_and_verify_with_openssl(signer: &dyn Signer, dir: &Path, message: &[u8]) {
+    let sig = signer.sign(message).unwrap();
+    std::fs::write(dir.join("pub.der"), signer.public_key_der()).unwrap();
+    std::fs::write(dir.join("msg"), message).unwrap();
+    std::fs::write(dir.join("sig"), &sig).unwrap();
+    let out = Command::new("openssl")
+        .args(["dgst", "-sha256", "-keyform", "DER", "-verify"])
+        .arg(dir.join("pub.der"))
+        .arg("-signature")
+        .arg(dir.join("sig"))
+        .arg(dir.join("msg"))
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Verified OK"),
+        "openssl rejected the card's signature: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn generate_sign_and_verify_with_openssl() {
+    let Some(card) = card() else { return };
+    let pin = card.secret("pin", FACTORY_PIN);
+    let key = card.key_ref("9c");
+    let signer = kxca_hsm::generate_with(
+        &key,
+        KeyAlgorithm::EcdsaP256,
+        &pin,
+        &BackendOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(signer.algorithm(), KeyAlgorithm::EcdsaP256);
+    assert!(signer.health().ok, "{}", signer.health().detail);
+    sign_and_verify_with_openssl(signer.as_ref(), card.dir.path(), b"kxca tbsCertificate");
+    drop(signer);
+
+    // Reopened from the reference alone: same public key, still signs.
+    let reopened = kxca_hsm::open(&key, &pin).unwrap();
+    sign_and_verify_with_openssl(reopened.as_ref(), card.dir.path(), b"second message");
+
+    // The slot is taken now; generating again must not replace the key.
+    match kxca_hsm::generate(&key, KeyAlgorithm::EcdsaP256, &pin) {
+        Err(Error::SlotOccupied { .. }) => {}
+        Err(e) => panic!("expected SlotOccupied, got {e}"),
+        Ok(_) => panic!("a second generation replaced the key"),
+    }
+    // yubico-piv-tool, an independent client, sees the certificate kxca stored.
+    let out = Command::new("yubico-piv-tool")
+        .args(["-r", "Yubico", "-a", "status"])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        status.contains("Slot 9c"),
+        "yubico-piv-tool status: {status}"
+    );
+}
+
+#[test]
+fn empty_slot_and_missing_device_are_clear_errors() {
+    let Some(card) = card() else { return };
+    let pin = card.secret("pin", FACTORY_PIN);
+    match kxca_hsm::open(&card.key_ref("9d"), &pin) {
+        Err(e @ Error::SlotEmpty { .. }) => assert!(e.to_string().contains("slot 9d")),
+        Err(e) => panic!("expected SlotEmpty, got {e}"),
+        Ok(_) => panic!("opened an empty slot"),
+    }
+    let missing: KeyRef = "yubikey:serial=1;slot=9c".parse().unwrap();
+    match kxca_hsm::open(&missing, &pin) {
+        Err(e @ Error::DeviceNotFound { .. }) => assert!(e.to_string().contains("serial 1")),
+        Err(e) => panic!("expected DeviceNotFound, got {e}"),
+        Ok(_) => panic!("opened a device that does not exist"),
+    }
+}
+
+#[test]
+fn change_pin_block_it_unblock_with_puk_and_sign_again() {
+    let Some(card) = card() else { return };
+    let key = card.key_ref("9c");
+    let signer = kxca_hsm::generate(
+        &key,
+        KeyAlgorithm::EcdsaP256,
+        &card.secret("pin", FACTORY_PIN),
+    )
+    .unwrap();
+    drop(signer);
+
+    officer::change_pin(Some(card.serial), &s(FACTORY_PIN), &s("24681357")).unwrap();
+    // The old PIN is wrong now, and says how many tries are left.
+    match kxca_hsm::open(&key, &card.secret("old", FACTORY_PIN)) {
+        Err(Error::WrongPin { retries, .. }) => assert_eq!(retries, 2),
+        Err(e) => panic!("expected WrongPin, got {e}"),
+        Ok(_) => panic!("the old PIN still works"),
+    }
+    let signer = kxca_hsm::open(&key, &card.secret("new", "24681357")).unwrap();
+    sign_and_verify_with_openssl(signer.as_ref(), card.dir.path(), b"after change-pin");
+    drop(signer);
+
+    // Block it with wrong tries.
+    let wrong = card.secret("wrong", "99999999");
+    let mut last = None;
+    for _ in 0..3 {
+        last = kxca_hsm::open(&key, &wrong).err();
+    }
+    assert!(matches!(last, Some(Error::PinBlocked { .. })), "{last:?}");
+    match kxca_hsm::open(&key, &card.secret("new", "24681357")) {
+        Err(e @ Error::PinBlocked { .. }) => assert!(e.to_string().contains("unblock-pin")),
+        Err(e) => panic!("expected PinBlocked, got {e}"),
+        Ok(_) => panic!("a blocked PIN still opened the key"),
+    }
+    let status = officer::status(Some(card.serial)).unwrap();
+    assert_eq!(status.pin_retries, 0);
+
+    // A wrong PUK is refused with its tries left; the right one resets the PIN.
+    match officer::unblock_pin(Some(card.serial), &s("87654321"), &s("13572468")) {
+        Err(Error::WrongPin { what, retries, .. }) => {
+            assert_eq!(what, "PUK");
+            assert_eq!(retries, 2);
+        }
+        other => panic!("expected a wrong PUK, got {:?}", other.map(|_| ())),
+    }
+    officer::unblock_pin(Some(card.serial), &s(FACTORY_PUK), &s("13572468")).unwrap();
+    let signer = kxca_hsm::open(&key, &card.secret("reset", "13572468")).unwrap();
+    sign_and_verify_with_openssl(signer.as_ref(), card.dir.path(), b"after unblock-pin");
+    assert!(signer.health().ok);
+}
+
+#[test]
+fn setup_replaces_factory_secrets_and_production_refuses_defaults() {
+    let Some(card) = card() else { return };
+    let key = card.key_ref("9c");
+    let production = BackendOptions {
+        yubikey: kxca_hsm::YubiKeyOptions {
+            production: true,
+            ..Default::default()
+        },
+    };
+    // Production refuses a device on factory defaults, before any change.
+    match kxca_hsm::generate_with(
+        &key,
+        KeyAlgorithm::EcdsaP256,
+        &card.secret("pin", FACTORY_PIN),
+        &production,
+    ) {
+        Err(e @ Error::FactoryDefault { .. }) => assert!(e.to_string().contains("setup")),
+        Err(e) => panic!("expected FactoryDefault, got {e}"),
+        Ok(_) => panic!("production generated on a factory-default device"),
+    }
+    // A factory value as the "new" PIN is refused.
+    let bad = officer::Setup {
+        current_pin: s(FACTORY_PIN),
+        new_pin: s(FACTORY_PIN),
+        current_puk: s(FACTORY_PUK),
+        new_puk: s("11223344"),
+        current_management_key: None,
+        storage: kxca_hsm::yubikey::ManagementKeyStorage::Printed,
+    };
+    assert!(officer::setup(Some(card.serial), &bad).is_err());
+    assert_eq!(officer::status(Some(card.serial)).unwrap().pin_retries, 3);
+
+    let outcome = officer::setup(
+        Some(card.serial),
+        &officer::Setup {
+            new_pin: s("31415926"),
+            ..bad
+        },
+    )
+    .unwrap();
+    let mgm = outcome
+        .printed_management_key
+        .expect("printed management key");
+    let status = officer::status(Some(card.serial)).unwrap();
+    assert!(!status.factory_management_key);
+
+    // Without the management key, production cannot generate; with it, it can.
+    let pin = card.secret("pin2", "31415926");
+    assert!(kxca_hsm::generate_with(&key, KeyAlgorithm::EcdsaP256, &pin, &production).is_err());
+    let mgm_file = card.path("mgm");
+    std::fs::write(
+        &mgm_file,
+        format!("{}\n", secrecy::ExposeSecret::expose_secret(&mgm)),
+    )
+    .unwrap();
+    let with_key = BackendOptions {
+        yubikey: kxca_hsm::YubiKeyOptions {
+            production: true,
+            management_key_file: Some(mgm_file),
+            ..Default::default()
+        },
+    };
+    let signer = kxca_hsm::generate_with(&key, KeyAlgorithm::EcdsaP256, &pin, &with_key).unwrap();
+    sign_and_verify_with_openssl(signer.as_ref(), card.dir.path(), b"production key");
+    // Attestation is not offered by the virtual card: a clean "not supported".
+    match officer::attest(Some(card.serial), "9c") {
+        Err(e @ Error::NotSupported { .. }) => assert!(e.to_string().contains("attestation")),
+        other => panic!("expected NotSupported, got {:?}", other.map(|_| ())),
+    }
+}
