@@ -136,6 +136,18 @@ pub fn status(serial: Option<u32>) -> Result<Status, Error> {
     })
 }
 
+/// Maps an error of a PIN/PUK change: a card that refuses the new value
+/// outright answers with a bare error, which says nothing on its own.
+fn changed(device: &str, what: &str, e: yubikey::Error) -> Error {
+    match e {
+        yubikey::Error::GenericError => Error::Device {
+            device: device.to_string(),
+            reason: format!("the device refused the new {what} (PIV cards may accept digits only)"),
+        },
+        other => device::map(device, what, other),
+    }
+}
+
 fn check_new(device: &str, what: &str, new: &SecretString, factory: &str) -> Result<(), Error> {
     let bad = |reason: String| Error::Device {
         device: device.to_string(),
@@ -176,12 +188,12 @@ pub fn setup(serial: Option<u32>, s: &Setup) -> Result<SetupOutcome, Error> {
         s.current_pin.expose_secret().as_bytes(),
         s.new_pin.expose_secret().as_bytes(),
     )
-    .map_err(|e| device::map(&name, "PIN", e))?;
+    .map_err(|e| changed(&name, "PIN", e))?;
     yk.change_puk(
         s.current_puk.expose_secret().as_bytes(),
         s.new_puk.expose_secret().as_bytes(),
     )
-    .map_err(|e| device::map(&name, "PUK", e))?;
+    .map_err(|e| changed(&name, "PUK", e))?;
     yk.verify_pin(s.new_pin.expose_secret().as_bytes())
         .map_err(|e| device::map(&name, "PIN", e))?;
     yk.authenticate(&current).map_err(|_| Error::Device {
@@ -225,7 +237,16 @@ pub fn change_pin(
         current.expose_secret().as_bytes(),
         new.expose_secret().as_bytes(),
     )
-    .map_err(|e| device::map(&name, "PIN", e))?;
+    .map_err(|e| match e {
+        // Some cards answer a wrong current PIN with a bare 6300 rather
+        // than 63Cx; the retry counter tells which it was.
+        yubikey::Error::GenericError => match yk.get_pin_retries() {
+            Ok(tries) if tries < 3 => device::map(&name, "PIN", yubikey::Error::WrongPin { tries }),
+            Err(yubikey::Error::PinLocked) => device::map(&name, "PIN", yubikey::Error::PinLocked),
+            _ => changed(&name, "PIN", e),
+        },
+        e => changed(&name, "PIN", e),
+    })?;
     tracing::info!(serial, "YubiKey PIN changed");
     Ok(serial)
 }
@@ -244,7 +265,7 @@ pub fn change_puk(
         current.expose_secret().as_bytes(),
         new.expose_secret().as_bytes(),
     )
-    .map_err(|e| device::map(&name, "PUK", e))?;
+    .map_err(|e| changed(&name, "PUK", e))?;
     tracing::info!(serial, "YubiKey PUK changed");
     Ok(serial)
 }
@@ -264,7 +285,7 @@ pub fn unblock_pin(
         puk.expose_secret().as_bytes(),
         new_pin.expose_secret().as_bytes(),
     )
-    .map_err(|e| device::map(&name, "PUK", e))?;
+    .map_err(|e| changed(&name, "PUK", e))?;
     tracing::info!(serial, "YubiKey PIN reset with the PUK");
     Ok(serial)
 }

@@ -64,6 +64,12 @@ impl<T: Client> Card<T> {
         if parsed.ins == INS_SELECT && parsed.p1 == 0x04 && data == PIV_AID_SHORT {
             data = PIV_AID_FULL.to_vec();
         }
+        if parsed.ins == INS_SELECT {
+            // A YubiKey forgets a verified PIN when PIV is selected again
+            // (clients count on it to read the retry counter); the app keeps
+            // it across connections, so log out explicitly.
+            self.logout();
+        }
         // Re-encode as one extended APDU with Le = 65536, so the app never
         // sees a chained command or a missing Le (which it takes as Le = 0).
         let mut full = vec![parsed.cla & !0x10, parsed.ins, parsed.p1, parsed.p2, 0];
@@ -82,6 +88,15 @@ impl<T: Client> Card<T> {
                 self.next_chunk(parsed.le)
             }
             Err(s) => status(s),
+        }
+    }
+
+    /// VERIFY with P1=FF: reset the PIN's security status (SP 800-73-4).
+    fn logout(&mut self) {
+        let apdu = [0x00, 0x20, 0xff, 0x80];
+        if let Ok(view) = CommandView::try_from(&apdu[..]) {
+            let mut reply: HVec<u8, MAX_REPLY> = HVec::new();
+            let _ = self.app.respond(view, reply.as_mut_view());
         }
     }
 
@@ -170,7 +185,7 @@ impl<T: Client> vpicc::VSmartCard for Card<T> {
     fn reset(&mut self) {
         self.chained.clear();
         self.pending.clear();
-        self.app.deselect();
+        self.logout();
     }
 
     fn execute(&mut self, msg: &[u8]) -> Vec<u8> {
