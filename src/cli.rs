@@ -72,6 +72,11 @@ pub enum Command {
         #[arg(long, default_value_t = 100)]
         limit: i64,
     },
+    /// Create and list CA keys on PKCS#11 tokens (security officers).
+    Key {
+        #[command(subcommand)]
+        command: crate::key::KeyCommand,
+    },
     /// Demonstration: init a CA, issue two certificates, revoke one, sign a CRL.
     Demo {
         /// Where to put the demo CA (default: $KXCA_HOME, else a new temporary directory).
@@ -322,6 +327,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 );
             }
         }
+        Command::Key { command } => crate::key::run(&cli.home, &actor, command)?,
         Command::Demo { dir } => crate::demo::run(dir.or(cli.home), &actor)?,
     }
     Ok(ExitCode::SUCCESS)

@@ -234,6 +234,7 @@ impl Ca {
                 ca_issuers_url: format!("{base}/ca/issuing-1.cer"),
             },
             crl: CrlConfig::default(),
+            pkcs11: Default::default(),
         };
         let header =
             "# kxca configuration. Written by `kxca init`; reviewed by the security officers.\n\n";
@@ -245,11 +246,20 @@ impl Ca {
         let secret = config.key_secret();
         let root_ref = config.key_ref(AuthorityRole::Root)?;
         let issuing_ref = config.key_ref(AuthorityRole::Issuing)?;
+        let backend = config.backend_options();
         let open_or_generate = |r: &KeyRef| -> Result<Box<dyn Signer>, Error> {
+            let algorithm = o.ca_key_algorithm;
             Ok(match r {
-                KeyRef::Soft { .. } => kxca_hsm::generate(r, o.ca_key_algorithm, &secret)?,
-                // Token keys are made in a recorded ceremony (`kxca key generate`), not here.
-                _ => kxca_hsm::open(r, &secret)?,
+                KeyRef::Soft { .. } => kxca_hsm::generate_with(r, algorithm, &secret, &backend)?,
+                // A key made earlier in a ceremony (`kxca key generate`) is
+                // used as it is; a missing one is created on the token.
+                KeyRef::Pkcs11 { .. } => match kxca_hsm::open_with(r, &secret, &backend) {
+                    Err(kxca_hsm::Error::TokenKeyMissing { .. }) => {
+                        kxca_hsm::generate_with(r, algorithm, &secret, &backend)?
+                    }
+                    other => other?,
+                },
+                _ => kxca_hsm::open_with(r, &secret, &backend)?,
             })
         };
         let root_key = open_or_generate(&root_ref)?;
@@ -405,7 +415,11 @@ impl Ca {
                 key_ref: authority.key_ref.clone(),
             });
         }
-        let signer = kxca_hsm::open(&key_ref, &self.config.key_secret())?;
+        let signer = kxca_hsm::open_with(
+            &key_ref,
+            &self.config.key_secret(),
+            &self.config.backend_options(),
+        )?;
         if signer.public_key_der() != authority.spki.as_slice() {
             return Err(Error::Config {
                 path: self.home.config(),

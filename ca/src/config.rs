@@ -17,6 +17,9 @@ pub struct Config {
     pub publication: PublicationConfig,
     #[serde(default)]
     pub crl: CrlConfig,
+    /// How PKCS#11 modules are loaded and shared (`pkcs11:` keys).
+    #[serde(default)]
+    pub pkcs11: kxca_hsm::Pkcs11Options,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -163,6 +166,16 @@ impl Config {
             (_, Some(file)) => SecretSource::File(file.clone()),
             (Some(env), None) => SecretSource::Env(env.clone()),
             (None, None) => SecretSource::Env("KXCA_KEY_PASSPHRASE".to_string()),
+        }
+    }
+
+    /// Backend settings for opening CA keys.
+    // `..Default::default()` keeps this compiling as backends add sections.
+    #[allow(clippy::needless_update)]
+    pub fn backend_options(&self) -> kxca_hsm::BackendOptions {
+        kxca_hsm::BackendOptions {
+            pkcs11: self.pkcs11.clone(),
+            ..Default::default()
         }
     }
 

@@ -12,6 +12,7 @@
 mod algorithm;
 mod error;
 mod keyref;
+mod pkcs11;
 mod secret;
 mod signer;
 mod soft;
@@ -20,14 +21,30 @@ mod verify;
 pub use algorithm::KeyAlgorithm;
 pub use error::Error;
 pub use keyref::KeyRef;
+pub use pkcs11::{list_keys, spki_fingerprint, Pkcs11Options, TokenKeyInfo};
 pub use secret::{SecretSource, SecretString};
 pub use signer::{Health, Signer};
 pub use verify::verify;
+
+/// Backend settings from the CA's config (`[pkcs11]`, ...).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BackendOptions {
+    pub pkcs11: Pkcs11Options,
+}
 
 /// Opens the key named by `key_ref`, unlocking it with the secret from `secret`.
 ///
 /// The secret is a passphrase for `soft` keys and a PIN for tokens.
 pub fn open(key_ref: &KeyRef, secret: &SecretSource) -> Result<Box<dyn Signer>, Error> {
+    open_with(key_ref, secret, &BackendOptions::default())
+}
+
+/// As [`open`], with the backends configured by `options`.
+pub fn open_with(
+    key_ref: &KeyRef,
+    secret: &SecretSource,
+    options: &BackendOptions,
+) -> Result<Box<dyn Signer>, Error> {
     match key_ref {
         KeyRef::Soft { path } => {
             let pass = secret.read()?;
@@ -37,7 +54,11 @@ pub fn open(key_ref: &KeyRef, secret: &SecretSource) -> Result<Box<dyn Signer>, 
                 &pass,
             )?))
         }
-        KeyRef::Pkcs11 { .. } => Err(Error::NotBuilt { backend: "pkcs11" }),
+        KeyRef::Pkcs11 { .. } => Ok(Box::new(pkcs11::Pkcs11Signer::open(
+            key_ref.clone(),
+            &options.pkcs11,
+            secret.read()?,
+        )?)),
         KeyRef::YubiKey { .. } => Err(Error::NotBuilt { backend: "yubikey" }),
     }
 }
@@ -50,6 +71,16 @@ pub fn generate(
     algorithm: KeyAlgorithm,
     secret: &SecretSource,
 ) -> Result<Box<dyn Signer>, Error> {
+    generate_with(key_ref, algorithm, secret, &BackendOptions::default())
+}
+
+/// As [`generate`], with the backends configured by `options`.
+pub fn generate_with(
+    key_ref: &KeyRef,
+    algorithm: KeyAlgorithm,
+    secret: &SecretSource,
+    options: &BackendOptions,
+) -> Result<Box<dyn Signer>, Error> {
     match key_ref {
         KeyRef::Soft { path } => {
             let pass = secret.read()?;
@@ -60,7 +91,15 @@ pub fn generate(
                 &pass,
             )?))
         }
-        KeyRef::Pkcs11 { .. } => Err(Error::NotBuilt { backend: "pkcs11" }),
+        KeyRef::Pkcs11 { .. } => {
+            let pin = secret.read()?;
+            pkcs11::generate(key_ref, algorithm, &options.pkcs11, &pin)?;
+            Ok(Box::new(pkcs11::Pkcs11Signer::open(
+                key_ref.clone(),
+                &options.pkcs11,
+                pin,
+            )?))
+        }
         KeyRef::YubiKey { .. } => Err(Error::NotBuilt { backend: "yubikey" }),
     }
 }
