@@ -47,6 +47,10 @@ pub(crate) fn cure(e: &CkError) -> Cure {
 /// paragraph the PKCS#11 specification attaches to each code.
 pub(crate) fn describe(e: &CkError) -> String {
     match e {
+        CkError::Pkcs11(RvError::PinIncorrect, _) => "wrong PIN (CKR_PIN_INCORRECT)".into(),
+        CkError::Pkcs11(RvError::PinLocked, _) => {
+            "the user PIN is locked (CKR_PIN_LOCKED); the security officer must reset it".into()
+        }
         CkError::Pkcs11(rv, function) => format!("{} in {function:?}", ckr_name(*rv)),
         CkError::LibraryLoading(l) => format!("cannot load the PKCS#11 module: {l}"),
         other => other.to_string(),

@@ -178,11 +178,6 @@ impl Pkcs11Signer {
                     CkError::Pkcs11(RvError::TokenNotPresent, _) => {
                         self.error("token not present".into())
                     }
-                    CkError::Pkcs11(RvError::PinIncorrect, _) => {
-                        self.error("wrong PIN (CKR_PIN_INCORRECT)".into())
-                    }
-                    CkError::Pkcs11(RvError::PinLocked, _) => self
-                        .error("the user PIN is locked; the security officer must reset it".into()),
                     _ => self.error(describe(&e)),
                 };
                 Err(failed(cure(&e), error))
