@@ -5,7 +5,6 @@
 //! KXCA_BENCH_SECS to change the 2 s measured per case).
 
 #[path = "../../tests/softhsm/mod.rs"]
-#[allow(dead_code)]
 mod softhsm;
 
 use std::sync::Arc;
