@@ -125,7 +125,8 @@ impl SoftHsm {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             out.status.success() && stdout.contains("1 passed"),
-            "child test {test} failed:\n{stdout}\n{stderr}"
+            "child test {test} failed ({}):\n{stdout}\n{stderr}",
+            out.status
         );
         drop(hsm);
     }
