@@ -182,9 +182,16 @@ fn heals_after_the_library_is_finalized_behind_its_back() {
             let r = key_ref("ca");
             let s = generate_with(&r, KeyAlgorithm::Rsa2048, &pin(conf), &options()).unwrap();
             check(s.as_ref(), b"before");
+            // A second key on the same module: one re-initialisation must
+            // serve both, and neither may reuse the other's new sessions.
+            let r2 = key_ref("issuing");
+            let s2 = generate_with(&r2, KeyAlgorithm::EcdsaP256, &pin(conf), &options()).unwrap();
+            check(s2.as_ref(), b"before");
             for round in 0..3 {
                 other_handle().finalize().unwrap();
                 check(s.as_ref(), format!("after finalize {round}").as_bytes());
+                check(s2.as_ref(), format!("after finalize {round}").as_bytes());
+                check(s.as_ref(), format!("again {round}").as_bytes());
             }
             // A health check is the first call after a finalize, too.
             other_handle().finalize().unwrap();

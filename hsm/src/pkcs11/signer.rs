@@ -121,6 +121,16 @@ impl Pkcs11Signer {
                 )),
             ));
         };
+        if lease
+            .session
+            .as_ref()
+            .is_some_and(|s| s.generation != generation)
+        {
+            // Opened before a re-initialisation: its handle number may now
+            // name another signer's new session, so it is forgotten, not
+            // used or closed.
+            lease.session = None;
+        }
         let result = (|| -> Result<Result<T, Error>, CkError> {
             let slot = match self.cached(generation) {
                 Some((slot, _)) => slot,
