@@ -75,6 +75,11 @@ pub enum Command {
     /// YubiKey officer procedures: list, status, setup, generate, PIN and PUK, attest.
     #[command(subcommand)]
     Yubikey(crate::yubikey::YubiKeyCommand),
+    /// Create and list CA keys on PKCS#11 tokens (security officers).
+    Key {
+        #[command(subcommand)]
+        command: crate::key::KeyCommand,
+    },
     /// Demonstration: init a CA, issue two certificates, revoke one, sign a CRL.
     Demo {
         /// Where to put the demo CA (default: $KXCA_HOME, else a new temporary directory).
@@ -326,6 +331,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 );
             }
         }
+        Command::Key { command } => crate::key::run(&cli.home, &actor, command)?,
         Command::Demo { dir } => crate::demo::run(dir.or(cli.home), &actor)?,
     }
     Ok(ExitCode::SUCCESS)

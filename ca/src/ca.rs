@@ -235,6 +235,7 @@ impl Ca {
             },
             crl: CrlConfig::default(),
             yubikey: Default::default(),
+            pkcs11: Default::default(),
         };
         let header =
             "# kxca configuration. Written by `kxca init`; reviewed by the security officers.\n\n";
@@ -246,11 +247,20 @@ impl Ca {
         let secret = config.key_secret();
         let root_ref = config.key_ref(AuthorityRole::Root)?;
         let issuing_ref = config.key_ref(AuthorityRole::Issuing)?;
+        let backend = config.backend_options();
         let open_or_generate = |r: &KeyRef| -> Result<Box<dyn Signer>, Error> {
+            let algorithm = o.ca_key_algorithm;
             Ok(match r {
-                KeyRef::Soft { .. } => kxca_hsm::generate(r, o.ca_key_algorithm, &secret)?,
-                // Token keys are made in a recorded ceremony (`kxca key generate`), not here.
-                _ => kxca_hsm::open_with(r, &secret, &config.backend_options())?,
+                KeyRef::Soft { .. } => kxca_hsm::generate_with(r, algorithm, &secret, &backend)?,
+                // A key made earlier in a ceremony (`kxca key generate`) is
+                // used as it is; a missing one is created on the token.
+                KeyRef::Pkcs11 { .. } => match kxca_hsm::open_with(r, &secret, &backend) {
+                    Err(kxca_hsm::Error::TokenKeyMissing { .. }) => {
+                        kxca_hsm::generate_with(r, algorithm, &secret, &backend)?
+                    }
+                    other => other?,
+                },
+                _ => kxca_hsm::open_with(r, &secret, &backend)?,
             })
         };
         let root_key = open_or_generate(&root_ref)?;

@@ -20,6 +20,9 @@ pub struct Config {
     /// `[yubikey]`: PIN/touch policies and management key of YubiKey CA keys.
     #[serde(default)]
     pub yubikey: kxca_hsm::YubiKeyOptions,
+    /// How PKCS#11 modules are loaded and shared (`pkcs11:` keys).
+    #[serde(default)]
+    pub pkcs11: kxca_hsm::Pkcs11Options,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,15 +93,6 @@ fn default_crl_hours() -> u32 {
 }
 
 impl Config {
-    /// The key backends' settings, with this CA's production rule applied.
-    pub fn backend_options(&self) -> kxca_hsm::BackendOptions {
-        let mut options = kxca_hsm::BackendOptions {
-            yubikey: self.yubikey.clone(),
-        };
-        options.yubikey.production = self.production;
-        options
-    }
-
     pub fn load(path: &Path) -> Result<Config, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -176,6 +170,20 @@ impl Config {
             (Some(env), None) => SecretSource::Env(env.clone()),
             (None, None) => SecretSource::Env("KXCA_KEY_PASSPHRASE".to_string()),
         }
+    }
+
+    /// Backend settings for opening CA keys, with this CA's production
+    /// rule applied (a YubiKey on factory defaults is refused).
+    // `..Default::default()` keeps this compiling as backends add sections.
+    #[allow(clippy::needless_update)]
+    pub fn backend_options(&self) -> kxca_hsm::BackendOptions {
+        let mut options = kxca_hsm::BackendOptions {
+            pkcs11: self.pkcs11.clone(),
+            yubikey: self.yubikey.clone(),
+            ..Default::default()
+        };
+        options.yubikey.production = self.production;
+        options
     }
 
     pub fn key_ref(&self, role: crate::AuthorityRole) -> Result<KeyRef, Error> {

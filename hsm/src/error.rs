@@ -32,6 +32,12 @@ pub enum Error {
     UnknownAlgorithm(String),
     #[error("key generation failed: {0}")]
     Generate(String),
+    #[error("PKCS#11 {key}: {reason}")]
+    Pkcs11 { key: String, reason: String },
+    #[error("PKCS#11 {key}: no such private key on the token")]
+    TokenKeyMissing { key: String },
+    #[error("PKCS#11 {key}: an object with this label or id already exists on the token; refusing to overwrite a key")]
+    TokenKeyExists { key: String },
     #[error("signing with {key} failed: {reason}")]
     Sign { key: String, reason: String },
     #[error("{device} not found (is it plugged in, and is pcscd running?)")]

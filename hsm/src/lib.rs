@@ -13,6 +13,7 @@ mod algorithm;
 mod error;
 mod keyref;
 mod options;
+mod pkcs11;
 mod secret;
 mod signer;
 mod soft;
@@ -23,6 +24,7 @@ pub use algorithm::KeyAlgorithm;
 pub use error::Error;
 pub use keyref::KeyRef;
 pub use options::BackendOptions;
+pub use pkcs11::{list_keys, spki_fingerprint, Pkcs11Options, TokenKeyInfo};
 pub use secret::{SecretSource, SecretString};
 pub use signer::{Health, Signer};
 pub use verify::verify;
@@ -35,7 +37,7 @@ pub fn open(key_ref: &KeyRef, secret: &SecretSource) -> Result<Box<dyn Signer>, 
     open_with(key_ref, secret, &BackendOptions::default())
 }
 
-/// [`open`] with the backends' settings from the config file.
+/// As [`open`], with the backends configured by `options`.
 pub fn open_with(
     key_ref: &KeyRef,
     secret: &SecretSource,
@@ -50,7 +52,11 @@ pub fn open_with(
                 &pass,
             )?))
         }
-        KeyRef::Pkcs11 { .. } => Err(Error::NotBuilt { backend: "pkcs11" }),
+        KeyRef::Pkcs11 { .. } => Ok(Box::new(pkcs11::Pkcs11Signer::open(
+            key_ref.clone(),
+            &options.pkcs11,
+            secret.read()?,
+        )?)),
         KeyRef::YubiKey { .. } => Ok(Box::new(yubikey::YubiKeySigner::open(
             key_ref,
             secret.read()?,
@@ -70,7 +76,7 @@ pub fn generate(
     generate_with(key_ref, algorithm, secret, &BackendOptions::default())
 }
 
-/// [`generate`] with the backends' settings from the config file.
+/// As [`generate`], with the backends configured by `options`.
 pub fn generate_with(
     key_ref: &KeyRef,
     algorithm: KeyAlgorithm,
@@ -87,7 +93,15 @@ pub fn generate_with(
                 &pass,
             )?))
         }
-        KeyRef::Pkcs11 { .. } => Err(Error::NotBuilt { backend: "pkcs11" }),
+        KeyRef::Pkcs11 { .. } => {
+            let pin = secret.read()?;
+            pkcs11::generate(key_ref, algorithm, &options.pkcs11, &pin)?;
+            Ok(Box::new(pkcs11::Pkcs11Signer::open(
+                key_ref.clone(),
+                &options.pkcs11,
+                pin,
+            )?))
+        }
         KeyRef::YubiKey { .. } => Ok(Box::new(yubikey::generate(
             key_ref,
             algorithm,
