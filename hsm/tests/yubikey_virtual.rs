@@ -233,6 +233,7 @@ fn setup_replaces_factory_secrets_and_production_refuses_defaults() {
             production: true,
             ..Default::default()
         },
+        ..Default::default()
     };
     // Production refuses a device on factory defaults, before any change.
     match kxca_hsm::generate_with(
@@ -286,6 +287,7 @@ fn setup_replaces_factory_secrets_and_production_refuses_defaults() {
             management_key_file: Some(mgm_file),
             ..Default::default()
         },
+        ..Default::default()
     };
     let signer = kxca_hsm::generate_with(&key, KeyAlgorithm::EcdsaP256, &pin, &with_key).unwrap();
     sign_and_verify_with_openssl(signer.as_ref(), card.dir.path(), b"production key");
@@ -293,5 +295,45 @@ fn setup_replaces_factory_secrets_and_production_refuses_defaults() {
     match officer::attest(Some(card.serial), "9c") {
         Err(e @ Error::NotSupported { .. }) => assert!(e.to_string().contains("attestation")),
         other => panic!("expected NotSupported, got {:?}", other.map(|_| ())),
+    }
+}
+
+/// The same card through Yubico's ykcs11 PKCS#11 module and kxca's
+/// `pkcs11` backend: slot 9c keys have PIN policy "always" here, so every
+/// signature needs the context-specific login.
+#[test]
+fn ykcs11_signs_through_the_pkcs11_backend() {
+    let Some(card) = card() else { return };
+    let module = "/usr/lib/x86_64-linux-gnu/libykcs11.so";
+    if !Path::new(module).exists() {
+        if std::env::var("KXCA_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
+            panic!("{module} (Debian ykcs11) is required but missing");
+        }
+        eprintln!("SKIPPED: {module} (Debian ykcs11) is not installed");
+        return;
+    }
+    let pin = card.secret("pin", FACTORY_PIN);
+    let piv = kxca_hsm::generate(&card.key_ref("9c"), KeyAlgorithm::EcdsaP256, &pin).unwrap();
+    let piv_public = piv.public_key_der().to_vec();
+    drop(piv);
+
+    let key: KeyRef = format!(
+        "pkcs11:token=YubiKey PIV #{};object=Private key for Digital Signature;module-path={module}",
+        card.serial
+    )
+    .parse()
+    .unwrap();
+    let signer = kxca_hsm::open(&key, &pin).unwrap();
+    assert_eq!(
+        signer.public_key_der(),
+        piv_public.as_slice(),
+        "ykcs11 sees another key"
+    );
+    for i in 0..3 {
+        sign_and_verify_with_openssl(
+            signer.as_ref(),
+            card.dir.path(),
+            format!("through ykcs11 #{i}").as_bytes(),
+        );
     }
 }
