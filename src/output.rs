@@ -2,9 +2,11 @@ use std::io::IsTerminal;
 
 /// Logs go to stderr so stdout stays machine-readable (`--json`).
 pub fn init_logging(verbose: u8) {
+    // The yubikey crate logs at ERROR what kxca reports itself in one line
+    // (a wrong PIN, an empty reader beside the YubiKey): shown from -v on.
     let default = match verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "warn,yubikey=off",
+        1 => "info,yubikey=warn",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("KXCA_LOG")
