@@ -189,7 +189,7 @@ fn home(cli: &Option<PathBuf>) -> Result<Home> {
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let actor = actor(&cli.actor);
     match cli.command {
-        Command::Yubikey(c) => crate::yubikey::run(c, &cli.home)?,
+        Command::Yubikey(c) => crate::yubikey::run(c, &cli.home, &actor)?,
         Command::Init(args) => {
             let home = home(&cli.home)?;
             let ca = Ca::init(home, init_options(&args)?, &actor, Clock::system())?;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use kxca_ca::{Config, Home};
+use kxca_ca::{Ca, Clock, Config, Home};
 use kxca_hsm::yubikey::{officer, ManagementKeyStorage};
 use kxca_hsm::{BackendOptions, KeyAlgorithm, KeyRef, SecretSource, SecretString};
 use secrecy::ExposeSecret;
@@ -136,7 +136,29 @@ fn options(home: &Option<PathBuf>) -> Result<BackendOptions> {
     }
 }
 
-pub fn run(command: YubiKeyCommand, home: &Option<PathBuf>) -> Result<()> {
+/// Appends an officer action to the audit trail of the CA at `home`, when
+/// there is one (a device is often set up before `kxca init`). No secret
+/// goes in `detail`.
+fn record(
+    home: &Option<PathBuf>,
+    actor: &str,
+    action: &str,
+    detail: serde_json::Value,
+) -> Result<()> {
+    let Some(dir) = home else { return Ok(()) };
+    let home = Home::new(dir);
+    if !home.config().exists() {
+        return Ok(());
+    }
+    let clock = Clock::system();
+    let now = clock.now();
+    let mut ca = Ca::open(home, clock)?;
+    ca.store_mut()
+        .write(|tx| kxca_ca::store::audit::append(tx, now, actor, action, None, detail))?;
+    Ok(())
+}
+
+pub fn run(command: YubiKeyCommand, home: &Option<PathBuf>, actor: &str) -> Result<()> {
     match command {
         YubiKeyCommand::List => {
             let devices = officer::list()?;
@@ -193,6 +215,15 @@ pub fn run(command: YubiKeyCommand, home: &Option<PathBuf>) -> Result<()> {
                     },
                 },
             )?;
+            record(
+                home,
+                actor,
+                "yubikey.setup",
+                serde_json::json!({
+                    "serial": outcome.serial,
+                    "management_key": if a.print_management_key { "printed" } else { "protected" },
+                }),
+            )?;
             println!(
                 "YubiKey serial {}: PIN, PUK and management key replaced",
                 outcome.serial
@@ -219,6 +250,16 @@ pub fn run(command: YubiKeyCommand, home: &Option<PathBuf>) -> Result<()> {
                 signer.public_key_der(),
             )
             .context("encoding the public key")?;
+            record(
+                home,
+                actor,
+                "yubikey.generate",
+                serde_json::json!({
+                    "key": signer.key_ref().to_string(),
+                    "algorithm": algorithm.name(),
+                    "public_key": pem,
+                }),
+            )?;
             println!("Generated {algorithm} key {}", signer.key_ref());
             if let Some(path) = a.public_key_out {
                 std::fs::write(&path, &pem)
@@ -233,18 +274,36 @@ pub fn run(command: YubiKeyCommand, home: &Option<PathBuf>) -> Result<()> {
             let current = secret("KXCA_YUBIKEY_PIN", "Current PIN")?;
             let new = secret("KXCA_YUBIKEY_NEW_PIN", "New PIN")?;
             let serial = officer::change_pin(a.device.serial, &current, &new)?;
+            record(
+                home,
+                actor,
+                "yubikey.change_pin",
+                serde_json::json!({ "serial": serial }),
+            )?;
             println!("YubiKey serial {serial}: PIN changed");
         }
         YubiKeyCommand::ChangePuk(a) => {
             let current = secret("KXCA_YUBIKEY_PUK", "Current PUK")?;
             let new = secret("KXCA_YUBIKEY_NEW_PUK", "New PUK")?;
             let serial = officer::change_puk(a.device.serial, &current, &new)?;
+            record(
+                home,
+                actor,
+                "yubikey.change_puk",
+                serde_json::json!({ "serial": serial }),
+            )?;
             println!("YubiKey serial {serial}: PUK changed");
         }
         YubiKeyCommand::UnblockPin(a) => {
             let puk = secret("KXCA_YUBIKEY_PUK", "PUK")?;
             let new = secret("KXCA_YUBIKEY_NEW_PIN", "New PIN")?;
             let serial = officer::unblock_pin(a.device.serial, &puk, &new)?;
+            record(
+                home,
+                actor,
+                "yubikey.unblock_pin",
+                serde_json::json!({ "serial": serial }),
+            )?;
             println!("YubiKey serial {serial}: PIN reset with the PUK");
         }
         YubiKeyCommand::Attest(a) => {
@@ -273,6 +332,21 @@ pub fn run(command: YubiKeyCommand, home: &Option<PathBuf>) -> Result<()> {
                     .with_context(|| format!("writing {}", path.display()))?;
                 println!("  {}", path.display());
             }
+            let pem = |der_bytes: &[u8]| {
+                der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, der_bytes)
+                    .unwrap_or_default()
+            };
+            record(
+                home,
+                actor,
+                "yubikey.attest",
+                serde_json::json!({
+                    "serial": att.serial,
+                    "slot": att.slot,
+                    "attestation": pem(&att.certificate),
+                    "device_certificate": pem(&att.device_certificate),
+                }),
+            )?;
             println!(
                 "Attestation verified: the key in slot {} was generated on YubiKey serial {}",
                 att.slot, att.serial

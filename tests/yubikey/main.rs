@@ -216,6 +216,17 @@ fn production_ca_on_a_yubikey_from_setup_to_pin_reset() {
     assert_ok(&out, "change-pin");
     std::fs::write(&pin_file, format!("{NEW_PIN}\n")).unwrap();
     crl_verifies(&ca);
+    // Officer actions on the CA's device are in its audit trail, without secrets.
+    let out = ca.kxca(&["audit", "--json"]);
+    assert_ok(&out, "audit");
+    let audit = text(&out);
+    for action in ["yubikey.unblock_pin", "yubikey.change_pin"] {
+        assert!(
+            audit.contains(action),
+            "{action} missing from the audit: {audit}"
+        );
+    }
+    no_secrets(&out, &[NEW_PIN, NEW_PUK, reset_pin]);
 
     // Attestation is not offered by the virtual card: one clear line.
     let out = yk(&ca, &["attest", dev[0], dev[1], "--slot", "9c"], &[]);
