@@ -336,4 +336,32 @@ fn ykcs11_signs_through_the_pkcs11_backend() {
             format!("through ykcs11 #{i}").as_bytes(),
         );
     }
+    drop(signer);
+
+    // Concurrent signers on one PIV card need one session: the card has
+    // one PIN state, which a second session's login would spend.
+    let mut one_session = BackendOptions::default();
+    one_session.pkcs11.max_sessions = 1;
+    let shared: std::sync::Arc<dyn Signer> = kxca_hsm::open_with(&key, &pin, &one_session)
+        .unwrap()
+        .into();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let s = shared.clone();
+            std::thread::spawn(move || {
+                (0..3)
+                    .map(|i| {
+                        let msg = format!("signer {t} #{i}");
+                        (
+                            msg.clone(),
+                            s.sign(msg.as_bytes()).expect("concurrent sign"),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for (msg, sig) in threads.into_iter().flat_map(|h| h.join().unwrap()) {
+        kxca_hsm::verify(KeyAlgorithm::EcdsaP256, &piv_public, msg.as_bytes(), &sig).unwrap();
+    }
 }
