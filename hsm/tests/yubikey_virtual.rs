@@ -365,3 +365,17 @@ fn ykcs11_signs_through_the_pkcs11_backend() {
         kxca_hsm::verify(KeyAlgorithm::EcdsaP256, &piv_public, msg.as_bytes(), &sig).unwrap();
     }
 }
+
+/// RSA-2048: the device does raw RSA, kxca builds the PKCS#1 v1.5 block;
+/// openssl checks the result against the exported public key.
+#[test]
+fn rsa_2048_generate_sign_and_verify_with_openssl() {
+    let Some(card) = card() else { return };
+    let pin = card.secret("pin", FACTORY_PIN);
+    let signer = kxca_hsm::generate(&card.key_ref("9a"), KeyAlgorithm::Rsa2048, &pin).unwrap();
+    assert_eq!(signer.algorithm(), KeyAlgorithm::Rsa2048);
+    sign_and_verify_with_openssl(signer.as_ref(), card.dir.path(), b"RSA tbsCertificate");
+    let reopened = kxca_hsm::open(&card.key_ref("9a"), &pin).unwrap();
+    assert_eq!(reopened.algorithm(), KeyAlgorithm::Rsa2048);
+    sign_and_verify_with_openssl(reopened.as_ref(), card.dir.path(), b"again");
+}

@@ -1,6 +1,7 @@
 //! One trussed dispatcher serving the two backends piv-authenticator needs:
 //! trussed-auth (PIN and PUK) and trussed-staging (chunked, wrap-key-to-file,
-//! HPKE). Upstream only ships each on its own, hence this file.
+//! HPKE), plus trussed-rsa-alloc for RSA keys. Upstream only ships each on
+//! its own, hence this file.
 
 use trussed::backend::{Backend as _, BackendId};
 use trussed::platform::Platform;
@@ -14,17 +15,20 @@ use trussed_core::api::{reply, request, Reply, Request};
 use trussed_core::types::Location;
 use trussed_core::Error;
 use trussed_hpke::HpkeExtension;
+use trussed_rsa_alloc::SoftwareRsa;
 use trussed_staging::{StagingBackend, StagingContext};
 use trussed_wrap_key_to_file::WrapKeyToFileExtension;
 
 pub const BACKENDS: &[BackendId<Backend>] = &[
     BackendId::Custom(Backend::Auth),
+    BackendId::Custom(Backend::Rsa),
     BackendId::Custom(Backend::Staging),
     BackendId::Core,
 ];
 
 pub enum Backend {
     Auth,
+    Rsa,
     Staging,
 }
 
@@ -61,6 +65,7 @@ impl TryFrom<u8> for Extension {
 
 pub struct Dispatch {
     auth: AuthBackend,
+    rsa: SoftwareRsa,
     staging: StagingBackend,
 }
 
@@ -74,6 +79,7 @@ impl Dispatch {
     pub fn new() -> Self {
         Dispatch {
             auth: AuthBackend::new(Location::Internal, FilesystemLayout::V0),
+            rsa: SoftwareRsa,
             staging: StagingBackend::new(),
         }
     }
@@ -96,6 +102,7 @@ impl ExtensionDispatch for Dispatch {
                 self.auth
                     .request(&mut ctx.core, &mut ctx.backends.auth, request, resources)
             }
+            Backend::Rsa => self.rsa.request(&mut ctx.core, &mut (), request, resources),
             Backend::Staging => {
                 self.staging
                     .request(&mut ctx.core, &mut ctx.backends.staging, request, resources)
