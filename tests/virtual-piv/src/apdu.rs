@@ -23,17 +23,14 @@ const MAX_REPLY: usize = 8192;
 
 pub struct Card<T: Client> {
     app: Authenticator<T>,
-    /// The vpcd socket, to re-arm TCP_QUICKACK after every command.
-    socket: std::net::TcpStream,
     chained: Vec<u8>,
     pending: Vec<u8>,
 }
 
 impl<T: Client> Card<T> {
-    pub fn new(app: Authenticator<T>, socket: std::net::TcpStream) -> Self {
+    pub fn new(app: Authenticator<T>) -> Self {
         Card {
             app,
-            socket,
             chained: Vec::new(),
             pending: Vec::new(),
         }
@@ -192,25 +189,6 @@ impl<T: Client> vpicc::VSmartCard for Card<T> {
     }
 
     fn execute(&mut self, msg: &[u8]) -> Vec<u8> {
-        quickack(&self.socket);
         self.handle(msg)
-    }
-}
-
-/// vpcd writes each message's length and body separately; without an
-/// immediate ACK, Nagle on its side and delayed ACK on ours cost ~40 ms per
-/// APDU. Linux clears QUICKACK after a while, so it is set again each time.
-fn quickack(socket: &std::net::TcpStream) {
-    use std::os::fd::AsRawFd;
-    let one: libc::c_int = 1;
-    // SAFETY: a valid socket fd and a c_int option of the right size.
-    unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_QUICKACK,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
     }
 }

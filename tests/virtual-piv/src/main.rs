@@ -9,6 +9,7 @@
 
 mod apdu;
 mod dispatch;
+mod transport;
 
 use std::net::TcpStream;
 
@@ -24,8 +25,6 @@ fn main() {
         .unwrap_or_else(|e| panic!("cannot reach vpcd on 127.0.0.1:{port}: {e}"));
     // Without it every APDU waits for the peer's delayed ACK (~40 ms).
     stream.set_nodelay(true).expect("TCP_NODELAY");
-    let quickack = stream.try_clone().expect("socket clone");
-    let connection = vpicc::Connection::from(stream);
     virt::with_platform(StoreConfig::ram(), |platform| {
         platform.run_client_with_backends(
             "piv",
@@ -33,8 +32,8 @@ fn main() {
             dispatch::BACKENDS,
             |client| {
                 let app = Authenticator::new(client, Options::default());
-                let mut card = apdu::Card::new(app, quickack);
-                match connection.run(&mut card) {
+                let mut card = apdu::Card::new(app);
+                match transport::serve(stream, &mut card) {
                     Ok(()) => eprintln!("virtual-piv: vpcd closed the connection"),
                     Err(e) => eprintln!("virtual-piv: {e}"),
                 }
