@@ -280,11 +280,34 @@ fn ca_on_token(algorithm: &str, key_algorithm: &str) {
         "{text}"
     );
 
-    // The ceremony is in the audit trail... only when a home existed;
-    // init's own key is recorded by init. The PIN is nowhere in the store.
+    // With a home, a new key takes the home's PIN source and module and
+    // goes in the audit trail with its fingerprint; the PIN goes nowhere.
+    let spare = t.key_ref("spare");
+    let out = t.kxca(&[
+        "key",
+        "generate",
+        "--ref",
+        &spare,
+        "--algorithm",
+        algorithm,
+        "--json",
+    ]);
+    assert_ok(&out, "key generate in a home");
+    let spare_key: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let out = t.kxca(&["audit", "--json", "--limit", "1000"]);
     assert_ok(&out, "audit");
-    assert!(!String::from_utf8_lossy(&out.stdout).contains(USER_PIN));
+    let audit = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        audit.contains("key.generate") && audit.contains(&spare),
+        "{audit}"
+    );
+    assert!(
+        audit.contains(spare_key["spki_sha256"].as_str().unwrap()),
+        "{audit}"
+    );
+    assert!(!audit.contains(USER_PIN));
+    let db = std::fs::read(t.ca.path("kxca.db")).unwrap();
+    assert!(!db.windows(USER_PIN.len()).any(|w| w == USER_PIN.as_bytes()));
 }
 
 #[test]

@@ -89,10 +89,14 @@ impl Pkcs11Signer {
                     self.module.reinitialize(f.generation)?;
                 }
                 self.prune_idle();
+                let healed = match f.cure {
+                    Cure::Reinitialize => "re-initialising the library",
+                    _ => "reopening the session",
+                };
                 self.attempt(&op).map_err(|f| match f.error {
                     Error::Pkcs11 { key, reason } => Error::Pkcs11 {
                         key,
-                        reason: format!("{reason} (again after reopening the session)"),
+                        reason: format!("{reason} (still, after {healed})"),
                     },
                     other => other,
                 })
@@ -117,7 +121,7 @@ impl Pkcs11Signer {
                 self.error(format!(
                     "all {} sessions stayed busy for {:?} (raise [pkcs11] max_sessions or session_wait_secs)",
                     self.pool.max(),
-                    self.pool_wait()
+                    self.pool.wait()
                 )),
             ));
         };
@@ -146,13 +150,11 @@ impl Pkcs11Signer {
                     }
                 },
             };
-            if lease.session.is_none() {
-                lease.session = Some(open_session(&loaded, slot, &self.pin, false)?);
-            }
-            let session = match &lease.session {
-                Some(s) => &s.session,
-                None => unreachable!("a session was just opened"),
+            let pooled = match lease.session.take() {
+                Some(s) => s,
+                None => open_session(&loaded, slot, &self.pin, false)?,
             };
+            let session = &lease.session.insert(pooled).session;
             let found = match self.cached(generation) {
                 Some((_, found)) => found,
                 None => match keys::find_private(session, &self.key)? {
@@ -193,10 +195,6 @@ impl Pkcs11Signer {
                 Err(failed(cure(&e), error))
             }
         }
-    }
-
-    fn pool_wait(&self) -> Duration {
-        self.pool.wait()
     }
 
     fn cached(&self, generation: u64) -> Option<(Slot, FoundKey)> {
