@@ -499,7 +499,7 @@ fn duplicates_one_account_per_office_and_sharoushi() {
     // The same contact twice.
     let c = check(&standard(&[row(1, "12345", "001"), row(2, "12345", "001")]));
     assert_eq!(c.code, 1);
-    assert_eq!(c.status(0), "review");
+    assert_eq!(c.status(0), "valid");
     assert_eq!(c.status(1), "invalid");
     assert!(c.finding(1, "duplicate_in_form")["message_ja"]
         .as_str()

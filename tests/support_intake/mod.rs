@@ -131,7 +131,11 @@ pub fn form_sheet(
     }
     for (i, r) in rows.iter().enumerate() {
         for (j, t) in order.iter().enumerate() {
-            let v = r[col(t)].clone();
+            // Columns the form does not know get a note, as clerks add them.
+            let v = match TITLES.iter().position(|x| x == t) {
+                Some(k) => r[k].clone(),
+                None => s("メモ"),
+            };
             if !matches!(v, V::Blank) {
                 sh.put(header_row + 1 + i as u32, first_col + j as u16, v);
             }
