@@ -726,3 +726,25 @@ fn xls_and_ods_fixtures() {
         );
     }
 }
+
+#[test]
+fn huge_sheets_stop_at_the_shipped_row_limit() {
+    // Just over the limit (counted after the header) and far over it
+    // (reading stops early); both rejected with the limit named.
+    for n in [10_001u32, 12_000] {
+        let rows: Vec<Vec<V>> = (0..n)
+            .map(|i| row(i + 1, &format!("{}", 100_000 + i), "001"))
+            .collect();
+        let c = check(&standard(&rows));
+        assert_eq!(c.code, 2, "{n} rows");
+        assert_eq!(c.json["error"], "too_many_rows");
+        assert!(
+            c.json["message_ja"]
+                .as_str()
+                .unwrap()
+                .contains("上限10000行"),
+            "{}",
+            c.json
+        );
+    }
+}

@@ -21,7 +21,7 @@ pub enum FormError {
         size: u64,
         limit: u64,
     },
-    #[error("{file}: too many rows: {rows} application rows, the limit is {limit}")]
+    #[error("{file}: too many rows: at least {rows} rows, the limit is {limit} application rows")]
     TooManyRows { file: String, rows: u64, limit: u32 },
     #[error("{file}: the form has a header but no application rows")]
     NoRows { file: String, sheet: String },

@@ -79,8 +79,8 @@ pub fn form_error_ja(e: &FormError) -> String {
         FormError::TooLarge { file, .. } => format!(
             "「{file}」はファイルが大きすぎるため受け付けできません"
         ),
-        FormError::TooManyRows { file, rows, limit } => format!(
-            "「{file}」の申込行が多すぎます（{rows}行、上限{limit}行）。ファイルを分けてお送りください"
+        FormError::TooManyRows { file, limit, .. } => format!(
+            "「{file}」の申込行が多すぎます（上限{limit}行）。ファイルを分けてお送りください"
         ),
         FormError::NoRows { file, .. } => format!(
             "「{file}」に申込内容が入力されていません"

@@ -110,7 +110,18 @@ pub fn title_key(s: &str) -> String {
         .filter(|c| !is_space(*c) && !is_invisible(*c))
         .collect::<String>()
         .to_ascii_lowercase();
-    n.trim_end_matches('.').to_string()
+    // Clerks' and the union's annotations: "※事業所コード", "事業所コード(半角)".
+    let mut k = n
+        .trim_start_matches(['※', '*'])
+        .trim_end_matches(['※', '*']);
+    if k.ends_with(')') {
+        if let Some(open) = k.rfind('(') {
+            if open > 0 {
+                k = &k[..open];
+            }
+        }
+    }
+    k.trim_end_matches('.').to_string()
 }
 
 /// A code cell after normalisation.
@@ -394,5 +405,9 @@ mod tests {
         assert_eq!(title_key("メールアドレス１"), title_key("メールアドレス1"));
         assert_eq!(title_key("担当者\n用コード"), title_key("担当者用コード"));
         assert_eq!(title_key("No．"), "no");
+        assert_eq!(
+            title_key("※事業所コード（半角数字）"),
+            title_key("事業所コード")
+        );
     }
 }
