@@ -80,6 +80,16 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::key::KeyCommand,
     },
+    /// Application forms: check a form (more to come: fetch).
+    Intake {
+        #[command(subcommand)]
+        command: crate::intake::IntakeCommand,
+    },
+    /// The office register the intake policy may check office codes against.
+    Offices {
+        #[command(subcommand)]
+        command: crate::intake::OfficesCommand,
+    },
     /// Demonstration: init a CA, issue two certificates, revoke one, sign a CRL.
     Demo {
         /// Where to put the demo CA (default: $KXCA_HOME, else a new temporary directory).
@@ -332,6 +342,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Key { command } => crate::key::run(&cli.home, &actor, command)?,
+        Command::Intake { command } => return crate::intake::run_intake(command, &cli.home),
+        Command::Offices { command } => {
+            return crate::intake::run_offices(command, &cli.home, &actor)
+        }
         Command::Demo { dir } => crate::demo::run(dir.or(cli.home), &actor)?,
     }
     Ok(ExitCode::SUCCESS)

@@ -3,6 +3,7 @@
 
 mod cli;
 mod demo;
+mod intake;
 mod key;
 mod output;
 mod policies;
