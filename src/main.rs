@@ -5,6 +5,8 @@ mod cli;
 mod demo;
 mod output;
 mod policies;
+mod publish;
+mod serve;
 
 use std::process::ExitCode;
 

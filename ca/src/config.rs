@@ -17,6 +17,12 @@ pub struct Config {
     pub publication: PublicationConfig,
     #[serde(default)]
     pub crl: CrlConfig,
+    /// The OCSP responder's policy (`kxca serve`).
+    #[serde(default)]
+    pub ocsp: crate::ocsp::OcspConfig,
+    /// The HTTP listener of `kxca serve`.
+    #[serde(default)]
+    pub serve: crate::http::ServeConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
