@@ -78,7 +78,7 @@ struct Issuer {
 }
 
 type Responses = HashMap<(i64, HashAlg), HashMap<Box<[u8]>, Arc<Cached>>>;
-type Statuses = HashMap<i64, HashMap<Box<[u8]>, KnownCert>>;
+pub(crate) type Statuses = HashMap<i64, HashMap<Box<[u8]>, KnownCert>>;
 
 struct Shared {
     config: OcspConfig,
@@ -408,7 +408,10 @@ fn open_responder_key(ca: &Ca) -> Result<(Arc<dyn Signer>, String), Error> {
     Ok((Arc::from(signer), text))
 }
 
-fn hashes(a: &Authority) -> Result<((Vec<u8>, Vec<u8>), (Vec<u8>, Vec<u8>)), Error> {
+/// (issuerNameHash, issuerKeyHash) of an authority.
+type HashPair = (Vec<u8>, Vec<u8>);
+
+fn hashes(a: &Authority) -> Result<(HashPair, HashPair), Error> {
     let spki = crate::x509::spki(&a.spki)?;
     let key = spki.subject_public_key.raw_bytes();
     Ok((

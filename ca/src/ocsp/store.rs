@@ -169,9 +169,7 @@ pub(crate) struct KnownCert {
 
 /// Every issued certificate of every authority: (authority, serial bytes) →
 /// status. Pending and failed rows are left out, so they answer `unknown`.
-pub(crate) fn issued_statuses(
-    conn: &Connection,
-) -> Result<HashMap<i64, HashMap<Box<[u8]>, KnownCert>>, Error> {
+pub(crate) fn issued_statuses(conn: &Connection) -> Result<super::engine::Statuses, Error> {
     let mut stmt = conn
         .prepare(
             "SELECT c.authority_id, c.serial, c.not_after, r.revoked_at, r.reason
@@ -180,7 +178,7 @@ pub(crate) fn issued_statuses(
         )
         .map_err(sql)?;
     let mut rows = stmt.query([]).map_err(sql)?;
-    let mut out: HashMap<i64, HashMap<Box<[u8]>, KnownCert>> = HashMap::new();
+    let mut out: super::engine::Statuses = HashMap::new();
     while let Some(r) = rows.next().map_err(sql)? {
         let authority: i64 = r.get(0).map_err(sql)?;
         let serial: String = r.get(1).map_err(sql)?;
