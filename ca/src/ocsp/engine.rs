@@ -250,6 +250,14 @@ impl Engine {
         out
     }
 
+    /// The pre-signed response for a serial (of any served issuer), if held.
+    pub fn presigned(&self, serial: &[u8], alg: HashAlg) -> Option<Arc<Cached>> {
+        let map = self.shared.responses.read().ok()?;
+        map.iter()
+            .filter(|((_, a), _)| *a == alg)
+            .find_map(|(_, entries)| entries.get(serial).cloned())
+    }
+
     /// Age in seconds of the oldest pre-signed response (0 when none).
     pub fn oldest_response_age(&self) -> i64 {
         let now = self.shared.clock.now();
