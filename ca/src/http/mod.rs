@@ -224,15 +224,10 @@ fn ocsp(
             )) {
                 h.insert(header::CACHE_CONTROL, v);
             }
-            for (name, value) in [
-                (header::ETAG, &c.etag),
-                (header::LAST_MODIFIED, &c.last_modified),
-                (header::EXPIRES, &c.expires),
-            ] {
-                if let Ok(v) = HeaderValue::from_str(value) {
-                    h.insert(name, v);
-                }
-            }
+            let [etag, last_modified, expires] = &c.headers;
+            h.insert(header::ETAG, etag.clone());
+            h.insert(header::LAST_MODIFIED, last_modified.clone());
+            h.insert(header::EXPIRES, expires.clone());
             let nanos = start.elapsed().as_nanos() as u64;
             let source = if not_modified {
                 Source::NotModified

@@ -31,15 +31,26 @@ pub struct Cached {
     pub last_modified: String,
     pub expires: String,
     pub status: Status,
+    /// ETag, Last-Modified and Expires, ready to send: built once at signing,
+    /// not per request.
+    pub headers: [axum::http::HeaderValue; 3],
 }
 
 impl Cached {
     fn new(der: Vec<u8>, this_update: i64, next_update: i64, status: Status) -> Cached {
         let digest = Sha256::digest(&der);
+        let etag = format!("\"{}\"", hex::encode(&digest[..16]));
+        let last_modified = http_date(this_update);
+        let expires = http_date(next_update);
+        // Hex, digits and ASCII dates are always valid header values.
+        let h = |v: &str| {
+            axum::http::HeaderValue::from_str(v).unwrap_or(axum::http::HeaderValue::from_static(""))
+        };
         Cached {
-            etag: format!("\"{}\"", hex::encode(&digest[..16])),
-            last_modified: http_date(this_update),
-            expires: http_date(next_update),
+            headers: [h(&etag), h(&last_modified), h(&expires)],
+            etag,
+            last_modified,
+            expires,
             der: Bytes::from(der),
             this_update,
             next_update,
