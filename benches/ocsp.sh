@@ -41,7 +41,10 @@ serial=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["serial"].up
 
 "$kxca" serve --listen "127.0.0.1:$kport" >"$work/kxca.out" 2>"$work/kxca.log" &
 pids+=($!)
-until grep -q listening "$work/kxca.out" 2>/dev/null; do sleep 0.2; done
+until grep -q listening "$work/kxca.out" 2>/dev/null; do
+  kill -0 "${pids[-1]}" 2>/dev/null || { echo "kxca serve failed:" >&2; cat "$work/kxca.log" >&2; exit 1; }
+  sleep 0.2
+done
 
 # The same responder key and certificate for OpenSSL, from the kxca home.
 openssl pkcs8 -inform DER -in "$KXCA_HOME/keys/ocsp-responder.p8" -passin "file:$work/pass" -out "$work/rkey.pem"
@@ -55,10 +58,13 @@ openssl x509 -inform DER -in "$work/rsigner.der" -out "$work/rsigner.pem"
 enddate=$(openssl x509 -in "$cert" -noout -enddate | cut -d= -f2)
 expiry=$(date -u -d "$enddate" +%y%m%d%H%M%SZ)
 printf 'V\t%s\t\t%s\tunknown\t/CN=bench\n' "$expiry" "$serial" > "$work/index.txt"
-openssl ocsp -index "$work/index.txt" -port "127.0.0.1:$oport" -rsigner "$work/rsigner.pem" \
+openssl ocsp -index "$work/index.txt" -port "$oport" -rsigner "$work/rsigner.pem" \
   -rkey "$work/rkey.pem" -CA "$KXCA_HOME/ca/issuing-1.pem" -ndays 4 -multi "$multi" >/dev/null 2>"$work/openssl.log" &
 pids+=($!)
-until (exec 3<>"/dev/tcp/127.0.0.1/$oport") 2>/dev/null; do sleep 0.2; done
+until (exec 3<>"/dev/tcp/127.0.0.1/$oport") 2>/dev/null; do
+  kill -0 "${pids[-1]}" 2>/dev/null || { echo "openssl ocsp responder failed:" >&2; cat "$work/openssl.log" >&2; exit 1; }
+  sleep 0.2
+done
 
 issuer="$KXCA_HOME/ca/issuing-1.pem"
 openssl ocsp -issuer "$issuer" -cert "$cert" -no_nonce -reqout "$work/cached.der" >/dev/null
