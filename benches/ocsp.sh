@@ -98,7 +98,7 @@ run_ab() { # port kind conns -> "rps p50 p99 errors"
   rps=$(awk '/Requests per second/ {printf "%.0f", $4}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  errs=$(awk '/Non-2xx|Exceptions/ {print}' <<<"$out" | tr -s ' ' | paste -sd';' -)
+  errs=$(awk '/^Non-2xx/ {print}' <<<"$out" | tr -s ' ' | paste -sd';' -)
   echo "${rps:-0} ${p50:-?} ${p99:-?} ${errs:-none}"
 }
 
