@@ -90,6 +90,10 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::intake::OfficesCommand,
     },
+    /// Run the revocation service: OCSP, CRLs, CA certificates, /healthz, /metrics.
+    Serve(crate::serve::ServeArgs),
+    /// Export pre-signed OCSP responses, CRLs and CA certificates for nginx or a CDN.
+    Publish(crate::publish::PublishArgs),
     /// Demonstration: init a CA, issue two certificates, revoke one, sign a CRL.
     Demo {
         /// Where to put the demo CA (default: $KXCA_HOME, else a new temporary directory).
@@ -189,7 +193,7 @@ pub fn actor(cli_actor: &Option<String>) -> String {
         .unwrap_or_else(|| "kxca".to_string())
 }
 
-fn home(cli: &Option<PathBuf>) -> Result<Home> {
+pub(crate) fn home(cli: &Option<PathBuf>) -> Result<Home> {
     match cli {
         Some(p) => Ok(Home::new(p)),
         None => bail!("no kxca home: pass --home DIR or set KXCA_HOME"),
@@ -347,6 +351,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             return crate::intake::run_offices(command, &cli.home, &actor)
         }
         Command::Demo { dir } => crate::demo::run(dir.or(cli.home), &actor)?,
+        Command::Serve(args) => crate::serve::run(home(&cli.home)?, args)?,
+        Command::Publish(args) => crate::publish::run(home(&cli.home)?, args)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -118,7 +118,22 @@ pub fn run(dir: Option<PathBuf>, actor: &str) -> Result<()> {
         crl_pem.display()
     );
 
-    let h = ca.home();
+    println!("-- 5. pre-sign OCSP responses with a delegated responder certificate");
+    let home = ca.home().clone();
+    let ocsp_url = ca.config().publication.ocsp_url.clone();
+    let (engine, _maintainer) = kxca_ca::ocsp::Maintainer::start(ca)?;
+    let revoked_serial: Serial = revoked.serial.parse()?;
+    let revoked_response = home.root().join("ocsp-revoked.der");
+    if let Some(c) = engine.presigned(revoked_serial.as_bytes(), kxca_ca::ocsp::HashAlg::Sha1) {
+        std::fs::write(&revoked_response, &c.der)?;
+    }
+    println!(
+        "{} pre-signed OCSP responses; the revoked certificate's: {}",
+        engine.presigned_count(),
+        revoked_response.display()
+    );
+
+    let h = &home;
     let root = h.ca_dir().join("root.pem");
     let inter = h.ca_dir().join("issuing-1.pem");
     println!();
@@ -172,6 +187,26 @@ pub fn run(dir: Option<PathBuf>, actor: &str) -> Result<()> {
             );
         }
     }
+    println!(
+        "  openssl ocsp -respin {} -issuer {} -cert {} -CAfile {} -no_nonce    # revoked (affiliationChanged)",
+        revoked_response.display(),
+        inter.display(),
+        revoked.cert_pem_path.display(),
+        root.display()
+    );
+    println!();
+    println!("== The revocation service");
+    println!(
+        "  KXCA_HOME={} kxca serve &    # OCSP, CRL, CA certificates, /healthz, /metrics",
+        h.root().display()
+    );
+    println!(
+        "  openssl ocsp -issuer {} -cert {} -CAfile {} -url {}    # revoked",
+        inter.display(),
+        revoked.cert_pem_path.display(),
+        root.display(),
+        ocsp_url
+    );
     println!();
     println!("  KXCA_HOME={} kxca list", h.root().display());
     Ok(())

@@ -7,6 +7,8 @@ mod intake;
 mod key;
 mod output;
 mod policies;
+mod publish;
+mod serve;
 mod yubikey;
 
 use std::process::ExitCode;

@@ -97,7 +97,7 @@ struct Built {
 }
 
 /// Signs a TBS with `signer` and checks the signature before returning.
-fn sign_checked(signer: &dyn Signer, tbs: &[u8]) -> Result<Vec<u8>, Error> {
+pub(crate) fn sign_checked(signer: &dyn Signer, tbs: &[u8]) -> Result<Vec<u8>, Error> {
     let sig = signer.sign(tbs)?;
     kxca_hsm::verify(signer.algorithm(), signer.public_key_der(), tbs, &sig)?;
     Ok(sig)
@@ -236,6 +236,8 @@ impl Ca {
             crl: CrlConfig::default(),
             yubikey: Default::default(),
             pkcs11: Default::default(),
+            ocsp: Default::default(),
+            serve: Default::default(),
         };
         let header =
             "# kxca configuration. Written by `kxca init`; reviewed by the security officers.\n\n";

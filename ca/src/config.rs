@@ -23,6 +23,12 @@ pub struct Config {
     /// How PKCS#11 modules are loaded and shared (`pkcs11:` keys).
     #[serde(default)]
     pub pkcs11: kxca_hsm::Pkcs11Options,
+    /// The OCSP responder's policy (`kxca serve`).
+    #[serde(default)]
+    pub ocsp: crate::ocsp::OcspConfig,
+    /// The HTTP listener of `kxca serve`.
+    #[serde(default)]
+    pub serve: crate::http::ServeConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

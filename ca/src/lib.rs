@@ -14,6 +14,8 @@ mod crl;
 mod error;
 mod holder;
 mod home;
+pub mod http;
+pub mod ocsp;
 mod password;
 mod pkcs12;
 mod profile;

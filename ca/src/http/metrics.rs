@@ -1,0 +1,148 @@
+//! Prometheus text-format metrics, kept in atomics so that counting costs
+//! no lock on the request path.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::ocsp::Engine;
+
+/// Upper bounds of the latency histogram, in seconds.
+const BUCKETS: [f64; 10] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
+];
+
+/// OCSP outcomes counted separately.
+pub(crate) const OUTCOMES: [&str; 6] = [
+    "good",
+    "revoked",
+    "unknown",
+    "malformedRequest",
+    "unauthorized",
+    "internalError",
+];
+
+#[derive(Default)]
+pub(crate) struct Metrics {
+    outcomes: [AtomicU64; 6],
+    cache_hits: AtomicU64,
+    signed: AtomicU64,
+    not_modified: AtomicU64,
+    buckets: [AtomicU64; 10],
+    latency_count: AtomicU64,
+    latency_sum_ns: AtomicU64,
+    other_requests: [AtomicU64; 4],
+}
+
+pub(crate) enum Source {
+    Cache,
+    Signed,
+    NotModified,
+    Error,
+}
+
+impl Metrics {
+    pub fn ocsp(&self, outcome: &str, source: Source, nanos: u64) {
+        if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
+            self.outcomes[i].fetch_add(1, Ordering::Relaxed);
+        }
+        let counter = match source {
+            Source::Cache => Some(&self.cache_hits),
+            Source::Signed => Some(&self.signed),
+            Source::NotModified => Some(&self.not_modified),
+            Source::Error => None,
+        };
+        if let Some(c) = counter {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        let secs = nanos as f64 / 1e9;
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_ns.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Counts a non-OCSP request: 0 crl, 1 ca, 2 healthz/metrics, 3 not found.
+    pub fn other(&self, kind: usize) {
+        if let Some(c) = self.other_requests.get(kind) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn render(&self, engine: &Engine, log_dropped: u64) -> String {
+        let mut s = String::with_capacity(4096);
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        s.push_str("# HELP kxca_ocsp_requests_total OCSP requests by answer.\n# TYPE kxca_ocsp_requests_total counter\n");
+        for (i, o) in OUTCOMES.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "kxca_ocsp_requests_total{{status=\"{o}\"}} {}",
+                g(&self.outcomes[i])
+            );
+        }
+        s.push_str("# HELP kxca_ocsp_responses_total Successful OCSP responses by source.\n# TYPE kxca_ocsp_responses_total counter\n");
+        let _ = writeln!(
+            s,
+            "kxca_ocsp_responses_total{{source=\"presigned\"}} {}",
+            g(&self.cache_hits)
+        );
+        let _ = writeln!(
+            s,
+            "kxca_ocsp_responses_total{{source=\"signed\"}} {}",
+            g(&self.signed)
+        );
+        let _ = writeln!(
+            s,
+            "kxca_ocsp_responses_total{{source=\"not_modified\"}} {}",
+            g(&self.not_modified)
+        );
+        s.push_str("# HELP kxca_ocsp_request_duration_seconds Time to answer an OCSP request.\n# TYPE kxca_ocsp_request_duration_seconds histogram\n");
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "kxca_ocsp_request_duration_seconds_bucket{{le=\"{b}\"}} {}",
+                g(&self.buckets[i])
+            );
+        }
+        let count = g(&self.latency_count);
+        let _ = writeln!(
+            s,
+            "kxca_ocsp_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            s,
+            "kxca_ocsp_request_duration_seconds_sum {}",
+            g(&self.latency_sum_ns) as f64 / 1e9
+        );
+        let _ = writeln!(s, "kxca_ocsp_request_duration_seconds_count {count}");
+        s.push_str("# HELP kxca_http_requests_total Other HTTP requests by kind.\n# TYPE kxca_http_requests_total counter\n");
+        for (i, k) in ["crl", "ca", "status", "not_found"].iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "kxca_http_requests_total{{kind=\"{k}\"}} {}",
+                g(&self.other_requests[i])
+            );
+        }
+        s.push_str("# HELP kxca_ocsp_presigned_responses Pre-signed responses held in memory.\n# TYPE kxca_ocsp_presigned_responses gauge\n");
+        let _ = writeln!(
+            s,
+            "kxca_ocsp_presigned_responses {}",
+            engine.presigned_count()
+        );
+        s.push_str("# HELP kxca_ocsp_oldest_presigned_age_seconds Age of the oldest pre-signed response.\n# TYPE kxca_ocsp_oldest_presigned_age_seconds gauge\n");
+        let _ = writeln!(
+            s,
+            "kxca_ocsp_oldest_presigned_age_seconds {}",
+            engine.oldest_response_age()
+        );
+        s.push_str("# HELP kxca_crl_age_seconds Age of the published CRL (now - thisUpdate).\n# TYPE kxca_crl_age_seconds gauge\n");
+        for (name, age) in engine.crl_ages() {
+            let _ = writeln!(s, "kxca_crl_age_seconds{{authority=\"{name}\"}} {age}");
+        }
+        s.push_str("# HELP kxca_access_log_dropped_total Request log lines dropped because the writer fell behind.\n# TYPE kxca_access_log_dropped_total counter\n");
+        let _ = writeln!(s, "kxca_access_log_dropped_total {log_dropped}");
+        s
+    }
+}

@@ -1,0 +1,858 @@
+//! The responder engine: answers parsed requests from memory, and keeps that
+//! memory right. [`Engine`] is the shared, read-mostly half the HTTP handlers
+//! use; [`Maintainer`] owns the store and the CA keys on its own thread and
+//! re-signs, re-issues and regenerates as time passes and revocations arrive.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use axum::body::Bytes;
+use kxca_hsm::{KeyAlgorithm, KeyRef, Signer};
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+
+use super::asn1::{CertId, ResponseStatus};
+use super::config::{NoncePolicy, OcspConfig};
+use super::request::{self, HashAlg, ParsedRequest};
+use super::responder_cert;
+use super::response::{self, Credential, Status};
+use super::store::{self as ostore, KnownCert, ResponseRow};
+use crate::store::{audit, crls};
+use crate::{Authority, AuthorityRole, Ca, Clock, Error};
+
+/// A pre-signed response with its RFC 5019 caching metadata.
+#[derive(Debug, Clone)]
+pub struct Cached {
+    pub der: Bytes,
+    pub this_update: i64,
+    pub next_update: i64,
+    /// Quoted strong ETag: a hash of the bytes.
+    pub etag: String,
+    pub last_modified: String,
+    pub expires: String,
+    pub status: Status,
+    /// ETag, Last-Modified and Expires, ready to send: built once at signing,
+    /// not per request.
+    pub headers: [axum::http::HeaderValue; 3],
+}
+
+impl Cached {
+    fn new(der: Vec<u8>, this_update: i64, next_update: i64, status: Status) -> Cached {
+        let digest = Sha256::digest(&der);
+        let etag = format!("\"{}\"", hex::encode(&digest[..16]));
+        let last_modified = http_date(this_update);
+        let expires = http_date(next_update);
+        // Hex, digits and ASCII dates are always valid header values.
+        let h = |v: &str| {
+            axum::http::HeaderValue::from_str(v).unwrap_or(axum::http::HeaderValue::from_static(""))
+        };
+        Cached {
+            headers: [h(&etag), h(&last_modified), h(&expires)],
+            etag,
+            last_modified,
+            expires,
+            der: Bytes::from(der),
+            this_update,
+            next_update,
+            status,
+        }
+    }
+}
+
+/// A file the service publishes (CRL or CA certificate).
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub der: Bytes,
+    pub content_type: &'static str,
+    pub last_modified: String,
+    pub etag: String,
+    /// For CRLs: thisUpdate and nextUpdate.
+    pub this_update: i64,
+    pub next_update: Option<i64>,
+}
+
+/// RFC 9110 IMF-fixdate.
+pub fn http_date(unix: i64) -> String {
+    let t =
+        time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let fmt = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    t.format(&fmt).unwrap_or_default()
+}
+
+struct Issuer {
+    authority: Authority,
+    sha1: (Vec<u8>, Vec<u8>),
+    sha256: (Vec<u8>, Vec<u8>),
+    cred: Arc<Credential>,
+}
+
+type Responses = HashMap<(i64, HashAlg), HashMap<Box<[u8]>, Arc<Cached>>>;
+pub(crate) type Statuses = HashMap<i64, HashMap<Box<[u8]>, KnownCert>>;
+
+struct Shared {
+    config: OcspConfig,
+    clock: Clock,
+    issuers: RwLock<Arc<Vec<Issuer>>>,
+    responses: RwLock<Responses>,
+    statuses: RwLock<Statuses>,
+    published: RwLock<HashMap<String, Arc<Published>>>,
+    health: RwLock<Vec<HealthCheck>>,
+}
+
+/// One line of the health report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HealthCheck {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// The answer to one request.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// A pre-signed response from the cache.
+    Cached(Arc<Cached>),
+    /// A response signed for this request (nonce, several certificates, unknown serial).
+    Fresh { der: Vec<u8>, status: Status },
+    /// An OCSP error status (malformedRequest, unauthorized, internalError).
+    Error(ResponseStatus),
+}
+
+/// The responder, shared by every request handler.
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+}
+
+impl Engine {
+    pub fn config(&self) -> &OcspConfig {
+        &self.shared.config
+    }
+
+    /// Now, by the CA's clock.
+    pub fn now(&self) -> i64 {
+        self.shared.clock.now()
+    }
+
+    /// Answers a parsed request. Never `good` for a serial this CA did not issue.
+    pub fn answer(&self, req: &ParsedRequest) -> Answer {
+        let issuers = match self.shared.issuers.read() {
+            Ok(g) => Arc::clone(&g),
+            Err(_) => return Answer::Error(ResponseStatus::InternalError),
+        };
+        let mut found = Vec::with_capacity(req.queries.len());
+        for q in &req.queries {
+            let Some(alg) = q.hash else {
+                return Answer::Error(ResponseStatus::Unauthorized);
+            };
+            let name = q.cert_id.issuer_name_hash.as_bytes();
+            let key = q.cert_id.issuer_key_hash.as_bytes();
+            let issuer = issuers.iter().position(|i| {
+                let (n, k) = match alg {
+                    HashAlg::Sha1 => &i.sha1,
+                    HashAlg::Sha256 => &i.sha256,
+                };
+                n.as_slice() == name && k.as_slice() == key
+            });
+            match issuer {
+                Some(i) => found.push(i),
+                None => return Answer::Error(ResponseStatus::Unauthorized),
+            }
+        }
+        let use_nonce = req.nonce.is_some() && self.shared.config.nonce == NoncePolicy::Echo;
+        if req.queries.len() == 1 && !use_nonce {
+            let q = &req.queries[0];
+            if let (Some(serial), Some(alg)) = (&q.serial, q.hash) {
+                let id = issuers[found[0]].authority.id;
+                if let Ok(map) = self.shared.responses.read() {
+                    if let Some(c) = map.get(&(id, alg)).and_then(|m| m.get(serial.as_slice())) {
+                        if c.next_update > self.shared.clock.now() {
+                            return Answer::Cached(Arc::clone(c));
+                        }
+                    }
+                }
+            }
+        }
+        // Live signing: all answers must come from one responder certificate.
+        let first = found[0];
+        if found.iter().any(|i| *i != first) {
+            // Several issuing CAs in one request: each has its own responder
+            // certificate, and one response carries one signature.
+            return Answer::Error(ResponseStatus::Unauthorized);
+        }
+        let issuer = &issuers[first];
+        let statuses = match self.shared.statuses.read() {
+            Ok(g) => g,
+            Err(_) => return Answer::Error(ResponseStatus::InternalError),
+        };
+        let mut answers = Vec::with_capacity(req.queries.len());
+        let mut overall = Status::Unknown;
+        for q in &req.queries {
+            let status = q
+                .serial
+                .as_ref()
+                .and_then(|s| statuses.get(&issuer.authority.id)?.get(s.as_slice()))
+                .map(|k| k.status)
+                .unwrap_or(Status::Unknown);
+            if answers.is_empty() {
+                overall = status;
+            }
+            answers.push((q.cert_id.clone(), status));
+        }
+        drop(statuses);
+        let now = self.shared.clock.now();
+        let next = now + i64::from(self.shared.config.response_validity_hours) * 3600;
+        let nonce = if use_nonce {
+            req.nonce.as_deref()
+        } else {
+            None
+        };
+        match response::sign(&issuer.cred, &answers, now, next, nonce) {
+            Ok(der) => Answer::Fresh {
+                der,
+                status: overall,
+            },
+            Err(e) => {
+                tracing::error!(error = %e, "signing an OCSP response failed");
+                Answer::Error(ResponseStatus::InternalError)
+            }
+        }
+    }
+
+    /// A published CRL or CA certificate by URL path (`/crl/x.crl`, `/ca/x.cer`).
+    pub fn published(&self, path: &str) -> Option<Arc<Published>> {
+        self.shared.published.read().ok()?.get(path).cloned()
+    }
+
+    /// Every published file, by URL path.
+    pub fn published_all(&self) -> Vec<(String, Arc<Published>)> {
+        self.shared
+            .published
+            .read()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), Arc::clone(v))).collect())
+            .unwrap_or_default()
+    }
+
+    /// Every pre-signed response with the GET path (after `/ocsp/`) of the
+    /// request that fetches it.
+    pub fn presigned_with_paths(&self) -> Vec<(String, Arc<Cached>)> {
+        let issuers = match self.shared.issuers.read() {
+            Ok(g) => Arc::clone(&g),
+            Err(_) => return Vec::new(),
+        };
+        let Ok(map) = self.shared.responses.read() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for ((authority, alg), entries) in map.iter() {
+            let Some(issuer) = issuers.iter().find(|i| i.authority.id == *authority) else {
+                continue;
+            };
+            for (serial, cached) in entries {
+                if let Ok(id) = cert_id(issuer, *alg, serial) {
+                    if let Ok(der) = request::single_request_der(&id) {
+                        out.push((request::get_path(&der), Arc::clone(cached)));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The pre-signed response for a serial (of any served issuer), if held.
+    pub fn presigned(&self, serial: &[u8], alg: HashAlg) -> Option<Arc<Cached>> {
+        let map = self.shared.responses.read().ok()?;
+        map.iter()
+            .filter(|((_, a), _)| *a == alg)
+            .find_map(|(_, entries)| entries.get(serial).cloned())
+    }
+
+    /// Age in seconds of the oldest pre-signed response (0 when none).
+    pub fn oldest_response_age(&self) -> i64 {
+        let now = self.shared.clock.now();
+        self.shared
+            .responses
+            .read()
+            .map(|m| {
+                m.values()
+                    .flat_map(|e| e.values())
+                    .map(|c| now - c.this_update)
+                    .max()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0)
+    }
+
+    /// Number of pre-signed responses held.
+    pub fn presigned_count(&self) -> usize {
+        self.shared
+            .responses
+            .read()
+            .map(|m| m.values().map(HashMap::len).sum())
+            .unwrap_or(0)
+    }
+
+    /// The health report: signers, CRL ages, responder certificate expiry.
+    pub fn health(&self) -> Vec<HealthCheck> {
+        let mut checks = self
+            .shared
+            .health
+            .read()
+            .map(|h| h.clone())
+            .unwrap_or_default();
+        let now = self.shared.clock.now();
+        if let Ok(issuers) = self.shared.issuers.read() {
+            for i in issuers.iter() {
+                let left = i.cred.not_after - now;
+                checks.push(HealthCheck {
+                    name: format!("responder_certificate/{}", i.authority.name),
+                    ok: left > 86_400,
+                    detail: format!("expires in {} hours", left / 3600),
+                });
+                let h = i.cred.signer.health();
+                checks.push(HealthCheck {
+                    name: format!("responder_key/{}", i.authority.name),
+                    ok: h.ok,
+                    detail: h.detail,
+                });
+            }
+        }
+        for (path, p) in self.published_all() {
+            if let Some(next) = p.next_update {
+                checks.push(HealthCheck {
+                    name: format!("crl{}", path.trim_start_matches("/crl")),
+                    ok: next > now,
+                    detail: format!(
+                        "age {} s, next update in {} s",
+                        now - p.this_update,
+                        next - now
+                    ),
+                });
+            }
+        }
+        checks.sort_by(|a, b| a.name.cmp(&b.name));
+        checks
+    }
+
+    /// Ages of the published CRLs, by authority name.
+    pub fn crl_ages(&self) -> Vec<(String, i64)> {
+        let now = self.shared.clock.now();
+        self.published_all()
+            .into_iter()
+            .filter(|(_, p)| p.next_update.is_some())
+            .map(|(path, p)| {
+                let name = path
+                    .trim_start_matches("/crl/")
+                    .trim_end_matches(".crl")
+                    .to_string();
+                (name, now - p.this_update)
+            })
+            .collect()
+    }
+}
+
+fn cert_id(issuer: &Issuer, alg: HashAlg, serial: &[u8]) -> Result<CertId, Error> {
+    use der::asn1::{Any, Int, OctetString};
+    let (oid, (name, key)) = match alg {
+        HashAlg::Sha1 => (super::asn1::SHA1, &issuer.sha1),
+        HashAlg::Sha256 => (super::asn1::SHA256, &issuer.sha256),
+    };
+    let mut int = Vec::with_capacity(serial.len() + 1);
+    if serial.first().is_none_or(|b| b & 0x80 != 0) {
+        int.push(0);
+    }
+    int.extend_from_slice(serial);
+    Ok(CertId {
+        hash_algorithm: spki::AlgorithmIdentifierOwned {
+            oid,
+            // As OpenSSL and most clients send it: parameters NULL.
+            parameters: Some(Any::from(der::asn1::Null)),
+        },
+        issuer_name_hash: OctetString::new(name.clone())
+            .map_err(|e| Error::encoding("name hash", e))?,
+        issuer_key_hash: OctetString::new(key.clone())
+            .map_err(|e| Error::encoding("key hash", e))?,
+        serial_number: Int::new(&int).map_err(|e| Error::encoding("serial", e))?,
+    })
+}
+
+/// Keeps the engine's memory true to the store: owns the CA, its keys and
+/// the responder key; runs on one thread (the store connection is not `Sync`).
+pub struct Maintainer {
+    ca: Ca,
+    engine: Engine,
+    responder_key: Arc<dyn Signer>,
+    responder_ref: String,
+    ca_signers: HashMap<i64, Box<dyn Signer>>,
+    data_version: i64,
+    last_sweep: i64,
+}
+
+impl std::fmt::Debug for Maintainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Maintainer").finish_non_exhaustive()
+    }
+}
+
+/// Opens (or, for a soft key that does not exist yet, creates) the responder key.
+fn open_responder_key(ca: &Ca) -> Result<(Arc<dyn Signer>, String), Error> {
+    let config = ca.config();
+    let text = config.ocsp.responder_key.clone().unwrap_or_else(|| {
+        format!(
+            "soft:{}",
+            ca.home().keys().join("ocsp-responder.p8").display()
+        )
+    });
+    let key_ref: KeyRef = text.parse().map_err(|e: kxca_hsm::Error| Error::Config {
+        path: ca.home().config(),
+        message: format!("ocsp.responder_key: {e}"),
+    })?;
+    if config.production && key_ref.is_soft() {
+        return Err(Error::SoftKeyInProduction {
+            path: ca.home().config(),
+            role: "OCSP responder".into(),
+            key_ref: text,
+        });
+    }
+    let secret = config.key_secret();
+    let backend = config.backend_options();
+    // P-256: live (nonce) responses are signed per request, and ECDSA is cheap.
+    let signer = match &key_ref {
+        KeyRef::Soft { path } if !path.exists() => {
+            kxca_hsm::generate_with(&key_ref, KeyAlgorithm::EcdsaP256, &secret, &backend)?
+        }
+        // A responder key on a token is created on first use, as `kxca init` does for CA keys.
+        KeyRef::Pkcs11 { .. } => match kxca_hsm::open_with(&key_ref, &secret, &backend) {
+            Err(kxca_hsm::Error::TokenKeyMissing { .. }) => {
+                kxca_hsm::generate_with(&key_ref, KeyAlgorithm::EcdsaP256, &secret, &backend)?
+            }
+            other => other?,
+        },
+        _ => kxca_hsm::open_with(&key_ref, &secret, &backend)?,
+    };
+    Ok((Arc::from(signer), text))
+}
+
+/// (issuerNameHash, issuerKeyHash) of an authority.
+type HashPair = (Vec<u8>, Vec<u8>);
+
+fn hashes(a: &Authority) -> Result<(HashPair, HashPair), Error> {
+    let spki = crate::x509::spki(&a.spki)?;
+    let key = spki.subject_public_key.raw_bytes();
+    Ok((
+        (
+            Sha1::digest(&a.subject_der).to_vec(),
+            Sha1::digest(key).to_vec(),
+        ),
+        (
+            Sha256::digest(&a.subject_der).to_vec(),
+            Sha256::digest(key).to_vec(),
+        ),
+    ))
+}
+
+impl Maintainer {
+    /// Loads everything the responder needs and brings it up to date: responder
+    /// certificates, pre-signed responses, CRLs. Returns the shared engine.
+    pub fn start(mut ca: Ca) -> Result<(Engine, Maintainer), Error> {
+        ca.config().ocsp.check().map_err(|message| Error::Config {
+            path: ca.home().config(),
+            message,
+        })?;
+        ca.store_mut().migrate("ocsp", ostore::MIGRATIONS)?;
+        let (responder_key, responder_ref) = open_responder_key(&ca)?;
+        let engine = Engine {
+            shared: Arc::new(Shared {
+                config: ca.config().ocsp.clone(),
+                clock: ca.clock().clone(),
+                issuers: RwLock::new(Arc::new(Vec::new())),
+                responses: RwLock::new(HashMap::new()),
+                statuses: RwLock::new(HashMap::new()),
+                published: RwLock::new(HashMap::new()),
+                health: RwLock::new(Vec::new()),
+            }),
+        };
+        let mut m = Maintainer {
+            ca,
+            engine: engine.clone(),
+            responder_key,
+            responder_ref,
+            ca_signers: HashMap::new(),
+            data_version: -1,
+            last_sweep: 0,
+        };
+        m.open_ca_signers();
+        m.ensure_responder_certs()?;
+        m.reload(true)?;
+        Ok((engine, m))
+    }
+
+    /// The engine this maintainer keeps.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn open_ca_signers(&mut self) {
+        let mut health = Vec::new();
+        let authorities = self.ca.authorities().unwrap_or_default();
+        for a in authorities
+            .iter()
+            .filter(|a| a.role == AuthorityRole::Issuing)
+        {
+            match self.ca.signer(a) {
+                Ok(s) => {
+                    let h = s.health();
+                    health.push(HealthCheck {
+                        name: format!("ca_key/{}", a.name),
+                        ok: h.ok,
+                        detail: h.detail,
+                    });
+                    self.ca_signers.insert(a.id, s);
+                }
+                Err(e) => {
+                    tracing::warn!(authority = %a.name, error = %e, "CA key not available: no new responder certificates or CRLs for it");
+                    health.push(HealthCheck {
+                        name: format!("ca_key/{}", a.name),
+                        // A previous CA whose key is retired is expected; the active one is not.
+                        ok: !a.active,
+                        detail: e.to_string(),
+                    });
+                }
+            }
+        }
+        if let Ok(mut h) = self.engine.shared.health.write() {
+            *h = health;
+        }
+    }
+
+    /// Makes sure each issuing CA has a responder certificate for the current
+    /// responder key that is not about to expire; issues one when needed.
+    fn ensure_responder_certs(&mut self) -> Result<bool, Error> {
+        let now = self.ca.clock().now();
+        let policy = self.ca.config().ocsp.clone();
+        let union = self.ca.config().union.name.clone();
+        let mut issuers = Vec::new();
+        let mut renewed = false;
+        let authorities = self.ca.authorities()?;
+        for a in authorities
+            .iter()
+            .filter(|a| a.role == AuthorityRole::Issuing)
+        {
+            let current = ostore::latest_responder_cert(self.ca.store().conn(), a.id)?;
+            let usable = current.as_ref().is_some_and(|c| {
+                c.key_ref == self.responder_ref
+                    && c.not_after - now > i64::from(policy.responder_renew_days) * 86_400
+            });
+            let row = if usable {
+                current
+            } else if let Some(ca_signer) = self.ca_signers.get(&a.id) {
+                let issued = responder_cert::issue(
+                    a,
+                    ca_signer.as_ref(),
+                    self.responder_key.as_ref(),
+                    &union,
+                    now,
+                    policy.responder_cert_days,
+                )?;
+                let serial = issued.serial.to_hex();
+                let key_ref = self.responder_ref.clone();
+                let id = self.ca.store_mut().write(|tx| {
+                    let id = ostore::insert_responder_cert(
+                        tx, a.id, &key_ref, &serial, &issued.der, issued.not_before, issued.not_after, now,
+                    )?;
+                    audit::append(
+                        tx,
+                        now,
+                        "kxca-serve",
+                        "ocsp.responder_certificate",
+                        Some(&serial),
+                        serde_json::json!({"authority": a.name, "key": key_ref, "not_after": crate::rfc3339(issued.not_after)}),
+                    )?;
+                    Ok(id)
+                })?;
+                tracing::info!(authority = %a.name, serial = %serial, "OCSP responder certificate issued");
+                renewed = true;
+                Some(ostore::ResponderCertRow {
+                    id,
+                    key_ref,
+                    certificate: issued.der,
+                    not_after: issued.not_after,
+                })
+            } else {
+                // No CA key: keep answering with the last certificate while it lasts.
+                current.filter(|c| c.key_ref == self.responder_ref && c.not_after > now)
+            };
+            let Some(row) = row else {
+                tracing::warn!(authority = %a.name, "no responder certificate: requests for this CA get unauthorized");
+                continue;
+            };
+            let (sha1, sha256) = hashes(a)?;
+            issuers.push(Issuer {
+                authority: a.clone(),
+                sha1,
+                sha256,
+                cred: Arc::new(Credential {
+                    id: row.id,
+                    signer: Arc::clone(&self.responder_key),
+                    certificate: row.certificate,
+                    key_hash: crate::x509::key_id(self.responder_key.public_key_der())?,
+                    not_after: row.not_after,
+                }),
+            });
+        }
+        if let Ok(mut g) = self.engine.shared.issuers.write() {
+            *g = Arc::new(issuers);
+        }
+        Ok(renewed)
+    }
+
+    /// Checks the store for changes made by anyone (cheap when nothing
+    /// changed) and does the periodic work that is due. Call about once a second.
+    pub fn tick(&mut self) -> Result<(), Error> {
+        let now = self.ca.clock().now();
+        let version = ostore::data_version(self.ca.store().conn())?;
+        // A full sweep (refresh, renewals, CRL nextUpdate) once a minute.
+        let sweep = now - self.last_sweep >= 60;
+        if version != self.data_version || sweep {
+            if sweep && self.ensure_responder_certs()? {
+                self.reload(true)?;
+            } else {
+                self.reload(sweep)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-reads statuses; re-signs what changed (and, on a sweep, what is
+    /// due); regenerates CRLs after revocations and before nextUpdate.
+    fn reload(&mut self, sweep: bool) -> Result<(), Error> {
+        let now = self.ca.clock().now();
+        self.data_version = ostore::data_version(self.ca.store().conn())?;
+        let statuses = ostore::issued_statuses(self.ca.store().conn())?;
+        let issuers = self
+            .engine
+            .shared
+            .issuers
+            .read()
+            .map(|g| Arc::clone(&g))
+            .map_err(|_| Error::encoding("engine", "lock poisoned"))?;
+        let policy = self.ca.config().ocsp.clone();
+        let validity = i64::from(policy.response_validity_hours) * 3600;
+        let refresh = i64::from(policy.refresh_hours) * 3600;
+
+        // What the store already holds, on first load.
+        let mut stored: HashMap<(i64, HashAlg, String), ResponseRow> = HashMap::new();
+        let first = self.last_sweep == 0;
+        if first {
+            for r in ostore::all_responses(self.ca.store().conn())? {
+                stored.insert((r.authority_id, r.hash, r.serial.clone()), r);
+            }
+        }
+        let mut changed_crl: Vec<i64> = Vec::new();
+        let mut new_rows = Vec::new();
+        let mut new_map: Responses = HashMap::new();
+        {
+            let old_map = self
+                .engine
+                .shared
+                .responses
+                .read()
+                .map_err(|_| Error::encoding("engine", "lock poisoned"))?;
+            let old_status = self
+                .engine
+                .shared
+                .statuses
+                .read()
+                .map_err(|_| Error::encoding("engine", "lock poisoned"))?;
+            for issuer in issuers.iter() {
+                let id = issuer.authority.id;
+                let Some(certs) = statuses.get(&id) else {
+                    continue;
+                };
+                for (serial, known) in certs {
+                    let was = old_status.get(&id).and_then(|m| m.get(serial));
+                    if !first
+                        && was.map(|k| k.status) != Some(known.status)
+                        && matches!(known.status, Status::Revoked { .. })
+                        && !changed_crl.contains(&id)
+                    {
+                        changed_crl.push(id);
+                    }
+                    if known.not_after < now {
+                        continue;
+                    }
+                    for alg in [HashAlg::Sha1, HashAlg::Sha256] {
+                        let old = old_map.get(&(id, alg)).and_then(|m| m.get(serial));
+                        let fresh_enough = |this_update: i64, status: Status| {
+                            status == known.status && (!sweep || now - this_update < refresh)
+                        };
+                        if let Some(c) = old {
+                            if fresh_enough(c.this_update, c.status) && c.next_update > now {
+                                new_map
+                                    .entry((id, alg))
+                                    .or_default()
+                                    .insert(serial.clone(), Arc::clone(c));
+                                continue;
+                            }
+                        }
+                        let hexs = hex::encode(serial);
+                        if let Some(r) = stored.remove(&(id, alg, hexs.clone())) {
+                            if r.status == known.status.fingerprint()
+                                && r.responder == issuer.cred.id
+                                && now - r.this_update < refresh
+                            {
+                                let c =
+                                    Cached::new(r.der, r.this_update, r.next_update, known.status);
+                                new_map
+                                    .entry((id, alg))
+                                    .or_default()
+                                    .insert(serial.clone(), Arc::new(c));
+                                continue;
+                            }
+                        }
+                        let cid = cert_id(issuer, alg, serial)?;
+                        let der = response::sign(
+                            &issuer.cred,
+                            &[(cid, known.status)],
+                            now,
+                            now + validity,
+                            None,
+                        )?;
+                        new_rows.push(ResponseRow {
+                            authority_id: id,
+                            hash: alg,
+                            serial: hexs,
+                            status: known.status.fingerprint(),
+                            responder: issuer.cred.id,
+                            this_update: now,
+                            next_update: now + validity,
+                            der: der.clone(),
+                        });
+                        let c = Cached::new(der, now, now + validity, known.status);
+                        new_map
+                            .entry((id, alg))
+                            .or_default()
+                            .insert(serial.clone(), Arc::new(c));
+                    }
+                }
+            }
+        }
+        // Publish to the handlers before touching the disk: a revocation must
+        // be visible as soon as its response is signed.
+        if let Ok(mut s) = self.engine.shared.statuses.write() {
+            *s = statuses;
+        }
+        if let Ok(mut r) = self.engine.shared.responses.write() {
+            *r = new_map;
+        }
+        if !new_rows.is_empty() || sweep {
+            let signed = new_rows.len();
+            self.ca.store_mut().write(|tx| {
+                for r in &new_rows {
+                    ostore::upsert_response(tx, r)?;
+                }
+                ostore::delete_expired(tx, now)?;
+                Ok(())
+            })?;
+            if signed > 0 {
+                tracing::info!(signed, "OCSP responses pre-signed");
+            }
+        }
+        if sweep {
+            self.last_sweep = now;
+        }
+        // Also catches revocations made while the service was down.
+        let newest_revocation: HashMap<i64, i64> = self
+            .engine
+            .shared
+            .statuses
+            .read()
+            .map(|s| {
+                s.iter()
+                    .map(|(id, m)| {
+                        let newest = m
+                            .values()
+                            .filter_map(|k| match k.status {
+                                Status::Revoked { at, .. } => Some(at),
+                                _ => None,
+                            })
+                            .max()
+                            .unwrap_or(i64::MIN);
+                        (*id, newest)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.refresh_crls(&changed_crl, &newest_revocation)?;
+        // Our own writes bump nothing for this connection, but be sure.
+        self.data_version = ostore::data_version(self.ca.store().conn())?;
+        Ok(())
+    }
+
+    /// Regenerates the CRL of each authority in `revoked` and of any whose
+    /// CRL is missing or near its nextUpdate; republishes CRLs and CA certificates.
+    fn refresh_crls(
+        &mut self,
+        revoked: &[i64],
+        newest_revocation: &HashMap<i64, i64>,
+    ) -> Result<(), Error> {
+        let now = self.ca.clock().now();
+        let margin = i64::from(self.ca.config().ocsp.crl_refresh_before_hours) * 3600;
+        let authorities = self.ca.authorities()?;
+        let mut published = HashMap::new();
+        for a in &authorities {
+            let der = Bytes::from(a.certificate.clone());
+            published.insert(
+                format!("/ca/{}.cer", a.name),
+                Arc::new(Published {
+                    etag: format!("\"{}\"", hex::encode(&Sha256::digest(&der)[..16])),
+                    der,
+                    content_type: "application/pkix-cert",
+                    last_modified: http_date(a.not_before),
+                    this_update: a.not_before,
+                    next_update: None,
+                }),
+            );
+            if a.role != AuthorityRole::Issuing {
+                continue;
+            }
+            let latest = crls::latest(self.ca.store().conn(), a.id)?;
+            let due = latest.as_ref().is_none_or(|c| {
+                revoked.contains(&a.id)
+                    || newest_revocation
+                        .get(&a.id)
+                        .is_some_and(|at| *at > c.this_update)
+                    || c.next_update - now < margin
+                    || c.der.is_empty()
+            });
+            let latest = match (due, self.ca_signers.get(&a.id)) {
+                (true, Some(signer)) => {
+                    self.ca
+                        .generate_crl_with(a, signer.as_ref(), "kxca-serve")?;
+                    crls::latest(self.ca.store().conn(), a.id)?
+                }
+                _ => latest,
+            };
+            if let Some(c) = latest.filter(|c| !c.der.is_empty()) {
+                let der = Bytes::from(c.der);
+                published.insert(
+                    format!("/crl/{}.crl", a.name),
+                    Arc::new(Published {
+                        etag: format!("\"{}\"", hex::encode(&Sha256::digest(&der)[..16])),
+                        der,
+                        content_type: "application/pkix-crl",
+                        last_modified: http_date(c.this_update),
+                        this_update: c.this_update,
+                        next_update: Some(c.next_update),
+                    }),
+                );
+            }
+        }
+        if let Ok(mut p) = self.engine.shared.published.write() {
+            *p = published;
+        }
+        Ok(())
+    }
+}

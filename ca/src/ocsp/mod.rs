@@ -1,0 +1,21 @@
+//! The OCSP responder (RFC 6960, RFC 5019 lightweight profile).
+//!
+//! - [`asn1`]: the RFC 6960 structures;
+//! - [`request`]: parsing POST bodies and GET paths;
+//! - [`response`]: signing responses with the delegated responder;
+//! - `responder_cert`: issuing that responder's certificate;
+//! - `store`: its tables (migration component "ocsp");
+//! - [`engine`]: answering from pre-signed responses, and keeping them fresh.
+
+pub mod asn1;
+mod config;
+pub mod engine;
+pub mod request;
+mod responder_cert;
+pub mod response;
+mod store;
+
+pub use config::{NoncePolicy, OcspConfig};
+pub use engine::{Answer, Cached, Engine, HealthCheck, Maintainer, Published};
+pub use request::{HashAlg, ParsedRequest, RequestError};
+pub use response::Status;

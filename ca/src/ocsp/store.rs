@@ -1,0 +1,207 @@
+//! The responder's tables (migration component "ocsp"): its certificates and
+//! the pre-signed responses. Nothing else writes to them.
+
+use std::collections::HashMap;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use super::request::HashAlg;
+use super::response::Status;
+use crate::store::{sql, Migration};
+use crate::Error;
+
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "OCSP responder certificates and pre-signed responses",
+    sql: r#"
+CREATE TABLE ocsp_responder_certs (
+    id            INTEGER PRIMARY KEY,
+    authority_id  INTEGER NOT NULL REFERENCES authorities(id),
+    key_ref       TEXT NOT NULL,
+    serial        TEXT NOT NULL UNIQUE,
+    certificate   BLOB NOT NULL,
+    not_before    INTEGER NOT NULL,
+    not_after     INTEGER NOT NULL,
+    created_at    INTEGER NOT NULL
+);
+CREATE TABLE ocsp_responses (
+    authority_id  INTEGER NOT NULL REFERENCES authorities(id),
+    hash_alg      TEXT NOT NULL CHECK (hash_alg IN ('sha1', 'sha256')),
+    serial        TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    responder     INTEGER NOT NULL REFERENCES ocsp_responder_certs(id),
+    this_update   INTEGER NOT NULL,
+    next_update   INTEGER NOT NULL,
+    der           BLOB NOT NULL,
+    PRIMARY KEY (authority_id, hash_alg, serial)
+);
+"#,
+}];
+
+impl HashAlg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HashAlg::Sha1 => "sha1",
+            HashAlg::Sha256 => "sha256",
+        }
+    }
+}
+
+/// A responder certificate as stored.
+#[derive(Debug, Clone)]
+pub(crate) struct ResponderCertRow {
+    pub id: i64,
+    pub key_ref: String,
+    pub certificate: Vec<u8>,
+    pub not_after: i64,
+}
+
+/// The newest responder certificate of an authority.
+pub(crate) fn latest_responder_cert(
+    conn: &Connection,
+    authority_id: i64,
+) -> Result<Option<ResponderCertRow>, Error> {
+    conn.query_row(
+        "SELECT id, key_ref, certificate, not_after FROM ocsp_responder_certs
+         WHERE authority_id = ?1 ORDER BY not_after DESC, id DESC LIMIT 1",
+        [authority_id],
+        |r| {
+            Ok(ResponderCertRow {
+                id: r.get(0)?,
+                key_ref: r.get(1)?,
+                certificate: r.get(2)?,
+                not_after: r.get(3)?,
+            })
+        },
+    )
+    .optional()
+    .map_err(sql)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn insert_responder_cert(
+    tx: &Transaction<'_>,
+    authority_id: i64,
+    key_ref: &str,
+    serial: &str,
+    certificate: &[u8],
+    not_before: i64,
+    not_after: i64,
+    now: i64,
+) -> Result<i64, Error> {
+    tx.execute(
+        "INSERT INTO ocsp_responder_certs (authority_id, key_ref, serial, certificate, not_before, not_after, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![authority_id, key_ref, serial, certificate, not_before, not_after, now],
+    )
+    .map_err(sql)?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// One pre-signed response row.
+#[derive(Debug, Clone)]
+pub(crate) struct ResponseRow {
+    pub authority_id: i64,
+    pub hash: HashAlg,
+    pub serial: String,
+    pub status: String,
+    pub responder: i64,
+    pub this_update: i64,
+    pub next_update: i64,
+    pub der: Vec<u8>,
+}
+
+pub(crate) fn upsert_response(tx: &Transaction<'_>, r: &ResponseRow) -> Result<(), Error> {
+    tx.execute(
+        "INSERT INTO ocsp_responses (authority_id, hash_alg, serial, status, responder, this_update, next_update, der)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (authority_id, hash_alg, serial) DO UPDATE SET
+           status = excluded.status, responder = excluded.responder, this_update = excluded.this_update,
+           next_update = excluded.next_update, der = excluded.der",
+        params![r.authority_id, r.hash.as_str(), r.serial, r.status, r.responder, r.this_update, r.next_update, r.der],
+    )
+    .map_err(sql)?;
+    Ok(())
+}
+
+/// Drops responses of certificates that have expired (nothing to answer for).
+pub(crate) fn delete_expired(tx: &Transaction<'_>, now: i64) -> Result<usize, Error> {
+    tx.execute(
+        "DELETE FROM ocsp_responses WHERE (authority_id, serial) IN
+           (SELECT authority_id, serial FROM certificates WHERE not_after < ?1)",
+        [now],
+    )
+    .map_err(sql)
+}
+
+pub(crate) fn all_responses(conn: &Connection) -> Result<Vec<ResponseRow>, Error> {
+    let mut stmt = conn
+        .prepare("SELECT authority_id, hash_alg, serial, status, responder, this_update, next_update, der FROM ocsp_responses")
+        .map_err(sql)?;
+    let rows = stmt
+        .query_map([], |r| {
+            let alg: String = r.get(1)?;
+            Ok(ResponseRow {
+                authority_id: r.get(0)?,
+                hash: if alg == "sha256" {
+                    HashAlg::Sha256
+                } else {
+                    HashAlg::Sha1
+                },
+                serial: r.get(2)?,
+                status: r.get(3)?,
+                responder: r.get(4)?,
+                this_update: r.get(5)?,
+                next_update: r.get(6)?,
+                der: r.get(7)?,
+            })
+        })
+        .map_err(sql)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+}
+
+/// A certificate's status as the store says it, with its expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KnownCert {
+    pub status: Status,
+    pub not_after: i64,
+}
+
+/// Every issued certificate of every authority: (authority, serial bytes) →
+/// status. Pending and failed rows are left out, so they answer `unknown`.
+pub(crate) fn issued_statuses(conn: &Connection) -> Result<super::engine::Statuses, Error> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT c.authority_id, c.serial, c.not_after, r.revoked_at, r.reason
+             FROM certificates c LEFT JOIN revocations r ON r.certificate = c.id
+             WHERE c.state = 'issued'",
+        )
+        .map_err(sql)?;
+    let mut rows = stmt.query([]).map_err(sql)?;
+    let mut out: super::engine::Statuses = HashMap::new();
+    while let Some(r) = rows.next().map_err(sql)? {
+        let authority: i64 = r.get(0).map_err(sql)?;
+        let serial: String = r.get(1).map_err(sql)?;
+        let not_after: i64 = r.get(2).map_err(sql)?;
+        let revoked_at: Option<i64> = r.get(3).map_err(sql)?;
+        let reason: Option<i64> = r.get(4).map_err(sql)?;
+        let bytes = hex::decode(&serial).map_err(|e| Error::encoding("stored serial", e))?;
+        let status = match revoked_at {
+            Some(at) => Status::Revoked {
+                at,
+                reason: reason.unwrap_or(0) as u8,
+            },
+            None => Status::Good,
+        };
+        out.entry(authority)
+            .or_default()
+            .insert(bytes.into_boxed_slice(), KnownCert { status, not_after });
+    }
+    Ok(out)
+}
+
+/// SQLite's counter of commits by other connections: cheap to poll.
+pub(crate) fn data_version(conn: &Connection) -> Result<i64, Error> {
+    conn.query_row("PRAGMA data_version", [], |r| r.get(0))
+        .map_err(sql)
+}

@@ -1,0 +1,213 @@
+//! Helpers for the revocation service tests: a running `kxca serve`, curl,
+//! openssl ocsp and pkilint.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{p, TestCa};
+
+/// A `kxca serve` child process, stopped with SIGTERM on drop.
+pub struct Server {
+    child: Option<Child>,
+    pub addr: String,
+    pub log: PathBuf,
+}
+
+impl Server {
+    pub fn start(ca: &TestCa) -> Server {
+        let log = ca
+            .dir
+            .path()
+            .join(format!("serve-{}.log", std::process::id()));
+        let mut child = ca
+            .cmd()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| {
+                panic!(
+                    "kxca serve did not start: {line:?}\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            })
+            .to_string();
+        Server {
+            child: Some(child),
+            addr,
+            log,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends SIGTERM and waits: returns whether the exit was clean.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Runs `openssl ocsp` against the server (or with extra args); returns
+/// (success, combined output).
+pub fn openssl_ocsp(ca: &TestCa, server: &Server, args: &[&str]) -> (bool, String) {
+    let issuer = ca.path("ca/issuing-1.pem");
+    let root = ca.path("ca/root.pem");
+    let url = server.url("/ocsp");
+    let mut all = vec![
+        "ocsp",
+        "-issuer",
+        p(&issuer),
+        "-CAfile",
+        p(&root),
+        "-url",
+        &url,
+    ];
+    all.extend_from_slice(args);
+    crate::common::run("openssl", &all)
+}
+
+/// POSTs `body` with a content type; returns (http code, body bytes).
+pub fn post(url: &str, content_type: &str, body: &[u8], dir: &Path) -> (u16, Vec<u8>) {
+    let req = dir.join(format!("req-{}.bin", rand_suffix()));
+    let out = dir.join(format!("resp-{}.bin", rand_suffix()));
+    std::fs::write(&req, body).unwrap();
+    let o = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            p(&out),
+            "-w",
+            "%{http_code}",
+            "-H",
+            &format!("Content-Type: {content_type}"),
+            "--data-binary",
+            &format!("@{}", p(&req)),
+            url,
+        ])
+        .output()
+        .unwrap();
+    let code = String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    (code, std::fs::read(&out).unwrap_or_default())
+}
+
+/// GETs a URL; returns (http code, headers lowercased, body).
+pub fn get(url: &str, extra: &[&str], dir: &Path) -> (u16, String, Vec<u8>) {
+    let out = dir.join(format!("get-{}.bin", rand_suffix()));
+    let hdr = dir.join(format!("hdr-{}.txt", rand_suffix()));
+    let mut args = vec!["-s", "-o", p(&out), "-D", p(&hdr), "-w", "%{http_code}"];
+    args.extend_from_slice(extra);
+    args.push(url);
+    let o = Command::new("curl").args(&args).output().unwrap();
+    let code = String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    (
+        code,
+        std::fs::read_to_string(&hdr)
+            .unwrap_or_default()
+            .to_lowercase(),
+        std::fs::read(&out).unwrap_or_default(),
+    )
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Lints a DER OCSP response with pkilint; panics on any ERROR or FATAL finding.
+pub fn lint(der: &[u8], dir: &Path, what: &str) {
+    let f = dir.join(format!("lint-{}.der", rand_suffix()));
+    std::fs::write(&f, der).unwrap();
+    let (ok, text) = crate::common::run(
+        "lint_ocsp_response",
+        &["lint", "-s", "ERROR", "--document-format", "DER", p(&f)],
+    );
+    assert!(ok && text.trim().is_empty(), "pkilint on {what}: {text}");
+}
+
+/// `openssl ocsp -reqout` of a request for `cert` (no nonce); returns the DER.
+pub fn request_der(ca: &TestCa, cert: &Path, extra: &[&str]) -> Vec<u8> {
+    let out = ca.dir.path().join(format!("req-{}.der", rand_suffix()));
+    let issuer = ca.path("ca/issuing-1.pem");
+    let mut args = vec![
+        "ocsp",
+        "-issuer",
+        p(&issuer),
+        "-no_nonce",
+        "-reqout",
+        p(&out),
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-cert", p(cert)]);
+    let (ok, text) = crate::common::run("openssl", &args);
+    assert!(ok, "openssl ocsp -reqout: {text}");
+    std::fs::read(&out).unwrap()
+}
+
+/// Waits (bounded) until `f` holds; the bound is a safety net, not an assertion of speed.
+pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("gave up waiting for: {what}");
+}
+
+pub fn tools_present() -> bool {
+    crate::common::require_tool("openssl", &["version"])
+        && crate::common::require_tool("curl", &["--version"])
+        && crate::common::require_tool("lint_ocsp_response", &["--help"])
+}
