@@ -5,6 +5,7 @@
 
 mod common;
 mod softhsm;
+mod support_ocsp;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -308,6 +309,73 @@ fn ca_on_token(algorithm: &str, key_algorithm: &str) {
     assert!(!audit.contains(USER_PIN));
     let db = std::fs::read(t.ca.path("kxca.db")).unwrap();
     assert!(!db.windows(USER_PIN.len()).any(|w| w == USER_PIN.as_bytes()));
+
+    ocsp_responder_on_token(&t, &good, &revoked);
+}
+
+/// The OCSP responder's key lives on the token too: `kxca serve` creates it
+/// there, has the issuing CA (on the token) certify it, and its answers
+/// verify with only the root as trust anchor.
+fn ocsp_responder_on_token(t: &TokenCa, good: &Path, revoked: &Path) {
+    if !support_ocsp::tools_present() {
+        return;
+    }
+    let responder_ref = t.key_ref("ocsp-responder");
+    let config_path = t.ca.path("kxca.toml");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    assert!(config.contains("\n[ocsp]\n"), "{config}");
+    let config = config.replacen(
+        "\n[ocsp]\n",
+        &format!("\n[ocsp]\nresponder_key = \"{responder_ref}\"\n"),
+        1,
+    );
+    std::fs::write(&config_path, config).unwrap();
+
+    let server = support_ocsp::Server::start_with(&t.ca, &[("SOFTHSM2_CONF", &t.hsm.conf)]);
+    for (cert, status) in [(good, ": good"), (revoked, ": revoked")] {
+        let resp = t.ca.dir.path().join("resp.der");
+        let (ok, text) = support_ocsp::openssl_ocsp(
+            &t.ca,
+            &server,
+            &["-cert", p(cert), "-respout", p(&resp), "-resp_text"],
+        );
+        assert!(ok, "openssl ocsp: {text}\n{}", server.log_text());
+        assert!(text.contains("Response verify OK"), "{text}");
+        assert!(text.contains(status), "{status}: {text}");
+        assert!(
+            text.contains("OCSP Signing"),
+            "responder certificate: {text}"
+        );
+        support_ocsp::lint(&std::fs::read(&resp).unwrap(), t.ca.dir.path(), status);
+    }
+
+    // The responder key is on the token, sign-only and non-extractable, and
+    // the responder certificate the server sent carries it.
+    let out = t.kxca(&["key", "list", "--token", &t.token, "--json"]);
+    assert_ok(&out, "key list");
+    let keys: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let key = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["label"] == "ocsp-responder")
+        .unwrap_or_else(|| panic!("no responder key on the token: {keys}"))
+        .clone();
+    assert_eq!(key["extractable"], false, "{key}");
+    let resp = t.ca.dir.path().join("resp.der");
+    let responder_pem = t.ca.dir.path().join("responder.pem");
+    let (ok, text) = run(
+        "openssl",
+        &["ocsp", "-respin", p(&resp), "-resp_text", "-noverify"],
+    );
+    assert!(ok, "{text}");
+    let begin = text.find("-----BEGIN CERTIFICATE-----").unwrap();
+    let end = text.find("-----END CERTIFICATE-----").unwrap() + "-----END CERTIFICATE-----".len();
+    std::fs::write(&responder_pem, &text[begin..end]).unwrap();
+    assert_eq!(
+        openssl_spki_sha256(&responder_pem),
+        key["spki_sha256"].as_str().unwrap()
+    );
 }
 
 #[test]

@@ -18,12 +18,18 @@ pub struct Server {
 
 impl Server {
     pub fn start(ca: &TestCa) -> Server {
+        Server::start_with(ca, &[])
+    }
+
+    /// Starts the server with extra environment (e.g. SOFTHSM2_CONF for a CA on a token).
+    pub fn start_with(ca: &TestCa, env: &[(&str, &Path)]) -> Server {
         let log = ca
             .dir
             .path()
             .join(format!("serve-{}.log", std::process::id()));
         let mut child = ca
             .cmd()
+            .envs(env.iter().copied())
             .args(["serve", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
