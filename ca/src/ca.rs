@@ -234,6 +234,7 @@ impl Ca {
                 ca_issuers_url: format!("{base}/ca/issuing-1.cer"),
             },
             crl: CrlConfig::default(),
+            mail: None,
         };
         let header =
             "# kxca configuration. Written by `kxca init`; reviewed by the security officers.\n\n";

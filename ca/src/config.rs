@@ -17,6 +17,8 @@ pub struct Config {
     pub publication: PublicationConfig,
     #[serde(default)]
     pub crl: CrlConfig,
+    #[serde(default)]
+    pub mail: Option<crate::mail_config::MailConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,0 +1,68 @@
+//! The seam between mail intake and the form checker: one attached
+//! spreadsheet in, a per-row verdict out.
+
+use serde_json::Value;
+
+/// The verdict on one row, as the reply and the store need it.
+#[derive(Debug, Clone)]
+pub struct CheckedRow {
+    /// Spreadsheet row number.
+    pub row: u32,
+    /// The form's No. column.
+    pub no: Option<String>,
+    pub status: RowVerdict,
+    /// What the clerk must fix or know, in Japanese.
+    pub messages_ja: Vec<String>,
+    /// The findings as `kxca intake check --json` prints them.
+    pub findings: Value,
+    /// The normalised fields (passwords reduced to "present").
+    pub fields: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowVerdict {
+    Valid,
+    Invalid,
+    Review,
+}
+
+impl RowVerdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowVerdict::Valid => "valid",
+            RowVerdict::Invalid => "invalid",
+            RowVerdict::Review => "review",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum FormCheck {
+    /// A form: its sheet and rows (empty when only detected, not checked).
+    Form {
+        sheet: String,
+        rows: Vec<CheckedRow>,
+        report: Value,
+    },
+    /// A spreadsheet that is not the application form.
+    NotAForm { message_ja: String, report: Value },
+}
+
+/// Checks one attached spreadsheet.
+pub trait FormChecker {
+    fn check(&self, file_name: &str, bytes: &[u8]) -> FormCheck;
+}
+
+/// Accepts every spreadsheet as a form without reading rows. Used where no
+/// intake policy is available, and by tests of the mail path alone.
+pub struct DetectOnly;
+
+impl FormChecker for DetectOnly {
+    fn check(&self, file_name: &str, _bytes: &[u8]) -> FormCheck {
+        FormCheck::Form {
+            sheet: String::new(),
+            rows: Vec::new(),
+            report: serde_json::json!({ "file": file_name, "sheet": "", "rows": [] }),
+        }
+    }
+}
