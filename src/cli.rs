@@ -72,6 +72,8 @@ pub enum Command {
         #[arg(long, default_value_t = 100)]
         limit: i64,
     },
+    #[command(flatten)]
+    Mail(crate::mail_cli::MailCommand),
     /// Demonstration: init a CA, issue two certificates, revoke one, sign a CRL.
     Demo {
         /// Where to put the demo CA (default: $KXCA_HOME, else a new temporary directory).
@@ -322,6 +324,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 );
             }
         }
+        Command::Mail(command) => crate::mail_cli::run(command, home(&cli.home)?, &actor)?,
         Command::Demo { dir } => crate::demo::run(dir.or(cli.home), &actor)?,
     }
     Ok(ExitCode::SUCCESS)
