@@ -74,6 +74,16 @@ pub enum Command {
     },
     #[command(flatten)]
     Mail(crate::mail_cli::MailCommand),
+    /// Application forms: check a form (more to come: fetch).
+    Intake {
+        #[command(subcommand)]
+        command: crate::intake::IntakeCommand,
+    },
+    /// The office register the intake policy may check office codes against.
+    Offices {
+        #[command(subcommand)]
+        command: crate::intake::OfficesCommand,
+    },
     /// Demonstration: init a CA, issue two certificates, revoke one, sign a CRL.
     Demo {
         /// Where to put the demo CA (default: $KXCA_HOME, else a new temporary directory).
@@ -323,6 +333,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     table(&["#", "AT", "ACTOR", "ACTION", "SERIAL", "DETAIL"], &rows)
                 );
             }
+        }
+        Command::Intake { command } => {
+            return crate::intake::run_intake(command, &cli.home, &actor)
+        }
+        Command::Offices { command } => {
+            return crate::intake::run_offices(command, &cli.home, &actor)
         }
         Command::Mail(command) => crate::mail_cli::run(command, home(&cli.home)?, &actor)?,
         Command::Demo { dir } => crate::demo::run(dir.or(cli.home), &actor)?,

@@ -4,7 +4,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use kxca_ca::{rfc3339, Ca, Clock, Home};
-use kxca_provisioner::forms::DetectOnly;
+use kxca_provisioner::forms::IntakeChecker;
 use kxca_provisioner::mail::mime::Limits;
 use kxca_provisioner::{applications, outbox, Receiver};
 
@@ -12,27 +12,12 @@ use crate::output::table;
 
 #[derive(Subcommand, Debug)]
 pub enum MailCommand {
-    /// Signup mail intake.
-    #[command(subcommand)]
-    Intake(IntakeCommand),
     /// The application queue.
     #[command(subcommand)]
     Applications(ApplicationsCommand),
     /// Outbound mail.
     #[command(subcommand)]
     Outbox(OutboxCommand),
-}
-
-#[derive(Subcommand, Debug)]
-pub enum IntakeCommand {
-    /// One pass over the signup mailbox ([mail] in kxca.toml).
-    Fetch {
-        #[arg(long)]
-        json: bool,
-        /// Queue replies but do not send them now.
-        #[arg(long)]
-        no_send: bool,
-    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -78,9 +63,17 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-pub fn run(command: MailCommand, home: Home, actor: &str) -> Result<()> {
-    match command {
-        MailCommand::Intake(IntakeCommand::Fetch { json, no_send }) => {
+/// `kxca intake fetch`: one pass over the signup mailbox, forms checked
+/// against `policy`, then the due replies sent.
+pub fn fetch(
+    home: Home,
+    policy: kxca_provisioner::intake::IntakePolicy,
+    json: bool,
+    no_send: bool,
+    actor: &str,
+) -> Result<()> {
+    {
+        {
             let mut ca = open(home)?;
             let config = ca
                 .config()
@@ -101,8 +94,17 @@ pub fn run(command: MailCommand, home: Home, actor: &str) -> Result<()> {
                         .and_then(|s| s.from.rsplit('@').next().map(str::to_string))
                 })
                 .unwrap_or_else(|| "kxca.invalid".to_string());
+            let checker = if policy.office.use_register {
+                let register = kxca_provisioner::intake::OfficeRegister::load(ca.store_mut())?;
+                IntakeChecker::new(policy, Box::new(register))
+            } else {
+                IntakeChecker::new(
+                    policy,
+                    Box::new(kxca_provisioner::intake::NoExistingAccounts),
+                )
+            };
             let receiver = Receiver {
-                checker: &DetectOnly,
+                checker: &checker,
                 limits: Limits {
                     max_message_bytes: config.max_message_bytes,
                     max_depth: config.max_mime_depth,
@@ -148,6 +150,12 @@ pub fn run(command: MailCommand, home: Home, actor: &str) -> Result<()> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+pub fn run(command: MailCommand, home: Home, actor: &str) -> Result<()> {
+    match command {
         MailCommand::Applications(ApplicationsCommand::List { json, limit }) => {
             let ca = open(home)?;
             let apps = applications::list(ca.store().conn(), limit)?;

@@ -3,6 +3,7 @@
 
 mod cli;
 mod demo;
+mod intake;
 mod mail_cli;
 mod output;
 mod policies;

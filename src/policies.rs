@@ -3,10 +3,13 @@
 
 use std::path::PathBuf;
 
-const SHIPPED: &[(&str, &str)] = &[(
-    "profiles/office-client.toml",
-    include_str!("../policies/profiles/office-client.toml"),
-)];
+const SHIPPED: &[(&str, &str)] = &[
+    (
+        "profiles/office-client.toml",
+        include_str!("../policies/profiles/office-client.toml"),
+    ),
+    ("intake.toml", include_str!("../policies/intake.toml")),
+];
 
 pub fn shipped() -> Vec<(PathBuf, String)> {
     SHIPPED

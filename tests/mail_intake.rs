@@ -4,13 +4,23 @@
 //! back by mail-parser as an independent reader of what was built.
 
 mod common;
+mod support_intake;
 
 use common::TestCa;
 
-fn xlsx(title: &str) -> Vec<u8> {
+/// A real form: row 1 valid, row 2 with a contract unit that does not
+/// match union + branch code.
+fn form() -> Vec<u8> {
+    let mut bad = support_intake::row(2, "12346", "001");
+    support_intake::set(&mut bad, "契約単位コード", support_intake::s("2627601"));
+    support_intake::standard(&[support_intake::row(1, "12345", "001"), bad])
+}
+
+/// A spreadsheet that is not the application form.
+fn not_a_form() -> Vec<u8> {
     let mut wb = rust_xlsxwriter::Workbook::new();
     let ws = wb.add_worksheet();
-    ws.write_string(0, 0, title).unwrap();
+    ws.write_string(0, 0, "請求書").unwrap();
     wb.save_to_buffer().unwrap()
 }
 
@@ -94,7 +104,7 @@ fn maildir_intake_records_applications_and_queues_japanese_replies() {
     text.push_str(&format!("\n[mail]\nmaildir = {:?}\n", maildir));
     std::fs::write(&config, text).unwrap();
 
-    let form = xlsx("form one");
+    let form = form();
     deliver(
         &maildir,
         "1000.a.host",
@@ -112,14 +122,19 @@ fn maildir_intake_records_applications_and_queues_japanese_replies() {
         "1003.d.host",
         &signup_mail("m3@example.jp", &form),
     );
+    deliver(
+        &maildir,
+        "1004.e.host",
+        &signup_mail("m4@example.jp", &not_a_form()),
+    );
 
     let fetched = json(&ca.kxca(&["intake", "fetch", "--json"]));
-    assert_eq!(fetched["fetch"]["processed"], 3, "{fetched}");
+    assert_eq!(fetched["fetch"]["processed"], 4, "{fetched}");
     assert_eq!(fetched["fetch"]["applications"], 1, "{fetched}");
     assert_eq!(fetched["fetch"]["duplicate_mails"], 1, "{fetched}");
     assert_eq!(fetched["fetch"]["duplicate_files"], 1, "{fetched}");
     assert_eq!(std::fs::read_dir(maildir.join("new")).unwrap().count(), 0);
-    assert_eq!(std::fs::read_dir(maildir.join("cur")).unwrap().count(), 4);
+    assert_eq!(std::fs::read_dir(maildir.join("cur")).unwrap().count(), 5);
 
     let apps = json(&ca.kxca(&["applications", "list", "--json"]));
     let apps = apps.as_array().unwrap();
@@ -135,11 +150,14 @@ fn maildir_intake_records_applications_and_queues_japanese_replies() {
         hash(&form)
     };
     assert_eq!(apps[0]["sha256"], expected_hash);
+    assert_eq!(apps[0]["rows_valid"], 1, "{apps:?}");
+    assert_eq!(apps[0]["rows_invalid"], 1, "{apps:?}");
+    assert_eq!(apps[0]["status"], "pending_review");
 
     let outbox = json(&ca.kxca(&["outbox", "list", "--json"]));
     let outbox = outbox.as_array().unwrap();
-    // Replies to m1, m2 and m3; none to the duplicate mail.
-    assert_eq!(outbox.len(), 3, "{outbox:?}");
+    // Replies to m1, m2, m3 and m4; none to the duplicate mail.
+    assert_eq!(outbox.len(), 4, "{outbox:?}");
     assert!(outbox.iter().all(|m| m["state"] == "queued"));
 
     // A second pass finds nothing new.
@@ -150,7 +168,7 @@ fn maildir_intake_records_applications_and_queues_japanese_replies() {
             .as_array()
             .unwrap()
             .len(),
-        3
+        4
     );
 
     // The reply bodies, read from the store.
@@ -170,10 +188,23 @@ fn maildir_intake_records_applications_and_queues_japanese_replies() {
     );
     assert!(first.contains("受付番号 1"), "{first}");
     assert!(first.contains("photo.jpg"), "{first}");
+    assert!(
+        first.contains("・2行目") || first.contains("行目（No.1）"),
+        "{first}"
+    );
+    assert!(first.contains("2627601"), "{first}");
+    let m4: String = db
+        .query_row(
+            "SELECT body FROM outbox WHERE in_reply_to = 'm4@example.jp'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(m4.contains("利用申込書ではない"), "{m4}");
     assert!(body("office2@example.jp").contains("添付されていませんでした"));
     let dup: String = db
         .query_row(
-            "SELECT body FROM outbox WHERE to_addr = 'office1@example.jp' ORDER BY id DESC LIMIT 1",
+            "SELECT body FROM outbox WHERE in_reply_to = 'm3@example.jp'",
             [],
             |r| r.get(0),
         )

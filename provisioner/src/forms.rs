@@ -66,3 +66,50 @@ impl FormChecker for DetectOnly {
         }
     }
 }
+
+/// The real checker: the intake policy's form reader and validator.
+pub struct IntakeChecker {
+    policy: crate::intake::IntakePolicy,
+    existing: Box<dyn crate::intake::ExistingAccounts>,
+}
+
+impl IntakeChecker {
+    pub fn new(
+        policy: crate::intake::IntakePolicy,
+        existing: Box<dyn crate::intake::ExistingAccounts>,
+    ) -> IntakeChecker {
+        IntakeChecker { policy, existing }
+    }
+}
+
+impl FormChecker for IntakeChecker {
+    fn check(&self, file_name: &str, bytes: &[u8]) -> FormCheck {
+        use crate::intake::RowStatus;
+        match crate::intake::check_bytes(file_name, bytes, &self.policy, self.existing.as_ref()) {
+            Ok(report) => FormCheck::Form {
+                sheet: report.sheet.clone(),
+                report: report.to_json(),
+                rows: report
+                    .rows
+                    .iter()
+                    .map(|r| CheckedRow {
+                        row: r.row,
+                        no: r.no.clone(),
+                        status: match r.status {
+                            RowStatus::Valid => RowVerdict::Valid,
+                            RowStatus::Review => RowVerdict::Review,
+                            RowStatus::Invalid => RowVerdict::Invalid,
+                        },
+                        messages_ja: r.findings.iter().map(|f| f.message_ja.clone()).collect(),
+                        findings: serde_json::to_value(&r.findings).unwrap_or_default(),
+                        fields: serde_json::to_value(&r.fields).unwrap_or_default(),
+                    })
+                    .collect(),
+            },
+            Err(e) => FormCheck::NotAForm {
+                message_ja: e.message_ja(),
+                report: e.to_json(),
+            },
+        }
+    }
+}

@@ -5,6 +5,7 @@
 pub mod applications;
 mod error;
 pub mod forms;
+pub mod intake;
 pub mod mail;
 pub mod outbox;
 pub mod receive;

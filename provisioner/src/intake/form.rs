@@ -1,0 +1,188 @@
+//! Finding the application table in a workbook: the header row by its
+//! titles, wherever it is, and the rows below it.
+
+use std::collections::BTreeMap;
+
+use super::error::FormError;
+use super::normalize::Cell;
+use super::policy::{Field, IntakePolicy};
+use super::reader::{Grid, Workbook};
+
+/// One application row as read: every column's cell, except that password
+/// cells are reduced to whether something was typed.
+pub(crate) struct RawRow {
+    /// 1-based spreadsheet row number.
+    pub row: u32,
+    cells: Vec<Cell>,
+    pub password_ca: bool,
+    pub password_kx: bool,
+}
+
+impl RawRow {
+    pub fn cell(&self, f: Field) -> &Cell {
+        &self.cells[f.index()]
+    }
+}
+
+pub(crate) struct Table {
+    pub sheet: String,
+    pub rows: Vec<RawRow>,
+}
+
+/// A header candidate: which column holds which field.
+struct Header {
+    columns: BTreeMap<Field, u32>,
+    /// Index in `grid.rows` of the last header row.
+    last: usize,
+}
+
+pub(crate) fn read_table(
+    file: &str,
+    bytes: &[u8],
+    policy: &IntakePolicy,
+) -> Result<Table, FormError> {
+    let mut wb = Workbook::open(file, bytes, &policy.limits)?;
+    let required: Vec<Field> = Field::ALL
+        .into_iter()
+        .filter(|f| policy.columns.spec(*f).required)
+        .collect();
+    let mut best_missing: Option<Vec<Field>> = None;
+    for name in wb.sheet_names() {
+        let grid = wb.read_sheet(&name)?;
+        match find_header(&grid, policy, &required) {
+            Ok(h) => return rows_below(file, grid, h, policy),
+            Err(missing) => {
+                if best_missing
+                    .as_ref()
+                    .is_none_or(|b| missing.len() < b.len())
+                {
+                    best_missing = Some(missing);
+                }
+            }
+        }
+    }
+    Err(FormError::NotAForm {
+        file: file.to_string(),
+        missing_titles: best_missing
+            .unwrap_or(required)
+            .into_iter()
+            .map(|f| policy.columns.title(f).to_string())
+            .collect(),
+    })
+}
+
+fn titles_of(grid: &Grid, i: usize, policy: &IntakePolicy) -> BTreeMap<Field, u32> {
+    let mut found = BTreeMap::new();
+    for (col, cell) in &grid.rows[i].cells {
+        if let Cell::Text(t) = cell {
+            if let Some(f) = policy.columns.field_of(t) {
+                found.entry(f).or_insert(*col);
+            }
+        }
+    }
+    found
+}
+
+/// The first row holding every required title; a title merged over two
+/// rows, or split over two header rows, is looked for in the next row too.
+fn find_header(
+    grid: &Grid,
+    policy: &IntakePolicy,
+    required: &[Field],
+) -> Result<Header, Vec<Field>> {
+    let mut best: Vec<Field> = required.to_vec();
+    let missing = |cols: &BTreeMap<Field, u32>| -> Vec<Field> {
+        required
+            .iter()
+            .copied()
+            .filter(|f| !cols.contains_key(f))
+            .collect()
+    };
+    for i in 0..grid.rows.len() {
+        let mut cols = titles_of(grid, i, policy);
+        if cols.is_empty() {
+            continue;
+        }
+        let m = missing(&cols);
+        if m.is_empty() {
+            return Ok(Header {
+                columns: cols,
+                last: i,
+            });
+        }
+        if m.len() < best.len() {
+            best = m;
+        }
+        let next_adjacent = grid
+            .rows
+            .get(i + 1)
+            .is_some_and(|n| n.row == grid.rows[i].row + 1);
+        if next_adjacent {
+            for (f, c) in titles_of(grid, i + 1, policy) {
+                cols.entry(f).or_insert(c);
+            }
+            if missing(&cols).is_empty() {
+                return Ok(Header {
+                    columns: cols,
+                    last: i + 1,
+                });
+            }
+        }
+    }
+    Err(best)
+}
+
+fn rows_below(
+    file: &str,
+    grid: Grid,
+    header: Header,
+    policy: &IntakePolicy,
+) -> Result<Table, FormError> {
+    let sheet = grid.name;
+    let mut rows = Vec::new();
+    for gr in grid.rows.into_iter().skip(header.last + 1) {
+        let mut cells = vec![Cell::Empty; Field::ALL.len()];
+        let (mut pw_ca, mut pw_kx) = (false, false);
+        let mut any = false;
+        for (f, col) in &header.columns {
+            let Some(cell) = gr.get(*col) else { continue };
+            if cell.is_blank() {
+                continue;
+            }
+            match f {
+                // Only the presence of a password survives reading.
+                Field::PasswordCa => pw_ca = true,
+                Field::PasswordKx => pw_kx = true,
+                _ => cells[f.index()] = cell.clone(),
+            }
+            if *f != Field::No {
+                any = true;
+            }
+        }
+        // Rows with only a number (a pre-numbered empty form) or only
+        // cells outside the table (notes) are not applications.
+        if !any {
+            continue;
+        }
+        if rows.len() as u32 >= policy.limits.max_rows {
+            return Err(FormError::TooManyRows {
+                file: file.to_string(),
+                rows: rows.len() as u64 + 1,
+                limit: policy.limits.max_rows,
+            });
+        }
+        rows.push(RawRow {
+            row: gr.row + 1,
+            cells,
+            password_ca: pw_ca,
+            password_kx: pw_kx,
+        });
+    }
+    if rows.is_empty() {
+        return Err(FormError::NoRows {
+            file: file.to_string(),
+            sheet,
+        });
+    }
+    Ok(Table { sheet, rows })
+}

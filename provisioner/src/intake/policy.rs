@@ -1,0 +1,398 @@
+//! The intake policy file (`policies/intake.toml`): every rule the form
+//! validator applies, so that the union reviews them instead of code.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::normalize;
+
+/// The validated intake policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntakePolicy {
+    pub limits: Limits,
+    pub columns: Columns,
+    pub centres: Centres,
+    pub union: Union,
+    pub branches: Branches,
+    #[serde(default)]
+    pub contract_unit: ContractUnit,
+    pub office: Office,
+    pub own_rows: OwnRows,
+    pub contact: Contact,
+    pub sharoushi: Sharoushi,
+    pub names: Names,
+    #[serde(default)]
+    pub email: Email,
+    #[serde(default)]
+    pub passwords: Passwords,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub max_file_bytes: u64,
+    pub max_decompressed_bytes: u64,
+    pub max_compression_ratio: u64,
+    pub max_rows: u32,
+}
+
+/// One column of the form: its title and the other titles accepted for it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnSpec {
+    pub title: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// A form without a required column is not an application form.
+    #[serde(default = "yes")]
+    pub required: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The 15 columns of the form.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Columns {
+    pub no: ColumnSpec,
+    pub centre: ColumnSpec,
+    pub contract_unit: ColumnSpec,
+    pub union_code: ColumnSpec,
+    pub branch_code: ColumnSpec,
+    pub office_code: ColumnSpec,
+    pub contact_code: ColumnSpec,
+    pub email1: ColumnSpec,
+    pub union_name: ColumnSpec,
+    pub branch_name: ColumnSpec,
+    pub office_name: ColumnSpec,
+    pub contact_name: ColumnSpec,
+    pub password_ca: ColumnSpec,
+    pub password_kx: ColumnSpec,
+    pub email2: ColumnSpec,
+}
+
+/// The form's columns, in the order of [`Columns`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Field {
+    No,
+    Centre,
+    ContractUnit,
+    UnionCode,
+    BranchCode,
+    OfficeCode,
+    ContactCode,
+    Email1,
+    UnionName,
+    BranchName,
+    OfficeName,
+    ContactName,
+    PasswordCa,
+    PasswordKx,
+    Email2,
+}
+
+impl Field {
+    pub const ALL: [Field; 15] = [
+        Field::No,
+        Field::Centre,
+        Field::ContractUnit,
+        Field::UnionCode,
+        Field::BranchCode,
+        Field::OfficeCode,
+        Field::ContactCode,
+        Field::Email1,
+        Field::UnionName,
+        Field::BranchName,
+        Field::OfficeName,
+        Field::ContactName,
+        Field::PasswordCa,
+        Field::PasswordKx,
+        Field::Email2,
+    ];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn is_password(self) -> bool {
+        matches!(self, Field::PasswordCa | Field::PasswordKx)
+    }
+}
+
+impl Columns {
+    pub fn spec(&self, f: Field) -> &ColumnSpec {
+        match f {
+            Field::No => &self.no,
+            Field::Centre => &self.centre,
+            Field::ContractUnit => &self.contract_unit,
+            Field::UnionCode => &self.union_code,
+            Field::BranchCode => &self.branch_code,
+            Field::OfficeCode => &self.office_code,
+            Field::ContactCode => &self.contact_code,
+            Field::Email1 => &self.email1,
+            Field::UnionName => &self.union_name,
+            Field::BranchName => &self.branch_name,
+            Field::OfficeName => &self.office_name,
+            Field::ContactName => &self.contact_name,
+            Field::PasswordCa => &self.password_ca,
+            Field::PasswordKx => &self.password_kx,
+            Field::Email2 => &self.email2,
+        }
+    }
+
+    /// The canonical title of a column, as findings name it.
+    pub fn title(&self, f: Field) -> &str {
+        &self.spec(f).title
+    }
+
+    /// Which column a header cell's text names, if any.
+    pub fn field_of(&self, header_text: &str) -> Option<Field> {
+        let key = normalize::title_key(header_text);
+        if key.is_empty() {
+            return None;
+        }
+        Field::ALL.into_iter().find(|f| {
+            let s = self.spec(*f);
+            normalize::title_key(&s.title) == key
+                || s.aliases.iter().any(|a| normalize::title_key(a) == key)
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Centres {
+    pub codes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Union {
+    pub code: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Branches {
+    pub width: usize,
+    /// Branch code → branch name.
+    pub names: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContractUnit {
+    #[serde(default)]
+    pub rule: ContractUnitRule,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+pub enum ContractUnitRule {
+    /// The contract unit code is the union code followed by the branch code.
+    #[default]
+    #[serde(rename = "union_code+branch_code")]
+    UnionPlusBranch,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Office {
+    /// Fixed width (zero-padded) once the union has fixed one.
+    #[serde(default)]
+    pub width: Option<usize>,
+    #[serde(default = "one")]
+    pub min_digits: usize,
+    #[serde(default = "ten")]
+    pub max_digits: usize,
+    #[serde(default)]
+    pub use_register: bool,
+    /// "union-branch-office" keys allowed more than one account.
+    #[serde(default)]
+    pub multiple_accounts: Vec<String>,
+}
+
+fn one() -> usize {
+    1
+}
+fn ten() -> usize {
+    10
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnRows {
+    pub branches: Vec<String>,
+    #[serde(default)]
+    pub office_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Contact {
+    pub width: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sharoushi {
+    /// Inclusive ranges of contact codes, as fixed-width strings.
+    #[serde(default)]
+    pub contact_code_ranges: Vec<[String; 2]>,
+    #[serde(default)]
+    pub words: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Names {
+    pub max_chars: usize,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Email {
+    #[serde(default)]
+    pub legacy_carrier_domains: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Passwords {
+    #[serde(default)]
+    pub handling: PasswordHandling,
+}
+
+/// What to do with the two password columns. kxca generates passwords
+/// itself; the typed ones are never stored or logged in any case.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PasswordHandling {
+    #[default]
+    Ignore,
+    Warn,
+    Reject,
+}
+
+/// A policy file that cannot be used, naming the file and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{path}: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The policy shipped with kxca, for checks run outside a home.
+pub const SHIPPED: &str = include_str!("../../../policies/intake.toml");
+
+impl IntakePolicy {
+    /// Reads and validates a policy file.
+    pub fn load(path: &Path) -> Result<IntakePolicy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|e| PolicyError::Read {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        IntakePolicy::parse(&text, path)
+    }
+
+    /// The policy shipped with kxca (`policies/intake.toml`).
+    pub fn shipped() -> IntakePolicy {
+        // The shipped file is checked by a unit test; failing here is a build defect.
+        IntakePolicy::parse(SHIPPED, Path::new("policies/intake.toml"))
+            .expect("shipped intake policy is valid")
+    }
+
+    /// Parses policy text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<IntakePolicy, PolicyError> {
+        let invalid = |message: String| PolicyError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut p: IntakePolicy =
+            toml::from_str(text).map_err(|e| invalid(e.to_string().trim().replace('\n', " ")))?;
+        if p.office.min_digits == 0 || p.office.min_digits > p.office.max_digits {
+            return Err(invalid(
+                "[office] min_digits must be between 1 and max_digits".into(),
+            ));
+        }
+        if p.branches
+            .names
+            .keys()
+            .any(|k| k.len() != p.branches.width || !is_digits(k))
+        {
+            return Err(invalid(format!(
+                "[branches] every code must be {} digits",
+                p.branches.width
+            )));
+        }
+        for [lo, hi] in &p.sharoushi.contact_code_ranges {
+            if lo.len() != p.contact.width
+                || hi.len() != p.contact.width
+                || !is_digits(lo)
+                || !is_digits(hi)
+                || lo > hi
+            {
+                return Err(invalid(format!(
+                    "[sharoushi] contact_code_ranges: [\"{lo}\", \"{hi}\"] is not a range of {}-digit codes",
+                    p.contact.width
+                )));
+            }
+        }
+        if p.limits.max_rows == 0 {
+            return Err(invalid("[limits] max_rows must be at least 1".into()));
+        }
+        p.centres.codes = p
+            .centres
+            .codes
+            .iter()
+            .map(|c| normalize::code_text(c).to_ascii_uppercase())
+            .collect();
+        p.email.legacy_carrier_domains = p
+            .email
+            .legacy_carrier_domains
+            .iter()
+            .map(|d| d.trim().to_ascii_lowercase())
+            .collect();
+        Ok(p)
+    }
+
+    /// Whether the office has been agreed more than one account.
+    pub fn allows_multiple_accounts(&self, union: &str, branch: &str, office: &str) -> bool {
+        let key = format!("{union}-{branch}-{office}");
+        self.office
+            .multiple_accounts
+            .iter()
+            .any(|k| k.trim() == key)
+    }
+}
+
+pub(crate) fn is_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_policy_loads() {
+        let p = IntakePolicy::shipped();
+        assert_eq!(p.union.code, "26276");
+        assert_eq!(p.branches.names.get("00").map(String::as_str), Some("本部"));
+        assert_eq!(p.columns.field_of("メールアドレス１"), Some(Field::Email1));
+        assert_eq!(p.columns.field_of(" No． "), Some(Field::No));
+    }
+
+    #[test]
+    fn typo_is_an_error_with_its_line() {
+        let text = SHIPPED.replace("[names]\nmax_chars", "[names]\nmax_char");
+        let e = IntakePolicy::parse(&text, Path::new("x.toml")).unwrap_err();
+        assert!(e.to_string().contains("max_char"), "{e}");
+    }
+}

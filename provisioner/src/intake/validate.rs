@@ -1,0 +1,603 @@
+//! The validation rules, each driven by the intake policy.
+
+use std::collections::{BTreeMap, HashMap};
+
+use unicode_normalization::UnicodeNormalization;
+
+use super::existing::{ExistingAccounts, ExistingContact};
+use super::form::RawRow;
+use super::messages;
+use super::normalize::{self, Cell, CodeProblem};
+use super::policy::{Field, IntakePolicy, PasswordHandling};
+use super::report::{ApplicationRow, Finding, RowReport, RowStatus, Severity};
+
+/// Builds findings for one row.
+struct Findings<'p> {
+    row: u32,
+    policy: &'p IntakePolicy,
+    list: Vec<Finding>,
+}
+
+impl Findings<'_> {
+    fn add(&mut self, code: &'static str, field: Field, value: &str, expected: &str, other: &str) {
+        // Every code used here is in the table; the unit test
+        // `every_code_has_a_message` keeps it so.
+        let (severity, template) =
+            messages::lookup(code).unwrap_or((Severity::Error, "{row}行目 {column}「{value}」"));
+        let column = self.policy.columns.title(field);
+        self.list.push(Finding {
+            code,
+            severity,
+            column: column.to_string(),
+            value: value.to_string(),
+            message_ja: messages::render(template, self.row, column, value, expected, other),
+        });
+    }
+
+    fn code_problem(&mut self, p: CodeProblem, field: Field, value: &str, width: &str) {
+        let code = match p {
+            CodeProblem::Fraction => "code_fraction",
+            CodeProblem::Date => "code_date",
+            CodeProblem::ENotation => "code_e_notation",
+            CodeProblem::FormulaError => "code_formula_error",
+            CodeProblem::NotDigits => "code_not_digits",
+            CodeProblem::Width => "code_width",
+        };
+        self.add(code, field, value, width, "");
+    }
+}
+
+/// Compares names as people mean them: NFKC, spaces ignored.
+fn name_key(s: &str) -> String {
+    s.nfkc()
+        .filter(|c| !c.is_whitespace() && *c != '\u{3000}')
+        .collect()
+}
+
+pub(crate) fn validate(
+    raw: &[RawRow],
+    policy: &IntakePolicy,
+    existing: &dyn ExistingAccounts,
+) -> Vec<RowReport> {
+    let mut reports: Vec<RowReport> = raw.iter().map(|r| check_row(r, policy, existing)).collect();
+    cross_rows(&mut reports, policy, existing);
+    for r in &mut reports {
+        r.status = RowStatus::of(&r.findings);
+    }
+    reports
+}
+
+fn digit_field(
+    f: &mut Findings<'_>,
+    raw: &RawRow,
+    field: Field,
+    width: Option<usize>,
+    range: (usize, usize),
+    required: bool,
+) -> Option<String> {
+    let cell = raw.cell(field);
+    let original = cell.original();
+    let width_text = match width {
+        Some(w) => w.to_string(),
+        None if range.0 == range.1 => range.0.to_string(),
+        None => format!("{}〜{}", range.0, range.1),
+    };
+    match normalize::digit_code(cell, width, range) {
+        Ok(Some(code)) => {
+            if code.padded {
+                f.add("code_padded", field, &original, &code.value, "");
+            }
+            Some(code.value)
+        }
+        Ok(None) => {
+            if required {
+                f.add("missing_value", field, "", "", "");
+            }
+            None
+        }
+        Err(p) => {
+            f.code_problem(p, field, &original, &width_text);
+            None
+        }
+    }
+}
+
+fn check_row(raw: &RawRow, policy: &IntakePolicy, existing: &dyn ExistingAccounts) -> RowReport {
+    let mut f = Findings {
+        row: raw.row,
+        policy,
+        list: Vec::new(),
+    };
+    let mut out = ApplicationRow {
+        password_ca_present: raw.password_ca,
+        password_kx_present: raw.password_kx,
+        ..Default::default()
+    };
+    let no = match raw.cell(Field::No) {
+        Cell::Empty => None,
+        c => Some(normalize::trim(&c.original())).filter(|s| !s.is_empty()),
+    };
+
+    // 担当センターコード
+    let centre_cell = raw.cell(Field::Centre);
+    match normalize::letter_code(centre_cell) {
+        Ok(Some(c)) => {
+            if !policy.centres.codes.contains(&c) {
+                f.add(
+                    "centre_unknown",
+                    Field::Centre,
+                    &centre_cell.original(),
+                    &policy.centres.codes.join("、"),
+                    "",
+                );
+            }
+            out.centre = c;
+        }
+        Ok(None) => f.add("missing_value", Field::Centre, "", "", ""),
+        Err(p) => f.code_problem(p, Field::Centre, &centre_cell.original(), ""),
+    }
+
+    // 組合コード, 支部コード, 契約単位コード
+    let uw = policy.union.code.len();
+    let union = digit_field(&mut f, raw, Field::UnionCode, Some(uw), (uw, uw), true);
+    if let Some(u) = &union {
+        if *u != policy.union.code {
+            f.add(
+                "union_code_mismatch",
+                Field::UnionCode,
+                &raw.cell(Field::UnionCode).original(),
+                &policy.union.code,
+                "",
+            );
+        }
+        out.union_code = u.clone();
+    }
+    let bw = policy.branches.width;
+    let branch = digit_field(&mut f, raw, Field::BranchCode, Some(bw), (bw, bw), true);
+    let branch_name_expected = branch.as_ref().and_then(|b| policy.branches.names.get(b));
+    if let Some(b) = &branch {
+        if branch_name_expected.is_none() {
+            f.add(
+                "branch_unknown",
+                Field::BranchCode,
+                &raw.cell(Field::BranchCode).original(),
+                "",
+                "",
+            );
+        }
+        out.branch_code = b.clone();
+    }
+    let cw = uw + bw;
+    if let Some(cu) = digit_field(&mut f, raw, Field::ContractUnit, Some(cw), (cw, cw), true) {
+        if let (Some(u), Some(b)) = (&union, &branch) {
+            let expected = format!("{u}{b}");
+            if cu != expected {
+                f.add(
+                    "contract_unit_mismatch",
+                    Field::ContractUnit,
+                    &raw.cell(Field::ContractUnit).original(),
+                    &expected,
+                    "",
+                );
+            }
+        }
+        out.contract_unit = cu;
+    }
+
+    // 組合名, 支部名
+    let union_name = normalize::name_text(&normalize::text_of(raw.cell(Field::UnionName)));
+    if union_name.is_empty() {
+        f.add("missing_value", Field::UnionName, "", "", "");
+    } else if name_key(&union_name) != name_key(&policy.union.name) {
+        f.add(
+            "union_name_mismatch",
+            Field::UnionName,
+            &raw.cell(Field::UnionName).original(),
+            &policy.union.name,
+            "",
+        );
+    }
+    out.union_name = union_name;
+    let branch_name = normalize::name_text(&normalize::text_of(raw.cell(Field::BranchName)));
+    if branch_name.is_empty() {
+        f.add("missing_value", Field::BranchName, "", "", "");
+    } else if let Some(expected) = branch_name_expected {
+        if name_key(&branch_name) != name_key(expected) {
+            f.add(
+                "branch_name_mismatch",
+                Field::BranchName,
+                &raw.cell(Field::BranchName).original(),
+                expected,
+                "",
+            );
+        }
+    }
+    out.branch_name = branch_name;
+
+    // 事業所名 (needed to tell the union's own rows)
+    let office_name = normalize::name_text(&normalize::text_of(raw.cell(Field::OfficeName)));
+    let contact_name = normalize::name_text(&normalize::text_of(raw.cell(Field::ContactName)));
+
+    // 事業所コード: blank only on the union's own rows.
+    let o = &policy.office;
+    let office = digit_field(
+        &mut f,
+        raw,
+        Field::OfficeCode,
+        o.width,
+        (o.min_digits, o.max_digits),
+        false,
+    );
+    let office_blank = raw.cell(Field::OfficeCode).is_blank();
+    out.own_row = office_blank
+        && branch
+            .as_ref()
+            .is_some_and(|b| policy.own_rows.branches.contains(b))
+        && (office_name.is_empty()
+            || policy
+                .own_rows
+                .office_names
+                .iter()
+                .any(|n| name_key(n) == name_key(&office_name)));
+    if office_blank && !out.own_row {
+        f.add("office_code_required", Field::OfficeCode, "", "", "");
+    }
+    if let Some(oc) = &office {
+        if o.use_register {
+            let u = union.as_deref().unwrap_or(&policy.union.code);
+            let b = branch.as_deref().unwrap_or("");
+            if existing.office_registered(u, b, oc) == Some(false) {
+                f.add(
+                    "office_not_registered",
+                    Field::OfficeCode,
+                    &raw.cell(Field::OfficeCode).original(),
+                    "",
+                    "",
+                );
+            }
+        }
+        out.office_code = oc.clone();
+    }
+
+    // 担当者用コード
+    let w = policy.contact.width;
+    if let Some(c) = digit_field(&mut f, raw, Field::ContactCode, Some(w), (w, w), true) {
+        out.contact_code = c;
+    }
+
+    // 事業所名, 担当者名
+    for (field, value) in [
+        (Field::OfficeName, &office_name),
+        (Field::ContactName, &contact_name),
+    ] {
+        let original = raw.cell(field).original();
+        if value.is_empty() {
+            if !(field == Field::OfficeName && out.own_row) {
+                f.add("missing_value", field, "", "", "");
+            }
+            continue;
+        }
+        if value.chars().count() > policy.names.max_chars {
+            f.add(
+                "name_too_long",
+                field,
+                &original,
+                &policy.names.max_chars.to_string(),
+                "",
+            );
+        }
+        if let Some(c) = normalize::first_outside_jis_x0208(value) {
+            f.add("name_not_jis_x0208", field, &original, &c.to_string(), "");
+        }
+    }
+    out.office_name = office_name;
+    out.contact_name = contact_name;
+
+    // メールアドレス1, 2
+    let email1 = email_field(&mut f, raw, Field::Email1, true, policy);
+    let email2 = email_field(&mut f, raw, Field::Email2, false, policy);
+    if let (Some(a), Some(b)) = (&email1, &email2) {
+        if a.eq_ignore_ascii_case(b) {
+            f.add(
+                "email2_same_as_email1",
+                Field::Email2,
+                &raw.cell(Field::Email2).original(),
+                "",
+                "",
+            );
+        }
+    }
+    out.email1 = email1.unwrap_or_default();
+    out.email2 = email2.unwrap_or_default();
+
+    // Passwords: the value is gone already; only its presence is known.
+    for (field, present) in [
+        (Field::PasswordCa, raw.password_ca),
+        (Field::PasswordKx, raw.password_kx),
+    ] {
+        if !present {
+            continue;
+        }
+        match policy.passwords.handling {
+            PasswordHandling::Ignore => {}
+            PasswordHandling::Warn => f.add("password_ignored", field, "", "", ""),
+            PasswordHandling::Reject => f.add("password_not_allowed", field, "", "", ""),
+        }
+    }
+
+    out.sharoushi = !out.own_row
+        && is_sharoushi(
+            policy,
+            &out.contact_code,
+            &out.office_name,
+            &out.contact_name,
+        );
+
+    RowReport {
+        row: raw.row,
+        no,
+        status: RowStatus::Valid,
+        findings: f.list,
+        fields: out,
+    }
+}
+
+pub(crate) fn is_sharoushi(
+    policy: &IntakePolicy,
+    contact: &str,
+    office_name: &str,
+    contact_name: &str,
+) -> bool {
+    let s = &policy.sharoushi;
+    let by_code = !contact.is_empty()
+        && s.contact_code_ranges.iter().any(|[lo, hi]| {
+            contact.len() == lo.len() && contact >= lo.as_str() && contact <= hi.as_str()
+        });
+    let by_word = s.words.iter().any(|w| {
+        !w.is_empty() && (office_name.contains(w.as_str()) || contact_name.contains(w.as_str()))
+    });
+    by_code || by_word
+}
+
+fn email_field(
+    f: &mut Findings<'_>,
+    raw: &RawRow,
+    field: Field,
+    required: bool,
+    policy: &IntakePolicy,
+) -> Option<String> {
+    let cell = raw.cell(field);
+    let original = cell.original();
+    let addr = normalize::code_text(&normalize::text_of(cell));
+    if addr.is_empty() {
+        if required {
+            f.add("missing_value", field, "", "", "");
+        }
+        return None;
+    }
+    if let Some(code) = email_problem(&addr) {
+        f.add(code, field, &original, "", "");
+        return None;
+    }
+    let (local, domain) = addr.rsplit_once('@')?;
+    let addr = format!("{local}@{}", domain.to_ascii_lowercase());
+    let domain = domain.to_ascii_lowercase();
+    if policy
+        .email
+        .legacy_carrier_domains
+        .iter()
+        .any(|d| domain == *d || domain.ends_with(&format!(".{d}")))
+    {
+        f.add("email_legacy_carrier", field, &original, "", "");
+    }
+    Some(addr)
+}
+
+/// Whether an address can be sent to: plain ASCII dot-atoms only, since
+/// Japanese MTAs and the KX server accept nothing else.
+pub(crate) fn email_problem(addr: &str) -> Option<&'static str> {
+    if !addr.is_ascii() {
+        return Some("email_non_ascii");
+    }
+    let mut parts = addr.split('@');
+    let (Some(local), Some(domain), None) = (parts.next(), parts.next(), parts.next()) else {
+        return Some("email_invalid");
+    };
+    if local.is_empty() || domain.is_empty() || addr.len() > 254 || local.len() > 64 {
+        return Some("email_invalid");
+    }
+    if addr.contains("..") {
+        return Some("email_consecutive_dots");
+    }
+    if local.starts_with('.')
+        || local.ends_with('.')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+    {
+        return Some("email_dot_at_edge");
+    }
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c);
+    if !local.chars().all(atext) {
+        return Some("email_invalid");
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    let label_ok = |l: &&str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    let tld_ok = labels
+        .last()
+        .is_some_and(|t| t.chars().any(|c| c.is_ascii_alphabetic()));
+    if labels.len() < 2 || !labels.iter().all(label_ok) || !tld_ok {
+        return Some("email_invalid");
+    }
+    None
+}
+
+type OfficeKey = (String, String, String);
+
+/// Rules across rows: duplicates, 社労士 with an office contact, one
+/// account per office.
+fn cross_rows(reports: &mut [RowReport], policy: &IntakePolicy, existing: &dyn ExistingAccounts) {
+    let key_ok = |r: &RowReport| {
+        let key_fields = [
+            Field::UnionCode,
+            Field::BranchCode,
+            Field::OfficeCode,
+            Field::ContactCode,
+        ];
+        let title = |fl: Field| policy.columns.title(fl);
+        !r.findings.iter().any(|f| {
+            f.severity == Severity::Error && key_fields.iter().any(|k| f.column == title(*k))
+        }) && !r.fields.contact_code.is_empty()
+            && !r.fields.union_code.is_empty()
+            && !r.fields.branch_code.is_empty()
+            && (r.fields.own_row || !r.fields.office_code.is_empty())
+    };
+    let office_key = |r: &RowReport| -> OfficeKey {
+        (
+            r.fields.union_code.clone(),
+            r.fields.branch_code.clone(),
+            r.fields.office_code.clone(),
+        )
+    };
+    let mut cache: HashMap<OfficeKey, Vec<ExistingContact>> = HashMap::new();
+    let mut existing_of = |k: &OfficeKey| -> Vec<ExistingContact> {
+        cache
+            .entry(k.clone())
+            .or_insert_with(|| existing.contacts(&k.0, &k.1, &k.2))
+            .clone()
+    };
+
+    // Duplicates within the form and against existing accounts.
+    let mut first_row: HashMap<(OfficeKey, String), u32> = HashMap::new();
+    let mut duplicate = vec![false; reports.len()];
+    for (i, r) in reports.iter_mut().enumerate() {
+        if !key_ok(r) {
+            continue;
+        }
+        let k = office_key(r);
+        let contact = r.fields.contact_code.clone();
+        let original = r.findings.len();
+        let row = r.row;
+        let policy_title = policy.columns.title(Field::ContactCode).to_string();
+        let mut push = |code: &'static str, value: &str, expected: &str, other: &str| {
+            if let Some((severity, template)) = messages::lookup(code) {
+                r.findings.push(Finding {
+                    code,
+                    severity,
+                    column: policy_title.clone(),
+                    value: value.to_string(),
+                    message_ja: messages::render(
+                        template,
+                        row,
+                        &policy_title,
+                        value,
+                        expected,
+                        other,
+                    ),
+                });
+            }
+        };
+        if let Some(first) = first_row.get(&(k.clone(), contact.clone())) {
+            push("duplicate_in_form", &contact, "", &first.to_string());
+        } else {
+            first_row.insert((k.clone(), contact.clone()), row);
+            if existing_of(&k).iter().any(|c| c.contact_code == contact) {
+                let office_shown = if k.2.is_empty() {
+                    "（なし）"
+                } else {
+                    k.2.as_str()
+                };
+                push("duplicate_existing_account", office_shown, &contact, "");
+            }
+        }
+        duplicate[i] = r.findings.len() > original;
+    }
+
+    // Offices in the form: which rows, and their contacts.
+    let mut offices: BTreeMap<OfficeKey, Vec<usize>> = BTreeMap::new();
+    for (i, r) in reports.iter().enumerate() {
+        if key_ok(r) && !duplicate[i] && !r.fields.own_row {
+            offices.entry(office_key(r)).or_default().push(i);
+        }
+    }
+    for (k, idx) in offices {
+        let existing_contacts = existing_of(&k);
+        let has_office_contact = idx.iter().any(|i| !reports[*i].fields.sharoushi)
+            || existing_contacts.iter().any(|c| !c.sharoushi);
+        let mut contacts: Vec<&str> = existing_contacts
+            .iter()
+            .map(|c| c.contact_code.as_str())
+            .collect();
+        contacts.extend(idx.iter().map(|i| reports[*i].fields.contact_code.as_str()));
+        contacts.sort_unstable();
+        contacts.dedup();
+        let many = contacts.len() > 1 && !policy.allows_multiple_accounts(&k.0, &k.1, &k.2);
+        for i in idx {
+            let r = &mut reports[i];
+            let title = policy.columns.title(Field::OfficeCode).to_string();
+            let mut push = |code: &'static str, value: &str| {
+                if let Some((severity, template)) = messages::lookup(code) {
+                    r.findings.push(Finding {
+                        code,
+                        severity,
+                        column: title.clone(),
+                        value: value.to_string(),
+                        message_ja: messages::render(template, r.row, &title, value, "", ""),
+                    });
+                }
+            };
+            if r.fields.sharoushi && !has_office_contact {
+                push("sharoushi_without_office_contact", &k.2);
+            }
+            if many {
+                push("multiple_accounts_per_office", &k.2);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_a_message() {
+        let src = include_str!("validate.rs");
+        for part in src.split('"').skip(1).step_by(2) {
+            let looks_like_code = part.contains('_')
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit())
+                && !part.starts_with('_');
+            if looks_like_code
+                && (part.starts_with("code_")
+                    || part.starts_with("email")
+                    || part.ends_with("_mismatch"))
+            {
+                assert!(messages::lookup(part).is_some(), "no message for {part}");
+            }
+        }
+    }
+
+    #[test]
+    fn email_rules() {
+        assert_eq!(email_problem("taro@example.co.jp"), None);
+        assert_eq!(
+            email_problem("taro..x@example.jp"),
+            Some("email_consecutive_dots")
+        );
+        assert_eq!(email_problem(".taro@example.jp"), Some("email_dot_at_edge"));
+        assert_eq!(email_problem("taro.@example.jp"), Some("email_dot_at_edge"));
+        assert_eq!(email_problem("taro@example.jp."), Some("email_dot_at_edge"));
+        assert_eq!(email_problem("太郎@example.jp"), Some("email_non_ascii"));
+        assert_eq!(email_problem("taro@@example.jp"), Some("email_invalid"));
+        assert_eq!(email_problem("taro example.jp"), Some("email_invalid"));
+        assert_eq!(email_problem("taro@localhost"), Some("email_invalid"));
+        assert_eq!(email_problem("ta ro@example.jp"), Some("email_invalid"));
+    }
+}
