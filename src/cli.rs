@@ -80,6 +80,8 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::key::KeyCommand,
     },
+    #[command(flatten)]
+    Mail(crate::mail_cli::MailCommand),
     /// Application forms: check a form (more to come: fetch).
     Intake {
         #[command(subcommand)]
@@ -346,10 +348,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Key { command } => crate::key::run(&cli.home, &actor, command)?,
-        Command::Intake { command } => return crate::intake::run_intake(command, &cli.home),
+        Command::Intake { command } => {
+            return crate::intake::run_intake(command, &cli.home, &actor)
+        }
         Command::Offices { command } => {
             return crate::intake::run_offices(command, &cli.home, &actor)
         }
+        Command::Mail(command) => crate::mail_cli::run(command, home(&cli.home)?, &actor)?,
         Command::Demo { dir } => crate::demo::run(dir.or(cli.home), &actor)?,
         Command::Serve(args) => crate::serve::run(home(&cli.home)?, args)?,
         Command::Publish(args) => crate::publish::run(home(&cli.home)?, args)?,

@@ -15,6 +15,15 @@ use crate::output::table;
 
 #[derive(Subcommand, Debug)]
 pub enum IntakeCommand {
+    /// One pass over the signup mailbox ([mail] in kxca.toml): record each
+    /// form as an application, queue and send the Japanese replies.
+    Fetch {
+        #[arg(long)]
+        json: bool,
+        /// Queue replies but do not send them now.
+        #[arg(long)]
+        no_send: bool,
+    },
     /// Validate an application form (.xlsx, .xls, .ods) without changing
     /// anything. Exit status: 0 every row valid, 1 some row not, 2 not a form.
     Check {
@@ -70,8 +79,16 @@ fn open_store(home: &Option<PathBuf>) -> Result<Store> {
     Ok(Store::open(&home.database(), false)?)
 }
 
-pub fn run_intake(cmd: IntakeCommand, home: &Option<PathBuf>) -> Result<ExitCode> {
+pub fn run_intake(cmd: IntakeCommand, home: &Option<PathBuf>, actor: &str) -> Result<ExitCode> {
     match cmd {
+        IntakeCommand::Fetch { json, no_send } => {
+            let Some(h) = home else {
+                bail!("no kxca home: pass --home DIR or set KXCA_HOME");
+            };
+            let policy = policy(home, &None)?;
+            crate::mail_cli::fetch(Home::new(h), policy, json, no_send, actor)?;
+            Ok(ExitCode::SUCCESS)
+        }
         IntakeCommand::Check {
             file,
             json,

@@ -5,6 +5,7 @@ mod cli;
 mod demo;
 mod intake;
 mod key;
+mod mail_cli;
 mod output;
 mod policies;
 mod publish;

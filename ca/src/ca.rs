@@ -238,6 +238,7 @@ impl Ca {
             pkcs11: Default::default(),
             ocsp: Default::default(),
             serve: Default::default(),
+            mail: None,
         };
         let header =
             "# kxca configuration. Written by `kxca init`; reviewed by the security officers.\n\n";

@@ -29,6 +29,8 @@ pub struct Config {
     /// The HTTP listener of `kxca serve`.
     #[serde(default)]
     pub serve: crate::http::ServeConfig,
+    #[serde(default)]
+    pub mail: Option<crate::mail_config::MailConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

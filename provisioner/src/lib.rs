@@ -1,5 +1,23 @@
-//! kxca provisioning: application forms and the office register (intake),
-//! later mail intake and delivery workflows.
+//! kxca provisioning: signup mail intake, the application queue, and the
+//! outbox through which every outbound mail is sent.
 #![forbid(unsafe_code)]
 
+pub mod applications;
+mod error;
+pub mod forms;
 pub mod intake;
+pub mod mail;
+pub mod outbox;
+pub mod receive;
+pub mod reply;
+
+pub use error::Error;
+pub use mail::{fetch_once, FetchSummary};
+pub use receive::{Received, Receiver};
+
+/// Brings the provisioner's tables (applications, outbox) up to date.
+/// Call once after opening the store.
+pub fn migrate(store: &mut kxca_ca::Store) -> Result<(), kxca_ca::Error> {
+    store.migrate("provisioner", applications::migrations())?;
+    store.migrate("outbox", outbox::migrations())
+}

@@ -1,0 +1,118 @@
+//! `[mail]` in `kxca.toml`: where signup mail is read from and how replies
+//! are sent. Read by the provisioner; kept here because `Config` owns the
+//! file and rejects unknown sections.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailConfig {
+    /// Read the signup mailbox over IMAP...
+    #[serde(default)]
+    pub imap: Option<ImapConfig>,
+    /// ...or from a Maildir an MTA delivers to (`new/` → `cur/`).
+    #[serde(default)]
+    pub maildir: Option<PathBuf>,
+    /// Where replies and other outbound mail are submitted.
+    #[serde(default)]
+    pub smtp: Option<SmtpConfig>,
+    /// Seconds between passes when `kxca serve` fetches and sends.
+    #[serde(default = "default_interval")]
+    pub interval_seconds: u64,
+    /// Bounds on one received mail; larger or deeper mails are rejected.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    #[serde(default = "default_max_depth")]
+    pub max_mime_depth: usize,
+    #[serde(default = "default_max_parts")]
+    pub max_mime_parts: usize,
+}
+
+/// How the connection is secured. There is no plaintext mode: passwords
+/// would cross the network in clear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// TLS from the first byte (IMAPS 993, SMTPS 465).
+    Implicit,
+    /// Plain connection upgraded with STARTTLS (IMAP 143, submission 587).
+    Starttls,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImapConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub user: String,
+    /// Environment variable holding the password...
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// ...or a file whose first line is the password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default = "default_mailbox")]
+    pub mailbox: String,
+    /// Processed messages are moved here (created when missing).
+    #[serde(default = "default_processed")]
+    pub processed_folder: String,
+    /// Extra trusted root CA (PEM), e.g. a private mail server's CA.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    /// AUTH user; no AUTH when absent.
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub password_env: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// The From address of every outbound mail.
+    pub from: String,
+    /// Display name for From (Japanese allowed).
+    #[serde(default)]
+    pub from_name: Option<String>,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Attempts before a message is marked failed.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// First retry delay; doubled after each failed attempt.
+    #[serde(default = "default_backoff")]
+    pub backoff_seconds: u64,
+}
+
+fn default_interval() -> u64 {
+    60
+}
+fn default_max_message_bytes() -> usize {
+    25 * 1024 * 1024
+}
+fn default_max_depth() -> usize {
+    12
+}
+fn default_max_parts() -> usize {
+    200
+}
+fn default_mailbox() -> String {
+    "INBOX".to_string()
+}
+fn default_processed() -> String {
+    "kxca-processed".to_string()
+}
+fn default_max_attempts() -> u32 {
+    10
+}
+fn default_backoff() -> u64 {
+    30
+}

@@ -1,0 +1,331 @@
+//! Applications: each form received by mail, with its rows and findings,
+//! awaiting a union admin's review. This module owns the `intake_mails`,
+//! `applications` and `application_rows` tables.
+
+use kxca_ca::store::Migration;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde::Serialize;
+
+use crate::error::sql;
+use crate::forms::CheckedRow;
+
+/// The schema, applied as component "provisioner".
+pub fn migrations() -> &'static [Migration] {
+    MIGRATIONS
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "received mails, applications and their rows",
+    sql: r#"
+CREATE TABLE intake_mails (
+    id            INTEGER PRIMARY KEY,
+    source_key    TEXT NOT NULL UNIQUE,
+    message_id    TEXT NOT NULL,
+    sender        TEXT,
+    subject       TEXT NOT NULL,
+    received_at   INTEGER NOT NULL,
+    outcome       TEXT NOT NULL CHECK (outcome IN ('processed', 'duplicate', 'rejected')),
+    duplicate_of  INTEGER REFERENCES intake_mails(id),
+    detail        TEXT NOT NULL,
+    created_at    INTEGER NOT NULL
+);
+CREATE INDEX intake_mails_by_message_id ON intake_mails(message_id);
+
+CREATE TABLE applications (
+    id            INTEGER PRIMARY KEY,
+    mail_id       INTEGER NOT NULL REFERENCES intake_mails(id),
+    sender        TEXT,
+    message_id    TEXT NOT NULL,
+    received_at   INTEGER NOT NULL,
+    file_name     TEXT NOT NULL,
+    sha256        TEXT NOT NULL UNIQUE,
+    file          BLOB NOT NULL,
+    sheet         TEXT NOT NULL,
+    report        TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    rows_valid    INTEGER NOT NULL,
+    rows_review   INTEGER NOT NULL,
+    rows_invalid  INTEGER NOT NULL,
+    created_at    INTEGER NOT NULL
+);
+
+CREATE TABLE application_rows (
+    application_id  INTEGER NOT NULL REFERENCES applications(id),
+    row             INTEGER NOT NULL,
+    no              TEXT,
+    status          TEXT NOT NULL CHECK (status IN ('valid', 'invalid', 'review')),
+    findings        TEXT NOT NULL,
+    fields          TEXT NOT NULL,
+    PRIMARY KEY (application_id, row)
+);
+"#,
+}];
+
+/// Where an application stands. Provisioning adds the states after review.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApplicationStatus {
+    /// At least one row can be approved: waiting for a union admin.
+    PendingReview,
+    /// No row can be approved; the applicant was told what to fix.
+    Rejected,
+}
+
+impl ApplicationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApplicationStatus::PendingReview => "pending_review",
+            ApplicationStatus::Rejected => "rejected",
+        }
+    }
+
+    /// A form whose rows were only detected (no checker) is pending too.
+    pub fn of(rows: &[CheckedRow]) -> ApplicationStatus {
+        use crate::forms::RowVerdict::*;
+        if rows.is_empty() || rows.iter().any(|r| r.status != Invalid) {
+            ApplicationStatus::PendingReview
+        } else {
+            ApplicationStatus::Rejected
+        }
+    }
+}
+
+/// A received mail as recorded.
+pub struct NewIntakeMail<'a> {
+    pub source_key: &'a str,
+    pub message_id: &'a str,
+    pub sender: Option<&'a str>,
+    pub subject: &'a str,
+    pub received_at: i64,
+    pub outcome: &'a str,
+    pub duplicate_of: Option<i64>,
+    pub detail: serde_json::Value,
+}
+
+pub(crate) fn mail_seen(conn: &Connection, source_key: &str) -> Result<bool, kxca_ca::Error> {
+    conn.query_row(
+        "SELECT 1 FROM intake_mails WHERE source_key = ?1",
+        [source_key],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|o| o.is_some())
+    .map_err(sql)
+}
+
+/// The first mail recorded with this Message-ID, if any.
+pub(crate) fn mail_by_message_id(
+    conn: &Connection,
+    message_id: &str,
+) -> Result<Option<i64>, kxca_ca::Error> {
+    conn.query_row(
+        "SELECT id FROM intake_mails WHERE message_id = ?1 AND duplicate_of IS NULL ORDER BY id LIMIT 1",
+        [message_id],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(sql)
+}
+
+pub(crate) fn insert_mail(
+    tx: &Transaction<'_>,
+    m: &NewIntakeMail<'_>,
+    now: i64,
+) -> Result<i64, kxca_ca::Error> {
+    tx.execute(
+        "INSERT INTO intake_mails (source_key, message_id, sender, subject, received_at, outcome, duplicate_of, detail, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            m.source_key,
+            m.message_id,
+            m.sender,
+            m.subject,
+            m.received_at,
+            m.outcome,
+            m.duplicate_of,
+            m.detail.to_string(),
+            now
+        ],
+    )
+    .map_err(sql)?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// The application already holding a file with this SHA-256, if any.
+pub(crate) fn application_by_hash(
+    conn: &Connection,
+    sha256: &str,
+) -> Result<Option<i64>, kxca_ca::Error> {
+    conn.query_row(
+        "SELECT id FROM applications WHERE sha256 = ?1",
+        [sha256],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(sql)
+}
+
+pub(crate) struct NewApplication<'a> {
+    pub mail_id: i64,
+    pub sender: Option<&'a str>,
+    pub message_id: &'a str,
+    pub received_at: i64,
+    pub file_name: &'a str,
+    pub sha256: &'a str,
+    pub file: &'a [u8],
+    pub sheet: &'a str,
+    pub report: &'a serde_json::Value,
+    pub rows: &'a [CheckedRow],
+}
+
+pub(crate) fn insert_application(
+    tx: &Transaction<'_>,
+    a: &NewApplication<'_>,
+    now: i64,
+) -> Result<(i64, ApplicationStatus), kxca_ca::Error> {
+    use crate::forms::RowVerdict;
+    let count = |v: RowVerdict| a.rows.iter().filter(|r| r.status == v).count() as i64;
+    let status = ApplicationStatus::of(a.rows);
+    tx.execute(
+        "INSERT INTO applications (mail_id, sender, message_id, received_at, file_name, sha256, file, sheet, report, status, rows_valid, rows_review, rows_invalid, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        params![
+            a.mail_id,
+            a.sender,
+            a.message_id,
+            a.received_at,
+            a.file_name,
+            a.sha256,
+            a.file,
+            a.sheet,
+            a.report.to_string(),
+            status.as_str(),
+            count(RowVerdict::Valid),
+            count(RowVerdict::Review),
+            count(RowVerdict::Invalid),
+            now
+        ],
+    )
+    .map_err(sql)?;
+    let id = tx.last_insert_rowid();
+    for r in a.rows {
+        tx.execute(
+            "INSERT INTO application_rows (application_id, row, no, status, findings, fields) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, r.row, r.no, r.status.as_str(), r.findings.to_string(), r.fields.to_string()],
+        )
+        .map_err(sql)?;
+    }
+    Ok((id, status))
+}
+
+/// One application as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Application {
+    pub id: i64,
+    pub mail_id: i64,
+    pub sender: Option<String>,
+    pub message_id: String,
+    pub received_at: i64,
+    pub file_name: String,
+    pub sha256: String,
+    pub size: i64,
+    pub sheet: String,
+    pub status: String,
+    pub rows_valid: i64,
+    pub rows_review: i64,
+    pub rows_invalid: i64,
+    pub created_at: i64,
+    /// Filled by [`get`] only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rows: Vec<ApplicationRowRecord>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplicationRowRecord {
+    pub row: u32,
+    pub no: Option<String>,
+    pub status: String,
+    pub findings: serde_json::Value,
+    pub fields: serde_json::Value,
+}
+
+const COLUMNS: &str = "id, mail_id, sender, message_id, received_at, file_name, sha256, length(file), sheet, status, rows_valid, rows_review, rows_invalid, created_at";
+
+fn application(r: &rusqlite::Row<'_>) -> rusqlite::Result<Application> {
+    Ok(Application {
+        id: r.get(0)?,
+        mail_id: r.get(1)?,
+        sender: r.get(2)?,
+        message_id: r.get(3)?,
+        received_at: r.get(4)?,
+        file_name: r.get(5)?,
+        sha256: r.get(6)?,
+        size: r.get(7)?,
+        sheet: r.get(8)?,
+        status: r.get(9)?,
+        rows_valid: r.get(10)?,
+        rows_review: r.get(11)?,
+        rows_invalid: r.get(12)?,
+        created_at: r.get(13)?,
+        rows: Vec::new(),
+    })
+}
+
+/// Applications, oldest first.
+pub fn list(conn: &Connection, limit: i64) -> Result<Vec<Application>, kxca_ca::Error> {
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT {COLUMNS} FROM applications ORDER BY id LIMIT ?1"
+        ))
+        .map_err(sql)?;
+    let apps = stmt
+        .query_map([limit], application)
+        .map_err(sql)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql)?;
+    Ok(apps)
+}
+
+/// One application with its rows.
+pub fn get(conn: &Connection, id: i64) -> Result<Option<Application>, kxca_ca::Error> {
+    let app = conn
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM applications WHERE id = ?1"),
+            [id],
+            application,
+        )
+        .optional()
+        .map_err(sql)?;
+    let Some(mut app) = app else { return Ok(None) };
+    let mut stmt = conn
+        .prepare("SELECT row, no, status, findings, fields FROM application_rows WHERE application_id = ?1 ORDER BY row")
+        .map_err(sql)?;
+    app.rows = stmt
+        .query_map([id], |r| {
+            let findings: String = r.get(3)?;
+            let fields: String = r.get(4)?;
+            Ok(ApplicationRowRecord {
+                row: r.get(0)?,
+                no: r.get(1)?,
+                status: r.get(2)?,
+                findings: serde_json::from_str(&findings).unwrap_or_default(),
+                fields: serde_json::from_str(&fields).unwrap_or_default(),
+            })
+        })
+        .map_err(sql)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql)?;
+    Ok(Some(app))
+}
+
+/// The stored file of an application.
+pub fn file(conn: &Connection, id: i64) -> Result<Option<(String, Vec<u8>)>, kxca_ca::Error> {
+    conn.query_row(
+        "SELECT file_name, file FROM applications WHERE id = ?1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+    .map_err(sql)
+}

@@ -1,0 +1,115 @@
+//! The seam between mail intake and the form checker: one attached
+//! spreadsheet in, a per-row verdict out.
+
+use serde_json::Value;
+
+/// The verdict on one row, as the reply and the store need it.
+#[derive(Debug, Clone)]
+pub struct CheckedRow {
+    /// Spreadsheet row number.
+    pub row: u32,
+    /// The form's No. column.
+    pub no: Option<String>,
+    pub status: RowVerdict,
+    /// What the clerk must fix or know, in Japanese.
+    pub messages_ja: Vec<String>,
+    /// The findings as `kxca intake check --json` prints them.
+    pub findings: Value,
+    /// The normalised fields (passwords reduced to "present").
+    pub fields: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowVerdict {
+    Valid,
+    Invalid,
+    Review,
+}
+
+impl RowVerdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowVerdict::Valid => "valid",
+            RowVerdict::Invalid => "invalid",
+            RowVerdict::Review => "review",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum FormCheck {
+    /// A form: its sheet and rows (empty when only detected, not checked).
+    Form {
+        sheet: String,
+        rows: Vec<CheckedRow>,
+        report: Value,
+    },
+    /// A spreadsheet that is not the application form.
+    NotAForm { message_ja: String, report: Value },
+}
+
+/// Checks one attached spreadsheet.
+pub trait FormChecker {
+    fn check(&self, file_name: &str, bytes: &[u8]) -> FormCheck;
+}
+
+/// Accepts every spreadsheet as a form without reading rows. Used where no
+/// intake policy is available, and by tests of the mail path alone.
+pub struct DetectOnly;
+
+impl FormChecker for DetectOnly {
+    fn check(&self, file_name: &str, _bytes: &[u8]) -> FormCheck {
+        FormCheck::Form {
+            sheet: String::new(),
+            rows: Vec::new(),
+            report: serde_json::json!({ "file": file_name, "sheet": "", "rows": [] }),
+        }
+    }
+}
+
+/// The real checker: the intake policy's form reader and validator.
+pub struct IntakeChecker {
+    policy: crate::intake::IntakePolicy,
+    existing: Box<dyn crate::intake::ExistingAccounts>,
+}
+
+impl IntakeChecker {
+    pub fn new(
+        policy: crate::intake::IntakePolicy,
+        existing: Box<dyn crate::intake::ExistingAccounts>,
+    ) -> IntakeChecker {
+        IntakeChecker { policy, existing }
+    }
+}
+
+impl FormChecker for IntakeChecker {
+    fn check(&self, file_name: &str, bytes: &[u8]) -> FormCheck {
+        use crate::intake::RowStatus;
+        match crate::intake::check_bytes(file_name, bytes, &self.policy, self.existing.as_ref()) {
+            Ok(report) => FormCheck::Form {
+                sheet: report.sheet.clone(),
+                report: report.to_json(),
+                rows: report
+                    .rows
+                    .iter()
+                    .map(|r| CheckedRow {
+                        row: r.row,
+                        no: r.no.clone(),
+                        status: match r.status {
+                            RowStatus::Valid => RowVerdict::Valid,
+                            RowStatus::Review => RowVerdict::Review,
+                            RowStatus::Invalid => RowVerdict::Invalid,
+                        },
+                        messages_ja: r.findings.iter().map(|f| f.message_ja.clone()).collect(),
+                        findings: serde_json::to_value(&r.findings).unwrap_or_default(),
+                        fields: serde_json::to_value(&r.fields).unwrap_or_default(),
+                    })
+                    .collect(),
+            },
+            Err(e) => FormCheck::NotAForm {
+                message_ja: e.message_ja(),
+                report: e.to_json(),
+            },
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! The signup mailbox over IMAP (IMAPS or STARTTLS).
+//!
+//! Each message in the mailbox is keyed by (user, mailbox, UIDVALIDITY,
+//! UID). It is received (recorded in the store in one transaction) and only
+//! then moved to the processed folder. A message still in the mailbox whose
+//! key is already recorded was processed before a crash or a lost
+//! connection: it is only moved. Nothing is read twice, nothing skipped.
+
+use futures_util::TryStreamExt;
+use kxca_ca::{Clock, ImapConfig, Store, TlsMode};
+use kxca_hsm::SecretSource;
+use rustls_pki_types::ServerName;
+use secrecy::ExposeSecret;
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+use super::FetchSummary;
+use crate::receive::Receiver;
+use crate::Error;
+
+type Session = async_imap::Session<TlsStream<TcpStream>>;
+
+pub async fn fetch(
+    config: &ImapConfig,
+    store: &mut Store,
+    receiver: &Receiver<'_>,
+    clock: &Clock,
+) -> Result<FetchSummary, Error> {
+    let server = format!("{}:{}", config.host, config.port);
+    let err = |message: String| Error::Imap {
+        server: server.clone(),
+        message,
+    };
+    let mut session = connect(config).await?;
+    // Creating an existing folder fails harmlessly; a real failure shows at MOVE.
+    let _ = session.create(&config.processed_folder).await;
+    let mailbox = session
+        .select(&config.mailbox)
+        .await
+        .map_err(|e| err(format!("SELECT {}: {e}", config.mailbox)))?;
+    let uidvalidity = mailbox.uid_validity.unwrap_or(0);
+    let mut uids: Vec<u32> = session
+        .uid_search("ALL")
+        .await
+        .map_err(|e| err(format!("UID SEARCH: {e}")))?
+        .into_iter()
+        .collect();
+    uids.sort_unstable();
+    let mut summary = FetchSummary::default();
+    for uid in uids {
+        let key = format!(
+            "imap:{}:{}:{}:{}",
+            config.user, config.mailbox, uidvalidity, uid
+        );
+        let size = fetch_one(&mut session, uid, "RFC822.SIZE")
+            .await
+            .map_err(|e| err(format!("UID FETCH {uid} RFC822.SIZE: {e}")))?
+            .and_then(|f| f.size)
+            .unwrap_or(0) as usize;
+        let outcome = if size > receiver.limits.max_message_bytes {
+            receiver.reject_too_large(store, &key, size, clock.now())?
+        } else {
+            let fetched = fetch_one(&mut session, uid, "BODY.PEEK[]")
+                .await
+                .map_err(|e| err(format!("UID FETCH {uid}: {e}")))?;
+            let Some(raw) = fetched.as_ref().and_then(|f| f.body()) else {
+                // Expunged by another client meanwhile.
+                continue;
+            };
+            receiver.receive(store, &key, raw, clock.now())?
+        };
+        summary.count(&outcome);
+        // MOVE of a UID that is gone is a no-op, so repeating it is safe.
+        session
+            .uid_mv(uid.to_string(), &config.processed_folder)
+            .await
+            .map_err(|e| err(format!("UID MOVE {uid} {}: {e}", config.processed_folder)))?;
+        tracing::info!(uid, uidvalidity, "message processed and moved");
+    }
+    let _ = session.logout().await;
+    Ok(summary)
+}
+
+async fn fetch_one(
+    session: &mut Session,
+    uid: u32,
+    what: &str,
+) -> Result<Option<async_imap::types::Fetch>, async_imap::error::Error> {
+    let stream = session.uid_fetch(uid.to_string(), what).await?;
+    let all: Vec<async_imap::types::Fetch> = stream.try_collect().await?;
+    Ok(all
+        .into_iter()
+        .find(|f| f.uid == Some(uid) || f.uid.is_none()))
+}
+
+async fn connect(config: &ImapConfig) -> Result<Session, Error> {
+    let server = format!("{}:{}", config.host, config.port);
+    let err = |message: String| Error::Imap {
+        server: server.clone(),
+        message,
+    };
+    let source = match (&config.password_env, &config.password_file) {
+        (_, Some(file)) => SecretSource::File(file.clone()),
+        (Some(env), None) => SecretSource::Env(env.clone()),
+        (None, None) => {
+            return Err(Error::Config(
+                "[mail.imap] needs password_env or password_file".into(),
+            ))
+        }
+    };
+    let password = source.read()?;
+    let connector = super::tls::connector(config.ca_file.as_deref())?;
+    let name =
+        ServerName::try_from(config.host.clone()).map_err(|e| err(format!("server name: {e}")))?;
+    let tcp = TcpStream::connect((config.host.as_str(), config.port))
+        .await
+        .map_err(|e| err(format!("connect: {e}")))?;
+    let tls = match config.tls {
+        TlsMode::Implicit => {
+            let tls = connector
+                .connect(name, tcp)
+                .await
+                .map_err(|e| err(format!("TLS: {e}")))?;
+            let mut client = async_imap::Client::new(tls);
+            greeting(&mut client).await.map_err(&err)?;
+            client.into_inner()
+        }
+        TlsMode::Starttls => {
+            let mut client = async_imap::Client::new(tcp);
+            greeting(&mut client).await.map_err(&err)?;
+            client
+                .run_command_and_check_ok("STARTTLS", None)
+                .await
+                .map_err(|e| err(format!("STARTTLS: {e}")))?;
+            // No second greeting after STARTTLS (RFC 3501 6.2.1).
+            let tcp = client.into_inner();
+            connector
+                .connect(name, tcp)
+                .await
+                .map_err(|e| err(format!("TLS after STARTTLS: {e}")))?
+        }
+    };
+    let client = async_imap::Client::new(tls);
+    client
+        .login(&config.user, password.expose_secret())
+        .await
+        .map_err(|(e, _)| err(format!("LOGIN as {}: {e}", config.user)))
+}
+
+async fn greeting<T>(client: &mut async_imap::Client<T>) -> Result<(), String>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + std::fmt::Debug + Send,
+{
+    match client.read_response().await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err("connection closed before the greeting".into()),
+        Err(e) => Err(format!("greeting: {e}")),
+    }
+}

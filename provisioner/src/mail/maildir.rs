@@ -1,0 +1,58 @@
+//! A Maildir an MTA delivers the signup mail to: each file in `new/` is
+//! received, then renamed into `cur/` with the Seen flag. The rename comes
+//! after the store commit, so a crash in between leaves the file in `new/`
+//! and the next pass only finishes the rename.
+
+use std::path::{Path, PathBuf};
+
+use kxca_ca::{Clock, Store};
+
+use super::FetchSummary;
+use crate::receive::Receiver;
+use crate::Error;
+
+pub fn fetch(
+    dir: &Path,
+    store: &mut Store,
+    receiver: &Receiver<'_>,
+    clock: &Clock,
+) -> Result<FetchSummary, Error> {
+    let err = |path: &Path, e: std::io::Error| Error::Maildir {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let new = dir.join("new");
+    let cur = dir.join("cur");
+    std::fs::create_dir_all(&cur).map_err(|e| err(&cur, e))?;
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(&new)
+        .map_err(|e| err(&new, e))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    // Maildir names start with the delivery time: oldest first.
+    entries.sort();
+    let mut summary = FetchSummary::default();
+    for path in entries {
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        let unique = name.split(':').next().unwrap_or(&name).to_string();
+        let size = std::fs::metadata(&path).map_err(|e| err(&path, e))?.len();
+        let key = format!("maildir:{unique}");
+        let outcome = if size as usize > receiver.limits.max_message_bytes {
+            receiver.reject_too_large(store, &key, size as usize, clock.now())?
+        } else {
+            let raw = std::fs::read(&path).map_err(|e| err(&path, e))?;
+            receiver.receive(store, &key, &raw, clock.now())?
+        };
+        summary.count(&outcome);
+        let target = cur.join(format!("{unique}:2,S"));
+        std::fs::rename(&path, &target).map_err(|e| err(&path, e))?;
+    }
+    Ok(summary)
+}

@@ -1,0 +1,64 @@
+//! Receiving signup mail: reading messages (MIME) and the mailboxes they
+//! come from (IMAP, Maildir).
+
+pub mod imap;
+pub mod maildir;
+pub mod mime;
+mod names;
+mod tls;
+
+use kxca_ca::{Clock, MailConfig, Store};
+use serde::Serialize;
+
+use crate::receive::{Received, Receiver};
+use crate::Error;
+
+/// What one fetch pass did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct FetchSummary {
+    pub processed: usize,
+    pub applications: usize,
+    pub duplicate_mails: usize,
+    pub duplicate_files: usize,
+    pub rejected: usize,
+    /// Recorded in an earlier pass that did not finish moving them.
+    pub already_processed: usize,
+}
+
+impl FetchSummary {
+    fn count(&mut self, r: &Received) {
+        match r {
+            Received::AlreadyProcessed => self.already_processed += 1,
+            Received::Processed {
+                applications,
+                duplicates,
+                ..
+            } => {
+                self.processed += 1;
+                self.applications += applications.len();
+                self.duplicate_files += duplicates;
+            }
+            Received::DuplicateMail { .. } => self.duplicate_mails += 1,
+            Received::Rejected { .. } => self.rejected += 1,
+        }
+    }
+}
+
+/// One pass over the configured signup mailbox (IMAP or Maildir).
+pub async fn fetch_once(
+    config: &MailConfig,
+    store: &mut Store,
+    receiver: &Receiver<'_>,
+    clock: &Clock,
+) -> Result<FetchSummary, Error> {
+    match (&config.imap, &config.maildir) {
+        (Some(imap), None) => imap::fetch(imap, store, receiver, clock).await,
+        (None, Some(dir)) => maildir::fetch(dir, store, receiver, clock),
+        (Some(_), Some(_)) => Err(Error::Config(
+            "set either [mail.imap] or mail.maildir, not both".into(),
+        )),
+        (None, None) => Err(Error::Config(
+            "no mailbox: set [mail.imap] or mail.maildir".into(),
+        )),
+    }
+}

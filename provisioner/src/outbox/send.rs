@@ -1,0 +1,217 @@
+//! Draining the outbox over SMTP submission (lettre).
+
+use std::time::{Duration, SystemTime};
+
+use kxca_ca::{Clock, SmtpConfig, Store, TlsMode};
+use kxca_hsm::SecretSource;
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use secrecy::ExposeSecret;
+use serde::Serialize;
+
+use super::store::{self, OutboxMail};
+use crate::Error;
+
+/// An SMTP submission client built from `[mail.smtp]`.
+pub struct Sender {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    server: String,
+    max_attempts: u32,
+    backoff_seconds: u64,
+}
+
+impl Sender {
+    /// Reads the password (if AUTH is configured) and prepares the
+    /// transport; nothing is connected yet.
+    pub fn new(config: &SmtpConfig) -> Result<Sender, Error> {
+        let server = format!("{}:{}", config.host, config.port);
+        let smtp_err = |message: String| Error::Smtp {
+            server: server.clone(),
+            message,
+        };
+        let mut tls = TlsParameters::builder(config.host.clone());
+        if let Some(path) = &config.ca_file {
+            let pem = std::fs::read(path).map_err(|e| Error::CaFile {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            let cert = Certificate::from_pem(&pem).map_err(|e| Error::CaFile {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            tls = tls.add_root_certificate(cert);
+        }
+        let tls = tls
+            .build_rustls()
+            .map_err(|e| smtp_err(format!("TLS setup: {e}")))?;
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
+            .port(config.port)
+            .timeout(Some(Duration::from_secs(60)))
+            .tls(match config.tls {
+                TlsMode::Implicit => Tls::Wrapper(tls),
+                TlsMode::Starttls => Tls::Required(tls),
+            });
+        if let Some(user) = &config.user {
+            let source = match (&config.password_env, &config.password_file) {
+                (_, Some(file)) => SecretSource::File(file.clone()),
+                (Some(env), None) => SecretSource::Env(env.clone()),
+                (None, None) => {
+                    return Err(Error::Config(
+                        "[mail.smtp] has user but neither password_env nor password_file".into(),
+                    ))
+                }
+            };
+            let secret = source.read()?;
+            builder = builder.credentials(Credentials::new(
+                user.clone(),
+                secret.expose_secret().to_string(),
+            ));
+        }
+        let address = config
+            .from
+            .parse()
+            .map_err(|e| Error::Config(format!("[mail.smtp] from = {:?}: {e}", config.from)))?;
+        Ok(Sender {
+            transport: builder.build(),
+            from: Mailbox::new(config.from_name.clone(), address),
+            server,
+            max_attempts: config.max_attempts.max(1),
+            backoff_seconds: config.backoff_seconds.max(1),
+        })
+    }
+
+    /// The domain of the From address, for Message-IDs.
+    pub fn domain(&self) -> String {
+        self.from.email.domain().to_string()
+    }
+
+    fn retry_at(&self, attempts: u32, now: i64) -> Option<i64> {
+        if attempts >= self.max_attempts {
+            return None;
+        }
+        let exp = attempts.saturating_sub(1).min(16);
+        let delay = self.backoff_seconds.saturating_mul(1 << exp).min(6 * 3600);
+        Some(now + delay as i64)
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct SendSummary {
+    pub sent: usize,
+    pub retrying: usize,
+    pub failed: usize,
+}
+
+/// Sends every due mail once, oldest first. Errors of one mail are
+/// recorded on its row (retried later with backoff), never returned: only
+/// store errors end the pass.
+pub async fn run_once(
+    store: &mut Store,
+    sender: &Sender,
+    clock: &Clock,
+    actor: &str,
+) -> Result<SendSummary, Error> {
+    let mut summary = SendSummary::default();
+    // Bounded so that a row the pass itself re-queues is not retried at once.
+    let started = clock.now();
+    while let Some(mail) = store::claim_next(store, started.max(clock.now()))? {
+        let result = match build(&mail, &sender.from, clock.now()) {
+            Ok(message) => sender
+                .transport
+                .send(message)
+                .await
+                .map(|_| ())
+                .map_err(|e| (e.is_permanent(), e.to_string())),
+            Err(message) => Err((true, message)),
+        };
+        let now = clock.now();
+        match result {
+            Ok(()) => {
+                store::mark_sent(store, &mail, now, actor)?;
+                tracing::info!(outbox_id = mail.id, kind = %mail.kind, to = %mail.to, "mail sent");
+                summary.sent += 1;
+            }
+            Err((permanent, message)) => {
+                let retry_at = if permanent {
+                    None
+                } else {
+                    sender.retry_at(mail.attempts, now)
+                };
+                let message = format!("{}: {message}", sender.server);
+                tracing::warn!(outbox_id = mail.id, attempts = mail.attempts, retry_at, error = %message, "sending failed");
+                store::mark_attempt_failed(store, &mail, &message, retry_at, now, actor)?;
+                if retry_at.is_some() {
+                    summary.retrying += 1;
+                } else {
+                    summary.failed += 1;
+                }
+                if !permanent {
+                    // The server is unreachable or refusing for now: the
+                    // rest of the queue would fail the same way.
+                    break;
+                }
+            }
+        }
+    }
+    Ok(summary)
+}
+
+/// The RFC 5322 message for a row: UTF-8 text, Date and Message-ID fixed,
+/// threading headers, attachments named both ways (RFC 2231 by lettre, and
+/// the RFC 2047 `name` parameter that older Japanese clients read).
+fn build(mail: &OutboxMail, from: &Mailbox, now: i64) -> Result<Message, String> {
+    let to: Mailbox = mail
+        .to
+        .parse()
+        .map_err(|e| format!("recipient {:?}: {e}", mail.to))?;
+    let mut builder = Message::builder()
+        .from(from.clone())
+        .to(to)
+        .subject(mail.subject.clone())
+        .date(SystemTime::UNIX_EPOCH + Duration::from_secs(now.max(0) as u64))
+        .message_id(Some(format!("<{}>", mail.message_id)));
+    if let Some(parent) = &mail.in_reply_to {
+        builder = builder.in_reply_to(format!("<{parent}>"));
+    }
+    if !mail.references.is_empty() {
+        let refs: Vec<String> = mail.references.iter().map(|r| format!("<{r}>")).collect();
+        builder = builder.references(refs.join(" "));
+    }
+    let text = SinglePart::builder()
+        .header(ContentType::TEXT_PLAIN)
+        .body(mail.body.clone());
+    let message = if mail.attachments.is_empty() {
+        builder.singlepart(text)
+    } else {
+        let mut multipart = MultiPart::mixed().singlepart(text);
+        for a in &mail.attachments {
+            let encoded_name = encode_word(&a.file_name);
+            let content_type =
+                ContentType::parse(&format!("{}; name=\"{}\"", a.content_type, encoded_name))
+                    .or_else(|_| ContentType::parse(&a.content_type))
+                    .map_err(|e| format!("content type {:?}: {e}", a.content_type))?;
+            multipart = multipart.singlepart(
+                Attachment::new(a.file_name.clone()).body(a.bytes.clone(), content_type),
+            );
+        }
+        builder.multipart(multipart)
+    };
+    message.map_err(|e| e.to_string())
+}
+
+/// RFC 2047 B-encoding of a UTF-8 file name (ASCII names stay as they are).
+fn encode_word(name: &str) -> String {
+    if name.is_ascii() {
+        return name.replace('"', "");
+    }
+    use base64::Engine;
+    format!(
+        "=?UTF-8?B?{}?=",
+        base64::engine::general_purpose::STANDARD.encode(name.as_bytes())
+    )
+}

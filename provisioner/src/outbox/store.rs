@@ -1,0 +1,338 @@
+//! The `outbox` table and its one state machine.
+
+use kxca_ca::store::audit;
+use kxca_ca::store::Migration;
+use kxca_ca::Store;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde::Serialize;
+
+use crate::error::sql;
+
+/// The outbox's schema, applied as component "outbox".
+pub fn migrations() -> &'static [Migration] {
+    MIGRATIONS
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "outbox and its attachments",
+    sql: r#"
+CREATE TABLE outbox (
+    id               INTEGER PRIMARY KEY,
+    idempotency_key  TEXT NOT NULL UNIQUE,
+    kind             TEXT NOT NULL,
+    message_id       TEXT NOT NULL UNIQUE,
+    to_addr          TEXT NOT NULL,
+    subject          TEXT NOT NULL,
+    body             TEXT NOT NULL,
+    in_reply_to      TEXT,
+    refs             TEXT NOT NULL DEFAULT '[]',
+    state            TEXT NOT NULL CHECK (state IN ('queued', 'sending', 'sent', 'failed')),
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  INTEGER NOT NULL,
+    claimed_at       INTEGER,
+    last_error       TEXT,
+    created_at       INTEGER NOT NULL,
+    sent_at          INTEGER
+);
+CREATE INDEX outbox_due ON outbox(state, next_attempt_at);
+CREATE TABLE outbox_attachments (
+    outbox_id     INTEGER NOT NULL REFERENCES outbox(id),
+    position      INTEGER NOT NULL,
+    file_name     TEXT NOT NULL,
+    content_type  TEXT NOT NULL,
+    bytes         BLOB NOT NULL,
+    PRIMARY KEY (outbox_id, position)
+);
+"#,
+}];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboxState {
+    Queued,
+    Sending,
+    Sent,
+    Failed,
+}
+
+impl OutboxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxState::Queued => "queued",
+            OutboxState::Sending => "sending",
+            OutboxState::Sent => "sent",
+            OutboxState::Failed => "failed",
+        }
+    }
+    fn parse(s: &str) -> OutboxState {
+        match s {
+            "sending" => OutboxState::Sending,
+            "sent" => OutboxState::Sent,
+            "failed" => OutboxState::Failed,
+            _ => OutboxState::Queued,
+        }
+    }
+}
+
+/// A file attached to an outbound mail.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboxAttachment {
+    pub file_name: String,
+    pub content_type: String,
+    #[serde(skip)]
+    pub bytes: Vec<u8>,
+}
+
+/// A mail to queue. Its body must not hold a secret: the outbox keeps it
+/// in clear until (and after) it is sent.
+#[derive(Debug, Clone)]
+pub struct NewMail {
+    /// Unique per logical mail: queuing the same key twice queues once.
+    pub idempotency_key: String,
+    /// What the mail is, e.g. `intake-reply`.
+    pub kind: String,
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+    pub in_reply_to: Option<String>,
+    pub references: Vec<String>,
+    pub attachments: Vec<OutboxAttachment>,
+}
+
+/// A row of the outbox.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboxMail {
+    pub id: i64,
+    pub idempotency_key: String,
+    pub kind: String,
+    pub message_id: String,
+    pub to: String,
+    pub subject: String,
+    #[serde(skip)]
+    pub body: String,
+    pub in_reply_to: Option<String>,
+    pub references: Vec<String>,
+    pub state: OutboxState,
+    pub attempts: u32,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
+    pub attachments: Vec<OutboxAttachment>,
+}
+
+/// Queues `mail` inside the caller's transaction; returns its id. A mail
+/// with an idempotency key already queued is not queued again (the earlier
+/// id is returned).
+pub fn enqueue(
+    tx: &Transaction<'_>,
+    mail: &NewMail,
+    message_id_domain: &str,
+    now: i64,
+) -> Result<i64, kxca_ca::Error> {
+    if let Some(id) = tx
+        .query_row(
+            "SELECT id FROM outbox WHERE idempotency_key = ?1",
+            [&mail.idempotency_key],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()
+        .map_err(sql)?
+    {
+        return Ok(id);
+    }
+    // Fixed at queue time so a resend after a crash carries the same id.
+    let mut random = [0u8; 16];
+    getrandom::fill(&mut random).map_err(|e| kxca_ca::Error::Password(e.to_string()))?;
+    let message_id = format!("{}.{}@{}", now, hex::encode(random), message_id_domain);
+    tx.execute(
+        "INSERT INTO outbox (idempotency_key, kind, message_id, to_addr, subject, body, in_reply_to, refs, state, next_attempt_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?9)",
+        params![
+            mail.idempotency_key,
+            mail.kind,
+            message_id,
+            mail.to,
+            mail.subject,
+            mail.body,
+            mail.in_reply_to,
+            serde_json::to_string(&mail.references).unwrap_or_else(|_| "[]".into()),
+            now
+        ],
+    )
+    .map_err(sql)?;
+    let id = tx.last_insert_rowid();
+    for (i, a) in mail.attachments.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO outbox_attachments (outbox_id, position, file_name, content_type, bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, i as i64, a.file_name, a.content_type, a.bytes],
+        )
+        .map_err(sql)?;
+    }
+    Ok(id)
+}
+
+const COLUMNS: &str = "id, idempotency_key, kind, message_id, to_addr, subject, body, in_reply_to, refs, state, attempts, next_attempt_at, last_error, created_at, sent_at";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxMail> {
+    let refs: String = r.get(8)?;
+    let state: String = r.get(9)?;
+    Ok(OutboxMail {
+        id: r.get(0)?,
+        idempotency_key: r.get(1)?,
+        kind: r.get(2)?,
+        message_id: r.get(3)?,
+        to: r.get(4)?,
+        subject: r.get(5)?,
+        body: r.get(6)?,
+        in_reply_to: r.get(7)?,
+        references: serde_json::from_str(&refs).unwrap_or_default(),
+        state: OutboxState::parse(&state),
+        attempts: r.get(10)?,
+        next_attempt_at: r.get(11)?,
+        last_error: r.get(12)?,
+        created_at: r.get(13)?,
+        sent_at: r.get(14)?,
+        attachments: Vec::new(),
+    })
+}
+
+fn attachments(conn: &Connection, id: i64) -> Result<Vec<OutboxAttachment>, kxca_ca::Error> {
+    let mut stmt = conn
+        .prepare("SELECT file_name, content_type, bytes FROM outbox_attachments WHERE outbox_id = ?1 ORDER BY position")
+        .map_err(sql)?;
+    let rows = stmt
+        .query_map([id], |r| {
+            Ok(OutboxAttachment {
+                file_name: r.get(0)?,
+                content_type: r.get(1)?,
+                bytes: r.get(2)?,
+            })
+        })
+        .map_err(sql)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql)?;
+    Ok(rows)
+}
+
+/// Outbox rows, newest first.
+pub fn list(conn: &Connection, limit: i64) -> Result<Vec<OutboxMail>, kxca_ca::Error> {
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT {COLUMNS} FROM outbox ORDER BY id DESC LIMIT ?1"
+        ))
+        .map_err(sql)?;
+    let mails = stmt
+        .query_map([limit], row)
+        .map_err(sql)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql)?;
+    Ok(mails)
+}
+
+/// How long a claim holds before the mail counts as not sent. Longer than
+/// any SMTP transaction, so a live sender is never overtaken.
+pub(super) const CLAIM_SECONDS: i64 = 600;
+
+/// Claims the next due mail: `queued` and due, or `sending` with an expired
+/// claim (its sender died). One transaction; two senders never claim the
+/// same row.
+pub(super) fn claim_next(
+    store: &mut Store,
+    now: i64,
+) -> Result<Option<OutboxMail>, kxca_ca::Error> {
+    store.write(|tx| {
+        let mail = tx
+            .query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM outbox
+                     WHERE (state = 'queued' AND next_attempt_at <= ?1)
+                        OR (state = 'sending' AND claimed_at <= ?1 - ?2)
+                     ORDER BY next_attempt_at, id LIMIT 1"
+                ),
+                params![now, CLAIM_SECONDS],
+                row,
+            )
+            .optional()
+            .map_err(sql)?;
+        let Some(mut mail) = mail else {
+            return Ok(None);
+        };
+        tx.execute(
+            "UPDATE outbox SET state = 'sending', claimed_at = ?2, attempts = attempts + 1 WHERE id = ?1",
+            params![mail.id, now],
+        )
+        .map_err(sql)?;
+        mail.attempts += 1;
+        mail.attachments = attachments(tx, mail.id)?;
+        Ok(Some(mail))
+    })
+}
+
+/// Marks a claimed mail sent (once: a row no longer `sending` is left as is).
+pub(super) fn mark_sent(
+    store: &mut Store,
+    mail: &OutboxMail,
+    now: i64,
+    actor: &str,
+) -> Result<(), kxca_ca::Error> {
+    store.write(|tx| {
+        let n = tx
+            .execute(
+                "UPDATE outbox SET state = 'sent', sent_at = ?2, last_error = NULL WHERE id = ?1 AND state = 'sending'",
+                params![mail.id, now],
+            )
+            .map_err(sql)?;
+        if n == 1 {
+            audit::append(
+                tx,
+                now,
+                actor,
+                "outbox.sent",
+                None,
+                serde_json::json!({ "outbox_id": mail.id, "kind": mail.kind, "to": mail.to, "message_id": mail.message_id, "attempts": mail.attempts }),
+            )?;
+        }
+        Ok(())
+    })
+}
+
+/// Returns a claimed mail to the queue after a failed attempt, or marks it
+/// failed after the last one.
+pub(super) fn mark_attempt_failed(
+    store: &mut Store,
+    mail: &OutboxMail,
+    error: &str,
+    retry_at: Option<i64>,
+    now: i64,
+    actor: &str,
+) -> Result<(), kxca_ca::Error> {
+    store.write(|tx| {
+        match retry_at {
+            Some(at) => {
+                tx.execute(
+                    "UPDATE outbox SET state = 'queued', next_attempt_at = ?2, last_error = ?3, claimed_at = NULL WHERE id = ?1 AND state = 'sending'",
+                    params![mail.id, at, error],
+                )
+                .map_err(sql)?;
+            }
+            None => {
+                tx.execute(
+                    "UPDATE outbox SET state = 'failed', last_error = ?2, claimed_at = NULL WHERE id = ?1 AND state = 'sending'",
+                    params![mail.id, error],
+                )
+                .map_err(sql)?;
+                audit::append(
+                    tx,
+                    now,
+                    actor,
+                    "outbox.failed",
+                    None,
+                    serde_json::json!({ "outbox_id": mail.id, "kind": mail.kind, "to": mail.to, "attempts": mail.attempts, "error": error }),
+                )?;
+            }
+        }
+        Ok(())
+    })
+}

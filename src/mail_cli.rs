@@ -1,0 +1,272 @@
+//! `kxca intake fetch`, `kxca applications`, `kxca outbox`: the mail side
+//! of intake and the outbox, wired to the provisioner crate.
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use kxca_ca::{rfc3339, Ca, Clock, Home};
+use kxca_provisioner::forms::IntakeChecker;
+use kxca_provisioner::mail::mime::Limits;
+use kxca_provisioner::{applications, outbox, Receiver};
+
+use crate::output::table;
+
+#[derive(Subcommand, Debug)]
+pub enum MailCommand {
+    /// The application queue.
+    #[command(subcommand)]
+    Applications(ApplicationsCommand),
+    /// Outbound mail.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApplicationsCommand {
+    List {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+    },
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OutboxCommand {
+    List {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Send every due mail once.
+    Send {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn open(home: Home) -> Result<Ca> {
+    let mut ca = Ca::open(home, Clock::system())?;
+    kxca_provisioner::migrate(ca.store_mut())?;
+    Ok(ca)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// `kxca intake fetch`: one pass over the signup mailbox, forms checked
+/// against `policy`, then the due replies sent.
+pub fn fetch(
+    home: Home,
+    policy: kxca_provisioner::intake::IntakePolicy,
+    json: bool,
+    no_send: bool,
+    actor: &str,
+) -> Result<()> {
+    {
+        {
+            let mut ca = open(home)?;
+            let config = ca
+                .config()
+                .mail
+                .clone()
+                .context("no [mail] section in kxca.toml (see provisioner/MAIL.md)")?;
+            let sender = match (&config.smtp, no_send) {
+                (Some(smtp), false) => Some(outbox::Sender::new(smtp)?),
+                _ => None,
+            };
+            let reply_domain = sender
+                .as_ref()
+                .map(|s| s.domain())
+                .or_else(|| {
+                    config
+                        .smtp
+                        .as_ref()
+                        .and_then(|s| s.from.rsplit('@').next().map(str::to_string))
+                })
+                .unwrap_or_else(|| "kxca.invalid".to_string());
+            let checker = if policy.office.use_register {
+                let register = kxca_provisioner::intake::OfficeRegister::load(ca.store_mut())?;
+                IntakeChecker::new(policy, Box::new(register))
+            } else {
+                IntakeChecker::new(
+                    policy,
+                    Box::new(kxca_provisioner::intake::NoExistingAccounts),
+                )
+            };
+            let receiver = Receiver {
+                checker: &checker,
+                limits: Limits {
+                    max_message_bytes: config.max_message_bytes,
+                    max_depth: config.max_mime_depth,
+                    max_parts: config.max_mime_parts,
+                },
+                reply_domain,
+                actor: actor.to_string(),
+            };
+            let clock = ca.clock().clone();
+            let rt = runtime()?;
+            let fetched = rt.block_on(kxca_provisioner::fetch_once(
+                &config,
+                ca.store_mut(),
+                &receiver,
+                &clock,
+            ))?;
+            let sent = match &sender {
+                Some(s) => Some(rt.block_on(outbox::run_once(ca.store_mut(), s, &clock, actor))?),
+                None => None,
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({ "fetch": fetched, "send": sent })
+                    )?
+                );
+            } else {
+                println!(
+                    "fetched: {} processed, {} application(s), {} duplicate mail(s), {} duplicate file(s), {} rejected, {} finished from an earlier pass",
+                    fetched.processed,
+                    fetched.applications,
+                    fetched.duplicate_mails,
+                    fetched.duplicate_files,
+                    fetched.rejected,
+                    fetched.already_processed
+                );
+                if let Some(s) = sent {
+                    println!(
+                        "sent: {} sent, {} to retry, {} failed",
+                        s.sent, s.retrying, s.failed
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn run(command: MailCommand, home: Home, actor: &str) -> Result<()> {
+    match command {
+        MailCommand::Applications(ApplicationsCommand::List { json, limit }) => {
+            let ca = open(home)?;
+            let apps = applications::list(ca.store().conn(), limit)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&apps)?);
+            } else {
+                let rows: Vec<Vec<String>> = apps
+                    .iter()
+                    .map(|a| {
+                        vec![
+                            a.id.to_string(),
+                            rfc3339(a.received_at),
+                            a.sender.clone().unwrap_or_default(),
+                            a.file_name.clone(),
+                            a.status.clone(),
+                            format!("{}/{}/{}", a.rows_valid, a.rows_review, a.rows_invalid),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    table(
+                        &[
+                            "ID",
+                            "RECEIVED",
+                            "SENDER",
+                            "FILE",
+                            "STATUS",
+                            "VALID/REVIEW/INVALID"
+                        ],
+                        &rows
+                    )
+                );
+            }
+        }
+        MailCommand::Applications(ApplicationsCommand::Show { id, json }) => {
+            let ca = open(home)?;
+            let Some(app) = applications::get(ca.store().conn(), id)? else {
+                bail!("no application #{id} (see `kxca applications list`)");
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&app)?);
+            } else {
+                println!("application:  #{}", app.id);
+                println!("received:     {}", rfc3339(app.received_at));
+                println!("sender:       {}", app.sender.as_deref().unwrap_or("-"));
+                println!("message-id:   {}", app.message_id);
+                println!("file:         {} ({} bytes)", app.file_name, app.size);
+                println!("sha-256:      {}", app.sha256);
+                println!("sheet:        {}", app.sheet);
+                println!("status:       {}", app.status);
+                for r in &app.rows {
+                    println!(
+                        "  row {} (No. {}): {} {}",
+                        r.row,
+                        r.no.as_deref().unwrap_or("-"),
+                        r.status,
+                        r.findings
+                    );
+                }
+            }
+        }
+        MailCommand::Outbox(OutboxCommand::List { json, limit }) => {
+            let ca = open(home)?;
+            let mails = outbox::list(ca.store().conn(), limit)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&mails)?);
+            } else {
+                let rows: Vec<Vec<String>> = mails
+                    .iter()
+                    .map(|m| {
+                        vec![
+                            m.id.to_string(),
+                            m.kind.clone(),
+                            m.to.clone(),
+                            m.state.as_str().to_string(),
+                            m.attempts.to_string(),
+                            m.last_error.clone().unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    table(
+                        &["ID", "KIND", "TO", "STATE", "ATTEMPTS", "LAST ERROR"],
+                        &rows
+                    )
+                );
+            }
+        }
+        MailCommand::Outbox(OutboxCommand::Send { json }) => {
+            let mut ca = open(home)?;
+            let smtp = ca
+                .config()
+                .mail
+                .as_ref()
+                .and_then(|m| m.smtp.clone())
+                .context("no [mail.smtp] section in kxca.toml (see provisioner/MAIL.md)")?;
+            let sender = outbox::Sender::new(&smtp)?;
+            let clock = ca.clock().clone();
+            let summary =
+                runtime()?.block_on(outbox::run_once(ca.store_mut(), &sender, &clock, actor))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                println!(
+                    "sent: {} sent, {} to retry, {} failed",
+                    summary.sent, summary.retrying, summary.failed
+                );
+            }
+        }
+    }
+    Ok(())
+}
