@@ -338,13 +338,13 @@ fn ykcs11_signs_through_the_pkcs11_backend() {
     }
     drop(signer);
 
-    // Concurrent signers on one PIV card need one session: the card has
-    // one PIN state, which a second session's login would spend.
-    let mut one_session = BackendOptions::default();
-    one_session.pkcs11.max_sessions = 1;
-    let shared: std::sync::Arc<dyn Signer> = kxca_hsm::open_with(&key, &pin, &one_session)
-        .unwrap()
-        .into();
+    // Concurrent signers over the default pool of several sessions: the
+    // card has one PIN state, so the backend takes the context-specific
+    // login and the signature as one turn, or a second session's login
+    // would be spent by the first signature.
+    let pool = BackendOptions::default();
+    assert!(pool.pkcs11.max_sessions > 1);
+    let shared: std::sync::Arc<dyn Signer> = kxca_hsm::open_with(&key, &pin, &pool).unwrap().into();
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let s = shared.clone();

@@ -21,6 +21,11 @@ use super::fault::describe;
 pub(crate) struct Module {
     path: PathBuf,
     state: RwLock<Loaded>,
+    /// Held from C_SignInit to the signature for keys that demand a
+    /// context-specific login: a PIV card has one PIN state for all
+    /// sessions, so another session's login in between would be spent by
+    /// this signature and leave that one with CKR_USER_NOT_LOGGED_IN.
+    context_login: Mutex<()>,
 }
 
 pub(crate) struct Loaded {
@@ -43,6 +48,11 @@ fn initialize(ctx: &Pkcs11) -> Result<(), CkError> {
 }
 
 impl Module {
+    /// A turn at a sign-with-context-login, one session at a time.
+    pub fn context_login_turn(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.context_login.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The module at `path`, loaded and initialised on first use.
     pub fn load(path: &Path) -> Result<Arc<Module>, Error> {
         let mut modules = registry().lock().unwrap_or_else(|p| p.into_inner());
@@ -64,6 +74,7 @@ impl Module {
         let module = Arc::new(Module {
             path: path.to_path_buf(),
             state: RwLock::new(Loaded { ctx, generation: 0 }),
+            context_login: Mutex::new(()),
         });
         modules.insert(path.to_path_buf(), module.clone());
         Ok(module)

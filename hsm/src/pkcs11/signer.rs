@@ -233,7 +233,12 @@ impl Signer for Pkcs11Signer {
         &self.spki
     }
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
-        let outcome = self.with_key(|s, k| sign::sign(s, k, self.algorithm, &self.pin, message))?;
+        let outcome = self.with_key(|s, k| {
+            let _turn = k
+                .always_authenticate
+                .then(|| self.module.context_login_turn());
+            sign::sign(s, k, self.algorithm, &self.pin, message)
+        })?;
         let signature = match outcome {
             Outcome::Signed(sig) => sig,
             Outcome::Malformed(reason) => return Err(self.error(reason)),
