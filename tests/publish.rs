@@ -28,6 +28,7 @@ impl Nginx {
         let w = p(work);
         let conf = format!(
             r#"
+load_module /usr/lib/nginx/modules/ngx_http_js_module.so;
 daemon off;
 master_process off;
 worker_processes 1;
@@ -47,6 +48,10 @@ http {{
 "#,
             snippet = include_str!("../docs/nginx-kxca.conf")
                 .replace("/srv/kxca-publish", p(root))
+                .replace(
+                    "/etc/nginx/kxca-ocsp.js",
+                    concat!(env!("CARGO_MANIFEST_DIR"), "/docs/kxca-ocsp.js")
+                )
                 .replace("listen 80;", &format!("listen 127.0.0.1:{port};"))
         );
         let conf_path = work.join("nginx.conf");
@@ -146,6 +151,52 @@ fn published_tree_served_by_nginx() {
             lint(&body, dir, "published response");
         }
     }
+
+    // What a relying party does: `openssl ocsp -url` POSTs the request,
+    // njs maps it to the published file, and openssl checks the answer.
+    let url = format!("{base}/ocsp");
+    for (cert, want, sha) in [
+        (&good.cert, ": good", false),
+        (&revoked.cert, ": revoked", false),
+        (&good.cert, ": good", true),
+    ] {
+        let mut args = vec![
+            "ocsp",
+            "-url",
+            &url,
+            "-issuer",
+            p(&issuer),
+            "-CAfile",
+            p(&root),
+            "-no_nonce",
+        ];
+        if sha {
+            args.push("-sha256");
+        }
+        args.extend_from_slice(&["-cert", p(cert)]);
+        let (ok, text) = common::run("openssl", &args);
+        assert!(
+            ok && text.contains("Response verify OK"),
+            "openssl ocsp -url {url}: {text}"
+        );
+        assert!(text.contains(want), "{want}: {text}");
+    }
+    // A nonce cannot be pre-signed: the static tree has no answer for it.
+    let (ok, text) = common::run(
+        "openssl",
+        &[
+            "ocsp",
+            "-url",
+            &url,
+            "-issuer",
+            p(&issuer),
+            "-CAfile",
+            p(&root),
+            "-cert",
+            p(&good.cert),
+        ],
+    );
+    assert!(!ok || !text.contains(": good"), "{text}");
 
     let (code, _, crl) = get(&format!("{base}/crl/issuing-1.crl"), &[], dir);
     assert_eq!(code, 200);
