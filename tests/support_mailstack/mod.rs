@@ -77,10 +77,6 @@ impl MailStack {
         &self.env[key]
     }
 
-    pub fn port(&self, key: &str) -> u16 {
-        self.get(key).parse().unwrap()
-    }
-
     /// `stop-imap`, `start-imap`, `stop-smtp`, `start-smtp` (private only).
     pub fn script(&self, cmd: &str) {
         let (dir, base) = self.private.as_ref().expect("a private instance");
