@@ -80,6 +80,10 @@ pub fn fetch(
                 .mail
                 .clone()
                 .context("no [mail] section in kxca.toml (see provisioner/MAIL.md)")?;
+            // lettre's connection pool closes its connections on drop by
+            // spawning on the Tokio runtime: the sender must live inside it.
+            let rt = runtime()?;
+            let _in_runtime = rt.enter();
             let sender = match (&config.smtp, no_send) {
                 (Some(smtp), false) => Some(outbox::Sender::new(smtp)?),
                 _ => None,
@@ -114,7 +118,6 @@ pub fn fetch(
                 actor: actor.to_string(),
             };
             let clock = ca.clock().clone();
-            let rt = runtime()?;
             let fetched = rt.block_on(kxca_provisioner::fetch_once(
                 &config,
                 ca.store_mut(),
@@ -254,10 +257,12 @@ pub fn run(command: MailCommand, home: Home, actor: &str) -> Result<()> {
                 .as_ref()
                 .and_then(|m| m.smtp.clone())
                 .context("no [mail.smtp] section in kxca.toml (see provisioner/MAIL.md)")?;
+            // The pool inside the sender must be dropped within the runtime.
+            let rt = runtime()?;
+            let _in_runtime = rt.enter();
             let sender = outbox::Sender::new(&smtp)?;
             let clock = ca.clock().clone();
-            let summary =
-                runtime()?.block_on(outbox::run_once(ca.store_mut(), &sender, &clock, actor))?;
+            let summary = rt.block_on(outbox::run_once(ca.store_mut(), &sender, &clock, actor))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else {

@@ -124,6 +124,7 @@ pub fn read(raw: &[u8], limits: &Limits) -> Result<ReceivedMail, MimeError> {
     }
     let mut walk = Walk {
         limits,
+        root: raw,
         parts_seen: 0,
         attachments: Vec::new(),
     };
@@ -167,6 +168,9 @@ pub fn read(raw: &[u8], limits: &Limits) -> Result<ReceivedMail, MimeError> {
 
 struct Walk<'l> {
     limits: &'l Limits,
+    /// The outermost message's bytes: header offsets of a part inside an
+    /// inline (not encoded) forwarded message point here.
+    root: &'l [u8],
     parts_seen: usize,
     attachments: Vec<Attachment>,
 }
@@ -218,8 +222,8 @@ impl Walk<'_> {
                     _ => &[],
                 };
                 let n = self.attachments.len() + 1;
-                let name =
-                    attachment_name(message, part).unwrap_or_else(|| format!("添付ファイル{n}"));
+                let name = attachment_name(message, self.root, part)
+                    .unwrap_or_else(|| format!("添付ファイル{n}"));
                 let content_type = part
                     .content_type()
                     .map(|ct| match &ct.c_subtype {
@@ -244,25 +248,33 @@ impl Walk<'_> {
 
 /// The part's file name; re-decoded from the raw header bytes when
 /// mail-parser's piecewise decoding lost characters.
-fn attachment_name(message: &Message<'_>, part: &mail_parser::MessagePart<'_>) -> Option<String> {
+fn attachment_name(
+    message: &Message<'_>,
+    root: &[u8],
+    part: &mail_parser::MessagePart<'_>,
+) -> Option<String> {
     let parsed = part.attachment_name().map(str::to_string);
     if parsed.as_deref().is_some_and(|n| !n.contains('\u{FFFD}')) {
         return parsed;
     }
-    // Header offsets index the raw bytes of the message holding the part:
-    // the outermost message for inline forwards, the decoded bytes for an
-    // encoded message/rfc822 (mail-parser sets raw_message accordingly).
-    let raw = message.raw_message();
-    for (header, param) in [
-        (HeaderName::ContentDisposition, "filename"),
-        (HeaderName::ContentType, "name"),
-    ] {
-        for h in part.headers.iter().filter(|h| h.name == header) {
-            let Some(value) = raw.get(h.offset_start as usize..h.offset_end as usize) else {
-                continue;
-            };
-            if let Some(name) = names::decode_param(value, param) {
-                return Some(name);
+    // Header offsets index the outermost message's bytes for a part of an
+    // inline forwarded message (seen with a real Postfix/Dovecot delivery),
+    // but the decoded bytes for an encoded message/rfc822: try the holding
+    // message first, then the outermost, and keep only a clean decode.
+    for raw in [message.raw_message(), root] {
+        for (header, param) in [
+            (HeaderName::ContentDisposition, "filename"),
+            (HeaderName::ContentType, "name"),
+        ] {
+            for h in part.headers.iter().filter(|h| h.name == header) {
+                let Some(value) = raw.get(h.offset_start as usize..h.offset_end as usize) else {
+                    continue;
+                };
+                if let Some(name) = names::decode_param(value, param) {
+                    if !name.contains('\u{FFFD}') {
+                        return Some(name);
+                    }
+                }
             }
         }
     }

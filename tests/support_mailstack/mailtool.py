@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""The tests' independent mail client: Python's smtplib, imaplib and email.
+
+  mailtool.py send PORT FROM TO FILE       deliver FILE over plain SMTP (mynetworks)
+  mailtool.py read PORT CAFILE USER PASS MAILBOX
+      print a JSON list of the mailbox's messages, read over IMAPS and parsed
+      by Python's email package: subject, from, message_id, in_reply_to, body
+  mailtool.py count PORT CAFILE USER PASS MAILBOX   print the message count
+"""
+import email
+import email.policy
+import imaplib
+import json
+import smtplib
+import ssl
+import sys
+
+
+def imap(port, cafile, user, password):
+    ctx = ssl.create_default_context(cafile=cafile)
+    conn = imaplib.IMAP4_SSL("127.0.0.1", int(port), ssl_context=ctx)
+    conn.login(user, password)
+    return conn
+
+
+def main(argv):
+    cmd = argv[1]
+    if cmd == "send":
+        port, sender, to, path = argv[2:6]
+        with open(path, "rb") as f:
+            raw = f.read()
+        with smtplib.SMTP("127.0.0.1", int(port)) as s:
+            s.sendmail(sender, [to], raw)
+        return
+    port, cafile, user, password, mailbox = argv[2:7]
+    conn = imap(port, cafile, user, password)
+    typ, data = conn.select(mailbox, readonly=True)
+    if typ != "OK":
+        # A folder that does not exist holds nothing.
+        print("0" if cmd == "count" else "[]")
+        return
+    if cmd == "count":
+        print(int(data[0]))
+        return
+    out = []
+    typ, data = conn.uid("SEARCH", None, "ALL")
+    for uid in data[0].split():
+        typ, msg = conn.uid("FETCH", uid, "(BODY.PEEK[])")
+        m = email.message_from_bytes(msg[0][1], policy=email.policy.default)
+        body = m.get_body(preferencelist=("plain",))
+        out.append({
+            "subject": str(m["subject"] or ""),
+            "from": str(m["from"] or ""),
+            "date": str(m["date"] or ""),
+            "message_id": str(m["message-id"] or ""),
+            "in_reply_to": str(m["in-reply-to"] or ""),
+            "body": body.get_content() if body is not None else "",
+        })
+    print(json.dumps(out, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main(sys.argv)
