@@ -1,31 +1,57 @@
 #!/usr/bin/env bash
 # OCSP responder benchmark: `kxca serve` against OpenSSL's own responder
 # (`openssl ocsp -port -index -rsigner -CA`) on the same CA data, the same
-# responder key and certificate, both driven by wrk over loopback with the
-# same POST bodies:
+# responder key and certificate, both driven by the same load generator
+# (oha, a hyper-based HTTP client that also reads OpenSSL's HTTP/1.0
+# close-delimited replies) over loopback with the same POST bodies:
 #   - cached: a request without nonce (kxca answers from its pre-signed
 #     responses; OpenSSL signs every response);
 #   - nonce:  a request with a nonce (both sign per request).
-# at 1 and 64 connections. Prints requests/s and p50/p99 side by side with ratios.
+# at 1 and 64 connections. Prints requests/s and p50/p99 side by side with
+# ratios, and for every run the HTTP status counts, client errors and body
+# bytes per response, so that a responder that fails fast cannot look fast.
+#
 # Usage: benches/ocsp.sh [SECONDS_PER_RUN] [OPENSSL_PROCESSES]
+# Environment:
+#   KXCA_BIN=path     time this kxca binary instead of building target/release/kxca
+#   KXCA_WORKERS=n    [serve] workers for kxca (default: the config's default)
+#   OHA_THREADS=n     oha worker threads (default 1: the other core serves)
+#   WAIT_LOAD=0.7     wait (up to 10 min) until the 1-min load is below this
+#   OHA=path          oha binary; else $OHA_ROOT/bin/oha, installed there from
+#                     crates.io if missing (OHA_ROOT default /work/tools)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 multi=${2:-1}
+oha_threads=${OHA_THREADS:-1}
+oha_root=${OHA_ROOT:-/work/tools}
+oha=${OHA:-$oha_root/bin/oha}
 work=$(mktemp -d)
 pids=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # openssl ocsp -multi forks workers: stop them by their parent's PID too.
+  for pid in "${pids[@]}"; do pkill -P "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-for tool in ab wrk openssl python3; do
+for tool in openssl python3 curl; do
   command -v "$tool" >/dev/null || { echo "benches/ocsp.sh needs $tool (tests/deps/apt.txt)" >&2; exit 1; }
 done
-cargo build --release --bin kxca >/dev/null 2>&1
-kxca="$(pwd)/target/release/kxca"
+if [[ ! -x "$oha" ]]; then
+  # 1.16.0 builds on rustc 1.95; its default rustls backend pulls aws-lc
+  # (a long C build), and loopback HTTP needs no TLS, so native-tls it is.
+  echo "installing oha into $oha_root (once)" >&2
+  cargo install oha --version 1.16.0 --locked --no-default-features --features native-tls \
+    --root "$oha_root" >&2
+fi
+if [[ -n "${KXCA_BIN:-}" ]]; then
+  kxca=$(realpath "$KXCA_BIN")
+else
+  cargo build --release --bin kxca >/dev/null 2>&1
+  kxca="$(pwd)/target/release/kxca"
+fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 kport=$(free_port)
@@ -34,11 +60,15 @@ oport=$(free_port)
 export KXCA_HOME="$work/home" KXCA_ACTOR=bench
 echo "bench-passphrase-$$" > "$work/pass"
 "$kxca" init --key-secret-file "$work/pass" --base-url "http://127.0.0.1:$kport" >/dev/null
+if [[ -n "${KXCA_WORKERS:-}" ]]; then
+  sed -i "/^\[serve\]/a workers = $KXCA_WORKERS" "$KXCA_HOME/kxca.toml"
+fi
 issue_json=$("$kxca" issue --json --centre JC --union-code 26276 --branch-code 00 --contract-unit 2627600 \
   --office-code 1234567 --contact-code 001 --office-name ベンチ --contact-name 試験 --email bench@example.jp)
 cert=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["certificate"])' "$issue_json")
 serial=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["serial"].upper())' "$issue_json")
 
+# The access log stays on (one line per request, as in production), into a file.
 "$kxca" serve --listen "127.0.0.1:$kport" >"$work/kxca.out" 2>"$work/kxca.log" &
 pids+=($!)
 until grep -q listening "$work/kxca.out" 2>/dev/null; do
@@ -59,7 +89,8 @@ enddate=$(openssl x509 -in "$cert" -noout -enddate | cut -d= -f2)
 expiry=$(date -u -d "$enddate" +%y%m%d%H%M%SZ)
 printf 'V\t%s\t\t%s\tunknown\t/CN=bench\n' "$expiry" "$serial" > "$work/index.txt"
 openssl ocsp -index "$work/index.txt" -port "$oport" -rsigner "$work/rsigner.pem" \
-  -rkey "$work/rkey.pem" -CA "$KXCA_HOME/ca/issuing-1.pem" -ndays 4 -multi "$multi" >/dev/null 2>"$work/openssl.log" &
+  -rkey "$work/rkey.pem" -CA "$KXCA_HOME/ca/issuing-1.pem" -ndays 4 \
+  $( ((multi > 1)) && echo "-multi $multi") >/dev/null 2>"$work/openssl.log" &
 pids+=($!)
 sleep 1
 kill -0 "${pids[-1]}" 2>/dev/null || { echo "openssl ocsp responder failed:" >&2; cat "$work/openssl.log" >&2; exit 1; }
@@ -67,74 +98,82 @@ kill -0 "${pids[-1]}" 2>/dev/null || { echo "openssl ocsp responder failed:" >&2
 issuer="$KXCA_HOME/ca/issuing-1.pem"
 openssl ocsp -issuer "$issuer" -cert "$cert" -no_nonce -reqout "$work/cached.der" >/dev/null
 openssl ocsp -issuer "$issuer" -cert "$cert" -reqout "$work/nonce.der" >/dev/null
-# Both responders must give a verifiable answer before they are timed.
-for port in "$kport" "$oport"; do
+# Both responders must give a verifiable answer before they are timed, and
+# the body sizes they send are what every timed response must carry.
+declare -A size
+for who in kxca:$kport openssl:$oport; do
+  name=${who%%:*} port=${who#*:}
   timeout 20 openssl ocsp -timeout 10 -issuer "$issuer" -cert "$cert" -url "http://127.0.0.1:$port/" -CAfile "$KXCA_HOME/ca/root.pem" 2>&1 \
-    | grep -q "Response verify OK" || { echo "responder on port $port does not answer correctly" >&2; exit 1; }
+    | grep -q "Response verify OK" || { echo "$name on port $port does not answer correctly" >&2; exit 1; }
+  for kind in cached nonce; do
+    size[$name.$kind]=$(curl -s --max-time 10 -H 'Content-Type: application/ocsp-request' \
+      --data-binary "@$work/$kind.der" "http://127.0.0.1:$port/" | wc -c)
+  done
 done
 
-for kind in cached nonce; do
-  cat > "$work/$kind.lua" <<LUA
-local f = assert(io.open("$work/$kind.der", "rb"))
-wrk.method = "POST"
-wrk.body = f:read("*a")
-f:close()
-wrk.headers["Content-Type"] = "application/ocsp-request"
-LUA
-done
-
-# wrk prints latencies as 123.45us / 1.23ms / 1.02s: normalise to ms.
-to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; printf "%.3f", v}'; }
-
-# OpenSSL's responder answers HTTP/1.0 and closes the connection without a
-# Content-Length, which wrk cannot count; ab (apache2-utils) reads such
-# responses, so the side-by-side table drives both responders with ab.
-# ab counts responses whose length differs from the first as "failed"
-# (ECDSA signatures vary by a byte): only non-2xx and exceptions are errors.
-run_ab() { # port kind conns -> "rps p50 p99 errors"
-  local out; out=$(timeout $((secs + 30)) ab -q -t "$secs" -n 10000000 -c "$3" -p "$work/$2.der" \
-    -T application/ocsp-request "http://127.0.0.1:$1/" 2>&1)
-  local rps p50 p99 errs
-  rps=$(awk '/Requests per second/ {printf "%.0f", $4}' <<<"$out")
-  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  errs=$(awk '/^Non-2xx/ {print}' <<<"$out" | tr -s ' ' | paste -sd';' -)
-  echo "${rps:-0} ${p50:-?} ${p99:-?} ${errs:-none}"
+wait_quiet() {
+  [[ -n "${WAIT_LOAD:-}" ]] || return 0
+  local i
+  for ((i = 0; i < 120; i++)); do
+    awk -v max="$WAIT_LOAD" '{ exit !($1 < max) }' /proc/loadavg && return 0
+    sleep 5
+  done
+  echo "load still $(cut -d' ' -f1 /proc/loadavg) after 10 min; measuring anyway" >&2
 }
 
-run() { # port kind conns -> "rps p50 p99 errors"
-  local threads=1; (( $3 > 1 )) && threads=2
-  local out; out=$(timeout $((secs + 30)) wrk -t"$threads" --timeout 5s -c"$3" -d"${secs}s" --latency -s "$work/$2.lua" "http://127.0.0.1:$1/" 2>&1)
-  local rps p50 p99 errs
-  rps=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
-  p50=$(awk '$1=="50%" {print $2}' <<<"$out" | to_ms)
-  p99=$(awk '$1=="99%" {print $2}' <<<"$out" | to_ms)
-  errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr -s ' ' | paste -sd';' -)
-  echo "$rps $p50 $p99 ${errs:-none}"
+# -w lets requests in flight at the deadline finish: without it oha drops
+# those connections half-way, which it counts as errors and which left
+# OpenSSL's responder spinning at 100% CPU on the aborted connection.
+run() { # name port kind conns -> "rps p50 p99 check"
+  local json
+  json=$(timeout $((secs + 60)) "$oha" --no-tui --output-format json --worker-threads "$oha_threads" \
+    -z "${secs}s" -w -c "$4" -m POST -T application/ocsp-request -D "$work/$3.der" \
+    "http://127.0.0.1:$2/" 2>/dev/null) || { echo "0 - - oha-failed"; return; }
+  python3 - "$json" "${size[$1.$3]}" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1]); want = int(sys.argv[2])
+s = r["summary"]; lat = r["latencyPercentiles"]
+codes = r["statusCodeDistribution"]; errors = r["errorDistribution"]
+ok = codes.get("200", 0)
+body = s["totalData"] / ok if ok else 0
+# ECDSA signatures vary by a byte or two between responses.
+check = "ok" if ok and not errors and set(codes) == {"200"} and abs(body - want) <= 3 else "BAD"
+detail = f"{check}:200x{ok},other={sum(codes.values()) - ok},errors={sum(errors.values())},body={body:.0f}B/{want}B"
+if errors:
+    detail += "," + ";".join(f"{k}x{v}" for k, v in errors.items()).replace(" ", "_")
+rps = ok / s["total"]
+ms = lambda v: f"{v * 1000:.3f}" if v is not None else "-"
+print(f"{rps:.0f} {ms(lat['p50'])} {ms(lat['p99'])} {detail}")
+PY
 }
 
-echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-echo "${secs}s per run over loopback; openssl ocsp -multi $multi; both sign with the same P-256 responder key"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "oha $("$oha" --version | awk '{print $2}') with $oha_threads worker thread(s), ${secs}s per run, over loopback;"
+echo "kxca serve [serve] workers=${KXCA_WORKERS:-default}, access log on; openssl ocsp $( ((multi > 1)) && echo "-multi $multi" || echo "in one process (its default)");"
+echo "both sign with the same P-256 responder key. Keep-alive is the client's choice (oha keeps"
+echo "connections open): kxca keeps them, OpenSSL's responder closes every connection, so"
+echo "its figures include a TCP connect per request -- that is part of what is measured."
+echo "rps counts 200 responses only; 'check' = status codes, client errors, body bytes vs a curl fetch."
 echo
-echo "== ab (apache2-utils) against both responders; latencies in whole ms (ab's resolution)"
-printf '%-7s %5s | %10s %7s %7s | %10s %7s %7s | %8s\n' request conns "kxca rps" "p50" "p99" "ossl rps" "p50" "p99" "rps ratio"
+printf '%-7s %5s | %9s %8s %8s | %9s %8s %8s | %7s %7s\n' request conns "kxca rps" "p50 ms" "p99 ms" "ossl rps" "p50 ms" "p99 ms" "rps x" "p99 x"
+checks=()
 for kind in cached nonce; do
   for conns in 1 64; do
-    read -r krps kp50 kp99 kerr <<<"$(run_ab "$kport" "$kind" "$conns")"
-    read -r orps op50 op99 oerr <<<"$(run_ab "$oport" "$kind" "$conns")"
-    ratio=$(awk -v a="$krps" -v b="$orps" 'BEGIN { if (b > 0) printf "%.1fx", a/b; else print "n/a" }')
-    printf '%-7s %5s | %10s %7s %7s | %10s %7s %7s | %8s\n' "$kind" "$conns" "$krps" "$kp50" "$kp99" "$orps" "$op50" "$op99" "$ratio"
-    [[ "$kerr" == none ]] || echo "  kxca: $kerr"
-    [[ "$oerr" == none ]] || echo "  openssl: $oerr"
+    wait_quiet
+    l1=$(cut -d' ' -f1 /proc/loadavg)
+    read -r krps kp50 kp99 kcheck <<<"$(run kxca "$kport" "$kind" "$conns")"
+    wait_quiet
+    l2=$(cut -d' ' -f1 /proc/loadavg)
+    read -r orps op50 op99 ocheck <<<"$(run openssl "$oport" "$kind" "$conns")"
+    rx=$(awk -v a="$krps" -v b="$orps" 'BEGIN { if (b > 0) printf "%.1f", a/b; else print "n/a" }')
+    px=$(awk -v a="$kp99" -v b="$op99" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.1f", b/a; else print "n/a" }')
+    printf '%-7s %5s | %9s %8s %8s | %9s %8s %8s | %7s %7s\n' "$kind" "$conns" "$krps" "$kp50" "$kp99" "$orps" "$op50" "$op99" "$rx" "$px"
+    checks+=("$kind/$conns kxca $kcheck (load $l1) | openssl $ocheck (load $l2)")
   done
 done
 echo
-echo "== wrk against kxca only (keep-alive, finer latency; wrk cannot read OpenSSL's close-delimited replies)"
-printf '%-7s %5s | %10s %9s %9s\n' request conns "kxca rps" "p50 ms" "p99 ms"
-for kind in cached nonce; do
-  for conns in 1 64; do
-    read -r krps kp50 kp99 kerr <<<"$(run "$kport" "$kind" "$conns")"
-    printf '%-7s %5s | %10s %9s %9s\n' "$kind" "$conns" "$krps" "$kp50" "$kp99"
-    [[ "$kerr" == none ]] || echo "  kxca: $kerr"
-  done
-done
+echo "'rps x' = kxca/OpenSSL requests per second; 'p99 x' = OpenSSL p99 / kxca p99."
+printf '%s\n' "${checks[@]}"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "kxca access log: $(wc -l <"$work/kxca.log") lines; dropped: $(curl -s "http://127.0.0.1:$kport/metrics" | awk '/^kxca_access_log_dropped_total/ {print $2}')"

@@ -1,9 +1,15 @@
 //! `kxca publish DIR`: writes every pre-signed OCSP response as a file named
 //! by its RFC 5019 GET path, plus the CRLs and CA certificates, so nginx or a
 //! CDN can serve them (see docs/PUBLISH.md).
+//!
+//! DIR may hold other files (an index page, the operator's own): only the
+//! files listed in DIR/.kxca-publish (the manifest of the previous publish)
+//! are kxca's, and only those are removed when no longer published, e.g. the
+//! response of a certificate that has since expired.
 
+use std::collections::BTreeSet;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -16,14 +22,61 @@ pub struct PublishArgs {
     pub dir: PathBuf,
 }
 
+/// Which files the previous publish wrote, relative to DIR, one per line.
+const MANIFEST: &str = ".kxca-publish";
+
 /// Write-then-rename, so a web server never serves half a file.
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
-    let tmp = path.with_extension("tmp~");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp~", std::process::id()));
+    let tmp = PathBuf::from(tmp);
     fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// A manifest line names a file inside DIR, never `..` or an absolute path:
+/// a tampered manifest must not make publish delete anything outside it.
+fn owned(rel: &str) -> bool {
+    !rel.is_empty()
+        && Path::new(rel)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)))
+}
+
+fn previous(dir: &Path) -> Result<BTreeSet<String>> {
+    match fs::read_to_string(dir.join(MANIFEST)) {
+        Ok(text) => Ok(text
+            .lines()
+            .filter(|l| owned(l))
+            .map(str::to_owned)
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeSet::new()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", dir.join(MANIFEST).display())),
+    }
+}
+
+/// Removes a stale file and the directories it leaves empty (GET paths
+/// contain `/`, so responses sit in nested directories).
+fn remove(dir: &Path, rel: &str) -> Result<bool> {
+    let path = dir.join(rel);
+    match fs::remove_file(&path) {
+        Ok(()) => {}
+        // Already gone (removed by hand, or by a run that stopped before
+        // writing its manifest): nothing to do.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+    }
+    let mut parent = path.parent();
+    while let Some(p) = parent {
+        if p == dir || fs::remove_dir(p).is_err() {
+            break;
+        }
+        parent = p.parent();
+    }
+    Ok(true)
 }
 
 pub fn run(home: Home, args: PublishArgs) -> Result<()> {
@@ -31,19 +84,41 @@ pub fn run(home: Home, args: PublishArgs) -> Result<()> {
     // Starting the maintainer signs whatever is missing or due, exactly as
     // `kxca serve` would, so the export is never staler than the service.
     let (engine, _maintainer) = Maintainer::start(ca)?;
+    let dir = &args.dir;
+    let before = previous(dir)?;
+    let mut now = BTreeSet::new();
     let mut responses = 0;
     for (get_path, cached) in engine.presigned_with_paths() {
-        write(&args.dir.join("ocsp").join(&get_path), &cached.der)?;
+        let rel = format!("ocsp/{get_path}");
+        write(&dir.join(&rel), &cached.der)?;
+        now.insert(rel);
         responses += 1;
     }
     let mut files = 0;
     for (url_path, p) in engine.published_all() {
-        write(&args.dir.join(url_path.trim_start_matches('/')), &p.der)?;
+        let rel = url_path.trim_start_matches('/').to_owned();
+        write(&dir.join(&rel), &p.der)?;
+        now.insert(rel);
         files += 1;
     }
+    // New files first, then the stale ones go, then the manifest: a run
+    // stopped half-way leaves every answer in place and the old manifest,
+    // so the next run removes what this one did not.
+    let mut removed = 0;
+    for rel in before.difference(&now) {
+        if remove(dir, rel)? {
+            removed += 1;
+        }
+    }
+    let mut manifest = String::new();
+    for rel in &now {
+        manifest.push_str(rel);
+        manifest.push('\n');
+    }
+    write(&dir.join(MANIFEST), manifest.as_bytes())?;
     println!(
-        "Published {responses} OCSP responses and {files} CRL/CA files to {}",
-        args.dir.display()
+        "Published {responses} OCSP responses and {files} CRL/CA files to {}; removed {removed} stale files",
+        dir.display()
     );
     Ok(())
 }

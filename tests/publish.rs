@@ -223,3 +223,137 @@ fn published_tree_served_by_nginx() {
     assert_eq!(code, 200);
     assert_eq!(cer, std::fs::read(ca.path("ca/issuing-1.cer")).unwrap());
 }
+
+/// Every file under `dir`, relative, `/`-separated, sorted.
+fn tree(dir: &std::path::Path) -> Vec<String> {
+    fn walk(root: &std::path::Path, d: &std::path::Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(d).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.push(
+                    path.strip_prefix(root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn republish_removes_only_its_own_stale_files() {
+    if !tools_present() {
+        return;
+    }
+    let ca = TestCa::new();
+    let kept = ca.issue("1234567", "001", &[]);
+    let expiring = ca.issue("1234568", "001", &[]);
+    let dir = ca.dir.path();
+    let out_dir = dir.join("publish");
+    assert_ok(&ca.kxca(&["publish", p(&out_dir)]), "publish");
+    let response_file = |cert: &std::path::Path, extra: &[&str]| {
+        let der = request_der(&ca, cert, extra);
+        out_dir
+            .join("ocsp")
+            .join(base64::engine::general_purpose::STANDARD.encode(der))
+    };
+    let expiring_files = [
+        response_file(&expiring.cert, &[]),
+        response_file(&expiring.cert, &["-sha256"]),
+    ];
+    let kept_files = [
+        response_file(&kept.cert, &[]),
+        response_file(&kept.cert, &["-sha256"]),
+    ];
+    for f in expiring_files.iter().chain(&kept_files) {
+        assert!(f.is_file(), "{} not published", f.display());
+    }
+    // The operator's own files in the same tree, and one outside it that a
+    // tampered manifest names: publish must leave all of them alone.
+    std::fs::write(out_dir.join("index.html"), "kx").unwrap();
+    std::fs::write(out_dir.join("ocsp/README"), "kx").unwrap();
+    std::fs::write(dir.join("outside"), "kx").unwrap();
+    let manifest = out_dir.join(".kxca-publish");
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text.push_str("../outside\n/etc/hostname\n");
+    std::fs::write(&manifest, text).unwrap();
+
+    // The certificate expires: its responses are no longer published.
+    let db = rusqlite::Connection::open(ca.path("kxca.db")).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE certificates SET not_after = strftime('%s','now') - 60 WHERE lower(serial) = lower(?1)",
+            [&expiring.serial],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(db);
+    let out = ca.kxca(&["publish", p(&out_dir)]);
+    assert_ok(&out, "publish again");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Published 2 OCSP responses") && stdout.contains("removed 2 stale files"),
+        "{stdout}"
+    );
+    for f in &expiring_files {
+        assert!(!f.exists(), "{} still published", f.display());
+    }
+    let files = tree(&out_dir);
+    assert!(
+        files.iter().all(|f| !f.ends_with("tmp~")),
+        "temporary files left: {files:?}"
+    );
+    for f in ["index.html", "ocsp/README"] {
+        assert!(files.iter().any(|x| x == f), "{f} removed: {files:?}");
+    }
+    assert!(dir.join("outside").is_file());
+    // The manifest now names exactly what publish wrote.
+    let listed: Vec<String> = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let mut written: Vec<String> = files
+        .into_iter()
+        .filter(|f| !matches!(f.as_str(), "index.html" | "ocsp/README" | ".kxca-publish"))
+        .collect();
+    written.sort();
+    let mut listed_sorted = listed.clone();
+    listed_sorted.sort();
+    assert_eq!(listed_sorted, written);
+    // What is left still answers correctly for an independent client.
+    let issuer = ca.path("ca/issuing-1.pem");
+    let root = ca.path("ca/root.pem");
+    for (f, extra) in kept_files.iter().zip([&[][..], &["-sha256"][..]]) {
+        let mut args = vec![
+            "ocsp",
+            "-respin",
+            p(f),
+            "-issuer",
+            p(&issuer),
+            "-CAfile",
+            p(&root),
+            "-no_nonce",
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["-cert", p(&kept.cert)]);
+        let (ok, text) = common::run("openssl", &args);
+        assert!(ok && text.contains("Response verify OK"), "{text}");
+        assert!(text.contains(": good"), "{text}");
+    }
+    // Publishing again with nothing changed removes nothing.
+    let out = ca.kxca(&["publish", p(&out_dir)]);
+    assert_ok(&out, "publish a third time");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("removed 0 stale files"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

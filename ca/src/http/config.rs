@@ -13,6 +13,10 @@ pub struct ServeConfig {
     pub access_log: bool,
     /// Seconds to let in-flight requests finish after SIGTERM / Ctrl-C.
     pub shutdown_grace_seconds: u32,
+    /// Threads answering requests; 0 = one per CPU core. On a small machine
+    /// that also runs other work (the KX server, a load generator) fewer
+    /// threads than cores keep latency steadier: see docs/PUBLISH.md.
+    pub workers: usize,
 }
 
 impl Default for ServeConfig {
@@ -21,6 +25,7 @@ impl Default for ServeConfig {
             listen: "127.0.0.1:8080".into(),
             access_log: true,
             shutdown_grace_seconds: 10,
+            workers: 0,
         }
     }
 }

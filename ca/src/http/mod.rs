@@ -4,35 +4,43 @@
 //!
 //! Routing is one match on the raw path rather than an axum `Router`: the
 //! GET form of OCSP carries base64 (with `/`) in the path, which must be
-//! read undecoded, and the hot path stays a handful of comparisons.
+//! read undecoded, and the hot path stays a handful of comparisons. For the
+//! same reason connections are served by hyper's HTTP/1 connection directly
+//! (no router, no boxed bodies, no protocol sniffing): measured in
+//! benches/ocsp.sh, see docs/PUBLISH.md.
 
 mod access_log;
 mod config;
 mod metrics;
 
+use std::cell::RefCell;
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::body::Bytes;
+use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
 
 pub use config::ServeConfig;
 
-use access_log::AccessLog;
+use access_log::{AccessLog, OcspLine};
 use metrics::{Metrics, Source};
 
 use crate::ocsp::asn1::ResponseStatus;
 use crate::ocsp::{request, Answer, Engine};
 use crate::Error;
 
-#[derive(Clone)]
+type Reply = Response<Full<Bytes>>;
+
 struct App {
     engine: Engine,
-    metrics: Arc<Metrics>,
+    metrics: Metrics,
     log: AccessLog,
 }
 
@@ -44,25 +52,62 @@ pub async fn serve(
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let app = App {
+    let app = Arc::new(App {
         engine,
-        metrics: Arc::new(Metrics::default()),
+        metrics: Metrics::default(),
         log: AccessLog::new(config.access_log),
-    };
-    let router = axum::Router::new().fallback(handle).with_state(app);
-    let addr = listener.local_addr().ok();
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| Error::Io {
-            path: format!("listener {addr:?}").into(),
-            source: e,
-        })
+    });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        // A client that opens a connection and sends nothing holds a task
+        // and a socket: drop it.
+        .header_read_timeout(Duration::from_secs(10))
+        // Responses are a few hundred bytes: one buffer, one write.
+        .writev(false)
+        .max_buf_size(64 * 1024);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: say so, back off,
+                    // keep serving the connections already open.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Answers are small and complete: Nagle would only hold them back.
+        let _ = stream.set_nodelay(true);
+        let app = Arc::clone(&app);
+        let service = hyper::service::service_fn(move |req| {
+            let app = Arc::clone(&app);
+            async move { Ok::<_, Infallible>(handle(&app, req).await) }
+        });
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            // A client that goes away mid-request is not the server's error.
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 const OCSP_RESPONSE: HeaderValue = HeaderValue::from_static("application/ocsp-response");
 
-async fn handle(State(app): State<App>, req: Request) -> Response {
+fn reply(status: StatusCode, body: impl Into<Bytes>) -> Reply {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r
+}
+
+async fn handle(app: &App, req: Request<Incoming>) -> Reply {
     let start = Instant::now();
     let path = req.uri().path();
     let method = req.method().clone();
@@ -78,7 +123,7 @@ async fn handle(State(app): State<App>, req: Request) -> Response {
             });
         if !ok_type {
             return ocsp_error(
-                &app,
+                app,
                 start,
                 "POST",
                 ResponseStatus::MalformedRequest,
@@ -86,11 +131,11 @@ async fn handle(State(app): State<App>, req: Request) -> Response {
             );
         }
         let limit = app.engine.config().max_request_bytes;
-        let body = match axum::body::to_bytes(req.into_body(), limit).await {
-            Ok(b) => b,
+        let body = match Limited::new(req.into_body(), limit).collect().await {
+            Ok(b) => b.to_bytes(),
             Err(_) => {
                 return ocsp_error(
-                    &app,
+                    app,
                     start,
                     "POST",
                     ResponseStatus::MalformedRequest,
@@ -98,18 +143,18 @@ async fn handle(State(app): State<App>, req: Request) -> Response {
                 )
             }
         };
-        return ocsp(&app, start, "POST", &body, None);
+        return ocsp(app, start, "POST", &body, None);
     }
     if method == Method::GET {
         if let Some(rest) = path.strip_prefix("/ocsp/") {
             let limit = app.engine.config().max_request_bytes;
             return match request::decode_get_path(rest, limit) {
                 Ok(der) => {
-                    let inm = req.headers().get(header::IF_NONE_MATCH).cloned();
-                    ocsp(&app, start, "GET", &der, inm.as_ref())
+                    let inm = req.headers().get(header::IF_NONE_MATCH);
+                    ocsp(app, start, "GET", &der, inm)
                 }
                 Err(e) => ocsp_error(
-                    &app,
+                    app,
                     start,
                     "GET",
                     ResponseStatus::MalformedRequest,
@@ -120,18 +165,23 @@ async fn handle(State(app): State<App>, req: Request) -> Response {
         if path.starts_with("/crl/") || path.starts_with("/ca/") {
             app.metrics
                 .other(if path.starts_with("/crl/") { 0 } else { 1 });
-            return published(&app, path, req.headers(), start);
+            return published(app, path, req.headers(), start);
         }
         if path == "/healthz" {
             app.metrics.other(2);
-            return health(&app);
+            return health(app);
         }
         if path == "/metrics" {
             app.metrics.other(2);
             let text = app
                 .metrics
                 .render(&app.engine, app.log.dropped.load(Ordering::Relaxed));
-            return ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response();
+            let mut r = reply(StatusCode::OK, text);
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            return r;
         }
     }
     app.metrics.other(3);
@@ -143,16 +193,33 @@ async fn handle(State(app): State<App>, req: Request) -> Response {
     let p = path.chars().take(80).collect::<String>();
     app.log
         .log(|| format!("http method={method} path={p:?} http={}\n", status.as_u16()));
-    (status, "not found\n").into_response()
+    reply(status, "not found\n")
 }
 
-fn ocsp_error(
-    app: &App,
-    start: Instant,
-    method: &str,
-    status: ResponseStatus,
-    why: &str,
-) -> Response {
+/// `Cache-Control` for a pre-signed response. max-age counts down to
+/// nextUpdate, so it changes once a second: each worker thread keeps the
+/// last value it built instead of formatting one per request.
+fn cache_control(max_age: i64) -> HeaderValue {
+    thread_local! {
+        static LAST: RefCell<Option<(i64, HeaderValue)>> = const { RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((age, v)) = &*last {
+            if *age == max_age {
+                return v.clone();
+            }
+        }
+        let v = HeaderValue::from_str(&format!(
+            "max-age={max_age}, public, no-transform, must-revalidate"
+        ))
+        .unwrap_or(HeaderValue::from_static("no-cache"));
+        *last = Some((max_age, v.clone()));
+        v
+    })
+}
+
+fn ocsp_error(app: &App, start: Instant, method: &str, status: ResponseStatus, why: &str) -> Reply {
     let nanos = start.elapsed().as_nanos() as u64;
     app.metrics.ocsp(status.name(), Source::Error, nanos);
     app.log.log(|| {
@@ -162,7 +229,7 @@ fn ocsp_error(
             nanos / 1000
         )
     });
-    let mut r = Response::new(Body::from(Bytes::from_static(status.error_body())));
+    let mut r = reply(StatusCode::OK, Bytes::from_static(status.error_body()));
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, OCSP_RESPONSE);
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -172,10 +239,10 @@ fn ocsp_error(
 fn ocsp(
     app: &App,
     start: Instant,
-    method: &str,
+    method: &'static str,
     der: &[u8],
     if_none_match: Option<&HeaderValue>,
-) -> Response {
+) -> Reply {
     let config = app.engine.config();
     let parsed = match request::parse(
         der,
@@ -194,36 +261,24 @@ fn ocsp(
         }
     };
     let answer = app.engine.answer(&parsed);
-    let serial = || {
-        parsed
-            .queries
-            .first()
-            .and_then(|q| q.serial.as_deref())
-            .map(hex::encode)
-            .unwrap_or_else(|| "-".into())
-    };
-    let n = parsed.queries.len();
+    let serial = parsed.queries.first().and_then(|q| q.serial.as_deref());
     match answer {
         Answer::Error(s) => ocsp_error(app, start, method, s, "issuer not served"),
         Answer::Cached(c) => {
             let now = app.engine.now();
             let not_modified = if_none_match.is_some_and(|v| v.as_bytes() == c.etag.as_bytes());
             let mut r = if not_modified {
-                let mut r = Response::new(Body::empty());
-                *r.status_mut() = StatusCode::NOT_MODIFIED;
-                r
+                reply(StatusCode::NOT_MODIFIED, Bytes::new())
             } else {
-                Response::new(Body::from(c.der.clone()))
+                reply(StatusCode::OK, c.der.clone())
             };
             let h = r.headers_mut();
             h.insert(header::CONTENT_TYPE, OCSP_RESPONSE);
             // RFC 5019 6.2: max-age no later than nextUpdate.
-            let max_age = (c.next_update - now).max(0);
-            if let Ok(v) = HeaderValue::from_str(&format!(
-                "max-age={max_age}, public, no-transform, must-revalidate"
-            )) {
-                h.insert(header::CACHE_CONTROL, v);
-            }
+            h.insert(
+                header::CACHE_CONTROL,
+                cache_control((c.next_update - now).max(0)),
+            );
             let [etag, last_modified, expires] = &c.headers;
             h.insert(header::ETAG, etag.clone());
             h.insert(header::LAST_MODIFIED, last_modified.clone());
@@ -235,35 +290,29 @@ fn ocsp(
                 Source::Cache
             };
             app.metrics.ocsp(c.status.name(), source, nanos);
-            app.log.log(|| {
-                format!(
-                    "ocsp method={method} status={} serial={} source={} http={} latency_us={}\n",
-                    c.status.name(),
-                    serial(),
-                    if not_modified {
-                        "not_modified"
-                    } else {
-                        "presigned"
-                    },
-                    r.status().as_u16(),
-                    nanos / 1000
-                )
-            });
+            let mut line = OcspLine::new(
+                method,
+                c.status.name(),
+                if not_modified {
+                    "not_modified"
+                } else {
+                    "presigned"
+                },
+            )
+            .serial(serial);
+            line.http = r.status().as_u16();
+            line.latency_us = nanos / 1000;
+            app.log.ocsp(line);
             r
         }
         Answer::Fresh { der, status } => {
             let nanos = start.elapsed().as_nanos() as u64;
             app.metrics.ocsp(status.name(), Source::Signed, nanos);
-            app.log.log(|| {
-                format!(
-                    "ocsp method={method} status={} serial={} certificates={n} source=signed nonce={} latency_us={}\n",
-                    status.name(),
-                    serial(),
-                    parsed.nonce.is_some(),
-                    nanos / 1000
-                )
-            });
-            let mut r = Response::new(Body::from(der));
+            let mut line = OcspLine::new(method, status.name(), "signed").serial(serial);
+            line.signed = Some((parsed.queries.len(), parsed.nonce.is_some()));
+            line.latency_us = nanos / 1000;
+            app.log.ocsp(line);
+            let mut r = reply(StatusCode::OK, der);
             let h = r.headers_mut();
             h.insert(header::CONTENT_TYPE, OCSP_RESPONSE);
             // Signed for this request (nonce or several certificates): not for caches.
@@ -273,21 +322,19 @@ fn ocsp(
     }
 }
 
-fn published(app: &App, path: &str, headers: &HeaderMap, start: Instant) -> Response {
+fn published(app: &App, path: &str, headers: &HeaderMap, start: Instant) -> Reply {
     let Some(p) = app.engine.published(path) else {
         app.log
             .log(|| format!("http method=GET path={path:?} http=404\n"));
-        return (StatusCode::NOT_FOUND, "not found\n").into_response();
+        return reply(StatusCode::NOT_FOUND, "not found\n");
     };
     let not_modified = headers
         .get(header::IF_NONE_MATCH)
         .is_some_and(|v| v.as_bytes() == p.etag.as_bytes());
     let mut r = if not_modified {
-        let mut r = Response::new(Body::empty());
-        *r.status_mut() = StatusCode::NOT_MODIFIED;
-        r
+        reply(StatusCode::NOT_MODIFIED, Bytes::new())
     } else {
-        Response::new(Body::from(p.der.clone()))
+        reply(StatusCode::OK, p.der.clone())
     };
     let h = r.headers_mut();
     h.insert(
@@ -318,7 +365,7 @@ fn published(app: &App, path: &str, headers: &HeaderMap, start: Instant) -> Resp
     r
 }
 
-fn health(app: &App) -> Response {
+fn health(app: &App) -> Reply {
     let checks = app.engine.health();
     let ok = checks.iter().all(|c| c.ok);
     let body = serde_json::json!({
@@ -332,10 +379,10 @@ fn health(app: &App) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        code,
-        [(header::CONTENT_TYPE, "application/json")],
-        format!("{body}\n"),
-    )
-        .into_response()
+    let mut r = reply(code, format!("{body}\n"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
 }
