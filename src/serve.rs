@@ -46,11 +46,8 @@ pub fn run(home: Home, args: ServeArgs) -> Result<()> {
     let listen = args.listen.unwrap_or_else(|| config.listen.clone());
     let grace = Duration::from_secs(u64::from(config.shutdown_grace_seconds));
     let (engine, mut maintainer) = Maintainer::start(ca)?;
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if config.workers > 0 {
-        runtime.worker_threads(config.workers);
-    }
-    let runtime = runtime
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.worker_threads())
         .enable_all()
         .build()
         .context("starting the async runtime")?;

@@ -13,10 +13,22 @@ pub struct ServeConfig {
     pub access_log: bool,
     /// Seconds to let in-flight requests finish after SIGTERM / Ctrl-C.
     pub shutdown_grace_seconds: u32,
-    /// Threads answering requests; 0 = one per CPU core. On a small machine
-    /// that also runs other work (the KX server, a load generator) fewer
-    /// threads than cores keep latency steadier: see docs/PUBLISH.md.
+    /// Threads answering requests (live signing runs on separate threads);
+    /// 0 = half the CPU cores, at least one. One thread answers about 100,000
+    /// pre-signed requests a second; more threads than that on a small
+    /// machine only take turns with the kernel's network work and the
+    /// clients, which shows in p99 (docs/PUBLISH.md, Benchmark).
     pub workers: usize,
+}
+
+impl ServeConfig {
+    /// `workers`, with 0 resolved for this machine.
+    pub fn worker_threads(&self) -> usize {
+        if self.workers > 0 {
+            return self.workers;
+        }
+        std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+    }
 }
 
 impl Default for ServeConfig {

@@ -163,16 +163,8 @@ impl Engine {
         }
         let use_nonce = req.nonce.is_some() && self.shared.config.nonce == NoncePolicy::Echo;
         if req.queries.len() == 1 && !use_nonce {
-            let q = &req.queries[0];
-            if let (Some(serial), Some(alg)) = (&q.serial, q.hash) {
-                let id = issuers[found[0]].authority.id;
-                if let Ok(map) = self.shared.responses.read() {
-                    if let Some(c) = map.get(&(id, alg)).and_then(|m| m.get(serial.as_slice())) {
-                        if c.next_update > self.shared.clock.now() {
-                            return Answer::Cached(Arc::clone(c));
-                        }
-                    }
-                }
+            if let Some(c) = self.cached_for(&issuers[found[0]], &req.queries[0]) {
+                return Answer::Cached(c);
             }
         }
         // Live signing: all answers must come from one responder certificate.
@@ -219,6 +211,38 @@ impl Engine {
                 Answer::Error(ResponseStatus::InternalError)
             }
         }
+    }
+
+    /// The pre-signed answer to `req`, if it has one: a lookup that never
+    /// signs, so the HTTP layer can answer it in place and hand everything
+    /// else (live signing) to a thread where it cannot hold up other requests.
+    pub fn presigned_answer(&self, req: &ParsedRequest) -> Option<Arc<Cached>> {
+        if req.queries.len() != 1
+            || (req.nonce.is_some() && self.shared.config.nonce == NoncePolicy::Echo)
+        {
+            return None;
+        }
+        let q = &req.queries[0];
+        let alg = q.hash?;
+        let issuers = Arc::clone(&*self.shared.issuers.read().ok()?);
+        let issuer = issuers.iter().find(|i| {
+            let (n, k) = match alg {
+                HashAlg::Sha1 => &i.sha1,
+                HashAlg::Sha256 => &i.sha256,
+            };
+            n.as_slice() == q.cert_id.issuer_name_hash.as_bytes()
+                && k.as_slice() == q.cert_id.issuer_key_hash.as_bytes()
+        })?;
+        self.cached_for(issuer, q)
+    }
+
+    fn cached_for(&self, issuer: &Issuer, q: &request::Query) -> Option<Arc<Cached>> {
+        let (serial, alg) = (q.serial.as_ref()?, q.hash?);
+        let map = self.shared.responses.read().ok()?;
+        let c = map
+            .get(&(issuer.authority.id, alg))?
+            .get(serial.as_slice())?;
+        (c.next_update > self.shared.clock.now()).then(|| Arc::clone(c))
     }
 
     /// A published CRL or CA certificate by URL path (`/crl/x.crl`, `/ca/x.cer`).
