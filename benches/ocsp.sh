@@ -16,7 +16,7 @@
 #   KXCA_BIN=path     time this kxca binary instead of building target/release/kxca
 #   KXCA_WORKERS=n    [serve] workers for kxca (default: the config's default)
 #   OHA_THREADS=n     oha worker threads (default 1: the other core serves)
-#   WAIT_LOAD=0.7     wait (up to 10 min) until the 1-min load is below this
+#   WAIT_LOAD=0.7     first wait (up to 10 min) until the 1-min load is below this
 #   OHA=path          oha binary; else $OHA_ROOT/bin/oha, installed there from
 #                     crates.io if missing (OHA_ROOT default /work/tools)
 set -euo pipefail
@@ -147,6 +147,8 @@ print(f"{rps:.0f} {ms(lat['p50'])} {ms(lat['p99'])} {detail}")
 PY
 }
 
+# Only before the first run: the runs themselves raise the load average.
+wait_quiet
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "oha $("$oha" --version | awk '{print $2}') with $oha_threads worker thread(s), ${secs}s per run, over loopback;"
@@ -160,10 +162,8 @@ printf '%-7s %5s | %9s %8s %8s | %9s %8s %8s | %7s %7s\n' request conns "kxca rp
 checks=()
 for kind in cached nonce; do
   for conns in 1 64; do
-    wait_quiet
     l1=$(cut -d' ' -f1 /proc/loadavg)
     read -r krps kp50 kp99 kcheck <<<"$(run kxca "$kport" "$kind" "$conns")"
-    wait_quiet
     l2=$(cut -d' ' -f1 /proc/loadavg)
     read -r orps op50 op99 ocheck <<<"$(run openssl "$oport" "$kind" "$conns")"
     rx=$(awk -v a="$krps" -v b="$orps" 'BEGIN { if (b > 0) printf "%.1f", a/b; else print "n/a" }')
