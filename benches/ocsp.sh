@@ -17,7 +17,7 @@
 #   KXCA_WORKERS=n    [serve] workers for kxca (default: the config's default)
 #   OHA_THREADS=n     oha worker threads (default 1: the other core serves)
 #   WAIT_LOAD=0.7     first wait (up to 10 min) until the 1-min load is below this
-#   OHA=path          oha binary; else $OHA_ROOT/bin/oha, installed there from
+#   OHA=path          oha binary; else $OHA_ROOT/bin/oha, installed there with
 #                     `cargo install` if missing (OHA_ROOT default /work/tools)
 set -euo pipefail
 cd "$(dirname "$0")/.."

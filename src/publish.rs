@@ -22,6 +22,9 @@ pub struct PublishArgs {
     pub dir: PathBuf,
 }
 
+/// The file name of a response whose GET path ends in `/`.
+const DIR_INDEX: &str = "index.der";
+
 /// Which files the previous publish wrote, relative to DIR, one per line.
 const MANIFEST: &str = ".kxca-publish";
 
@@ -89,7 +92,14 @@ pub fn run(home: Home, args: PublishArgs) -> Result<()> {
     let mut now = BTreeSet::new();
     let mut responses = 0;
     for (get_path, cached) in engine.presigned_with_paths() {
-        let rel = format!("ocsp/{get_path}");
+        // A base64 path may end in `/` (about one response in 64): no file
+        // can have that name, so it becomes the directory's index file,
+        // which the nginx snippet's `index` directive serves for that URL.
+        let rel = if get_path.ends_with('/') {
+            format!("ocsp/{get_path}{DIR_INDEX}")
+        } else {
+            format!("ocsp/{get_path}")
+        };
         write(&dir.join(&rel), &cached.der)?;
         now.insert(rel);
         responses += 1;

@@ -152,6 +152,16 @@ fn published_tree_served_by_nginx() {
         }
     }
 
+    // A GET path ending in "/" (one response in 64) is published as the
+    // directory's index.der: nginx must serve it for the "/"-ending URL.
+    let sample = std::fs::read(published_file(&out_dir, &ca, &good.cert, &[])).unwrap();
+    std::fs::create_dir_all(out_dir.join("ocsp/ends-in-slash")).unwrap();
+    std::fs::write(out_dir.join("ocsp/ends-in-slash/index.der"), &sample).unwrap();
+    let (code, headers, body) = get(&format!("{base}/ocsp/ends-in-slash/"), &[], dir);
+    assert_eq!(code, 200, "{headers}");
+    assert!(headers.contains("application/ocsp-response"), "{headers}");
+    assert_eq!(body, sample);
+
     // What a relying party does: `openssl ocsp -url` POSTs the request,
     // njs maps it to the published file, and openssl checks the answer.
     let url = format!("{base}/ocsp");
@@ -224,6 +234,23 @@ fn published_tree_served_by_nginx() {
     assert_eq!(cer, std::fs::read(ca.path("ca/issuing-1.cer")).unwrap());
 }
 
+/// Where `kxca publish` puts the response to this request: its GET path,
+/// or the directory's index.der when the path ends in "/".
+fn published_file(
+    out_dir: &std::path::Path,
+    ca: &TestCa,
+    cert: &std::path::Path,
+    extra: &[&str],
+) -> std::path::PathBuf {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(request_der(ca, cert, extra));
+    let file = out_dir.join("ocsp").join(&b64);
+    if b64.ends_with('/') {
+        file.join("index.der")
+    } else {
+        file
+    }
+}
+
 /// Every file under `dir`, relative, `/`-separated, sorted.
 fn tree(dir: &std::path::Path) -> Vec<String> {
     fn walk(root: &std::path::Path, d: &std::path::Path, out: &mut Vec<String>) {
@@ -258,12 +285,8 @@ fn republish_removes_only_its_own_stale_files() {
     let dir = ca.dir.path();
     let out_dir = dir.join("publish");
     assert_ok(&ca.kxca(&["publish", p(&out_dir)]), "publish");
-    let response_file = |cert: &std::path::Path, extra: &[&str]| {
-        let der = request_der(&ca, cert, extra);
-        out_dir
-            .join("ocsp")
-            .join(base64::engine::general_purpose::STANDARD.encode(der))
-    };
+    let response_file =
+        |cert: &std::path::Path, extra: &[&str]| published_file(&out_dir, &ca, cert, extra);
     let expiring_files = [
         response_file(&expiring.cert, &[]),
         response_file(&expiring.cert, &["-sha256"]),
