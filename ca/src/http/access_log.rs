@@ -24,14 +24,21 @@ impl AccessLog {
             .name("access-log".into())
             .spawn(move || {
                 let stderr = std::io::stderr();
-                let mut out = std::io::BufWriter::with_capacity(64 * 1024, stderr.lock());
+                let mut batch = Vec::with_capacity(64 * 1024);
                 while let Ok(line) = rx.recv() {
-                    let _ = out.write_all(line.as_bytes());
-                    // Batch what is already queued, then flush once.
+                    batch.extend_from_slice(line.as_bytes());
+                    // Batch what is already queued, then write once.
                     while let Ok(more) = rx.try_recv() {
-                        let _ = out.write_all(more.as_bytes());
+                        batch.extend_from_slice(more.as_bytes());
+                        if batch.len() >= 64 * 1024 {
+                            break;
+                        }
                     }
-                    let _ = out.flush();
+                    // Locked only for the write: held across recv(), the
+                    // lock would stall every other thread's log line (the
+                    // maintainer's, the mail schedule's) until a request came.
+                    let _ = stderr.lock().write_all(&batch);
+                    batch.clear();
                 }
             });
         AccessLog {
