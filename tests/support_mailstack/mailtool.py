@@ -15,10 +15,13 @@ import smtplib
 import ssl
 import sys
 
+# Seconds per network operation: a hung server fails the test, not hangs it.
+TIMEOUT = 30
+
 
 def imap(port, cafile, user, password):
     ctx = ssl.create_default_context(cafile=cafile)
-    conn = imaplib.IMAP4_SSL("127.0.0.1", int(port), ssl_context=ctx)
+    conn = imaplib.IMAP4_SSL("127.0.0.1", int(port), ssl_context=ctx, timeout=TIMEOUT)
     conn.login(user, password)
     return conn
 
@@ -29,7 +32,7 @@ def main(argv):
         port, sender, to, path = argv[2:6]
         with open(path, "rb") as f:
             raw = f.read()
-        with smtplib.SMTP("127.0.0.1", int(port)) as s:
+        with smtplib.SMTP("127.0.0.1", int(port), timeout=TIMEOUT) as s:
             s.sendmail(sender, [to], raw)
         return
     port, cafile, user, password, mailbox = argv[2:7]
