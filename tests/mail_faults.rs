@@ -325,3 +325,68 @@ fn smtp_down_while_replies_are_queued_sends_each_once_later() {
     let fetched = json(&kxca(&ca, &["intake", "fetch", "--json"]));
     assert_eq!(fetched["fetch"]["processed"], 0, "{fetched}");
 }
+
+/// A server that accepts the connection and then says nothing (a hung
+/// process, a half-open connection): the kernel completes the handshake on
+/// a listener nobody accepts from. Each step must give up after
+/// `timeout_seconds` with an error naming the server, not hang.
+#[test]
+fn silent_servers_time_out_with_a_clear_error() {
+    let imap = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let smtp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (imap_port, smtp_port) = (
+        imap.local_addr().unwrap().port(),
+        smtp.local_addr().unwrap().port(),
+    );
+    let ca = TestCa::new();
+    let pw = ca.path("mail-password");
+    std::fs::write(&pw, "unused\n").unwrap();
+    let maildir = ca.path("Maildir");
+    for d in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(maildir.join(d)).unwrap();
+    }
+    let base = std::fs::read_to_string(ca.path("kxca.toml")).unwrap();
+    let smtp_section = format!(
+        "\n[mail.smtp]\nhost = \"localhost\"\nport = {smtp_port}\ntls = \"starttls\"\n\
+         user = \"signup@kx.test\"\npassword_file = {pw:?}\nfrom = \"signup@kx.test\"\n\
+         timeout_seconds = 2\nbackoff_seconds = 1\n"
+    );
+
+    std::fs::write(
+        ca.path("kxca.toml"),
+        format!(
+            "{base}\n[mail]\n\n[mail.imap]\nhost = \"localhost\"\nport = {imap_port}\n\
+             tls = \"starttls\"\nuser = \"signup@kx.test\"\npassword_file = {pw:?}\n\
+             timeout_seconds = 2\n{smtp_section}"
+        ),
+    )
+    .unwrap();
+    let out = kxca(&ca, &["intake", "fetch", "--json"]);
+    assert!(!out.status.success(), "fetch from a silent IMAP server");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("IMAP localhost:{imap_port}")) && err.contains("within 2 s"),
+        "{err}"
+    );
+
+    // The same for SMTP, with the mail read from a Maildir.
+    std::fs::write(
+        maildir.join("new").join("1.kx.test"),
+        signup("silent@office.test", "20001"),
+    )
+    .unwrap();
+    std::fs::write(
+        ca.path("kxca.toml"),
+        format!("{base}\n[mail]\nmaildir = {maildir:?}\n{smtp_section}"),
+    )
+    .unwrap();
+    let fetched = json(&kxca(&ca, &["intake", "fetch", "--json"]));
+    assert_eq!(fetched["fetch"]["applications"], 1, "{fetched}");
+    assert_eq!(fetched["send"]["retrying"], 1, "{fetched}");
+    let queued = list(&ca, "outbox");
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0]["state"], "queued", "{queued:?}");
+    let error = queued[0]["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains(&format!("localhost:{smtp_port}")), "{error}");
+    drop((imap, smtp));
+}

@@ -26,18 +26,21 @@ type Session = async_imap::Session<TlsStream<TcpStream>>;
 
 /// A server that stops answering (a hung process, a half-open connection)
 /// must end the pass with an error naming it, not hang it: every network
-/// step gets this long.
-const TIMEOUT: Duration = Duration::from_secs(60);
-
+/// step gets `[mail.imap] timeout_seconds`.
 async fn within<T, E: Display>(
+    limit: Duration,
     what: &str,
     step: impl Future<Output = Result<T, E>>,
 ) -> Result<T, String> {
-    match tokio::time::timeout(TIMEOUT, step).await {
+    match tokio::time::timeout(limit, step).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(format!("{what}: {e}")),
-        Err(_) => Err(format!("{what}: no answer within {} s", TIMEOUT.as_secs())),
+        Err(_) => Err(format!("{what}: no answer within {} s", limit.as_secs())),
     }
+}
+
+fn limit(config: &ImapConfig) -> Duration {
+    Duration::from_secs(config.timeout_seconds.max(1))
 }
 
 pub async fn fetch(
@@ -53,15 +56,16 @@ pub async fn fetch(
     };
     let mut session = connect(config).await?;
     // Creating an existing folder fails harmlessly; a real failure shows at MOVE.
-    let _ = tokio::time::timeout(TIMEOUT, session.create(&config.processed_folder)).await;
+    let _ = tokio::time::timeout(limit(config), session.create(&config.processed_folder)).await;
     let mailbox = within(
+        limit(config),
         &format!("SELECT {}", config.mailbox),
         session.select(&config.mailbox),
     )
     .await
     .map_err(&err)?;
     let uidvalidity = mailbox.uid_validity.unwrap_or(0);
-    let mut uids: Vec<u32> = within("UID SEARCH", session.uid_search("ALL"))
+    let mut uids: Vec<u32> = within(limit(config), "UID SEARCH", session.uid_search("ALL"))
         .await
         .map_err(&err)?
         .into_iter()
@@ -74,6 +78,7 @@ pub async fn fetch(
             config.user, config.mailbox, uidvalidity, uid
         );
         let size = within(
+            limit(config),
             &format!("UID FETCH {uid} RFC822.SIZE"),
             fetch_one(&mut session, uid, "RFC822.SIZE"),
         )
@@ -85,6 +90,7 @@ pub async fn fetch(
             receiver.reject_too_large(store, &key, size, clock.now())?
         } else {
             let fetched = within(
+                limit(config),
                 &format!("UID FETCH {uid}"),
                 fetch_one(&mut session, uid, "BODY.PEEK[]"),
             )
@@ -94,7 +100,9 @@ pub async fn fetch(
                 // Expunged by another client meanwhile, or the server went
                 // away: async-imap ends the answer quietly on a closed
                 // connection, and only the next command tells them apart.
-                within("NOOP", session.noop()).await.map_err(&err)?;
+                within(limit(config), "NOOP", session.noop())
+                    .await
+                    .map_err(&err)?;
                 continue;
             };
             receiver.receive(store, &key, raw, clock.now())?
@@ -102,6 +110,7 @@ pub async fn fetch(
         summary.count(&outcome);
         // MOVE of a UID that is gone is a no-op, so repeating it is safe.
         within(
+            limit(config),
             &format!("UID MOVE {uid} {}", config.processed_folder),
             session.uid_mv(uid.to_string(), &config.processed_folder),
         )
@@ -109,7 +118,7 @@ pub async fn fetch(
         .map_err(&err)?;
         tracing::info!(uid, uidvalidity, "message processed and moved");
     }
-    let _ = tokio::time::timeout(TIMEOUT, session.logout()).await;
+    let _ = tokio::time::timeout(limit(config), session.logout()).await;
     Ok(summary)
 }
 
@@ -145,6 +154,7 @@ async fn connect(config: &ImapConfig) -> Result<Session, Error> {
     let name =
         ServerName::try_from(config.host.clone()).map_err(|e| err(format!("server name: {e}")))?;
     let tcp = within(
+        limit(config),
         "connect",
         TcpStream::connect((config.host.as_str(), config.port)),
     )
@@ -152,17 +162,18 @@ async fn connect(config: &ImapConfig) -> Result<Session, Error> {
     .map_err(&err)?;
     let tls = match config.tls {
         TlsMode::Implicit => {
-            let tls = within("TLS", connector.connect(name, tcp))
+            let tls = within(limit(config), "TLS", connector.connect(name, tcp))
                 .await
                 .map_err(&err)?;
             let mut client = async_imap::Client::new(tls);
-            greeting(&mut client).await.map_err(&err)?;
+            greeting(&mut client, limit(config)).await.map_err(&err)?;
             client.into_inner()
         }
         TlsMode::Starttls => {
             let mut client = async_imap::Client::new(tcp);
-            greeting(&mut client).await.map_err(&err)?;
+            greeting(&mut client, limit(config)).await.map_err(&err)?;
             within(
+                limit(config),
                 "STARTTLS",
                 client.run_command_and_check_ok("STARTTLS", None),
             )
@@ -170,13 +181,17 @@ async fn connect(config: &ImapConfig) -> Result<Session, Error> {
             .map_err(&err)?;
             // No second greeting after STARTTLS (RFC 3501 6.2.1).
             let tcp = client.into_inner();
-            within("TLS after STARTTLS", connector.connect(name, tcp))
-                .await
-                .map_err(&err)?
+            within(
+                limit(config),
+                "TLS after STARTTLS",
+                connector.connect(name, tcp),
+            )
+            .await
+            .map_err(&err)?
         }
     };
     let client = async_imap::Client::new(tls);
-    within(&format!("LOGIN as {}", config.user), async {
+    within(limit(config), &format!("LOGIN as {}", config.user), async {
         client
             .login(&config.user, password.expose_secret())
             .await
@@ -186,17 +201,14 @@ async fn connect(config: &ImapConfig) -> Result<Session, Error> {
     .map_err(err)
 }
 
-async fn greeting<T>(client: &mut async_imap::Client<T>) -> Result<(), String>
+async fn greeting<T>(client: &mut async_imap::Client<T>, limit: Duration) -> Result<(), String>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + std::fmt::Debug + Send,
 {
-    match tokio::time::timeout(TIMEOUT, client.read_response()).await {
+    match tokio::time::timeout(limit, client.read_response()).await {
         Ok(Ok(Some(_))) => Ok(()),
         Ok(Ok(None)) => Err("connection closed before the greeting".into()),
         Ok(Err(e)) => Err(format!("greeting: {e}")),
-        Err(_) => Err(format!(
-            "greeting: no answer within {} s",
-            TIMEOUT.as_secs()
-        )),
+        Err(_) => Err(format!("greeting: no answer within {} s", limit.as_secs())),
     }
 }
