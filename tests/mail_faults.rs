@@ -251,6 +251,18 @@ fn killed_mid_fetch_or_before_the_move_processes_each_mail_once() {
     );
     assert_eq!(f["duplicate_mails"], 0, "{fetched}");
     assert_all_once(&ca, &stack, &ids);
+
+    // The second line of defence: the same mail under a new UID (a copy, a
+    // mailbox rebuilt with a new UIDVALIDITY) is known by its Message-ID and
+    // creates no application and no reply.
+    stack.copy_first(SIGNUP, PROCESSED, "INBOX");
+    let fetched = json(&kxca(&ca, &["intake", "fetch", "--json"]));
+    assert_eq!(fetched["fetch"]["duplicate_mails"], 1, "{fetched}");
+    assert_eq!(fetched["fetch"]["applications"], 0, "{fetched}");
+    assert_eq!(fetched["send"]["sent"], 0, "{fetched}");
+    assert_eq!(list(&ca, "applications").len(), MAILS);
+    assert_eq!(list(&ca, "outbox").len(), MAILS);
+    assert_eq!(stack.count(SIGNUP, "INBOX"), 0);
 }
 
 #[test]

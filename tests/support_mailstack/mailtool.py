@@ -6,6 +6,8 @@
       print a JSON list of the mailbox's messages, read over IMAPS and parsed
       by Python's email package: subject, from, message_id, in_reply_to, body
   mailtool.py count PORT CAFILE USER PASS MAILBOX   print the message count
+  mailtool.py copy PORT CAFILE USER PASS MAILBOX DEST
+      copy the first message of MAILBOX to DEST (it gets a new UID there)
 """
 import email
 import email.policy
@@ -44,6 +46,13 @@ def main(argv):
         return
     if cmd == "count":
         print(int(data[0]))
+        return
+    if cmd == "copy":
+        typ, data = conn.uid("SEARCH", None, "ALL")
+        first = data[0].split()[0]
+        typ, data = conn.uid("COPY", first, argv[7])
+        if typ != "OK":
+            sys.exit(f"COPY: {data}")
         return
     out = []
     typ, data = conn.uid("SEARCH", None, "ALL")

@@ -149,16 +149,22 @@ impl MailStack {
     }
 
     fn tool(&self, cmd: &str, user: &str, mailbox: &str) -> String {
+        self.tool_with(cmd, user, mailbox, &[])
+    }
+
+    fn tool_with(&self, cmd: &str, user: &str, mailbox: &str, extra: &[&str]) -> String {
         let out = bounded::output(
-            Command::new("python3").args([
-                TOOL,
-                cmd,
-                self.get("MAIL_IMAPS_PORT"),
-                self.get("MAIL_CA_FILE"),
-                user,
-                &self.password(user),
-                mailbox,
-            ]),
+            Command::new("python3")
+                .args([
+                    TOOL,
+                    cmd,
+                    self.get("MAIL_IMAPS_PORT"),
+                    self.get("MAIL_CA_FILE"),
+                    user,
+                    &self.password(user),
+                    mailbox,
+                ])
+                .args(extra),
             &format!("mailtool.py {cmd}"),
         );
         assert!(
@@ -167,6 +173,12 @@ impl MailStack {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Copies the first message of `mailbox` into `dest`, where the server
+    /// gives it a new UID: the same mail seen again under another key.
+    pub fn copy_first(&self, user: &str, mailbox: &str, dest: &str) {
+        self.tool_with("copy", user, mailbox, &[dest]);
     }
 
     pub fn count(&self, user: &str, mailbox: &str) -> usize {
