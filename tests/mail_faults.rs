@@ -154,7 +154,7 @@ fn assert_all_once(ca: &TestCa, stack: &MailStack, ids: &BTreeSet<String>) {
 
 #[test]
 fn imap_server_stopped_mid_fetch_loses_nothing() {
-    let Some(stack) = support_mailstack::private("imap-stop", 36320) else {
+    let Some(stack) = support_mailstack::private("imap-stop", 26320) else {
         return;
     };
     let ca = TestCa::new();
@@ -198,7 +198,7 @@ fn imap_server_stopped_mid_fetch_loses_nothing() {
 
 #[test]
 fn killed_mid_fetch_or_before_the_move_processes_each_mail_once() {
-    let Some(stack) = support_mailstack::private("kill", 36340) else {
+    let Some(stack) = support_mailstack::private("kill", 26340) else {
         return;
     };
     let ca = TestCa::new();
@@ -267,7 +267,7 @@ fn killed_mid_fetch_or_before_the_move_processes_each_mail_once() {
 
 #[test]
 fn smtp_down_while_replies_are_queued_sends_each_once_later() {
-    let Some(stack) = support_mailstack::private("faults", 36300) else {
+    let Some(stack) = support_mailstack::private("faults", 26300) else {
         return;
     };
     let ca = TestCa::new();

@@ -66,7 +66,7 @@ fn applications(ca: &TestCa) -> Vec<serde_json::Value> {
 
 #[test]
 fn serve_fetches_and_replies_on_its_schedule() {
-    let Some(stack) = support_mailstack::private("schedule", 36400) else {
+    let Some(stack) = support_mailstack::private("schedule", 26400) else {
         return;
     };
     let ca = TestCa::new();

@@ -5,9 +5,11 @@
 #
 #   tests/services/mail.sh start|stop [DIR [PORT_BASE]]
 #
-# DIR defaults to $KXCA_TEST_RUN_DIR/mail, PORT_BASE to 36250 (SMTP on
+# DIR defaults to $KXCA_TEST_RUN_DIR/mail, PORT_BASE to 26250 (SMTP on
 # PORT_BASE, IMAPS on +1, IMAP/STARTTLS on +2). A test that stops and
 # restarts the servers runs its own instance with another DIR and base.
+# Ports stay below Linux's ephemeral range (32768-60999): there, a test's own
+# outgoing connections could hold the port a server is about to bind.
 # Start writes DIR/mail.env (and, for the default DIR, $KXCA_TEST_RUN_DIR/mail.env)
 # with the ports, the CA file and the users. `stop-imap`, `start-imap`,
 # `stop-smtp`, `start-smtp` stop or start one server of an instance.
@@ -17,7 +19,7 @@ set -euo pipefail
 run=${KXCA_TEST_RUN_DIR:?KXCA_TEST_RUN_DIR must be set (tests/run sets it)}
 cmd=${1:-}
 dir=${2:-$run/mail}
-base=${3:-36250}
+base=${3:-26250}
 smtp_port=$base
 imaps_port=$((base + 1))
 imap_port=$((base + 2))
