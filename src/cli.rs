@@ -356,7 +356,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Mail(command) => crate::mail_cli::run(command, home(&cli.home)?, &actor)?,
         Command::Demo { dir } => crate::demo::run(dir.or(cli.home), &actor)?,
-        Command::Serve(args) => crate::serve::run(home(&cli.home)?, args)?,
+        Command::Serve(args) => crate::serve::run(home(&cli.home)?, args, &actor)?,
         Command::Publish(args) => crate::publish::run(home(&cli.home)?, args)?,
     }
     Ok(ExitCode::SUCCESS)

@@ -63,8 +63,104 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// `kxca intake fetch`: one pass over the signup mailbox, forms checked
-/// against `policy`, then the due replies sent.
+/// What one pass over the signup mailbox did: the fetch, then the send
+/// (`None` when sending was not asked for or no `[mail.smtp]` is set).
+pub struct Pass {
+    pub fetch: kxca_provisioner::FetchSummary,
+    pub send: Option<outbox::SendSummary>,
+}
+
+impl Pass {
+    /// One line for a human or a log.
+    pub fn describe(&self) -> String {
+        let f = &self.fetch;
+        let mut line = format!(
+            "fetched: {} processed, {} application(s), {} duplicate mail(s), {} duplicate file(s), {} rejected, {} finished from an earlier pass",
+            f.processed,
+            f.applications,
+            f.duplicate_mails,
+            f.duplicate_files,
+            f.rejected,
+            f.already_processed
+        );
+        if let Some(s) = &self.send {
+            line.push_str(&format!(
+                "; sent: {} sent, {} to retry, {} failed",
+                s.sent, s.retrying, s.failed
+            ));
+        }
+        line
+    }
+}
+
+/// One pass over the signup mailbox, forms checked against `policy`, then
+/// the due replies sent (unless `no_send`). Shared by `kxca intake fetch`
+/// and the schedule of `kxca serve`; it builds its own single-threaded
+/// runtime, so call it from a plain thread, never from async code.
+pub fn fetch_pass(
+    home: Home,
+    policy: kxca_provisioner::intake::IntakePolicy,
+    no_send: bool,
+    actor: &str,
+) -> Result<Pass> {
+    let mut ca = open(home)?;
+    let config = ca
+        .config()
+        .mail
+        .clone()
+        .context("no [mail] section in kxca.toml (see provisioner/MAIL.md)")?;
+    // lettre's connection pool closes its connections on drop by
+    // spawning on the Tokio runtime: the sender must live inside it.
+    let rt = runtime()?;
+    let _in_runtime = rt.enter();
+    let sender = match (&config.smtp, no_send) {
+        (Some(smtp), false) => Some(outbox::Sender::new(smtp)?),
+        _ => None,
+    };
+    let reply_domain = sender
+        .as_ref()
+        .map(|s| s.domain())
+        .or_else(|| {
+            config
+                .smtp
+                .as_ref()
+                .and_then(|s| s.from.rsplit('@').next().map(str::to_string))
+        })
+        .unwrap_or_else(|| "kxca.invalid".to_string());
+    let checker = if policy.office.use_register {
+        let register = kxca_provisioner::intake::OfficeRegister::load(ca.store_mut())?;
+        IntakeChecker::new(policy, Box::new(register))
+    } else {
+        IntakeChecker::new(
+            policy,
+            Box::new(kxca_provisioner::intake::NoExistingAccounts),
+        )
+    };
+    let receiver = Receiver {
+        checker: &checker,
+        limits: Limits {
+            max_message_bytes: config.max_message_bytes,
+            max_depth: config.max_mime_depth,
+            max_parts: config.max_mime_parts,
+        },
+        reply_domain,
+        actor: actor.to_string(),
+    };
+    let clock = ca.clock().clone();
+    let fetch = rt.block_on(kxca_provisioner::fetch_once(
+        &config,
+        ca.store_mut(),
+        &receiver,
+        &clock,
+    ))?;
+    let send = match &sender {
+        Some(s) => Some(rt.block_on(outbox::run_once(ca.store_mut(), s, &clock, actor))?),
+        None => None,
+    };
+    Ok(Pass { fetch, send })
+}
+
+/// `kxca intake fetch`: one pass, printed.
 pub fn fetch(
     home: Home,
     policy: kxca_provisioner::intake::IntakePolicy,
@@ -72,87 +168,16 @@ pub fn fetch(
     no_send: bool,
     actor: &str,
 ) -> Result<()> {
-    {
-        {
-            let mut ca = open(home)?;
-            let config = ca
-                .config()
-                .mail
-                .clone()
-                .context("no [mail] section in kxca.toml (see provisioner/MAIL.md)")?;
-            // lettre's connection pool closes its connections on drop by
-            // spawning on the Tokio runtime: the sender must live inside it.
-            let rt = runtime()?;
-            let _in_runtime = rt.enter();
-            let sender = match (&config.smtp, no_send) {
-                (Some(smtp), false) => Some(outbox::Sender::new(smtp)?),
-                _ => None,
-            };
-            let reply_domain = sender
-                .as_ref()
-                .map(|s| s.domain())
-                .or_else(|| {
-                    config
-                        .smtp
-                        .as_ref()
-                        .and_then(|s| s.from.rsplit('@').next().map(str::to_string))
-                })
-                .unwrap_or_else(|| "kxca.invalid".to_string());
-            let checker = if policy.office.use_register {
-                let register = kxca_provisioner::intake::OfficeRegister::load(ca.store_mut())?;
-                IntakeChecker::new(policy, Box::new(register))
-            } else {
-                IntakeChecker::new(
-                    policy,
-                    Box::new(kxca_provisioner::intake::NoExistingAccounts),
-                )
-            };
-            let receiver = Receiver {
-                checker: &checker,
-                limits: Limits {
-                    max_message_bytes: config.max_message_bytes,
-                    max_depth: config.max_mime_depth,
-                    max_parts: config.max_mime_parts,
-                },
-                reply_domain,
-                actor: actor.to_string(),
-            };
-            let clock = ca.clock().clone();
-            let fetched = rt.block_on(kxca_provisioner::fetch_once(
-                &config,
-                ca.store_mut(),
-                &receiver,
-                &clock,
-            ))?;
-            let sent = match &sender {
-                Some(s) => Some(rt.block_on(outbox::run_once(ca.store_mut(), s, &clock, actor))?),
-                None => None,
-            };
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({ "fetch": fetched, "send": sent })
-                    )?
-                );
-            } else {
-                println!(
-                    "fetched: {} processed, {} application(s), {} duplicate mail(s), {} duplicate file(s), {} rejected, {} finished from an earlier pass",
-                    fetched.processed,
-                    fetched.applications,
-                    fetched.duplicate_mails,
-                    fetched.duplicate_files,
-                    fetched.rejected,
-                    fetched.already_processed
-                );
-                if let Some(s) = sent {
-                    println!(
-                        "sent: {} sent, {} to retry, {} failed",
-                        s.sent, s.retrying, s.failed
-                    );
-                }
-            }
-        }
+    let pass = fetch_pass(home, policy, no_send, actor)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "fetch": pass.fetch, "send": pass.send })
+            )?
+        );
+    } else {
+        println!("{}", pass.describe().replace("; sent:", "\nsent:"));
     }
     Ok(())
 }

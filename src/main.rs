@@ -6,6 +6,7 @@ mod demo;
 mod intake;
 mod key;
 mod mail_cli;
+mod mail_schedule;
 mod output;
 mod policies;
 mod publish;

@@ -1,7 +1,7 @@
 //! `kxca serve`: the revocation service in the foreground, for an init system
 //! to supervise. Runs the HTTP listener and the store maintainer side by side
-//! in one JoinSet sharing one shutdown signal; later background tasks (the
-//! mail fetch) are added to the same set.
+//! in one JoinSet sharing one shutdown signal, with the mail schedule
+//! (src/mail_schedule.rs) when `[mail]` is configured.
 
 use std::time::Duration;
 
@@ -40,8 +40,8 @@ async fn signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-pub fn run(home: Home, args: ServeArgs) -> Result<()> {
-    let ca = Ca::open(home, Clock::system())?;
+pub fn run(home: Home, args: ServeArgs, actor: &str) -> Result<()> {
+    let ca = Ca::open(home.clone(), Clock::system())?;
     let config = ca.config().serve.clone();
     let listen = args.listen.unwrap_or_else(|| config.listen.clone());
     let grace = Duration::from_secs(u64::from(config.shutdown_grace_seconds));
@@ -51,14 +51,16 @@ pub fn run(home: Home, args: ServeArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let (stop_tx, stop_rx) = watch::channel(false);
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .with_context(|| format!("cannot listen on {listen} ([serve] listen / --listen)"))?;
         let addr = listener.local_addr()?;
+        // After the bind, so that a taken port leaves no mail thread behind.
+        let mail = crate::mail_schedule::start(home, actor, stop_rx.clone())?;
         println!("listening on http://{addr}");
         tracing::info!(%addr, "kxca serve started");
-        let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks: JoinSet<Result<&'static str>> = JoinSet::new();
         let http_stop = raised(stop_rx.clone());
         tasks.spawn(async move {
@@ -77,6 +79,13 @@ pub fn run(home: Home, args: ServeArgs) -> Result<()> {
             }
             Ok("maintainer")
         });
+        if let Some(done) = mail {
+            tasks.spawn(async move {
+                done.await
+                    .map_err(|_| anyhow::anyhow!("the mail schedule thread panicked"))?;
+                Ok("mail schedule")
+            });
+        }
         let early = tokio::select! {
             _ = signal() => None,
             done = tasks.join_next() => done,

@@ -62,6 +62,9 @@ pub struct ImapConfig {
     /// Extra trusted root CA (PEM), e.g. a private mail server's CA.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// Seconds each network step may take before the pass fails.
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,6 +93,10 @@ pub struct SmtpConfig {
     /// First retry delay; doubled after each failed attempt.
     #[serde(default = "default_backoff")]
     pub backoff_seconds: u64,
+    /// Seconds the submission of one mail (connect to end of DATA) may
+    /// take before the attempt fails and is retried later.
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u64,
 }
 
 fn default_interval() -> u64 {
@@ -115,4 +122,7 @@ fn default_max_attempts() -> u32 {
 }
 fn default_backoff() -> u64 {
     30
+}
+fn default_timeout() -> u64 {
+    60
 }

@@ -17,23 +17,8 @@ fn generate(path: &Path) {
     let mut wb = rust_xlsxwriter::Workbook::new();
     let ws = wb.add_worksheet();
     ws.set_name("申込書").unwrap();
-    let titles = [
-        "No.",
-        "担当センターコード",
-        "契約単位コード",
-        "組合コード",
-        "支部コード",
-        "事業所コード",
-        "担当者用コード",
-        "メールアドレス1",
-        "組合名",
-        "支部名",
-        "事業所名",
-        "担当者名",
-        "認証局へ初回ログイン用のパスワード",
-        "KXサーバへ初回ログイン時のパスワード",
-        "メールアドレス2",
-    ];
+    let policy = IntakePolicy::shipped();
+    let titles = policy.columns.titles();
     ws.write_string(
         0,
         0,

@@ -3,24 +3,6 @@
 
 use rust_xlsxwriter::{ExcelDateTime, Format, Workbook, XlsxError};
 
-const TITLES: [&str; 15] = [
-    "No.",
-    "担当センターコード",
-    "契約単位コード",
-    "組合コード",
-    "支部コード",
-    "事業所コード",
-    "担当者用コード",
-    "メールアドレス1",
-    "組合名",
-    "支部名",
-    "事業所名",
-    "担当者名",
-    "認証局へ初回ログイン用のパスワード",
-    "KXサーバへ初回ログイン時のパスワード",
-    "メールアドレス2",
-];
-
 fn main() -> Result<(), XlsxError> {
     let out = std::env::args()
         .nth(1)
@@ -34,7 +16,8 @@ fn main() -> Result<(), XlsxError> {
         "【Kenpo eXpress利用申込兼電子証明書発行申請書（事業所用）】",
     )?;
     ws.write_string(2, 0, "組合名： 全国設計事務所健康保険組合")?;
-    for (c, t) in TITLES.iter().enumerate() {
+    let policy = kxca_provisioner::intake::IntakePolicy::shipped();
+    for (c, t) in policy.columns.titles().iter().enumerate() {
         ws.write_string(3, c as u16, *t)?;
     }
     let rows: [[&str; 12]; 4] = [

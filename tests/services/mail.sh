@@ -5,9 +5,11 @@
 #
 #   tests/services/mail.sh start|stop [DIR [PORT_BASE]]
 #
-# DIR defaults to $KXCA_TEST_RUN_DIR/mail, PORT_BASE to 36250 (SMTP on
+# DIR defaults to $KXCA_TEST_RUN_DIR/mail, PORT_BASE to 26250 (SMTP on
 # PORT_BASE, IMAPS on +1, IMAP/STARTTLS on +2). A test that stops and
 # restarts the servers runs its own instance with another DIR and base.
+# Ports stay below Linux's ephemeral range (32768-60999): there, a test's own
+# outgoing connections could hold the port a server is about to bind.
 # Start writes DIR/mail.env (and, for the default DIR, $KXCA_TEST_RUN_DIR/mail.env)
 # with the ports, the CA file and the users. `stop-imap`, `start-imap`,
 # `stop-smtp`, `start-smtp` stop or start one server of an instance.
@@ -17,7 +19,7 @@ set -euo pipefail
 run=${KXCA_TEST_RUN_DIR:?KXCA_TEST_RUN_DIR must be set (tests/run sets it)}
 cmd=${1:-}
 dir=${2:-$run/mail}
-base=${3:-36250}
+base=${3:-26250}
 smtp_port=$base
 imaps_port=$((base + 1))
 imap_port=$((base + 2))
@@ -26,6 +28,18 @@ users=(signup@kx.test applicant@office.test other@office.test)
 log() { printf '== mail.sh: %s\n' "$*" >&2; }
 
 alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# Stops a master process and then the children it had: Dovecot's login
+# processes keep proxying open connections after their master is gone, so
+# without this a "stopped" server would go on serving a client mid-fetch.
+stop_tree() {
+  local pid=$1 children i
+  children=$(ps -o pid= --ppid "$pid" 2>/dev/null || true)
+  shift
+  "$@" >/dev/null 2>&1 || kill "$pid" 2>/dev/null || true
+  for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  for i in $children; do kill -KILL "$i" 2>/dev/null || true; done
+}
 
 wait_port() {
   local i
@@ -184,7 +198,10 @@ CONF
 
 start_imap() {
   alive "$dir/dovecot.pid" && return 0
-  dovecot -c "$dir/dovecot/dovecot.conf"
+  # Dovecot keeps the stdio it was started with: a caller reading our
+  # output through a pipe would wait for EOF forever.
+  dovecot -c "$dir/dovecot/dovecot.conf" </dev/null >>"$dir/dovecot/start.log" 2>&1 \
+    || { cat "$dir/dovecot/start.log" >&2; log "dovecot did not start"; exit 1; }
   local i
   for i in $(seq 50); do [[ -s "$dir/dovecot/run/master.pid" ]] && break; sleep 0.1; done
   cp "$dir/dovecot/run/master.pid" "$dir/dovecot.pid"
@@ -195,15 +212,14 @@ start_imap() {
 stop_imap() {
   if alive "$dir/dovecot.pid"; then
     local pid; pid=$(cat "$dir/dovecot.pid")
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    stop_tree "$pid" kill "$pid"
   fi
   rm -f "$dir/dovecot.pid"
 }
 
 start_smtp() {
   alive "$dir/postfix/queue/pid/master.pid" && return 0
-  postfix -c "$dir/postfix/conf" start >>"$dir/postfix/start.log" 2>&1 \
+  postfix -c "$dir/postfix/conf" start </dev/null >>"$dir/postfix/start.log" 2>&1 \
     || { cat "$dir/postfix/start.log" "$dir/postfix/maillog" >&2 2>/dev/null; log "postfix did not start"; exit 1; }
   wait_port "$smtp_port" || { tail -20 "$dir/postfix/maillog" >&2; log "postfix did not listen"; exit 1; }
 }
@@ -211,8 +227,7 @@ start_smtp() {
 stop_smtp() {
   if alive "$dir/postfix/queue/pid/master.pid"; then
     local pid; pid=$(sed 's/ //g' "$dir/postfix/queue/pid/master.pid")
-    postfix -c "$dir/postfix/conf" stop >>"$dir/postfix/start.log" 2>&1 || kill "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    stop_tree "$pid" postfix -c "$dir/postfix/conf" stop
   fi
 }
 

@@ -6,6 +6,8 @@
       print a JSON list of the mailbox's messages, read over IMAPS and parsed
       by Python's email package: subject, from, message_id, in_reply_to, body
   mailtool.py count PORT CAFILE USER PASS MAILBOX   print the message count
+  mailtool.py copy PORT CAFILE USER PASS MAILBOX DEST
+      copy the first message of MAILBOX to DEST (it gets a new UID there)
 """
 import email
 import email.policy
@@ -15,10 +17,13 @@ import smtplib
 import ssl
 import sys
 
+# Seconds per network operation: a hung server fails the test, not hangs it.
+TIMEOUT = 30
+
 
 def imap(port, cafile, user, password):
     ctx = ssl.create_default_context(cafile=cafile)
-    conn = imaplib.IMAP4_SSL("127.0.0.1", int(port), ssl_context=ctx)
+    conn = imaplib.IMAP4_SSL("127.0.0.1", int(port), ssl_context=ctx, timeout=TIMEOUT)
     conn.login(user, password)
     return conn
 
@@ -29,7 +34,7 @@ def main(argv):
         port, sender, to, path = argv[2:6]
         with open(path, "rb") as f:
             raw = f.read()
-        with smtplib.SMTP("127.0.0.1", int(port)) as s:
+        with smtplib.SMTP("127.0.0.1", int(port), timeout=TIMEOUT) as s:
             s.sendmail(sender, [to], raw)
         return
     port, cafile, user, password, mailbox = argv[2:7]
@@ -41,6 +46,13 @@ def main(argv):
         return
     if cmd == "count":
         print(int(data[0]))
+        return
+    if cmd == "copy":
+        typ, data = conn.uid("SEARCH", None, "ALL")
+        first = data[0].split()[0]
+        typ, data = conn.uid("COPY", first, argv[7])
+        if typ != "OK":
+            sys.exit(f"COPY: {data}")
         return
     out = []
     typ, data = conn.uid("SEARCH", None, "ALL")

@@ -2,12 +2,16 @@
 //! mail.env, private instances for tests that stop and start the servers,
 //! and Python's smtplib/imaplib/email (support_mailstack/mailtool.py) as
 //! the independent client that delivers signup mails and reads replies.
+// Each test crate uses a different part of it.
+#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::services_required;
+
+pub mod bounded;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/services/mail.sh");
 const TOOL: &str = concat!(
@@ -67,6 +71,11 @@ pub fn private(name: &str, port_base: u16) -> Option<MailStack> {
         env: HashMap::new(),
         private: Some((dir.clone(), port_base)),
     };
+    // A clean instance: mail left by an earlier run would be counted.
+    s.script("stop");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
     s.script("start");
     s.env = read_env(&dir.join("mail.env"));
     Some(s)
@@ -80,11 +89,12 @@ impl MailStack {
     /// `stop-imap`, `start-imap`, `stop-smtp`, `start-smtp` (private only).
     pub fn script(&self, cmd: &str) {
         let (dir, base) = self.private.as_ref().expect("a private instance");
-        let out = Command::new("bash")
-            .arg(SCRIPT)
-            .args([cmd, dir.to_str().unwrap(), &base.to_string()])
-            .output()
-            .unwrap();
+        let out = bounded::output(
+            Command::new("bash")
+                .arg(SCRIPT)
+                .args([cmd, dir.to_str().unwrap(), &base.to_string()]),
+            &format!("mail.sh {cmd}"),
+        );
         assert!(
             out.status.success(),
             "mail.sh {cmd}: {}",
@@ -125,11 +135,12 @@ impl MailStack {
     pub fn send(&self, from: &str, to: &str, raw: &[u8]) {
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), raw).unwrap();
-        let out = Command::new("python3")
-            .args([TOOL, "send", self.get("MAIL_SMTP_PORT"), from, to])
-            .arg(file.path())
-            .output()
-            .unwrap();
+        let out = bounded::output(
+            Command::new("python3")
+                .args([TOOL, "send", self.get("MAIL_SMTP_PORT"), from, to])
+                .arg(file.path()),
+            "mailtool.py send",
+        );
         assert!(
             out.status.success(),
             "SMTP delivery: {}",
@@ -138,24 +149,36 @@ impl MailStack {
     }
 
     fn tool(&self, cmd: &str, user: &str, mailbox: &str) -> String {
-        let out = Command::new("python3")
-            .args([
-                TOOL,
-                cmd,
-                self.get("MAIL_IMAPS_PORT"),
-                self.get("MAIL_CA_FILE"),
-                user,
-                &self.password(user),
-                mailbox,
-            ])
-            .output()
-            .unwrap();
+        self.tool_with(cmd, user, mailbox, &[])
+    }
+
+    fn tool_with(&self, cmd: &str, user: &str, mailbox: &str, extra: &[&str]) -> String {
+        let out = bounded::output(
+            Command::new("python3")
+                .args([
+                    TOOL,
+                    cmd,
+                    self.get("MAIL_IMAPS_PORT"),
+                    self.get("MAIL_CA_FILE"),
+                    user,
+                    &self.password(user),
+                    mailbox,
+                ])
+                .args(extra),
+            &format!("mailtool.py {cmd}"),
+        );
         assert!(
             out.status.success(),
             "IMAP {cmd}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Copies the first message of `mailbox` into `dest`, where the server
+    /// gives it a new UID: the same mail seen again under another key.
+    pub fn copy_first(&self, user: &str, mailbox: &str, dest: &str) {
+        self.tool_with("copy", user, mailbox, &[dest]);
     }
 
     pub fn count(&self, user: &str, mailbox: &str) -> usize {
@@ -165,6 +188,28 @@ impl MailStack {
     /// The messages in `mailbox`, parsed by Python's email package.
     pub fn read(&self, user: &str, mailbox: &str) -> Vec<serde_json::Value> {
         serde_json::from_str(&self.tool("read", user, mailbox)).unwrap()
+    }
+
+    /// The Maildir directory of `user`'s `folder` as Dovecot stores it.
+    pub fn folder_dir(&self, user: &str, folder: &str) -> PathBuf {
+        let (local, domain) = user.split_once('@').unwrap();
+        PathBuf::from(self.get("MAIL_DIR"))
+            .join("maildirs")
+            .join(domain)
+            .join(local)
+            .join("Maildir")
+            .join(format!(".{folder}"))
+    }
+
+    /// How many messages `folder` holds on disk: read without IMAP, fast
+    /// enough to catch a fetch in the middle.
+    pub fn on_disk(&self, user: &str, folder: &str) -> usize {
+        let dir = self.folder_dir(user, folder);
+        ["cur", "new"]
+            .iter()
+            .filter_map(|d| std::fs::read_dir(dir.join(d)).ok())
+            .map(|entries| entries.count())
+            .sum()
     }
 
     /// Polls until `mailbox` holds `n` messages (Postfix delivers

@@ -106,8 +106,9 @@ impl AccessLog {
         let spawned = std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || {
-                // Not locked for the thread's life: tracing writes to
-                // stderr from other threads between our flushes.
+                // Not locked for the thread's life: other threads (the
+                // maintainer's, the mail schedule's tracing) write to stderr
+                // between our flushes; each flush locks it only to write.
                 let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
                 let put = |line: Line, out: &mut std::io::BufWriter<_>| {
                     let _ = match line {

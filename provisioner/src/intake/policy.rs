@@ -150,6 +150,12 @@ impl Columns {
         &self.spec(f).title
     }
 
+    /// The 15 canonical titles in form order: what a generated form (test
+    /// fixtures, benches) writes so that it follows the policy, not a copy.
+    pub fn titles(&self) -> [&str; 15] {
+        Field::ALL.map(|f| self.title(f))
+    }
+
     /// Which column a header cell's text names, if any.
     pub fn field_of(&self, header_text: &str) -> Option<Field> {
         let key = normalize::title_key(header_text);

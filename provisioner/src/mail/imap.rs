@@ -6,6 +6,10 @@
 //! key is already recorded was processed before a crash or a lost
 //! connection: it is only moved. Nothing is read twice, nothing skipped.
 
+use std::fmt::Display;
+use std::future::Future;
+use std::time::Duration;
+
 use futures_util::TryStreamExt;
 use kxca_ca::{Clock, ImapConfig, Store, TlsMode};
 use kxca_hsm::SecretSource;
@@ -20,6 +24,25 @@ use crate::Error;
 
 type Session = async_imap::Session<TlsStream<TcpStream>>;
 
+/// A server that stops answering (a hung process, a half-open connection)
+/// must end the pass with an error naming it, not hang it: every network
+/// step gets `[mail.imap] timeout_seconds`.
+async fn within<T, E: Display>(
+    limit: Duration,
+    what: &str,
+    step: impl Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(limit, step).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(format!("{what}: {e}")),
+        Err(_) => Err(format!("{what}: no answer within {} s", limit.as_secs())),
+    }
+}
+
+fn limit(config: &ImapConfig) -> Duration {
+    Duration::from_secs(config.timeout_seconds.max(1))
+}
+
 pub async fn fetch(
     config: &ImapConfig,
     store: &mut Store,
@@ -33,16 +56,18 @@ pub async fn fetch(
     };
     let mut session = connect(config).await?;
     // Creating an existing folder fails harmlessly; a real failure shows at MOVE.
-    let _ = session.create(&config.processed_folder).await;
-    let mailbox = session
-        .select(&config.mailbox)
-        .await
-        .map_err(|e| err(format!("SELECT {}: {e}", config.mailbox)))?;
+    let _ = tokio::time::timeout(limit(config), session.create(&config.processed_folder)).await;
+    let mailbox = within(
+        limit(config),
+        &format!("SELECT {}", config.mailbox),
+        session.select(&config.mailbox),
+    )
+    .await
+    .map_err(&err)?;
     let uidvalidity = mailbox.uid_validity.unwrap_or(0);
-    let mut uids: Vec<u32> = session
-        .uid_search("ALL")
+    let mut uids: Vec<u32> = within(limit(config), "UID SEARCH", session.uid_search("ALL"))
         .await
-        .map_err(|e| err(format!("UID SEARCH: {e}")))?
+        .map_err(&err)?
         .into_iter()
         .collect();
     uids.sort_unstable();
@@ -52,32 +77,48 @@ pub async fn fetch(
             "imap:{}:{}:{}:{}",
             config.user, config.mailbox, uidvalidity, uid
         );
-        let size = fetch_one(&mut session, uid, "RFC822.SIZE")
-            .await
-            .map_err(|e| err(format!("UID FETCH {uid} RFC822.SIZE: {e}")))?
-            .and_then(|f| f.size)
-            .unwrap_or(0) as usize;
+        let size = within(
+            limit(config),
+            &format!("UID FETCH {uid} RFC822.SIZE"),
+            fetch_one(&mut session, uid, "RFC822.SIZE"),
+        )
+        .await
+        .map_err(&err)?
+        .and_then(|f| f.size)
+        .unwrap_or(0) as usize;
         let outcome = if size > receiver.limits.max_message_bytes {
             receiver.reject_too_large(store, &key, size, clock.now())?
         } else {
-            let fetched = fetch_one(&mut session, uid, "BODY.PEEK[]")
-                .await
-                .map_err(|e| err(format!("UID FETCH {uid}: {e}")))?;
+            let fetched = within(
+                limit(config),
+                &format!("UID FETCH {uid}"),
+                fetch_one(&mut session, uid, "BODY.PEEK[]"),
+            )
+            .await
+            .map_err(&err)?;
             let Some(raw) = fetched.as_ref().and_then(|f| f.body()) else {
-                // Expunged by another client meanwhile.
+                // Expunged by another client meanwhile, or the server went
+                // away: async-imap ends the answer quietly on a closed
+                // connection, and only the next command tells them apart.
+                within(limit(config), "NOOP", session.noop())
+                    .await
+                    .map_err(&err)?;
                 continue;
             };
             receiver.receive(store, &key, raw, clock.now())?
         };
         summary.count(&outcome);
         // MOVE of a UID that is gone is a no-op, so repeating it is safe.
-        session
-            .uid_mv(uid.to_string(), &config.processed_folder)
-            .await
-            .map_err(|e| err(format!("UID MOVE {uid} {}: {e}", config.processed_folder)))?;
+        within(
+            limit(config),
+            &format!("UID MOVE {uid} {}", config.processed_folder),
+            session.uid_mv(uid.to_string(), &config.processed_folder),
+        )
+        .await
+        .map_err(&err)?;
         tracing::info!(uid, uidvalidity, "message processed and moved");
     }
-    let _ = session.logout().await;
+    let _ = tokio::time::timeout(limit(config), session.logout()).await;
     Ok(summary)
 }
 
@@ -112,48 +153,62 @@ async fn connect(config: &ImapConfig) -> Result<Session, Error> {
     let connector = super::tls::connector(config.ca_file.as_deref())?;
     let name =
         ServerName::try_from(config.host.clone()).map_err(|e| err(format!("server name: {e}")))?;
-    let tcp = TcpStream::connect((config.host.as_str(), config.port))
-        .await
-        .map_err(|e| err(format!("connect: {e}")))?;
+    let tcp = within(
+        limit(config),
+        "connect",
+        TcpStream::connect((config.host.as_str(), config.port)),
+    )
+    .await
+    .map_err(&err)?;
     let tls = match config.tls {
         TlsMode::Implicit => {
-            let tls = connector
-                .connect(name, tcp)
+            let tls = within(limit(config), "TLS", connector.connect(name, tcp))
                 .await
-                .map_err(|e| err(format!("TLS: {e}")))?;
+                .map_err(&err)?;
             let mut client = async_imap::Client::new(tls);
-            greeting(&mut client).await.map_err(&err)?;
+            greeting(&mut client, limit(config)).await.map_err(&err)?;
             client.into_inner()
         }
         TlsMode::Starttls => {
             let mut client = async_imap::Client::new(tcp);
-            greeting(&mut client).await.map_err(&err)?;
-            client
-                .run_command_and_check_ok("STARTTLS", None)
-                .await
-                .map_err(|e| err(format!("STARTTLS: {e}")))?;
+            greeting(&mut client, limit(config)).await.map_err(&err)?;
+            within(
+                limit(config),
+                "STARTTLS",
+                client.run_command_and_check_ok("STARTTLS", None),
+            )
+            .await
+            .map_err(&err)?;
             // No second greeting after STARTTLS (RFC 3501 6.2.1).
             let tcp = client.into_inner();
-            connector
-                .connect(name, tcp)
-                .await
-                .map_err(|e| err(format!("TLS after STARTTLS: {e}")))?
+            within(
+                limit(config),
+                "TLS after STARTTLS",
+                connector.connect(name, tcp),
+            )
+            .await
+            .map_err(&err)?
         }
     };
     let client = async_imap::Client::new(tls);
-    client
-        .login(&config.user, password.expose_secret())
-        .await
-        .map_err(|(e, _)| err(format!("LOGIN as {}: {e}", config.user)))
+    within(limit(config), &format!("LOGIN as {}", config.user), async {
+        client
+            .login(&config.user, password.expose_secret())
+            .await
+            .map_err(|(e, _)| e)
+    })
+    .await
+    .map_err(err)
 }
 
-async fn greeting<T>(client: &mut async_imap::Client<T>) -> Result<(), String>
+async fn greeting<T>(client: &mut async_imap::Client<T>, limit: Duration) -> Result<(), String>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + std::fmt::Debug + Send,
 {
-    match client.read_response().await {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => Err("connection closed before the greeting".into()),
-        Err(e) => Err(format!("greeting: {e}")),
+    match tokio::time::timeout(limit, client.read_response()).await {
+        Ok(Ok(Some(_))) => Ok(()),
+        Ok(Ok(None)) => Err("connection closed before the greeting".into()),
+        Ok(Err(e)) => Err(format!("greeting: {e}")),
+        Err(_) => Err(format!("greeting: no answer within {} s", limit.as_secs())),
     }
 }

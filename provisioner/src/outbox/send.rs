@@ -22,6 +22,7 @@ pub struct Sender {
     server: String,
     max_attempts: u32,
     backoff_seconds: u64,
+    timeout: Duration,
 }
 
 impl Sender {
@@ -50,7 +51,7 @@ impl Sender {
             .map_err(|e| smtp_err(format!("TLS setup: {e}")))?;
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
             .port(config.port)
-            .timeout(Some(Duration::from_secs(60)))
+            .timeout(Some(Duration::from_secs(config.timeout_seconds.max(1))))
             .tls(match config.tls {
                 TlsMode::Implicit => Tls::Wrapper(tls),
                 TlsMode::Starttls => Tls::Required(tls),
@@ -81,6 +82,7 @@ impl Sender {
             server,
             max_attempts: config.max_attempts.max(1),
             backoff_seconds: config.backoff_seconds.max(1),
+            timeout: Duration::from_secs(config.timeout_seconds.max(1)),
         })
     }
 
@@ -121,12 +123,19 @@ pub async fn run_once(
     let started = clock.now();
     while let Some(mail) = store::claim_next(store, started.max(clock.now()))? {
         let result = match build(&mail, &sender.from, clock.now()) {
-            Ok(message) => sender
-                .transport
-                .send(message)
-                .await
-                .map(|_| ())
-                .map_err(|e| (e.is_permanent(), e.to_string())),
+            // lettre's own timeout covers only the TCP connect: a server
+            // that accepts and then falls silent would hang the pass.
+            Ok(message) => {
+                match tokio::time::timeout(sender.timeout, sender.transport.send(message)).await {
+                    Ok(sent) => sent
+                        .map(|_| ())
+                        .map_err(|e| (e.is_permanent(), e.to_string())),
+                    Err(_) => Err((
+                        false,
+                        format!("no answer within {} s", sender.timeout.as_secs()),
+                    )),
+                }
+            }
             Err(message) => Err((true, message)),
         };
         let now = clock.now();

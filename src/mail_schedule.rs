@@ -1,0 +1,75 @@
+//! The mail side of `kxca serve`: one intake pass (fetch the signup
+//! mailbox, then send the due outbox mail) every `[mail] interval_seconds`.
+//!
+//! A pass is the same code as `kxca intake fetch`, so the schedule and the
+//! CLI can never disagree about what a pass does. It runs on its own OS
+//! thread because a pass drives its own single-threaded runtime (lettre's
+//! pool must be dropped inside the runtime that made it), which cannot be
+//! nested in the server's runtime. A failed pass is logged and retried at
+//! the next interval: a mail server that is down must not take the OCSP
+//! responder with it.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use kxca_ca::Home;
+use tokio::sync::{oneshot, watch};
+
+/// How often the thread looks at the shutdown flag while it waits.
+const STOP_POLL: Duration = Duration::from_millis(200);
+
+/// Starts the schedule when `[mail]` is configured with a non-zero
+/// interval. The returned receiver resolves when the thread has ended
+/// (after `stop` is raised and the pass in progress has finished); it
+/// fails if the thread panicked.
+pub fn start(
+    home: Home,
+    actor: &str,
+    stop: watch::Receiver<bool>,
+) -> Result<Option<oneshot::Receiver<()>>> {
+    let ca = kxca_ca::Ca::open(home.clone(), kxca_ca::Clock::system())?;
+    let Some(mail) = ca.config().mail.clone() else {
+        tracing::info!("no [mail] section in kxca.toml: the mail schedule is off");
+        return Ok(None);
+    };
+    drop(ca);
+    if mail.interval_seconds == 0 {
+        tracing::info!("[mail] interval_seconds = 0: the mail schedule is off");
+        return Ok(None);
+    }
+    // Loaded once: a broken policy stops `kxca serve` at start, with the
+    // file named, rather than failing every pass later.
+    let policy = crate::intake::policy(&Some(home.root().into()), &None)?;
+    let interval = Duration::from_secs(mail.interval_seconds);
+    let actor = actor.to_string();
+    let (done_tx, done_rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("mail-schedule".into())
+        .spawn(move || {
+            tracing::info!(
+                interval_seconds = interval.as_secs(),
+                "mail schedule started"
+            );
+            while !*stop.borrow() {
+                let started = Instant::now();
+                match crate::mail_cli::fetch_pass(home.clone(), policy.clone(), false, &actor) {
+                    Ok(pass) => tracing::info!(
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "mail pass: {}",
+                        pass.describe()
+                    ),
+                    Err(e) => tracing::warn!(
+                        error = format!("{e:#}"),
+                        retry_in_seconds = interval.as_secs(),
+                        "mail pass failed"
+                    ),
+                }
+                while !*stop.borrow() && started.elapsed() < interval {
+                    std::thread::sleep(STOP_POLL.min(interval.saturating_sub(started.elapsed())));
+                }
+            }
+            tracing::info!("mail schedule stopped");
+            let _ = done_tx.send(());
+        })?;
+    Ok(Some(done_rx))
+}

@@ -1,0 +1,173 @@
+//! `kxca serve` runs the mail intake on its `[mail] interval_seconds`
+//! schedule: signup mails become applications and get their replies with
+//! no `kxca intake fetch` by hand, and a mail server that cannot be
+//! reached is logged while the OCSP side keeps answering.
+
+mod common;
+mod support_intake;
+mod support_mailstack;
+mod support_ocsp;
+
+use common::TestCa;
+use support_intake::{row, s, set, standard};
+use support_ocsp::{eventually, Server};
+
+const APPLICANT: &str = "applicant@office.test";
+const SIGNUP: &str = "signup@kx.test";
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    let s = base64::engine::general_purpose::STANDARD.encode(bytes);
+    s.as_bytes()
+        .chunks(76)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
+
+/// A signup mail carrying one form for `office`, whose second row has a
+/// contract unit that does not match its union and branch.
+fn signup_mail(id: &str, office: &str) -> Vec<u8> {
+    let mut bad = row(2, office, "002");
+    set(&mut bad, "契約単位コード", s("2627601"));
+    let form = standard(&[row(1, office, "001"), bad]);
+    format!(
+        "From: <{APPLICANT}>\r\nTo: {SIGNUP}\r\nSubject: =?UTF-8?B?5Yip55So55Sz6L68?=\r\n\
+Message-ID: <{id}>\r\nDate: Fri, 27 Nov 2026 10:00:00 +0900\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n--XX\r\n\
+Content-Type: text/plain; charset=UTF-8\r\n\r\n申込書を送付します。\r\n--XX\r\n\
+Content-Type: application/vnd.openxmlformats-officedocument.spreadsheetml.sheet; name=\"form.xlsx\"\r\n\
+Content-Disposition: attachment; filename=\"form.xlsx\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+{}\r\n--XX--\r\n",
+        b64(&form)
+    )
+    .into_bytes()
+}
+
+fn set_mail_config(ca: &TestCa, section: &str) {
+    let config = ca.path("kxca.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    if let Some(i) = text.find("\n[mail]") {
+        text.truncate(i);
+    }
+    text.push_str(section);
+    std::fs::write(&config, text).unwrap();
+}
+
+fn applications(ca: &TestCa) -> Vec<serde_json::Value> {
+    let out = ca.kxca(&["applications", "list", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
+}
+
+#[test]
+fn serve_fetches_and_replies_on_its_schedule() {
+    let Some(stack) = support_mailstack::private("schedule", 26400) else {
+        return;
+    };
+    let ca = TestCa::new();
+    set_mail_config(&ca, &stack.config(&ca.home, "implicit"));
+    stack.send(
+        APPLICANT,
+        SIGNUP,
+        &signup_mail("sched1@office.test", "3456789"),
+    );
+    assert_eq!(stack.wait_for(SIGNUP, "INBOX", 1), 1);
+
+    // Passes are logged at info level.
+    let mut server = Server::start_with(&ca, &[("KXCA_LOG", std::path::Path::new("info"))]);
+    assert_eq!(
+        stack.wait_for(APPLICANT, "INBOX", 1),
+        1,
+        "no reply from the schedule; serve log:\n{}",
+        server.log_text()
+    );
+    // A mail that arrives while the server runs is picked up by a later pass.
+    stack.send(
+        APPLICANT,
+        SIGNUP,
+        &signup_mail("sched2@office.test", "4567890"),
+    );
+    assert_eq!(
+        stack.wait_for(APPLICANT, "INBOX", 2),
+        2,
+        "no second reply; serve log:\n{}",
+        server.log_text()
+    );
+
+    let replies = stack.read(APPLICANT, "INBOX");
+    let mut to: Vec<&str> = replies
+        .iter()
+        .map(|m| m["in_reply_to"].as_str().unwrap())
+        .collect();
+    to.sort();
+    assert_eq!(to, ["<sched1@office.test>", "<sched2@office.test>"]);
+    for reply in &replies {
+        let body = reply["body"].as_str().unwrap();
+        assert!(
+            body.contains("2627601"),
+            "the invalid row is not explained: {body}"
+        );
+    }
+    assert_eq!(applications(&ca).len(), 2);
+    assert_eq!(stack.count(SIGNUP, "INBOX"), 0);
+    assert_eq!(stack.count(SIGNUP, "kxca-processed"), 2);
+
+    // The OCSP side shares the process and still answers.
+    let (code, _, _) = support_ocsp::get(&server.url("/healthz"), &[], ca.dir.path());
+    assert_eq!(code, 200);
+    assert!(server.stop(), "serve did not stop cleanly");
+    let log = server.log_text();
+    assert!(
+        log.contains("mail pass: fetched: 1 processed, 1 application(s)"),
+        "{log}"
+    );
+    assert!(log.contains("mail schedule stopped"), "{log}");
+
+    // Nothing was left for a pass by hand, and nothing is sent twice.
+    let again = ca.kxca(&["intake", "fetch", "--json"]);
+    let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["fetch"]["processed"], 0, "{again}");
+    assert_eq!(again["send"]["sent"], 0, "{again}");
+    assert_eq!(stack.count(APPLICANT, "INBOX"), 2);
+}
+
+/// An IMAP server that refuses connections: each pass logs the failure
+/// and the server keeps serving; SIGTERM still stops it cleanly.
+#[test]
+fn unreachable_mail_server_does_not_stop_serve() {
+    if !common::require_tool("curl", &["--version"]) {
+        return;
+    }
+    let ca = TestCa::new();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    std::fs::write(ca.path("imap-password"), "unused\n").unwrap();
+    set_mail_config(
+        &ca,
+        &format!(
+            "\n[mail]\ninterval_seconds = 1\n\n[mail.imap]\nhost = \"127.0.0.1\"\nport = {port}\n\
+             tls = \"implicit\"\nuser = \"signup@kx.test\"\npassword_file = {:?}\n",
+            ca.path("imap-password")
+        ),
+    );
+    let mut server = Server::start(&ca);
+    eventually("two failed mail passes in the log", || {
+        server.log_text().matches("mail pass failed").count() >= 2
+    });
+    let (code, _, _) = support_ocsp::get(&server.url("/healthz"), &[], ca.dir.path());
+    assert_eq!(code, 200);
+    assert!(server.stop(), "serve did not stop cleanly");
+    let log = server.log_text();
+    assert!(
+        log.contains(&port.to_string()),
+        "the error does not name the server: {log}"
+    );
+    assert!(!log.contains("unused"), "a secret reached the log");
+    assert!(applications(&ca).is_empty());
+}
