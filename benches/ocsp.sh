@@ -31,6 +31,11 @@ pids=()
 cleanup() {
   # openssl ocsp -multi forks workers: stop them by their parent's PID too.
   for pid in "${pids[@]}"; do pkill -P "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; done
+  sleep 0.5
+  # The -multi parent was seen to outlive SIGTERM: make sure.
+  for pid in "${pids[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then pkill -9 -P "$pid" 2>/dev/null || true; kill -9 "$pid" 2>/dev/null || true; fi
+  done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   rm -rf "$work"
 }
