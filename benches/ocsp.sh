@@ -129,11 +129,11 @@ wait_quiet() {
 # -w lets requests in flight at the deadline finish: without it oha drops
 # those connections half-way, which it counts as errors and which left
 # OpenSSL's responder spinning at 100% CPU on the aborted connection.
-run() { # name port kind conns -> "rps p50 p99 check"
-  local json
+run() { # name port kind conns [GET-path] -> "rps p50 p99 check"
+  local json req=(-m POST -T application/ocsp-request -D "$work/$3.der") url="http://127.0.0.1:$2/"
+  if [[ -n "${5:-}" ]]; then req=(); url="http://127.0.0.1:$2$5"; fi
   json=$(timeout $((secs + 60)) "$oha" --no-tui --output-format json --worker-threads "$oha_threads" \
-    -z "${secs}s" -w -c "$4" -m POST -T application/ocsp-request -D "$work/$3.der" \
-    "http://127.0.0.1:$2/" 2>/dev/null) || { echo "0 - - oha-failed"; return; }
+    -z "${secs}s" -w -c "$4" "${req[@]}" "$url" 2>/dev/null) || { echo "0 - - oha-failed"; return; }
   python3 - "$json" "${size[$1.$3]}" <<'PY'
 import json, sys
 r = json.loads(sys.argv[1]); want = int(sys.argv[2])
@@ -175,6 +175,7 @@ for kind in cached nonce; do
     px=$(awk -v a="$kp99" -v b="$op99" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.1f", b/a; else print "n/a" }')
     printf '%-7s %5s | %9s %8s %8s | %9s %8s %8s | %7s %7s\n' "$kind" "$conns" "$krps" "$kp50" "$kp99" "$orps" "$op50" "$op99" "$rx" "$px"
     checks+=("$kind/$conns kxca $kcheck (load $l1) | openssl $ocheck (load $l2)")
+    [[ "$kind/$conns" == cached/64 ]] && ocached64=$orps
   done
 done
 echo
@@ -182,3 +183,58 @@ echo "'rps x' = kxca/OpenSSL requests per second; 'p99 x' = OpenSSL p99 / kxca p
 printf '%s\n' "${checks[@]}"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "kxca access log: $(wc -l <"$work/kxca.log") lines; dropped: $(curl -s "http://127.0.0.1:$kport/metrics" | awk '/^kxca_access_log_dropped_total/ {print $2}')"
+
+# The machine's ceiling: Debian's nginx (one worker, access log on, as
+# kxca) serving the file `kxca publish` wrote for the same request, GET
+# over keep-alive, beside kxca answering the same GET. No OCSP responder
+# on this machine can beat a static file server by much: if nginx stays
+# far below 20x OpenSSL, that goal is out of reach of any server here.
+if command -v nginx >/dev/null; then
+  "$kxca" publish "$work/pub" >/dev/null
+  b64=$(base64 -w0 "$work/cached.der")
+  [[ -f "$work/pub/ocsp/$b64" ]] || { echo "published file for the request not found" >&2; exit 1; }
+  nport=$(free_port)
+  mkdir -p "$work/nginx/tmp"
+  cat >"$work/nginx/nginx.conf" <<NGINX
+daemon off;
+master_process off;
+worker_processes 1;
+user root;
+error_log $work/nginx/error.log;
+pid $work/nginx/nginx.pid;
+events { worker_connections 1024; }
+http {
+    access_log $work/nginx/access.log;
+    client_body_temp_path $work/nginx/tmp/body;
+    proxy_temp_path $work/nginx/tmp/proxy;
+    fastcgi_temp_path $work/nginx/tmp/fastcgi;
+    uwsgi_temp_path $work/nginx/tmp/uwsgi;
+    scgi_temp_path $work/nginx/tmp/scgi;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$nport;
+        merge_slashes off;
+        location /ocsp/ {
+            root $work/pub;
+            default_type application/ocsp-response;
+            add_header Cache-Control "max-age=3600, public, no-transform, must-revalidate";
+        }
+    }
+}
+NGINX
+  nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" 2>"$work/nginx/stderr" &
+  pids+=($!)
+  for _ in $(seq 50); do curl -sf -o /dev/null "http://127.0.0.1:$nport/ocsp/$b64" && break; sleep 0.1; done
+  size[nginx.cached]=$(curl -s "http://127.0.0.1:$nport/ocsp/$b64" | wc -c)
+  size[kxca.cached]=$(curl -s "http://127.0.0.1:$kport/ocsp/$b64" | wc -c)
+  [[ "${size[nginx.cached]}" -gt 0 ]] || { echo "nginx did not serve the published file:" >&2; cat "$work/nginx/stderr" "$work/nginx/error.log" >&2; exit 1; }
+  echo
+  echo "== ceiling: the same cached answer by GET (RFC 5019 path), 64 connections"
+  read -r nrps np50 np99 ncheck <<<"$(run nginx "$nport" cached 64 "/ocsp/$b64")"
+  read -r grps gp50 gp99 gcheck <<<"$(run kxca "$kport" cached 64 "/ocsp/$b64")"
+  printf '%-32s %9s %8s %8s  %s\n' server rps "p50 ms" "p99 ms" check
+  printf '%-32s %9s %8s %8s  %s\n' "nginx static file (1 worker)" "$nrps" "$np50" "$np99" "$ncheck"
+  printf '%-32s %9s %8s %8s  %s\n' "kxca serve GET" "$grps" "$gp50" "$gp99" "$gcheck"
+  echo "kxca / nginx: $(awk -v a="$grps" -v b="$nrps" 'BEGIN { if (b > 0) printf "%.2f", a/b; else print "n/a" }');" \
+    "nginx / OpenSSL responder (cached, 64): $(awk -v a="$nrps" -v b="$ocached64" 'BEGIN { if (b > 0) printf "%.1f", a/b; else print "n/a" }')x"
+fi
