@@ -379,3 +379,72 @@ fn health_metrics_and_ca_certificates() {
     let (code, _, _) = get(&server.url("/crl/nope.crl"), &[], dir);
     assert_eq!(code, 404);
 }
+
+/// A client that sends half a body and then nothing (or headers and then
+/// nothing) gets malformedRequest or a closed connection after
+/// `[serve] request_timeout_seconds`, not a socket held for ever.
+#[test]
+fn stalled_requests_are_cut_off() {
+    use std::io::{Read, Write};
+    if !tools_present() {
+        return;
+    }
+    let ca = TestCa::new();
+    let config = ca.path("kxca.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("\nrequest_timeout_seconds = 10\n"), "{text}");
+    std::fs::write(
+        &config,
+        text.replace(
+            "\nrequest_timeout_seconds = 10\n",
+            "\nrequest_timeout_seconds = 1\n",
+        ),
+    )
+    .unwrap();
+    let a = ca.issue("1234567", "001", &[]);
+    let server = Server::start(&ca);
+    let connect = || {
+        let s = std::net::TcpStream::connect(&server.addr).unwrap();
+        // Far above the server's 1 s: a server without the limit fails here.
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        s
+    };
+
+    let mut s = connect();
+    s.write_all(
+        b"POST /ocsp HTTP/1.1\r\nHost: kxca\r\nContent-Type: application/ocsp-request\r\n\
+Content-Length: 100\r\n\r\n0123456789",
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.ends_with(MALFORMED) {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("no answer to a stalled body: {e}"),
+        }
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(
+        got.ends_with(MALFORMED),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+
+    let mut s = connect();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: kx").unwrap();
+    match s.read(&mut buf) {
+        Ok(_) => {} // closed (0) or a 408: either way the server let go
+        Err(e) => panic!("a stalled header held the connection: {e}"),
+    }
+
+    // And the server still answers.
+    let (ok, out) = openssl_ocsp(&ca, &server, &["-cert", p(&a.cert)]);
+    assert!(ok && out.contains(": good"), "{out}");
+}

@@ -19,6 +19,10 @@ pub struct ServeConfig {
     /// machine only take turns with the kernel's network work and the
     /// clients, which shows in p99 (docs/PUBLISH.md, Benchmark).
     pub workers: usize,
+    /// Seconds a client has to send a request's headers, and again its
+    /// body: a connection that trickles bytes or stops half-way is closed
+    /// instead of holding a socket forever.
+    pub request_timeout_seconds: u32,
 }
 
 impl ServeConfig {
@@ -38,6 +42,7 @@ impl Default for ServeConfig {
             access_log: true,
             shutdown_grace_seconds: 10,
             workers: 0,
+            request_timeout_seconds: 10,
         }
     }
 }

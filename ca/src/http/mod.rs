@@ -41,6 +41,7 @@ type Reply = Response<Full<Bytes>>;
 
 struct App {
     engine: Engine,
+    body_timeout: Duration,
     metrics: Metrics,
     log: AccessLog,
     /// Live signings in progress, at most two per core.
@@ -55,8 +56,10 @@ pub async fn serve(
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    let request_timeout = Duration::from_secs(u64::from(config.request_timeout_seconds.max(1)));
     let app = Arc::new(App {
         engine,
+        body_timeout: request_timeout,
         metrics: Metrics::default(),
         log: AccessLog::new(config.access_log),
         // Two per core: with one, a core idles while a finished signing
@@ -67,7 +70,7 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         // A client that opens a connection and sends nothing holds a task
         // and a socket: drop it.
-        .header_read_timeout(Duration::from_secs(10))
+        .header_read_timeout(request_timeout)
         // Responses are a few hundred bytes: one buffer, one write.
         .writev(false)
         .max_buf_size(64 * 1024);
@@ -137,9 +140,19 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
             );
         }
         let limit = app.engine.config().max_request_bytes;
-        let body = match Limited::new(req.into_body(), limit).collect().await {
-            Ok(b) => b.to_bytes(),
+        let body = Limited::new(req.into_body(), limit).collect();
+        let body = match tokio::time::timeout(app.body_timeout, body).await {
+            Ok(Ok(b)) => b.to_bytes(),
             Err(_) => {
+                return ocsp_error(
+                    app,
+                    start,
+                    "POST",
+                    ResponseStatus::MalformedRequest,
+                    "body not received in time",
+                )
+            }
+            Ok(Err(_)) => {
                 return ocsp_error(
                     app,
                     start,
