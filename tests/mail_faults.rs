@@ -24,16 +24,6 @@ const PROCESSED: &str = "kxca-processed";
 /// first one being processed.
 const MAILS: usize = 30;
 
-fn b64(bytes: &[u8]) -> String {
-    use base64::Engine;
-    let s = base64::engine::general_purpose::STANDARD.encode(bytes);
-    s.as_bytes()
-        .chunks(76)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect::<Vec<_>>()
-        .join("\r\n")
-}
-
 /// A signup mail with one form for its own office.
 fn signup(id: &str, office: &str) -> Vec<u8> {
     let form = standard(&[row(1, office, "001")]);
@@ -45,9 +35,9 @@ Content-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: base64\r\n
 Content-Type: application/vnd.openxmlformats-officedocument.spreadsheetml.sheet; name=\"form.xlsx\"\r\n\
 Content-Disposition: attachment; filename=\"form.xlsx\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
 {}\r\n--XX--\r\n",
-        b64("利用申込".as_bytes()),
-        b64("申込書を送付します。\r\n".as_bytes()),
-        b64(&form)
+        common::mime_base64("利用申込".as_bytes()),
+        common::mime_base64("申込書を送付します。\r\n".as_bytes()),
+        common::mime_base64(&form)
     )
     .into_bytes()
 }
@@ -57,8 +47,8 @@ fn no_form(id: &str) -> Vec<u8> {
         "From: {APPLICANT}\r\nTo: {SIGNUP}\r\nSubject: =?UTF-8?B?{}?=\r\nMessage-ID: <{id}>\r\n\
 Date: Fri, 27 Nov 2026 10:00:00 +0900\r\nMIME-Version: 1.0\r\n\
 Content-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n",
-        b64("質問".as_bytes()),
-        b64("申込書はどこから入手できますか。\r\n".as_bytes()),
+        common::mime_base64("質問".as_bytes()),
+        common::mime_base64("申込書はどこから入手できますか。\r\n".as_bytes()),
     )
     .into_bytes()
 }

@@ -24,16 +24,6 @@ fn not_a_form() -> Vec<u8> {
     wb.save_to_buffer().unwrap()
 }
 
-fn b64(bytes: &[u8]) -> String {
-    use base64::Engine;
-    let s = base64::engine::general_purpose::STANDARD.encode(bytes);
-    s.as_bytes()
-        .chunks(76)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect::<Vec<_>>()
-        .join("\r\n")
-}
-
 /// ISO-2022-JP subject and body; the form's name in RFC 2231 continuations
 /// split inside a character, as Thunderbird writes them.
 fn signup_mail(message_id: &str, form: &[u8]) -> Vec<u8> {
@@ -63,8 +53,8 @@ Content-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n\
 Content-Disposition: attachment;\r\n filename*0*=UTF-8''{a};\r\n filename*1*={b}\r\n\
 Content-Transfer-Encoding: base64\r\n\r\n{}\r\n\
 --XX\r\nContent-Type: image/jpeg; name=\"photo.jpg\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--XX--\r\n",
-            b64(form),
-            b64(b"\xFF\xD8\xFF\xE0 not a form")
+            common::mime_base64(form),
+            common::mime_base64(b"\xFF\xD8\xFF\xE0 not a form")
         )
         .as_bytes(),
     );

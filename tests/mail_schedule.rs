@@ -15,16 +15,6 @@ use support_ocsp::{eventually, Server};
 const APPLICANT: &str = "applicant@office.test";
 const SIGNUP: &str = "signup@kx.test";
 
-fn b64(bytes: &[u8]) -> String {
-    use base64::Engine;
-    let s = base64::engine::general_purpose::STANDARD.encode(bytes);
-    s.as_bytes()
-        .chunks(76)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect::<Vec<_>>()
-        .join("\r\n")
-}
-
 /// A signup mail carrying one form for `office`, whose second row has a
 /// contract unit that does not match its union and branch.
 fn signup_mail(id: &str, office: &str) -> Vec<u8> {
@@ -39,7 +29,7 @@ Content-Type: text/plain; charset=UTF-8\r\n\r\n申込書を送付します。\r\
 Content-Type: application/vnd.openxmlformats-officedocument.spreadsheetml.sheet; name=\"form.xlsx\"\r\n\
 Content-Disposition: attachment; filename=\"form.xlsx\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
 {}\r\n--XX--\r\n",
-        b64(&form)
+        common::mime_base64(&form)
     )
     .into_bytes()
 }

@@ -20,16 +20,6 @@ fn form(office: &str) -> Vec<u8> {
     standard(&[row(1, office, "001"), bad])
 }
 
-fn b64(bytes: &[u8]) -> String {
-    use base64::Engine;
-    let s = base64::engine::general_purpose::STANDARD.encode(bytes);
-    s.as_bytes()
-        .chunks(76)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect::<Vec<_>>()
-        .join("\r\n")
-}
-
 fn head(id: &str, content_type: &str) -> String {
     format!(
         "From: =?ISO-2022-JP?B?GyRCOzY2SDBcGyhC?= <{APPLICANT}>\r\nTo: {SIGNUP}\r\n\
@@ -55,7 +45,7 @@ fn rfc2231_part(form: &[u8]) -> String {
         "Content-Type: application/vnd.openxmlformats-officedocument.spreadsheetml.sheet\r\n\
 Content-Disposition: attachment;\r\n filename*0*=UTF-8''{a};\r\n filename*1*={b}\r\n\
 Content-Transfer-Encoding: base64\r\n\r\n{}\r\n",
-        b64(form)
+        common::mime_base64(form)
     )
 }
 
@@ -73,7 +63,7 @@ fn rfc2047_part(form: &[u8]) -> String {
         "Content-Type: application/vnd.ms-excel; name=\"{name}\"\r\n\
 Content-Disposition: attachment; filename=\"{name}\"\r\n\
 Content-Transfer-Encoding: base64\r\n\r\n{}\r\n",
-        b64(form)
+        common::mime_base64(form)
     )
 }
 
@@ -90,7 +80,7 @@ fn multipart(id: &str, parts: &[String]) -> Vec<u8> {
 fn photo() -> String {
     format!(
         "Content-Type: image/jpeg; name=\"photo.jpg\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n",
-        b64(b"\xFF\xD8\xFF\xE0 not a form")
+        common::mime_base64(b"\xFF\xD8\xFF\xE0 not a form")
     )
 }
 

@@ -185,3 +185,14 @@ pub fn run(program: &str, args: &[&str]) -> (bool, String) {
 pub fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
+
+/// Base64 as a MIME body carries it: lines of 76 characters, CRLF between.
+pub fn mime_base64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    let s = base64::engine::general_purpose::STANDARD.encode(bytes);
+    s.as_bytes()
+        .chunks(76)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
