@@ -82,7 +82,7 @@ pub enum Command {
     },
     #[command(flatten)]
     Mail(crate::mail_cli::MailCommand),
-    /// Application forms: check a form (more to come: fetch).
+    /// Application forms: check a file, or fetch the signup mailbox.
     Intake {
         #[command(subcommand)]
         command: crate::intake::IntakeCommand,
@@ -92,7 +92,8 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::intake::OfficesCommand,
     },
-    /// Run the revocation service: OCSP, CRLs, CA certificates, /healthz, /metrics.
+    /// Run the revocation service (OCSP, CRLs, CA certificates, /healthz,
+    /// /metrics) and, with [mail], the mail intake on its schedule.
     Serve(crate::serve::ServeArgs),
     /// Export pre-signed OCSP responses, CRLs and CA certificates for nginx or a CDN.
     Publish(crate::publish::PublishArgs),
