@@ -25,7 +25,7 @@ pub struct Cli {
     /// Who is acting, for the audit trail (default: the login name).
     #[arg(long, env = "KXCA_ACTOR", global = true)]
     pub actor: Option<String>,
-    /// More log output on stderr (-v info, -vv debug).
+    /// More log output on stderr (-v info, -vv debug; `serve` logs at info).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
     #[command(subcommand)]

@@ -71,6 +71,17 @@ pub struct Pass {
 }
 
 impl Pass {
+    /// Nothing fetched and nothing sent or due: not worth a log line at
+    /// info every interval.
+    pub fn is_idle(&self) -> bool {
+        self.fetch.processed == 0
+            && self.fetch.already_processed == 0
+            && self
+                .send
+                .as_ref()
+                .is_none_or(|s| s.sent == 0 && s.retrying == 0 && s.failed == 0)
+    }
+
     /// One line for a human or a log.
     pub fn describe(&self) -> String {
         let f = &self.fetch;

@@ -53,6 +53,10 @@ pub fn start(
             while !*stop.borrow() {
                 let started = Instant::now();
                 match crate::mail_cli::fetch_pass(home.clone(), policy.clone(), false, &actor) {
+                    Ok(pass) if pass.is_idle() => tracing::debug!(
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "mail pass: nothing to do"
+                    ),
                     Ok(pass) => tracing::info!(
                         elapsed_ms = started.elapsed().as_millis() as u64,
                         "mail pass: {}",

@@ -19,7 +19,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    output::init_logging(args.verbose);
+    // A daemon's log is its record of what it did (requests, mail passes,
+    // renewed responder certificates): `kxca serve` starts at info.
+    let daemon = matches!(args.command, cli::Command::Serve(_));
+    output::init_logging(args.verbose.max(u8::from(daemon)));
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {
