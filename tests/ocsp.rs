@@ -378,6 +378,14 @@ fn health_metrics_and_ca_certificates() {
     assert_eq!(body, std::fs::read(ca.path("ca/issuing-1.cer")).unwrap());
     let (code, _, _) = get(&server.url("/crl/nope.crl"), &[], dir);
     assert_eq!(code, 404);
+
+    // The last request before SIGTERM is in the log too. (Shutdown also
+    // flushes the log writer; that this test does not depend on it: the
+    // exit takes longer than one 10 ms drain.)
+    let mut server = server;
+    assert!(server.stop(), "{}", server.log_text());
+    let log = server.log_text();
+    assert!(log.contains("path=\"/crl/nope.crl\" http=404"), "{log}");
 }
 
 /// A client that sends half a body and then nothing (or headers and then

@@ -88,6 +88,8 @@ impl fmt::Display for OcspLine {
 enum Line {
     Ocsp(OcspLine),
     Text(String),
+    /// Write out everything queued before it, then answer.
+    Flush(std::sync::mpsc::Sender<()>),
 }
 
 #[derive(Clone)]
@@ -114,6 +116,11 @@ impl AccessLog {
                     let _ = match line {
                         Line::Ocsp(l) => write!(out, "{l}"),
                         Line::Text(s) => out.write_all(s.as_bytes()),
+                        Line::Flush(done) => {
+                            let _ = out.flush();
+                            let _ = done.send(());
+                            Ok(())
+                        }
                     };
                 };
                 // Drained on a clock rather than woken per line: a blocking
@@ -156,6 +163,18 @@ impl AccessLog {
     /// Logs a line built by `line` (only called when logging is on).
     pub fn log(&self, line: impl FnOnce() -> String) {
         self.send(|| Line::Text(line()));
+    }
+
+    /// Waits (at most `limit`) until every line queued so far is on
+    /// stderr: at shutdown, so the last requests are not lost with the
+    /// process.
+    pub fn flush(&self, limit: std::time::Duration) {
+        if let Some(tx) = &self.tx {
+            let (done, wait) = std::sync::mpsc::channel();
+            if tx.send(Line::Flush(done)).is_ok() {
+                let _ = wait.recv_timeout(limit);
+            }
+        }
     }
 
     fn send(&self, line: impl FnOnce() -> Line) {

@@ -105,6 +105,9 @@ pub async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+    // The writer drains on a clock: the last requests' lines must not die
+    // with the process.
+    let _ = tokio::task::spawn_blocking(move || app.log.flush(Duration::from_secs(2))).await;
     Ok(())
 }
 
