@@ -380,8 +380,8 @@ fn health_metrics_and_ca_certificates() {
     assert_eq!(code, 404);
 
     // The last request before SIGTERM is in the log too. (Shutdown also
-    // flushes the log writer; that this test does not depend on it: the
-    // exit takes longer than one 10 ms drain.)
+    // flushes the log writer, but this test cannot tell: the exit takes
+    // longer than one 10 ms drain.)
     let mut server = server;
     assert!(server.stop(), "{}", server.log_text());
     let log = server.log_text();
