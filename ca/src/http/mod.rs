@@ -2,7 +2,7 @@
 //! CRLs and CA certificates at the URLs the profiles name, `/healthz` and
 //! `/metrics`, on one listener.
 //!
-//! Routing is one match on the raw path rather than an axum `Router`: the
+//! Routing is one match on the raw path rather than a framework's router: the
 //! GET form of OCSP carries base64 (with `/`) in the path, which must be
 //! read undecoded, and the hot path stays a handful of comparisons. For the
 //! same reason connections are served by hyper's HTTP/1 connection directly
@@ -20,8 +20,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};

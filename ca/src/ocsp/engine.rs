@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use axum::body::Bytes;
+use bytes::Bytes;
 use kxca_hsm::{KeyAlgorithm, KeyRef, Signer};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
@@ -33,7 +33,7 @@ pub struct Cached {
     pub status: Status,
     /// ETag, Last-Modified and Expires, ready to send: built once at signing,
     /// not per request.
-    pub headers: [axum::http::HeaderValue; 3],
+    pub headers: [http::HeaderValue; 3],
 }
 
 impl Cached {
@@ -43,9 +43,8 @@ impl Cached {
         let last_modified = http_date(this_update);
         let expires = http_date(next_update);
         // Hex, digits and ASCII dates are always valid header values.
-        let h = |v: &str| {
-            axum::http::HeaderValue::from_str(v).unwrap_or(axum::http::HeaderValue::from_static(""))
-        };
+        let h =
+            |v: &str| http::HeaderValue::from_str(v).unwrap_or(http::HeaderValue::from_static(""));
         Cached {
             headers: [h(&etag), h(&last_modified), h(&expires)],
             etag,
