@@ -68,3 +68,17 @@ impl FromStr for KeyAlgorithm {
         }
     }
 }
+
+/// The DER DigestInfo of a SHA-256 digest (RFC 8017 section 9.2, note 1):
+/// what PKCS#1 v1.5 signs. Tokens and cards that take a raw RSA block or
+/// CKM_RSA_PKCS need it built by the caller.
+pub(crate) fn sha256_digest_info(digest: &[u8]) -> Vec<u8> {
+    const PREFIX: [u8; 19] = [
+        0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01,
+        0x05, 0x00, 0x04, 0x20,
+    ];
+    let mut info = Vec::with_capacity(PREFIX.len() + digest.len());
+    info.extend_from_slice(&PREFIX);
+    info.extend_from_slice(digest);
+    info
+}

@@ -10,12 +10,6 @@ use crate::{KeyAlgorithm, SecretString};
 
 use super::keys::FoundKey;
 
-/// DER DigestInfo header for SHA-256 (RFC 8017 section 9.2, note 1).
-const SHA256_DIGEST_INFO: &[u8] = &[
-    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
-    0x00, 0x04, 0x20,
-];
-
 /// A raw signature from the token, or why it cannot be turned into one.
 pub(crate) enum Outcome {
     Signed(Vec<u8>),
@@ -49,8 +43,7 @@ pub(crate) fn sign(
         match algorithm {
             KeyAlgorithm::EcdsaP256 => session.sign(&Mechanism::Ecdsa, key.handle, &digest)?,
             KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 => {
-                let mut info = SHA256_DIGEST_INFO.to_vec();
-                info.extend_from_slice(&digest);
+                let info = crate::algorithm::sha256_digest_info(&digest);
                 session.sign(&Mechanism::RsaPkcs, key.handle, &info)?
             }
         }

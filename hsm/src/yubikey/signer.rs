@@ -11,13 +11,6 @@ use yubikey::{Certificate, YubiKey};
 use super::{device, keys};
 use crate::{Error, Health, KeyAlgorithm, KeyRef, SecretString, Signer, YubiKeyOptions};
 
-/// DigestInfo prefix for SHA-256 (RFC 8017 §9.2 note 1): the device does raw
-/// RSA, so PKCS#1 v1.5 padding is built here.
-const SHA256_DIGEST_INFO: [u8; 19] = [
-    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
-    0x00, 0x04, 0x20,
-];
-
 pub(crate) struct YubiKeySigner {
     key_ref: KeyRef,
     device: String,
@@ -82,20 +75,19 @@ impl YubiKeySigner {
 }
 
 /// The block the device signs: the bare digest for ECDSA, the PKCS#1 v1.5
-/// padded DigestInfo for RSA.
+/// padded DigestInfo for RSA (the device does raw RSA).
 fn signing_input(algorithm: KeyAlgorithm, digest: &[u8]) -> Vec<u8> {
     let len = match algorithm {
         KeyAlgorithm::EcdsaP256 => return digest.to_vec(),
         KeyAlgorithm::Rsa2048 => 256,
         KeyAlgorithm::Rsa3072 => 384,
     };
-    let t_len = SHA256_DIGEST_INFO.len() + digest.len();
+    let info = crate::algorithm::sha256_digest_info(digest);
     let mut block = Vec::with_capacity(len);
     block.extend_from_slice(&[0x00, 0x01]);
-    block.resize(len - t_len - 1, 0xff);
+    block.resize(len - info.len() - 1, 0xff);
     block.push(0x00);
-    block.extend_from_slice(&SHA256_DIGEST_INFO);
-    block.extend_from_slice(digest);
+    block.extend_from_slice(&info);
     block
 }
 
