@@ -6,11 +6,13 @@
 //! `KXCA_TEST_RUN_DIR=<dir with piv.env> cargo bench -p kxca-hsm --bench yubikey`
 //! (KXCA_BENCH_SECS changes the 2 s measured per case). Resets the card.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kxca_hsm::{KeyAlgorithm, KeyRef, SecretSource, Signer};
+
+#[path = "../tests/support/piv_card.rs"]
+mod piv_card;
 
 fn rate(signer: &Arc<dyn Signer>, threads: usize, secs: f64) -> f64 {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
@@ -40,25 +42,13 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(2.0);
-    let Some(env) = std::env::var_os("KXCA_TEST_RUN_DIR")
-        .map(|d| PathBuf::from(d).join("piv.env"))
-        .filter(|p| p.exists())
-    else {
+    let Some(card) = piv_card::locked_card() else {
         eprintln!(
             "SKIPPED: no virtual PIV card (start tests/services/piv.sh with KXCA_TEST_RUN_DIR set)"
         );
         return;
     };
-    let serial: u32 = std::fs::read_to_string(&env)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("PIV_SERIAL=").map(str::to_string))
-        .expect("PIV_SERIAL")
-        .parse()
-        .unwrap();
-    let lock = std::fs::File::create(env.with_file_name("piv.lock")).unwrap();
-    lock.lock().unwrap();
-    reset(serial);
+    let serial = card.serial;
 
     let dir = tempfile::tempdir().unwrap();
     let pin_file = dir.path().join("pin");
@@ -107,22 +97,4 @@ fn main() {
             y.map_or("-".to_string(), |y| format!("{:.5}", y / s)),
         );
     }
-}
-
-/// PIV reset: block the PIN and the PUK, then RESET.
-fn reset(serial: u32) {
-    let mut yk = yubikey::YubiKey::open_by_serial(yubikey::Serial(serial)).unwrap();
-    for _ in 0..16 {
-        match yk.verify_pin(b"00000000") {
-            Err(yubikey::Error::WrongPin { tries }) if tries > 0 => continue,
-            _ => break,
-        }
-    }
-    for _ in 0..16 {
-        match yk.change_puk(b"00000000", b"00000000") {
-            Err(yubikey::Error::WrongPin { tries }) if tries > 0 => continue,
-            _ => break,
-        }
-    }
-    yk.reset_device().expect("PIV reset of the virtual card");
 }

@@ -3,7 +3,6 @@
 //! Signatures are checked by openssl. Every test takes the card lock and
 //! resets the card to factory state first, since they share one card.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -13,22 +12,20 @@ use kxca_hsm::{BackendOptions, Error, KeyAlgorithm, KeyRef, SecretSource, Secret
 const FACTORY_PIN: &str = "123456";
 const FACTORY_PUK: &str = "12345678";
 
+#[path = "support/piv_card.rs"]
+mod piv_card;
+
 struct Card {
     serial: u32,
-    _lock: File,
+    _card: piv_card::LockedCard,
     dir: tempfile::TempDir,
 }
 
 /// The virtual card, locked for this test and reset; `None` (with a loud
 /// message) when the service is not running under bare `cargo test`.
 fn card() -> Option<Card> {
-    let required = std::env::var("KXCA_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
-    let env = std::env::var_os("KXCA_TEST_RUN_DIR")
-        .map(PathBuf::from)
-        .map(|d| d.join("piv.env"))
-        .filter(|p| p.exists());
-    let Some(env) = env else {
-        if required {
+    let Some(locked) = piv_card::locked_card() else {
+        if std::env::var("KXCA_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
             panic!("the virtual PIV card is required (KXCA_TEST_REQUIRE_SERVICES=1) but tests/services/piv.sh is not running");
         }
         eprintln!("\n=============================================================");
@@ -36,40 +33,11 @@ fn card() -> Option<Card> {
         eprintln!("=============================================================\n");
         return None;
     };
-    let text = std::fs::read_to_string(&env).unwrap();
-    let serial = text
-        .lines()
-        .find_map(|l| l.strip_prefix("PIV_SERIAL="))
-        .expect("PIV_SERIAL in piv.env")
-        .parse()
-        .unwrap();
-    let lock = File::create(env.with_file_name("piv.lock")).unwrap();
-    lock.lock().unwrap();
-    reset(serial);
     Some(Card {
-        serial,
-        _lock: lock,
+        serial: locked.serial,
+        _card: locked,
         dir: tempfile::tempdir().unwrap(),
     })
-}
-
-/// PIV reset: block the PIN and the PUK, then RESET (YubiKey INS FB).
-fn reset(serial: u32) {
-    let mut yk = yubikey::YubiKey::open_by_serial(yubikey::Serial(serial)).unwrap();
-    for _ in 0..16 {
-        match yk.verify_pin(b"00000000") {
-            Err(yubikey::Error::WrongPin { tries }) if tries > 0 => continue,
-            _ => break,
-        }
-    }
-    // Not YubiKey::block_puk: it loops forever on an unexpected status word.
-    for _ in 0..16 {
-        match yk.change_puk(b"00000000", b"00000000") {
-            Err(yubikey::Error::WrongPin { tries }) if tries > 0 => continue,
-            _ => break,
-        }
-    }
-    yk.reset_device().expect("PIV reset of the virtual card");
 }
 
 impl Card {
