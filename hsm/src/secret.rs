@@ -51,3 +51,14 @@ impl SecretSource {
         }
     }
 }
+
+/// Whether `secret` is `value`, in time that does not depend on where they
+/// differ (a PIN checked against the factory default, say).
+pub(crate) fn secret_is(secret: &SecretString, value: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    secret
+        .expose_secret()
+        .as_bytes()
+        .ct_eq(value.as_bytes())
+        .into()
+}

@@ -98,7 +98,7 @@ pub(crate) fn refuse_factory_defaults(
         device: device.to_string(),
         what: what.to_string(),
     };
-    if pin.expose_secret() == FACTORY_PIN {
+    if crate::secret::secret_is(pin, FACTORY_PIN) {
         return Err(factory("PIN"));
     }
     // The management key has no retry counter: trying the default costs nothing.

@@ -157,7 +157,7 @@ fn check_new(device: &str, what: &str, new: &SecretString, factory: &str) -> Res
     if !(6..=8).contains(&n) {
         return Err(bad(format!("the new {what} must be 6 to 8 characters")));
     }
-    if new.expose_secret() == factory {
+    if crate::secret::secret_is(new, factory) {
         return Err(bad(format!("the new {what} is the factory default")));
     }
     Ok(())
