@@ -41,17 +41,6 @@ fn assert_der(bytes: &[u8], depth: usize) {
     }
 }
 
-fn pkilint_clean(program: &str, args: &[&str]) {
-    let (_, text) = run(program, args);
-    let v: serde_json::Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{program}: {e}: {text}"));
-    let results = v["results"].as_array().unwrap();
-    assert!(
-        results.is_empty(),
-        "{program} {args:?} found errors: {text}"
-    );
-}
-
 fn check_pkcs12(ca: &TestCa, i: &Issued, legacy: bool) {
     let pass = i.password.as_deref().unwrap();
     let passin = format!("pass:{pass}");
@@ -268,33 +257,12 @@ fn issue_revoke_and_crl_pass_independent_checks() {
     assert!(text2.trim().ends_with("0x02"), "{text2}");
 
     // pkilint: no error-level finding on certificates (leaf and CAs) and the CRL.
-    if require_tool("lint_pkix_cert", &["--help"]) {
-        for cert in all
-            .iter()
-            .map(|i| i.cert.clone())
-            .chain([ca.path("ca/root.pem"), ca.path("ca/issuing-1.pem")])
-        {
-            pkilint_clean(
-                "lint_pkix_cert",
-                &["lint", "-s", "ERROR", "-f", "JSON", p(&cert)],
-            );
-        }
-        pkilint_clean(
-            "lint_crl",
-            &[
-                "lint",
-                "-t",
-                "CRL",
-                "-p",
-                "PKIX",
-                "-s",
-                "ERROR",
-                "-f",
-                "JSON",
-                p(&crl),
-            ],
-        );
-    }
+    let certs: Vec<std::path::PathBuf> = all
+        .iter()
+        .map(|i| i.cert.clone())
+        .chain([ca.path("ca/root.pem"), ca.path("ca/issuing-1.pem")])
+        .collect();
+    common::pkilint_certificates_and_crl(&certs, &crl);
 
     // list and show.
     let out = ca.kxca(&["list", "--json"]);

@@ -10,7 +10,7 @@ mod support_ocsp;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{assert_ok, p, require_tool, run, TestCa};
+use common::{assert_ok, p, require_tool, run, Issued, TestCa};
 use softhsm::{SoftHsm, USER_PIN};
 
 struct TokenCa {
@@ -39,34 +39,8 @@ impl TokenCa {
 
     /// Issues a certificate; returns (serial, certificate PEM path).
     fn issue(&self, office: &str) -> (String, PathBuf) {
-        let out = self.kxca(&[
-            "issue",
-            "--json",
-            "--centre",
-            "JC",
-            "--union-code",
-            "26276",
-            "--branch-code",
-            "00",
-            "--contract-unit",
-            "2627600",
-            "--office-code",
-            office,
-            "--contact-code",
-            "001",
-            "--office-name",
-            "設計事務所テスト",
-            "--contact-name",
-            "山田 太郎",
-            "--email",
-            "taro@example.co.jp",
-        ]);
-        assert_ok(&out, "issue");
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        (
-            v["serial"].as_str().unwrap().to_string(),
-            PathBuf::from(v["certificate"].as_str().unwrap()),
-        )
+        let issued = Issued::from_output(&self.kxca(&common::issue_args(office, "001")));
+        (issued.serial, issued.cert)
     }
 }
 
@@ -83,16 +57,6 @@ fn openssl_verify(ca: &TestCa, cert: &Path, extra: &[&str]) -> (bool, String) {
     let inter = ca.path("ca/issuing-1.pem");
     args.extend_from_slice(&["-CAfile", p(&root), "-untrusted", p(&inter), p(cert)]);
     run("openssl", &args)
-}
-
-fn pkilint_clean(program: &str, args: &[&str]) {
-    let (_, text) = run(program, args);
-    let v: serde_json::Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{program}: {e}: {text}"));
-    assert!(
-        v["results"].as_array().unwrap().is_empty(),
-        "{program} {args:?} found errors: {text}"
-    );
 }
 
 /// SHA-256 of the certificate's SubjectPublicKeyInfo, computed by openssl.
@@ -215,33 +179,14 @@ fn ca_on_token(algorithm: &str, key_algorithm: &str) {
     let (ok, text) = openssl_verify(&t.ca, &revoked, &crl_check);
     assert!(!ok && text.contains("certificate revoked"), "{text}");
 
-    if require_tool("lint_pkix_cert", &["--help"]) {
-        for cert in [
+    common::pkilint_certificates_and_crl(
+        &[
             good.clone(),
             t.ca.path("ca/root.pem"),
             t.ca.path("ca/issuing-1.pem"),
-        ] {
-            pkilint_clean(
-                "lint_pkix_cert",
-                &["lint", "-s", "ERROR", "-f", "JSON", p(&cert)],
-            );
-        }
-        pkilint_clean(
-            "lint_crl",
-            &[
-                "lint",
-                "-t",
-                "CRL",
-                "-p",
-                "PKIX",
-                "-s",
-                "ERROR",
-                "-f",
-                "JSON",
-                p(&crl),
-            ],
-        );
-    }
+        ],
+        &crl,
+    );
 
     // `kxca key list` (PIN and module from the home's config) shows both
     // keys, sign-only and non-extractable, with the certificates' fingerprints.

@@ -77,39 +77,9 @@ impl TestCa {
 
     /// Issues a certificate; returns (serial, p12 path, cert pem path, password).
     pub fn issue(&self, office: &str, contact: &str, extra: &[&str]) -> Issued {
-        let mut args = vec![
-            "issue",
-            "--json",
-            "--centre",
-            "JC",
-            "--union-code",
-            "26276",
-            "--branch-code",
-            "00",
-            "--contract-unit",
-            "2627600",
-            "--office-code",
-            office,
-            "--contact-code",
-            contact,
-            "--office-name",
-            "設計事務所テスト",
-            "--contact-name",
-            "山田 太郎",
-            "--email",
-            "taro@example.co.jp",
-        ];
+        let mut args = issue_args(office, contact);
         args.extend_from_slice(extra);
-        let out = self.kxca(&args);
-        assert_ok(&out, "issue");
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        Issued {
-            serial: v["serial"].as_str().unwrap().to_string(),
-            certificate_id: v["certificate_id"].as_str().unwrap().to_string(),
-            p12: PathBuf::from(v["pkcs12"].as_str().unwrap()),
-            cert: PathBuf::from(v["certificate"].as_str().unwrap()),
-            password: v["password"].as_str().map(str::to_string),
-        }
+        Issued::from_output(&self.kxca(&args))
     }
 
     /// A logical snapshot of every table, to prove a failed command changed nothing.
@@ -195,4 +165,84 @@ pub fn mime_base64(bytes: &[u8]) -> String {
         .map(|c| std::str::from_utf8(c).unwrap())
         .collect::<Vec<_>>()
         .join("\r\n")
+}
+
+/// `kxca issue --json` for one contact of an office of the head-office branch.
+pub fn issue_args<'a>(office: &'a str, contact: &'a str) -> Vec<&'a str> {
+    vec![
+        "issue",
+        "--json",
+        "--centre",
+        "JC",
+        "--union-code",
+        "26276",
+        "--branch-code",
+        "00",
+        "--contract-unit",
+        "2627600",
+        "--office-code",
+        office,
+        "--contact-code",
+        contact,
+        "--office-name",
+        "設計事務所テスト",
+        "--contact-name",
+        "山田 太郎",
+        "--email",
+        "taro@example.co.jp",
+    ]
+}
+
+impl Issued {
+    /// What `kxca issue --json` printed.
+    pub fn from_output(out: &Output) -> Issued {
+        assert_ok(out, "issue");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        Issued {
+            serial: v["serial"].as_str().unwrap().to_string(),
+            certificate_id: v["certificate_id"].as_str().unwrap().to_string(),
+            p12: PathBuf::from(v["pkcs12"].as_str().unwrap()),
+            cert: PathBuf::from(v["certificate"].as_str().unwrap()),
+            password: v["password"].as_str().map(str::to_string),
+        }
+    }
+}
+
+/// pkilint finds no error-level problem in these certificates and this CRL
+/// (skipped loudly, or failed under tests/run, without pkilint).
+pub fn pkilint_certificates_and_crl(certs: &[PathBuf], crl: &Path) {
+    if !require_tool("lint_pkix_cert", &["--help"]) {
+        return;
+    }
+    for cert in certs {
+        pkilint_clean(
+            "lint_pkix_cert",
+            &["lint", "-s", "ERROR", "-f", "JSON", p(cert)],
+        );
+    }
+    pkilint_clean(
+        "lint_crl",
+        &[
+            "lint",
+            "-t",
+            "CRL",
+            "-p",
+            "PKIX",
+            "-s",
+            "ERROR",
+            "-f",
+            "JSON",
+            p(crl),
+        ],
+    );
+}
+
+fn pkilint_clean(program: &str, args: &[&str]) {
+    let (_, text) = run(program, args);
+    let v: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{program}: {e}: {text}"));
+    assert!(
+        v["results"].as_array().unwrap().is_empty(),
+        "{program} {args:?} found errors: {text}"
+    );
 }
