@@ -372,9 +372,18 @@ fn status(c: &kxca_ca::CertificateRecord) -> String {
 
 pub fn init_options(args: &InitArgs) -> Result<InitOptions> {
     let key_secret = match &args.key_secret_file {
-        Some(p) => SecretSource::File(p.clone()),
+        Some(p) => SecretSource::File(p.clone()).absolute()?,
         None => SecretSource::Env(args.key_secret_env.clone()),
     };
+    // A newcomer's likely first mistake: say how to give the passphrase.
+    if let Err(e) = key_secret.check() {
+        bail!(
+            "kxca init needs the CA key passphrase ({e}): set the environment variable {} \
+             (or name another with --key-secret-env VAR) or give a file with --key-secret-file FILE; \
+             for a first look without any setup, run `kxca demo`",
+            args.key_secret_env
+        );
+    }
     Ok(InitOptions {
         union_name: args.union_name.clone(),
         union_code: args.union_code.clone(),

@@ -48,21 +48,42 @@ pub enum OfficesCommand {
     },
 }
 
-/// The intake policy in force: an explicit file, the home's, or the shipped one.
+/// The intake policy in force: an explicit file, the home's, or the shipped
+/// one; checked against the profiles issuance will use (the home's, else
+/// the shipped one), so that a row it accepts is issuable.
 pub fn policy(home: &Option<PathBuf>, explicit: &Option<PathBuf>) -> Result<IntakePolicy> {
-    if let Some(p) = explicit {
-        return Ok(IntakePolicy::load(p)?);
-    }
-    if let Some(h) = home {
-        let path = Home::new(h).policies().join("intake.toml");
-        if path.exists() {
-            return Ok(IntakePolicy::load(&path)?);
-        }
-        if Home::new(h).config().exists() {
+    let home_policies = home
+        .as_ref()
+        .map(|h| Home::new(h).policies())
+        .filter(|p| p.join("profiles").is_dir());
+    let policy = if let Some(p) = explicit {
+        IntakePolicy::load(p)?
+    } else if let Some(path) = home
+        .as_ref()
+        .map(|h| Home::new(h).policies().join("intake.toml"))
+        .filter(|p| p.exists())
+    {
+        IntakePolicy::load(&path)?
+    } else {
+        if let Some(h) = home.as_ref().filter(|h| Home::new(h).config().exists()) {
+            let path = Home::new(h).policies().join("intake.toml");
             tracing::warn!(path = %path.display(), "no intake policy in the home; using the shipped one");
         }
+        IntakePolicy::shipped()
+    };
+    match home_policies {
+        Some(dir) => {
+            let profiles = kxca_ca::Profiles::load(&dir)?;
+            let list: Vec<&kxca_ca::Profile> =
+                profiles.names().filter_map(|n| profiles.get(n).ok()).collect();
+            policy.agree_with(&list)?;
+        }
+        None => {
+            let shipped = crate::policies::shipped_profiles()?;
+            policy.agree_with(&shipped.iter().collect::<Vec<_>>())?;
+        }
     }
-    Ok(IntakePolicy::shipped())
+    Ok(policy)
 }
 
 fn open_store(home: &Option<PathBuf>) -> Result<Store> {

@@ -120,6 +120,7 @@ pub fn fetch_pass(
         .mail
         .clone()
         .context("no [mail] section in kxca.toml (see provisioner/MAIL.md)")?;
+    config.check_secrets().context("mail password")?;
     // lettre's connection pool closes its connections on drop by
     // spawning on the Tokio runtime: the sender must live inside it.
     let rt = runtime()?;
@@ -197,7 +198,7 @@ pub fn run(command: MailCommand, home: Home, actor: &str) -> Result<()> {
     match command {
         MailCommand::Applications(ApplicationsCommand::List { json, limit }) => {
             let ca = open(home)?;
-            let apps = applications::list(ca.store().conn(), limit)?;
+            let apps = ca.store().read(|c| applications::list(c, limit))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&apps)?);
             } else {
@@ -232,7 +233,7 @@ pub fn run(command: MailCommand, home: Home, actor: &str) -> Result<()> {
         }
         MailCommand::Applications(ApplicationsCommand::Show { id, json }) => {
             let ca = open(home)?;
-            let Some(app) = applications::get(ca.store().conn(), id)? else {
+            let Some(app) = ca.store().read(|c| applications::get(c, id))? else {
                 bail!("no application #{id} (see `kxca applications list`)");
             };
             if json {
@@ -259,7 +260,7 @@ pub fn run(command: MailCommand, home: Home, actor: &str) -> Result<()> {
         }
         MailCommand::Outbox(OutboxCommand::List { json, limit }) => {
             let ca = open(home)?;
-            let mails = outbox::list(ca.store().conn(), limit)?;
+            let mails = ca.store().read(|c| outbox::list(c, limit))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&mails)?);
             } else {
@@ -293,6 +294,9 @@ pub fn run(command: MailCommand, home: Home, actor: &str) -> Result<()> {
                 .as_ref()
                 .and_then(|m| m.smtp.clone())
                 .context("no [mail.smtp] section in kxca.toml (see provisioner/MAIL.md)")?;
+            if let Some(source) = smtp.password_source().transpose()? {
+                source.check().context("mail password")?;
+            }
             // The pool inside the sender must be dropped within the runtime.
             let rt = runtime()?;
             let _in_runtime = rt.enter();

@@ -26,9 +26,7 @@ fn main() -> ExitCode {
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {
-            // One line, naming what went wrong; the chain joined with ": ".
-            let msg = format!("{e:#}").replace('\n', " ");
-            eprintln!("error: {msg}");
+            eprintln!("error: {}", output::one_line(&e));
             ExitCode::from(1)
         }
     }

@@ -44,3 +44,47 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     }
     out
 }
+
+/// An error and its causes on one line joined with ": ", each cause once.
+/// Library errors often both print their source and return it from
+/// `source()` (thiserror's `{source}` with a `source` field, `#[from]` with
+/// `{0}`): a cause whose text the line already holds adds nothing and is
+/// left out.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string().replace(['\r', '\n'], " ");
+        let text = text.trim();
+        if text.is_empty() || line.contains(text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn each_cause_once() {
+        // The real pair from issue 11: the CA error interpolates the hsm
+        // error, which interpolates the io error, and each is also a source.
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let hsm = kxca_hsm::Error::SecretFile {
+            path: "hsmy/pin".into(),
+            source: io,
+        };
+        let e = anyhow::Error::from(kxca_ca::Error::Key(hsm));
+        assert_eq!(
+            one_line(&e),
+            "key: cannot read secret file hsmy/pin: No such file or directory"
+        );
+        let e = anyhow::anyhow!("inner cause").context("outer");
+        assert_eq!(one_line(&e), "outer: inner cause");
+    }
+}

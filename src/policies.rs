@@ -17,3 +17,12 @@ pub fn shipped() -> Vec<(PathBuf, String)> {
         .map(|(p, t)| (PathBuf::from(p), t.to_string()))
         .collect()
 }
+
+/// The shipped certificate profiles, for checks run outside a home.
+pub fn shipped_profiles() -> Result<Vec<kxca_ca::Profile>, kxca_ca::Error> {
+    SHIPPED
+        .iter()
+        .filter(|(p, _)| p.starts_with("profiles/"))
+        .map(|(p, t)| kxca_ca::Profile::parse(t, &PathBuf::from("policies").join(p)))
+        .collect()
+}

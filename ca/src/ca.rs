@@ -167,6 +167,12 @@ impl Ca {
                 path: home.root().to_path_buf(),
             });
         }
+        // Before anything is written: a missing secret would otherwise leave
+        // a half-made home behind, and a relative secret file in kxca.toml
+        // would break every command run from another directory.
+        let mut options = options;
+        options.key_secret = options.key_secret.absolute()?;
+        options.key_secret.check()?;
         match Self::init_inner(&home, options, actor, clock) {
             Ok(ca) => Ok(ca),
             Err(e) => {
@@ -401,12 +407,12 @@ impl Ca {
 
     /// The active authority of a role.
     pub fn authority(&self, role: AuthorityRole) -> Result<Authority, Error> {
-        authorities::active(self.store.conn(), role)
+        self.store.read(|c| authorities::active(c, role))
     }
 
     /// Every authority the store knows, current and previous.
     pub fn authorities(&self) -> Result<Vec<Authority>, Error> {
-        authorities::all(self.store.conn())
+        self.store.read(authorities::all)
     }
 
     /// Opens the signer of an authority, checking it matches the stored certificate.
@@ -447,7 +453,12 @@ impl Ca {
         actor: &str,
     ) -> Result<IssuedCertificate, Error> {
         let profile = self.profiles.get(&request.profile)?.clone();
-        request.holder.check(&profile)?;
+        // The one gate: the rules the intake validator applies to a row.
+        let request = &IssueRequest {
+            holder: request.holder.normalized(),
+            ..request.clone()
+        };
+        request.holder.check(&profile, self.profiles.rules())?;
         let algorithm = request.key_algorithm.unwrap_or(profile.default_key);
         if !profile.allowed_keys.contains(&algorithm) {
             return Err(Error::field(
@@ -686,7 +697,7 @@ impl Ca {
                 json!({"certificate_id": certificate_id, "not_after": rfc3339(not_after), "pkcs12": p12_profile.to_string(), "key": algorithm.name()}),
             )
         })?;
-        let record = certificates::by_serial(self.store.conn(), &serial_hex)?.ok_or_else(|| {
+        let record = self.store.read(|c| certificates::by_serial(c, &serial_hex))?.ok_or_else(|| {
             Error::UnknownSerial {
                 serial: serial_hex.clone(),
             }
@@ -741,7 +752,7 @@ impl Ca {
             Ok(())
         })?;
         tracing::info!(serial = %serial_hex, reason = %reason, "certificate revoked");
-        certificates::by_serial(self.store.conn(), &serial_hex)?
+        self.store.read(|c| certificates::by_serial(c, &serial_hex))?
             .ok_or(Error::UnknownSerial { serial: serial_hex })
     }
 
@@ -815,7 +826,7 @@ impl Ca {
     }
 
     pub fn certificate(&self, serial: &Serial) -> Result<CertificateRecord, Error> {
-        certificates::by_serial(self.store.conn(), &serial.to_hex())?.ok_or_else(|| {
+        self.store.read(|c| certificates::by_serial(c, &serial.to_hex()))?.ok_or_else(|| {
             Error::UnknownSerial {
                 serial: serial.to_hex(),
             }
@@ -823,10 +834,10 @@ impl Ca {
     }
 
     pub fn certificates(&self, limit: i64) -> Result<Vec<CertificateRecord>, Error> {
-        certificates::list(self.store.conn(), limit)
+        self.store.read(|c| certificates::list(c, limit))
     }
 
     pub fn audit(&self, limit: i64) -> Result<Vec<audit::AuditEvent>, Error> {
-        audit::list(self.store.conn(), limit)
+        self.store.read(|c| audit::list(c, limit))
     }
 }

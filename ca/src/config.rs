@@ -149,6 +149,9 @@ impl Config {
                 "ca: set exactly one of key_secret_env or key_secret_file".to_string(),
             ));
         }
+        if let Some(mail) = &self.mail {
+            mail.validate().map_err(|e| bad(e.to_string()))?;
+        }
         for (field, url) in [
             ("publication.crl_url", &self.publication.crl_url),
             ("publication.ocsp_url", &self.publication.ocsp_url),

@@ -14,6 +14,14 @@ pub enum Error {
     Config { path: PathBuf, message: String },
     #[error("{path}: {message}")]
     Policy { path: PathBuf, message: String },
+    #[error("{intake} {intake_key} and {profile} {profile_key} disagree: {detail}; make them agree (a row intake accepts must be issuable, and the reverse)")]
+    PolicyDisagreement {
+        intake: PathBuf,
+        intake_key: String,
+        profile: PathBuf,
+        profile_key: String,
+        detail: String,
+    },
     #[error("unknown certificate profile {name:?} (known: {known})")]
     UnknownProfile { name: String, known: String },
     #[error("field {field}: {message}")]
@@ -30,7 +38,7 @@ pub enum Error {
         role: String,
         key_ref: String,
     },
-    #[error("database {path}: {message}")]
+    #[error("database {}: {message}", database_name(path))]
     Database { path: PathBuf, message: String },
     #[error("no certificate with serial {serial} in the store")]
     UnknownSerial { serial: String },
@@ -54,11 +62,33 @@ pub enum Error {
     Pkcs12(String),
     #[error("password: {0}")]
     Password(String),
+    #[error("the system random number generator failed ({what}): {message}")]
+    Random { what: String, message: String },
     #[error("no active {role} CA in the store")]
     NoAuthority { role: String },
 }
 
+// `store::sql` errors get their path from the store; one that escaped
+// without says so rather than naming a file that may not be the one.
+fn database_name(path: &std::path::Path) -> String {
+    if path.as_os_str().is_empty() {
+        "(file not known here)".to_string()
+    } else {
+        path.display().to_string()
+    }
+}
+
 impl Error {
+    /// A [`crate::store::sql`] error given the path of the store it came from.
+    pub(crate) fn in_database(self, store_path: &std::path::Path) -> Error {
+        match self {
+            Error::Database { path, message } if path.as_os_str().is_empty() => Error::Database {
+                path: store_path.to_path_buf(),
+                message,
+            },
+            other => other,
+        }
+    }
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),

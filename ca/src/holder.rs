@@ -1,6 +1,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::profile::{CodeName, Profile};
+use crate::rules::{self, IntakeRules, NameProblem};
 use crate::Error;
 
 /// The office contact a certificate is issued to.
@@ -40,19 +41,88 @@ impl Holder {
         }
     }
 
-    /// Checks the holder against a profile. The error names the field.
-    pub fn check(&self, profile: &Profile) -> Result<(), Error> {
+    /// The holder as intake would have read it from a form: codes and the
+    /// address NFKC-normalised and trimmed (full-width digits typed by a
+    /// clerk become ASCII), the centre code in upper case, names trimmed
+    /// with their spaces folded. Issuance checks and stores this.
+    pub fn normalized(&self) -> Holder {
+        Holder {
+            centre: rules::code_text(&self.centre).to_ascii_uppercase(),
+            union_code: rules::code_text(&self.union_code),
+            branch_code: rules::code_text(&self.branch_code),
+            contract_unit: rules::code_text(&self.contract_unit),
+            office_code: rules::code_text(&self.office_code),
+            contact_code: rules::code_text(&self.contact_code),
+            office_name: rules::name_text(&self.office_name),
+            contact_name: rules::name_text(&self.contact_name),
+            email: rules::email_text(&self.email),
+        }
+    }
+
+    /// Checks a [`Holder::normalized`] holder against a profile and the
+    /// intake policy's rules, the same rules the intake validator applies
+    /// to a form's row. The error names the field.
+    pub fn check(&self, profile: &Profile, rules: &IntakeRules) -> Result<(), Error> {
         for (name, rule) in &profile.codes {
             rule.check(self.code(*name))
                 .map_err(|m| Error::field(name.as_str(), m))?;
         }
-        let expected = format!("{}{}", self.union_code, self.branch_code);
+        if !rules.centres.contains(&self.centre) {
+            return Err(Error::field(
+                "centre",
+                format!(
+                    "{:?} is not one of the centres in {} [centres] codes ({})",
+                    self.centre,
+                    rules.path.display(),
+                    rules.centres.join(", ")
+                ),
+            ));
+        }
+        if self.union_code != rules.union_code {
+            return Err(Error::field(
+                "union_code",
+                format!(
+                    "{:?} is not this union's code {:?} ({} [union] code)",
+                    self.union_code,
+                    rules.union_code,
+                    rules.path.display()
+                ),
+            ));
+        }
+        if !rules.branches.contains(&self.branch_code) {
+            return Err(Error::field(
+                "branch_code",
+                format!(
+                    "{:?} is not a branch in {} [branches] names",
+                    self.branch_code,
+                    rules.path.display()
+                ),
+            ));
+        }
+        let expected = rules
+            .contract_unit
+            .expected(&self.union_code, &self.branch_code);
         if self.contract_unit != expected {
             return Err(Error::field(
                 "contract_unit",
                 format!(
-                    "{:?} must be the union code followed by the branch code ({expected:?})",
-                    self.contract_unit
+                    "{:?} must be {} ({expected:?})",
+                    self.contract_unit,
+                    rules.contract_unit.describe()
+                ),
+            ));
+        }
+        let own_row = rules.is_own_row(
+            &self.branch_code,
+            self.office_code.is_empty(),
+            &self.office_name,
+        );
+        if self.office_code.is_empty() && !own_row {
+            return Err(Error::field(
+                "office_code",
+                format!(
+                    "is required (blank only on the union's own accounts, {} [own_rows])",
+                    rules.path.display()
                 ),
             ));
         }
@@ -60,86 +130,31 @@ impl Holder {
             ("office_name", &self.office_name),
             ("contact_name", &self.contact_name),
         ] {
-            let n = value.chars().count();
-            if value.trim().is_empty() {
+            if value.is_empty() {
+                if field == "office_name" && own_row {
+                    continue;
+                }
                 return Err(Error::field(field, "is required"));
             }
-            if n > profile.name_max_chars {
-                return Err(Error::field(
-                    field,
-                    format!(
-                        "is {n} characters; at most {} allowed",
-                        profile.name_max_chars
-                    ),
-                ));
-            }
-            if value.chars().any(|c| c.is_control()) {
-                return Err(Error::field(field, "contains control characters"));
+            match rules::name_problem(value, rules.name_max_chars) {
+                None => {}
+                Some(NameProblem::TooLong) => {
+                    return Err(Error::field(
+                        field,
+                        format!(
+                            "is {} characters; at most {} allowed",
+                            value.chars().count(),
+                            rules.name_max_chars
+                        ),
+                    ))
+                }
+                Some(NameProblem::ControlCharacters) => {
+                    return Err(Error::field(field, "contains control characters"))
+                }
             }
         }
-        check_email(&self.email).map_err(|m| Error::field("email", m))?;
+        rules::check_email(&self.email).map_err(|m| Error::field("email", m))?;
         Ok(())
     }
 }
 
-/// A deliberately strict check for an address we will send mail to and put
-/// in a certificate as an IA5String rfc822Name.
-pub fn check_email(email: &str) -> Result<(), String> {
-    let bad = |why: &str| Err(format!("{email:?} is not an e-mail address: {why}"));
-    if !email.is_ascii() {
-        return bad("only ASCII characters are allowed");
-    }
-    let Some((local, domain)) = email.rsplit_once('@') else {
-        return bad("no '@'");
-    };
-    if local.is_empty() || local.len() > 64 {
-        return bad("the part before '@' is empty or too long");
-    }
-    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
-        return bad("dots at the start or end, or two dots in a row");
-    }
-    let local_ok = local
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&b));
-    if !local_ok {
-        return bad("the part before '@' contains a character not allowed");
-    }
-    if domain.len() > 253 || !domain.contains('.') {
-        return bad("the domain must be a full name like example.jp");
-    }
-    for label in domain.split('.') {
-        if label.is_empty()
-            || label.len() > 63
-            || label.starts_with('-')
-            || label.ends_with('-')
-            || !label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return bad("the domain is not a valid host name");
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::check_email;
-
-    #[test]
-    fn email_rules() {
-        assert!(check_email("taro.yamada@example.co.jp").is_ok());
-        for bad in [
-            "taro",
-            "a..b@example.jp",
-            ".a@example.jp",
-            "a.@example.jp",
-            "山田@example.jp",
-            "a@localhost",
-            "a@-x.jp",
-            "a b@example.jp",
-        ] {
-            assert!(check_email(bad).is_err(), "{bad}");
-        }
-    }
-}

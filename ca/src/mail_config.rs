@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use kxca_hsm::SecretSource;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -125,4 +126,69 @@ fn default_backoff() -> u64 {
 }
 fn default_timeout() -> u64 {
     60
+}
+
+impl MailConfig {
+    /// Checks the shape of `[mail]` when kxca.toml loads: each password
+    /// given one way only, and given where a server needs one.
+    pub fn validate(&self) -> Result<(), kxca_hsm::Error> {
+        if let Some(imap) = &self.imap {
+            imap.password_source()?;
+        }
+        if let Some(Some(source)) = self.smtp.as_ref().map(SmtpConfig::password_source) {
+            source?;
+        }
+        Ok(())
+    }
+
+    /// Checks, without reading them, that the mail passwords can be read
+    /// (variable set, file readable). Run by whatever is about to use the
+    /// mail settings, at its start rather than at its first pass.
+    pub fn check_secrets(&self) -> Result<(), kxca_hsm::Error> {
+        if let Some(imap) = &self.imap {
+            imap.password_source()?.check()?;
+        }
+        if let Some(Some(source)) = self.smtp.as_ref().map(SmtpConfig::password_source) {
+            source?.check()?;
+        }
+        Ok(())
+    }
+}
+
+impl ImapConfig {
+    /// Where the IMAP password comes from.
+    pub fn password_source(&self) -> Result<SecretSource, kxca_hsm::Error> {
+        let keys = "[mail.imap] password_env / password_file";
+        SecretSource::from_config(
+            self.password_env.as_deref(),
+            self.password_file.as_deref(),
+            keys,
+        )?
+        .ok_or_else(|| kxca_hsm::Error::SecretConfig {
+            keys: keys.to_string(),
+            reason: "set one of them".to_string(),
+        })
+    }
+}
+
+impl SmtpConfig {
+    /// Where the SMTP AUTH password comes from; `None` without AUTH.
+    pub fn password_source(&self) -> Option<Result<SecretSource, kxca_hsm::Error>> {
+        let keys = "[mail.smtp] password_env / password_file";
+        let source = SecretSource::from_config(
+            self.password_env.as_deref(),
+            self.password_file.as_deref(),
+            keys,
+        );
+        match (&self.user, source) {
+            (_, Err(e)) => Some(Err(e)),
+            // No user, no AUTH: a password there is not used.
+            (None, Ok(_)) => None,
+            (Some(_), Ok(Some(s))) => Some(Ok(s)),
+            (Some(_), Ok(None)) => Some(Err(kxca_hsm::Error::SecretConfig {
+                keys: keys.to_string(),
+                reason: "user is set: set one of them".to_string(),
+            })),
+        }
+    }
 }

@@ -284,12 +284,18 @@ impl Profile {
     /// Loads and checks one profile file.
     pub fn load(path: &Path) -> Result<Profile, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Profile::parse(&text, path)
+    }
+
+    /// Parses and checks profile text; `path` names it in errors and must
+    /// end in `<name>.toml`.
+    pub fn parse(text: &str, path: &Path) -> Result<Profile, Error> {
         let bad = |message: String| Error::Policy {
             path: path.to_path_buf(),
             message,
         };
         let f: ProfileFile =
-            toml::from_str(&text).map_err(|e| bad(e.to_string().trim().replace('\n', " ")))?;
+            toml::from_str(text).map_err(|e| bad(e.to_string().trim().replace('\n', " ")))?;
         let parse_alg = |s: &String| {
             s.parse::<KeyAlgorithm>()
                 .map_err(|e| bad(format!("key: {e}")))
@@ -415,15 +421,20 @@ impl Profile {
     }
 }
 
-/// All profiles in a policy directory, by name.
+/// All profiles in a policy directory, by name, with the intake rules
+/// that issuance shares with intake.
 #[derive(Debug, Clone)]
 pub struct Profiles {
     by_name: BTreeMap<String, Profile>,
+    rules: crate::rules::IntakeRules,
 }
 
 impl Profiles {
-    /// Loads every `*.toml` in `dir/profiles`. One bad file fails the load.
+    /// Loads every `*.toml` in `dir/profiles` and `dir/intake.toml`'s
+    /// shared rules. One bad file, or a profile that disagrees with the
+    /// intake policy, fails the load.
     pub fn load(policies: &Path) -> Result<Profiles, Error> {
+        let rules = crate::rules::IntakeRules::load(policies)?;
         let dir = policies.join("profiles");
         let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
         let mut by_name = BTreeMap::new();
@@ -434,9 +445,15 @@ impl Profiles {
         paths.sort();
         for p in paths {
             let profile = Profile::load(&p)?;
+            rules.agree_with(&profile)?;
             by_name.insert(profile.name.clone(), profile);
         }
-        Ok(Profiles { by_name })
+        Ok(Profiles { by_name, rules })
+    }
+
+    /// The intake policy's rules every holder is checked against.
+    pub fn rules(&self) -> &crate::rules::IntakeRules {
+        &self.rules
     }
 
     pub fn get(&self, name: &str) -> Result<&Profile, Error> {

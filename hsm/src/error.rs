@@ -8,15 +8,17 @@ pub enum Error {
     InvalidKeyRef { reference: String, reason: String },
     #[error("the {backend} key backend is not built yet in this version of kxca")]
     NotBuilt { backend: &'static str },
-    #[error("environment variable {name} holding the key secret is not set (set it, or use a secret file)")]
+    #[error("environment variable {name} is not set (set it, or give the secret in a file instead)")]
     SecretEnvMissing { name: String },
-    #[error("cannot read key secret file {path}: {source}")]
+    #[error("cannot read secret file {path}: {source}")]
     SecretFile {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("key secret from {origin} is empty")]
+    #[error("the secret from {origin} is empty")]
     SecretEmpty { origin: String },
+    #[error("{keys}: {reason}")]
+    SecretConfig { keys: String, reason: String },
     #[error("key file {path} already exists; refusing to overwrite a key")]
     KeyExists { path: PathBuf },
     #[error("cannot read key file {path}: {source}")]

@@ -23,10 +23,5 @@ pub enum Error {
     UnknownApplication(i64),
 }
 
-/// Maps a rusqlite error inside a store transaction.
-pub(crate) fn sql(e: rusqlite::Error) -> kxca_ca::Error {
-    kxca_ca::Error::Database {
-        path: PathBuf::from("kxca.db"),
-        message: e.to_string(),
-    }
-}
+/// Maps a rusqlite error inside a store transaction; the store names its file.
+pub(crate) use kxca_ca::store::sql;

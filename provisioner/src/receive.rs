@@ -50,7 +50,7 @@ impl Receiver<'_> {
         raw: &[u8],
         now: i64,
     ) -> Result<Received, Error> {
-        if applications::mail_seen(store.conn(), source_key)? {
+        if store.read(|c| applications::mail_seen(c, source_key))? {
             return Ok(Received::AlreadyProcessed);
         }
         let mail = match mime::read(raw, &self.limits) {
@@ -245,7 +245,7 @@ impl Receiver<'_> {
         size: usize,
         now: i64,
     ) -> Result<Received, Error> {
-        if applications::mail_seen(store.conn(), source_key)? {
+        if store.read(|c| applications::mail_seen(c, source_key))? {
             return Ok(Received::AlreadyProcessed);
         }
         use sha2::Digest;

@@ -166,7 +166,7 @@ pub(crate) fn mark_issued(
         .map_err(sql)?;
     if n != 1 {
         return Err(Error::Database {
-            path: "kxca.db".into(),
+            path: std::path::PathBuf::new(),
             message: format!("certificate row {id} was not pending"),
         });
     }

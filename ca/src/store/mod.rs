@@ -87,7 +87,8 @@ impl Store {
         &self.path
     }
 
-    pub(crate) fn err(&self, e: rusqlite::Error) -> Error {
+    /// A SQLite error of this store, naming its file.
+    pub fn err(&self, e: rusqlite::Error) -> Error {
         Error::Database {
             path: self.path.clone(),
             message: e.to_string(),
@@ -116,9 +117,15 @@ impl Store {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(db_err)?;
-        let out = f(&tx)?;
+        let out = f(&tx).map_err(|e| e.in_database(&path))?;
         tx.commit().map_err(db_err)?;
         Ok(out)
+    }
+
+    /// Runs a query function over the connection; its [`sql`] errors are
+    /// given this store's path.
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, Error>) -> Result<T, Error> {
+        f(&self.conn).map_err(|e| e.in_database(&self.path))
     }
 
     /// Read-only access for queries.
@@ -127,10 +134,12 @@ impl Store {
     }
 }
 
-/// Maps a rusqlite error inside a transaction closure.
-pub(crate) fn sql(e: rusqlite::Error) -> Error {
+/// Maps a rusqlite error inside a [`Store::write`] or [`Store::read`]
+/// closure, which only has the connection: the store fills in its path
+/// when the error leaves the closure.
+pub fn sql(e: rusqlite::Error) -> Error {
     Error::Database {
-        path: PathBuf::from("kxca.db"),
+        path: PathBuf::new(),
         message: e.to_string(),
     }
 }

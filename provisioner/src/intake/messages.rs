@@ -23,6 +23,7 @@ pub const FINDINGS: &[(&str, Severity, &str)] = &[
     ("office_code_required", Severity::Error, "{row}行目 事業所コードが入力されていません"),
     ("office_not_registered", Severity::Error, "{row}行目 事業所コード「{value}」は事業所台帳に登録されていません"),
     ("name_too_long", Severity::Error, "{row}行目 {column}「{value}」が{expected}文字を超えています"),
+    ("name_control_characters", Severity::Error, "{row}行目 {column}「{value}」に制御文字（改行・タブ以外の見えない文字）が含まれています"),
     ("name_not_jis_x0208", Severity::Warning, "{row}行目 {column}「{value}」の「{expected}」はJIS第1・第2水準以外の文字のため、正しく表示されない場合があります"),
     ("email_invalid", Severity::Error, "{row}行目 {column}「{value}」はメールアドレスとして正しくありません"),
     ("email_non_ascii", Severity::Error, "{row}行目 {column}「{value}」に半角英数字・記号以外の文字が含まれています"),

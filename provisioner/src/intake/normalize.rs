@@ -52,55 +52,9 @@ fn float_text(f: f64) -> String {
     }
 }
 
-/// Characters that are invisible in Excel and never meant: zero-width
-/// spaces and joiners, word joiner, BOM.
-fn is_invisible(c: char) -> bool {
-    matches!(
-        c,
-        '\u{200B}' | '\u{200C}' | '\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}'
-    )
-}
-
-/// Spaces a clerk may type: ASCII, ideographic (U+3000), no-break.
-fn is_space(c: char) -> bool {
-    c.is_whitespace() || c == '\u{3000}' || c == '\u{00A0}'
-}
-
-/// Removes invisible characters and trims spaces at both ends.
-pub fn trim(s: &str) -> String {
-    let cleaned: String = s.chars().filter(|c| !is_invisible(*c)).collect();
-    cleaned.trim_matches(is_space).to_string()
-}
-
-/// A code or e-mail address: NFKC (full-width ０-９ Ａ-Ｚ ＠ become ASCII),
-/// invisible characters removed, spaces trimmed.
-pub fn code_text(s: &str) -> String {
-    let n: String = s.nfkc().collect();
-    trim(&n)
-}
-
-/// A name: NFC, invisible characters removed, trimmed, and each run of
-/// spaces folded into one (an ideographic space if the run held one).
-pub fn name_text(s: &str) -> String {
-    let n: String = trim(s).nfc().collect();
-    let mut out = String::with_capacity(n.len());
-    let mut run: Option<char> = None;
-    for c in n.chars() {
-        if is_space(c) {
-            run = Some(match run {
-                Some('\u{3000}') => '\u{3000}',
-                _ if c == '\u{3000}' => '\u{3000}',
-                _ => ' ',
-            });
-        } else {
-            if let Some(sp) = run.take() {
-                out.push(sp);
-            }
-            out.push(c);
-        }
-    }
-    out
-}
+// The text rules are shared with issuance (`Holder::normalized`).
+use kxca_ca::rules::{is_invisible, is_space};
+pub use kxca_ca::rules::{code_text, name_text, trim};
 
 /// The key a header title is matched by: NFKC, no spaces or line breaks,
 /// ASCII lower case, and a trailing full stop dropped ("No." = "No").

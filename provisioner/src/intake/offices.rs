@@ -61,12 +61,7 @@ pub struct OfficeRegister {
     offices: HashSet<(String, String, String)>,
 }
 
-fn db(e: rusqlite::Error) -> kxca_ca::Error {
-    kxca_ca::Error::Database {
-        path: "kxca.db".into(),
-        message: e.to_string(),
-    }
-}
+use kxca_ca::store::sql as db;
 
 impl OfficeRegister {
     /// Reads the register from the store (creating its table if needed).
@@ -104,6 +99,8 @@ impl ExistingAccounts for OfficeRegister {
 /// Every registered office, ordered by code.
 pub fn list(store: &mut Store) -> Result<Vec<Office>, OfficeError> {
     store.migrate(COMPONENT, MIGRATIONS)?;
+    let store = &*store;
+    let db = |e| store.err(e);
     let mut stmt = store
         .conn()
         .prepare("SELECT union_code, branch_code, office_code, name FROM offices ORDER BY 1, 2, 3")

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use kxca_ca::rules::{ContractUnitRule, IntakeRules};
 use serde::Deserialize;
 
 use super::normalize;
@@ -28,6 +29,10 @@ pub struct IntakePolicy {
     pub email: Email,
     #[serde(default)]
     pub passwords: Passwords,
+    /// The rules issuance shares (codes, contract unit, own rows, names),
+    /// read from the same text by `kxca-ca`, so that both apply them alike.
+    #[serde(skip)]
+    pub rules: IntakeRules,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -198,14 +203,6 @@ pub struct ContractUnit {
     pub rule: ContractUnitRule,
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-pub enum ContractUnitRule {
-    /// The contract unit code is the union code followed by the branch code.
-    #[default]
-    #[serde(rename = "union_code+branch_code")]
-    UnionPlusBranch,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Office {
@@ -350,6 +347,7 @@ impl IntakePolicy {
                 )));
             }
         }
+        p.rules = IntakeRules::parse(text, path).map_err(|e| invalid(e.to_string()))?;
         if p.limits.max_rows == 0 {
             return Err(invalid("[limits] max_rows must be at least 1".into()));
         }
@@ -366,6 +364,12 @@ impl IntakePolicy {
             .map(|d| d.trim().to_ascii_lowercase())
             .collect();
         Ok(p)
+    }
+
+    /// Checks that every profile accepts exactly what this policy accepts
+    /// (code widths, centres, name length); the error names both files.
+    pub fn agree_with(&self, profiles: &[&kxca_ca::Profile]) -> Result<(), kxca_ca::Error> {
+        profiles.iter().try_for_each(|p| self.rules.agree_with(p))
     }
 
     /// Whether the office has been agreed more than one account.

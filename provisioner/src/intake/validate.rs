@@ -2,6 +2,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use kxca_ca::rules;
+use kxca_ca::CodeName;
 use unicode_normalization::UnicodeNormalization;
 
 use super::existing::{ExistingAccounts, ExistingContact};
@@ -102,6 +104,21 @@ fn digit_field(
     }
 }
 
+/// A digit code with the widths the shared rules give it (the profile
+/// agrees with them, or the policy would not have loaded with it).
+fn digits_of(
+    f: &mut Findings<'_>,
+    raw: &RawRow,
+    field: Field,
+    code: CodeName,
+    required: bool,
+) -> Option<String> {
+    let rules = &f.policy.rules;
+    let (min, max) = rules.digits(code).map_or((1, 1), |(lo, hi, _)| (lo, hi));
+    let width = (min == max).then_some(min);
+    digit_field(f, raw, field, width, (min, max), required)
+}
+
 fn check_row(raw: &RawRow, policy: &IntakePolicy, existing: &dyn ExistingAccounts) -> RowReport {
     let mut f = Findings {
         row: raw.row,
@@ -137,9 +154,9 @@ fn check_row(raw: &RawRow, policy: &IntakePolicy, existing: &dyn ExistingAccount
         Err(p) => f.code_problem(p, Field::Centre, &centre_cell.original(), ""),
     }
 
-    // 組合コード, 支部コード, 契約単位コード
-    let uw = policy.union.code.len();
-    let union = digit_field(&mut f, raw, Field::UnionCode, Some(uw), (uw, uw), true);
+    // 組合コード, 支部コード, 契約単位コード: widths and the contract unit
+    // rule as issuance reads them (kxca_ca::rules).
+    let union = digits_of(&mut f, raw, Field::UnionCode, CodeName::UnionCode, true);
     if let Some(u) = &union {
         if *u != policy.union.code {
             f.add(
@@ -152,8 +169,7 @@ fn check_row(raw: &RawRow, policy: &IntakePolicy, existing: &dyn ExistingAccount
         }
         out.union_code = u.clone();
     }
-    let bw = policy.branches.width;
-    let branch = digit_field(&mut f, raw, Field::BranchCode, Some(bw), (bw, bw), true);
+    let branch = digits_of(&mut f, raw, Field::BranchCode, CodeName::BranchCode, true);
     let branch_name_expected = branch.as_ref().and_then(|b| policy.branches.names.get(b));
     if let Some(b) = &branch {
         if branch_name_expected.is_none() {
@@ -167,10 +183,9 @@ fn check_row(raw: &RawRow, policy: &IntakePolicy, existing: &dyn ExistingAccount
         }
         out.branch_code = b.clone();
     }
-    let cw = uw + bw;
-    if let Some(cu) = digit_field(&mut f, raw, Field::ContractUnit, Some(cw), (cw, cw), true) {
+    if let Some(cu) = digits_of(&mut f, raw, Field::ContractUnit, CodeName::ContractUnit, true) {
         if let (Some(u), Some(b)) = (&union, &branch) {
-            let expected = format!("{u}{b}");
+            let expected = policy.rules.contract_unit.expected(u, b);
             if cu != expected {
                 f.add(
                     "contract_unit_mismatch",
@@ -220,25 +235,11 @@ fn check_row(raw: &RawRow, policy: &IntakePolicy, existing: &dyn ExistingAccount
 
     // 事業所コード: blank only on the union's own rows.
     let o = &policy.office;
-    let office = digit_field(
-        &mut f,
-        raw,
-        Field::OfficeCode,
-        o.width,
-        (o.min_digits, o.max_digits),
-        false,
-    );
+    let office = digits_of(&mut f, raw, Field::OfficeCode, CodeName::OfficeCode, false);
     let office_blank = raw.cell(Field::OfficeCode).is_blank();
-    out.own_row = office_blank
-        && branch
-            .as_ref()
-            .is_some_and(|b| policy.own_rows.branches.contains(b))
-        && (office_name.is_empty()
-            || policy
-                .own_rows
-                .office_names
-                .iter()
-                .any(|n| name_key(n) == name_key(&office_name)));
+    out.own_row = branch
+        .as_ref()
+        .is_some_and(|b| policy.rules.is_own_row(b, office_blank, &office_name));
     if office_blank && !out.own_row {
         f.add("office_code_required", Field::OfficeCode, "", "", "");
     }
@@ -260,8 +261,7 @@ fn check_row(raw: &RawRow, policy: &IntakePolicy, existing: &dyn ExistingAccount
     }
 
     // 担当者用コード
-    let w = policy.contact.width;
-    if let Some(c) = digit_field(&mut f, raw, Field::ContactCode, Some(w), (w, w), true) {
+    if let Some(c) = digits_of(&mut f, raw, Field::ContactCode, CodeName::ContactCode, true) {
         out.contact_code = c;
     }
 
@@ -277,12 +277,12 @@ fn check_row(raw: &RawRow, policy: &IntakePolicy, existing: &dyn ExistingAccount
             }
             continue;
         }
-        if value.chars().count() > policy.names.max_chars {
+        if let Some(p) = rules::name_problem(value, policy.rules.name_max_chars) {
             f.add(
-                "name_too_long",
+                p.code(),
                 field,
                 &original,
-                &policy.names.max_chars.to_string(),
+                &policy.rules.name_max_chars.to_string(),
                 "",
             );
         }
@@ -368,20 +368,18 @@ fn email_field(
 ) -> Option<String> {
     let cell = raw.cell(field);
     let original = cell.original();
-    let addr = normalize::code_text(&normalize::text_of(cell));
+    let addr = rules::email_text(&normalize::text_of(cell));
     if addr.is_empty() {
         if required {
             f.add("missing_value", field, "", "", "");
         }
         return None;
     }
-    if let Some(code) = email_problem(&addr) {
-        f.add(code, field, &original, "", "");
+    if let Some(p) = rules::email_problem(&addr) {
+        f.add(p.code(), field, &original, "", "");
         return None;
     }
-    let (local, domain) = addr.rsplit_once('@')?;
-    let addr = format!("{local}@{}", domain.to_ascii_lowercase());
-    let domain = domain.to_ascii_lowercase();
+    let (_, domain) = addr.rsplit_once('@')?;
     if policy
         .email
         .legacy_carrier_domains
@@ -391,50 +389,6 @@ fn email_field(
         f.add("email_legacy_carrier", field, &original, "", "");
     }
     Some(addr)
-}
-
-/// Whether an address can be sent to: plain ASCII dot-atoms only, since
-/// Japanese MTAs and the KX server accept nothing else.
-pub(crate) fn email_problem(addr: &str) -> Option<&'static str> {
-    if !addr.is_ascii() {
-        return Some("email_non_ascii");
-    }
-    let mut parts = addr.split('@');
-    let (Some(local), Some(domain), None) = (parts.next(), parts.next(), parts.next()) else {
-        return Some("email_invalid");
-    };
-    if local.is_empty() || domain.is_empty() || addr.len() > 254 || local.len() > 64 {
-        return Some("email_invalid");
-    }
-    if addr.contains("..") {
-        return Some("email_consecutive_dots");
-    }
-    if local.starts_with('.')
-        || local.ends_with('.')
-        || domain.starts_with('.')
-        || domain.ends_with('.')
-    {
-        return Some("email_dot_at_edge");
-    }
-    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c);
-    if !local.chars().all(atext) {
-        return Some("email_invalid");
-    }
-    let labels: Vec<&str> = domain.split('.').collect();
-    let label_ok = |l: &&str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-    };
-    let tld_ok = labels
-        .last()
-        .is_some_and(|t| t.chars().any(|c| c.is_ascii_alphabetic()));
-    if labels.len() < 2 || !labels.iter().all(label_ok) || !tld_ok {
-        return Some("email_invalid");
-    }
-    None
 }
 
 type OfficeKey = (String, String, String);
@@ -585,19 +539,12 @@ mod tests {
     }
 
     #[test]
-    fn email_rules() {
-        assert_eq!(email_problem("taro@example.co.jp"), None);
-        assert_eq!(
-            email_problem("taro..x@example.jp"),
-            Some("email_consecutive_dots")
-        );
-        assert_eq!(email_problem(".taro@example.jp"), Some("email_dot_at_edge"));
-        assert_eq!(email_problem("taro.@example.jp"), Some("email_dot_at_edge"));
-        assert_eq!(email_problem("taro@example.jp."), Some("email_dot_at_edge"));
-        assert_eq!(email_problem("太郎@example.jp"), Some("email_non_ascii"));
-        assert_eq!(email_problem("taro@@example.jp"), Some("email_invalid"));
-        assert_eq!(email_problem("taro example.jp"), Some("email_invalid"));
-        assert_eq!(email_problem("taro@localhost"), Some("email_invalid"));
-        assert_eq!(email_problem("ta ro@example.jp"), Some("email_invalid"));
+    fn every_shared_rule_code_has_a_message() {
+        for p in rules::EmailProblem::ALL {
+            assert!(messages::lookup(p.code()).is_some(), "no message for {p:?}");
+        }
+        for p in [rules::NameProblem::TooLong, rules::NameProblem::ControlCharacters] {
+            assert!(messages::lookup(p.code()).is_some(), "no message for {p:?}");
+        }
     }
 }

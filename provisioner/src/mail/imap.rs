@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use kxca_ca::{Clock, ImapConfig, Store, TlsMode};
-use kxca_hsm::SecretSource;
 use rustls_pki_types::ServerName;
 use secrecy::ExposeSecret;
 use tokio::net::TcpStream;
@@ -140,15 +139,7 @@ async fn connect(config: &ImapConfig) -> Result<Session, Error> {
         server: server.clone(),
         message,
     };
-    let source = match (&config.password_env, &config.password_file) {
-        (_, Some(file)) => SecretSource::File(file.clone()),
-        (Some(env), None) => SecretSource::Env(env.clone()),
-        (None, None) => {
-            return Err(Error::Config(
-                "[mail.imap] needs password_env or password_file".into(),
-            ))
-        }
-    };
+    let source = config.password_source()?;
     let password = source.read()?;
     let connector = super::tls::connector(config.ca_file.as_deref())?;
     let name =

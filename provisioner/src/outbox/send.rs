@@ -3,7 +3,6 @@
 use std::time::{Duration, SystemTime};
 
 use kxca_ca::{Clock, SmtpConfig, Store, TlsMode};
-use kxca_hsm::SecretSource;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
@@ -56,16 +55,8 @@ impl Sender {
                 TlsMode::Implicit => Tls::Wrapper(tls),
                 TlsMode::Starttls => Tls::Required(tls),
             });
-        if let Some(user) = &config.user {
-            let source = match (&config.password_env, &config.password_file) {
-                (_, Some(file)) => SecretSource::File(file.clone()),
-                (Some(env), None) => SecretSource::Env(env.clone()),
-                (None, None) => {
-                    return Err(Error::Config(
-                        "[mail.smtp] has user but neither password_env nor password_file".into(),
-                    ))
-                }
-            };
+        if let (Some(user), Some(source)) = (&config.user, config.password_source()) {
+            let source = source?;
             let secret = source.read()?;
             builder = builder.credentials(Credentials::new(
                 user.clone(),

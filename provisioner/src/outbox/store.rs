@@ -144,7 +144,10 @@ pub fn enqueue(
     }
     // Fixed at queue time so a resend after a crash carries the same id.
     let mut random = [0u8; 16];
-    getrandom::fill(&mut random).map_err(|e| kxca_ca::Error::Password(e.to_string()))?;
+    getrandom::fill(&mut random).map_err(|e| kxca_ca::Error::Random {
+        what: "Message-ID".to_string(),
+        message: e.to_string(),
+    })?;
     let message_id = format!("{}.{}@{}", now, hex::encode(random), message_id_domain);
     tx.execute(
         "INSERT INTO outbox (idempotency_key, kind, message_id, to_addr, subject, body, in_reply_to, refs, state, next_attempt_at, created_at)

@@ -1,0 +1,155 @@
+//! What a failing command prints: one line, each cause once; and the
+//! secret sources a newcomer gets wrong first (no passphrase, a relative
+//! secret file).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{assert_ok, TestCa, PASSPHRASE};
+
+fn kxca_in(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kxca"));
+    c.current_dir(dir)
+        .env_remove("KXCA_HOME")
+        .env_remove("KXCA_KEY_PASSPHRASE")
+        .env_remove("KXCA_LOG");
+    c
+}
+
+/// The error line of a failed command, checked to be one line with no cause
+/// repeated (causes are joined with ": ").
+fn error_line(what: &str, out: &Output) -> String {
+    assert!(!out.status.success(), "{what} succeeded");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{what}: not one line:\n{stderr}");
+    let line = lines[0];
+    assert!(line.starts_with("error: "), "{what}: {line}");
+    let parts: Vec<&str> = line["error: ".len()..].split(": ").collect();
+    for (i, p) in parts.iter().enumerate() {
+        assert!(
+            !parts[i + 1..].contains(p),
+            "{what}: cause {p:?} repeated in: {line}"
+        );
+    }
+    line.to_string()
+}
+
+#[test]
+fn failing_commands_print_each_cause_once() {
+    // The line from issue 11: the CA key's secret file is gone.
+    let ca = TestCa::new();
+    std::fs::remove_file(&ca.pass_file).unwrap();
+    let line = error_line("crl without the secret file", &ca.kxca(&["crl"]));
+    assert_eq!(line.matches("No such file or directory").count(), 1, "{line}");
+    assert_eq!(
+        line.matches(ca.pass_file.to_str().unwrap()).count(),
+        1,
+        "{line}"
+    );
+    assert!(line.contains("secret file"), "{line}");
+
+    let line = error_line("revoke of a bad serial", &ca.kxca(&["revoke", "zz"]));
+    assert!(line.contains("zz"), "{line}");
+
+    let line = error_line(
+        "list without a home",
+        &ca.cmd()
+            .env("KXCA_HOME", ca.dir.path().join("nowhere"))
+            .arg("list")
+            .output()
+            .unwrap(),
+    );
+    assert!(line.contains("not a kxca home"), "{line}");
+
+    let missing = ca.dir.path().join("missing.xlsx");
+    error_line(
+        "intake check of a missing file",
+        &ca.kxca(&["intake", "check", missing.to_str().unwrap()]),
+    );
+
+    // A mail password given two ways: refused when kxca.toml loads, naming
+    // the keys, and in words that are not about a CA key.
+    let config = ca.path("kxca.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "\n[mail]\nmaildir = \"maildir\"\n\n[mail.smtp]\nhost = \"127.0.0.1\"\nport = 25\n\
+         tls = \"starttls\"\nuser = \"signup@kx.test\"\npassword_env = \"KX_SMTP_PW\"\n\
+         password_file = \"smtp.pw\"\nfrom = \"signup@kx.test\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let line = error_line("list with a bad [mail]", &ca.kxca(&["list"]));
+    assert!(line.contains("kxca.toml"), "{line}");
+    assert!(line.contains("[mail.smtp] password_env / password_file"), "{line}");
+    assert!(!line.contains("key secret"), "{line}");
+}
+
+#[test]
+fn mail_password_missing_is_named_as_such() {
+    let ca = TestCa::new();
+    let config = ca.path("kxca.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "\n[mail]\nmaildir = \"maildir\"\n\n[mail.smtp]\nhost = \"127.0.0.1\"\nport = 25\n\
+         tls = \"starttls\"\nuser = \"signup@kx.test\"\npassword_env = \"KX_TEST_SMTP_PW_UNSET\"\n\
+         from = \"signup@kx.test\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = ca
+        .cmd()
+        .env_remove("KX_TEST_SMTP_PW_UNSET")
+        .args(["outbox", "send"])
+        .output()
+        .unwrap();
+    let line = error_line("outbox send without its password", &out);
+    assert!(line.contains("mail password"), "{line}");
+    assert!(line.contains("KX_TEST_SMTP_PW_UNSET"), "{line}");
+    assert!(!line.contains("key secret"), "{line}");
+}
+
+#[test]
+fn init_without_a_passphrase_says_how_to_give_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = kxca_in(dir.path())
+        .args(["init", "--home", "home"])
+        .output()
+        .unwrap();
+    let line = error_line("init without a passphrase", &out);
+    for part in ["KXCA_KEY_PASSPHRASE", "--key-secret-file", "kxca demo"] {
+        assert!(line.contains(part), "{part} missing from: {line}");
+    }
+    assert!(!dir.path().join("home").exists(), "a failed init left a home");
+}
+
+#[test]
+fn a_relative_secret_file_is_stored_absolute() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("hsmy")).unwrap();
+    std::fs::write(dir.path().join("hsmy/pin"), format!("{PASSPHRASE}\n")).unwrap();
+    let out = kxca_in(dir.path())
+        .args(["init", "--home", "home", "--key-secret-file", "hsmy/pin"])
+        .output()
+        .unwrap();
+    assert_ok(&out, "init");
+    let config = std::fs::read_to_string(dir.path().join("home/kxca.toml")).unwrap();
+    let abs = dir.path().join("hsmy/pin").canonicalize().unwrap();
+    assert!(
+        config.contains(&format!("key_secret_file = {:?}", abs.to_str().unwrap()))
+            || config.contains(&format!(
+                "key_secret_file = {:?}",
+                dir.path().join("hsmy/pin").to_str().unwrap()
+            )),
+        "kxca.toml does not hold the absolute path:\n{config}"
+    );
+    // From another directory, a command that opens the key still finds it.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = kxca_in(elsewhere.path())
+        .arg("--home")
+        .arg(dir.path().join("home"))
+        .arg("crl")
+        .output()
+        .unwrap();
+    assert_ok(&out, "crl from another directory");
+}
