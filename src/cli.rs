@@ -198,7 +198,10 @@ pub fn actor(cli_actor: &Option<String>) -> String {
 
 pub(crate) fn home(cli: &Option<PathBuf>) -> Result<Home> {
     match cli {
-        Some(p) => Ok(Home::new(p)),
+        // Absolute: `init` writes key paths under the home into kxca.toml.
+        Some(p) => Ok(Home::new(
+            std::path::absolute(p).with_context(|| format!("{}", p.display()))?,
+        )),
         None => bail!("no kxca home: pass --home DIR or set KXCA_HOME"),
     }
 }

@@ -268,11 +268,11 @@ fn a_profile_that_disagrees_with_the_intake_policy_stops_both_entry_points() {
     let ca = TestCa::new();
     let policy = ca.path("policies/intake.toml");
     let text = std::fs::read_to_string(&policy).unwrap();
-    let changed = text.replace("[contact]\nwidth = 3", "[contact]\nwidth = 4");
-    assert_ne!(changed, text, "the shipped policy no longer sets [contact] width = 3");
+    let changed = text.replace("max_digits = 10", "max_digits = 9");
+    assert_ne!(changed, text, "the shipped policy no longer sets max_digits = 10");
     std::fs::write(&policy, changed).unwrap();
 
-    let issue = ca.kxca(&common::issue_args("12345", "0001"));
+    let issue = ca.kxca(&common::issue_args("12345", "001"));
     let form = ca.dir.path().join("form.xlsx");
     std::fs::write(&form, standard(&[support_intake::row(1, "12345", "001")])).unwrap();
     let check = ca.kxca(&["intake", "check", form.to_str().unwrap()]);
@@ -281,9 +281,9 @@ fn a_profile_that_disagrees_with_the_intake_policy_stops_both_entry_points() {
         let err = String::from_utf8_lossy(&out.stderr);
         for part in [
             "policies/intake.toml",
-            "[contact] width",
+            "[office] min_digits/max_digits",
             "policies/profiles/office-client.toml",
-            "[codes] contact_code",
+            "[codes] office_code",
         ] {
             assert!(err.contains(part), "{what}: {part:?} missing from: {err}");
         }

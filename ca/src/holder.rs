@@ -153,6 +153,9 @@ impl Holder {
                 }
             }
         }
+        if self.email.is_empty() {
+            return Err(Error::field("email", "is required"));
+        }
         rules::check_email(&self.email).map_err(|m| Error::field("email", m))?;
         Ok(())
     }
