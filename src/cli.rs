@@ -212,7 +212,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Yubikey(c) => crate::yubikey::run(c, &cli.home, &actor)?,
         Command::Init(args) => {
             let home = home(&cli.home)?;
-            let ca = Ca::init(home, init_options(&args)?, &actor, Clock::system())?;
+            let ca = Ca::init(home, init_options(&args)?, &actor, Clock::system())
+                .map_err(init_error)?;
             let h = ca.home();
             println!("Initialized kxca home {}", h.root().display());
             println!("  config:      {}", h.config().display());
@@ -373,20 +374,28 @@ fn status(c: &kxca_ca::CertificateRecord) -> String {
     }
 }
 
+/// A newcomer's likely first mistake, no passphrase: say how to give one.
+fn init_error(e: kxca_ca::Error) -> anyhow::Error {
+    use kxca_hsm::Error as H;
+    let demo = "for a first look without any setup, run `kxca demo`";
+    match e {
+        kxca_ca::Error::Key(H::SecretEnvMissing { name }) => anyhow::anyhow!(
+            "kxca init needs the CA key passphrase: environment variable {name} is not set; \
+             set it (or name another with --key-secret-env VAR) or give a file with \
+             --key-secret-file FILE; {demo}"
+        ),
+        kxca_ca::Error::Key(h @ (H::SecretFile { .. } | H::SecretEmpty { .. })) => {
+            anyhow::anyhow!("kxca init needs the CA key passphrase: {h}; {demo}")
+        }
+        e => e.into(),
+    }
+}
+
 pub fn init_options(args: &InitArgs) -> Result<InitOptions> {
     let key_secret = match &args.key_secret_file {
         Some(p) => SecretSource::File(p.clone()).absolute()?,
         None => SecretSource::Env(args.key_secret_env.clone()),
     };
-    // A newcomer's likely first mistake: say how to give the passphrase.
-    if let Err(e) = key_secret.check() {
-        bail!(
-            "kxca init needs the CA key passphrase ({e}): set the environment variable {} \
-             (or name another with --key-secret-env VAR) or give a file with --key-secret-file FILE; \
-             for a first look without any setup, run `kxca demo`",
-            args.key_secret_env
-        );
-    }
     Ok(InitOptions {
         union_name: args.union_name.clone(),
         union_code: args.union_code.clone(),
