@@ -438,8 +438,12 @@ impl Profiles {
         let dir = policies.join("profiles");
         let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
         let mut by_name = BTreeMap::new();
+        // An entry that cannot be listed fails the load rather than a
+        // profile silently going missing.
         let mut paths: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
+            .map(|e| e.map(|e| e.path()).map_err(|e| Error::io(&dir, e)))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
             .collect();
         paths.sort();

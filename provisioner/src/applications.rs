@@ -303,14 +303,12 @@ pub fn get(conn: &Connection, id: i64) -> Result<Option<Application>, kxca_ca::E
         .map_err(sql)?;
     app.rows = stmt
         .query_map([id], |r| {
-            let findings: String = r.get(3)?;
-            let fields: String = r.get(4)?;
             Ok(ApplicationRowRecord {
                 row: r.get(0)?,
                 no: r.get(1)?,
                 status: r.get(2)?,
-                findings: serde_json::from_str(&findings).unwrap_or_default(),
-                fields: serde_json::from_str(&fields).unwrap_or_default(),
+                findings: crate::error::json_column(r, 3)?,
+                fields: crate::error::json_column(r, 4)?,
             })
         })
         .map_err(sql)?

@@ -25,3 +25,16 @@ pub enum Error {
 
 /// Maps a rusqlite error inside a store transaction; the store names its file.
 pub(crate) use kxca_ca::store::sql;
+
+/// A JSON column read back. One that does not parse is a database error,
+/// not an empty list: a reader must not be told "no findings" when they
+/// could not be read.
+pub(crate) fn json_column<T: serde::de::DeserializeOwned>(
+    r: &rusqlite::Row<'_>,
+    idx: usize,
+) -> rusqlite::Result<T> {
+    let text: String = r.get(idx)?;
+    serde_json::from_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    })
+}

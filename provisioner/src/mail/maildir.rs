@@ -24,10 +24,13 @@ pub fn fetch(
     let new = dir.join("new");
     let cur = dir.join("cur");
     std::fs::create_dir_all(&cur).map_err(|e| err(&cur, e))?;
+    // An entry that cannot be listed fails the pass: skipping it would
+    // leave a mail unanswered with nothing said.
     let mut entries: Vec<PathBuf> = std::fs::read_dir(&new)
         .map_err(|e| err(&new, e))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
+        .map(|e| e.map(|e| e.path()).map_err(|e| err(&new, e)))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
         .filter(|p| p.is_file())
         .collect();
     // Maildir names start with the delivery time: oldest first.

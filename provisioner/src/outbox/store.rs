@@ -179,7 +179,6 @@ pub fn enqueue(
 const COLUMNS: &str = "id, idempotency_key, kind, message_id, to_addr, subject, body, in_reply_to, refs, state, attempts, next_attempt_at, last_error, created_at, sent_at";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxMail> {
-    let refs: String = r.get(8)?;
     let state: String = r.get(9)?;
     Ok(OutboxMail {
         id: r.get(0)?,
@@ -190,7 +189,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxMail> {
         subject: r.get(5)?,
         body: r.get(6)?,
         in_reply_to: r.get(7)?,
-        references: serde_json::from_str(&refs).unwrap_or_default(),
+        references: crate::error::json_column(r, 8)?,
         state: OutboxState::parse(&state),
         attempts: r.get(10)?,
         next_attempt_at: r.get(11)?,
