@@ -12,8 +12,11 @@ use crate::Error;
 /// signatures are PKCS#1 v1.5 with SHA-256.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyAlgorithm {
+    /// ECDSA on NIST P-256 (`ecdsa-p256`).
     EcdsaP256,
+    /// RSA with a 2048-bit modulus (`rsa-2048`).
     Rsa2048,
+    /// RSA with a 3072-bit modulus (`rsa-3072`).
     Rsa3072,
 }
 
@@ -46,6 +49,7 @@ impl KeyAlgorithm {
         }
     }
 
+    /// Whether the algorithm is RSA (PKCS#1 v1.5 signatures).
     pub fn is_rsa(self) -> bool {
         !matches!(self, KeyAlgorithm::EcdsaP256)
     }

@@ -9,16 +9,26 @@ use crate::Error;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyRef {
     /// `soft:/path/key.p8`
-    Soft { path: PathBuf },
+    Soft {
+        /// The encrypted PKCS#8 file.
+        path: PathBuf,
+    },
     /// `pkcs11:token=...;object=...` — attributes as in RFC 7512.
     Pkcs11 {
+        /// `token`, `object`, `id`... and their values.
         attributes: BTreeMap<String, String>,
     },
     /// `yubikey:serial=...;slot=9c`
-    YubiKey { serial: Option<u32>, slot: String },
+    YubiKey {
+        /// The device's serial; `None`: the only one connected.
+        serial: Option<u32>,
+        /// The PIV slot, e.g. `9c`.
+        slot: String,
+    },
 }
 
 impl KeyRef {
+    /// The backend's name: `soft`, `pkcs11` or `yubikey`.
     pub fn backend(&self) -> &'static str {
         match self {
             KeyRef::Soft { .. } => "soft",
@@ -27,6 +37,7 @@ impl KeyRef {
         }
     }
 
+    /// Whether the key is a soft key (refused by a production CA).
     pub fn is_soft(&self) -> bool {
         matches!(self, KeyRef::Soft { .. })
     }

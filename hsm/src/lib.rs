@@ -8,6 +8,7 @@
 //! - `pkcs11:token=...;object=...` — a key on a PKCS#11 token (RFC 7512 style)
 //! - `yubikey:serial=...;slot=9c` — a key in a YubiKey PIV slot
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod algorithm;
 mod error;

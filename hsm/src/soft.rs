@@ -233,6 +233,7 @@ pub struct EphemeralKey {
 }
 
 impl EphemeralKey {
+    /// Generates a key in memory.
     pub fn generate(algorithm: KeyAlgorithm) -> Result<Self, Error> {
         let pkcs8 = generate_pkcs8(algorithm)?;
         let (_, _, spki) = key_from_pkcs8(Path::new("<generated>"), &pkcs8)?;
@@ -242,6 +243,7 @@ impl EphemeralKey {
             spki,
         })
     }
+    /// The key's algorithm.
     pub fn algorithm(&self) -> KeyAlgorithm {
         self.algorithm
     }

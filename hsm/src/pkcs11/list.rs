@@ -17,7 +17,9 @@ use super::uri::encode_hex;
 /// One private key on a token.
 #[derive(Debug, Clone, Serialize)]
 pub struct TokenKeyInfo {
+    /// The token's label.
     pub token: String,
+    /// The key's CKA_LABEL.
     pub label: String,
     /// CKA_ID in hex.
     pub id: String,
@@ -26,10 +28,13 @@ pub struct TokenKeyInfo {
     /// SHA-256 of the DER SubjectPublicKeyInfo, hex (as `openssl pkey -pubin
     /// -outform DER | sha256sum` prints it); empty when unreadable.
     pub spki_sha256: String,
+    /// CKA_EXTRACTABLE: a CA key must not be.
     pub extractable: bool,
+    /// CKA_SENSITIVE: a CA key must be.
     pub sensitive: bool,
     /// Capabilities beyond signing (decrypt, unwrap, derive): a CA key has none.
     pub other_uses: Vec<String>,
+    /// CKA_ALWAYS_AUTHENTICATE: the PIN is asked before every signature.
     pub always_authenticate: bool,
 }
 

@@ -14,45 +14,62 @@ use crate::{Error, KeyAlgorithm, SecretString};
 /// A YubiKey seen by pcscd.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceInfo {
+    /// The PC/SC reader name.
     pub reader: String,
+    /// The device's serial number.
     pub serial: u32,
+    /// The firmware version.
     pub version: String,
 }
 
 /// What `kxca yubikey status` shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
+    /// The device's serial number.
     pub serial: u32,
+    /// The firmware version.
     pub version: String,
+    /// PIN tries left before it is blocked.
     pub pin_retries: u8,
     /// True while the factory management key still opens the device.
     pub factory_management_key: bool,
+    /// The PIV slots kxca uses.
     pub slots: Vec<SlotStatus>,
 }
 
+/// One PIV slot in [`Status`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlotStatus {
+    /// The slot, e.g. `9c`.
     pub slot: String,
     /// The key's algorithm, when the slot holds a certificate kxca can read.
     pub algorithm: Option<KeyAlgorithm>,
+    /// The subject of the slot's certificate, when there is one.
     pub subject: Option<String>,
 }
 
 /// The new secrets for [`setup`].
 pub struct Setup {
+    /// The PIN now (the factory one on a new device).
     pub current_pin: SecretString,
+    /// The PIN to set.
     pub new_pin: SecretString,
+    /// The PUK now.
     pub current_puk: SecretString,
+    /// The PUK to set.
     pub new_puk: SecretString,
     /// The management key to replace; `None` means the factory one.
     pub current_management_key: Option<SecretString>,
+    /// Where the new management key is kept.
     pub storage: ManagementKeyStorage,
 }
 
 /// What [`setup`] did. `printed_management_key` is set when the officers
 /// chose to keep the key in the safe: show it once, never store it.
 pub struct SetupOutcome {
+    /// The device set up.
     pub serial: u32,
+    /// The new management key, to print once for the safe.
     pub printed_management_key: Option<SecretString>,
 }
 
@@ -60,7 +77,9 @@ pub struct SetupOutcome {
 /// (slot f9) that the key in `slot` was generated on the device.
 #[derive(Debug, Clone)]
 pub struct Attestation {
+    /// The device's serial number.
     pub serial: u32,
+    /// The attested slot.
     pub slot: String,
     /// DER attestation certificate for the slot's key.
     pub certificate: Vec<u8>,

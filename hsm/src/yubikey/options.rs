@@ -51,19 +51,27 @@ impl YubiKeyOptions {
     }
 }
 
+/// When a PIV key asks for the PIN (`[yubikey] pin_policy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PinPolicyName {
+    /// Never.
     Never,
+    /// Once per session.
     Once,
+    /// Before every signature.
     Always,
 }
 
+/// When a PIV key asks for a touch (`[yubikey] touch_policy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TouchPolicyName {
+    /// Never.
     Never,
+    /// Before every signature.
     Always,
+    /// Once, then not again for 15 seconds.
     Cached,
 }
 
