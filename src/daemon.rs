@@ -27,7 +27,9 @@ pub fn run(home: Home, actor: &str) -> Result<()> {
     let ca = Ca::open(home.clone(), Clock::system())?;
     // Brings everything up to date before saying it is ready: responder
     // certificates, pre-signed answers, CRLs.
-    let (_engine, mut maintainer) = Maintainer::start(ca, actor)?;
+    // What it signs on its own (CRLs, answers, responder certificates) is
+    // the daemon's act in the audit trail, not the act of whoever started it.
+    let (_engine, mut maintainer) = Maintainer::start(ca, "kxca-daemon")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

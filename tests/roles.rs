@@ -77,7 +77,7 @@ fn signed_rows(ca: &TestCa) -> (Vec<(String, String, Vec<u8>)>, Vec<(i64, Vec<u8
         .map(Result::unwrap)
         .collect();
     let crls = conn
-        .prepare("SELECT number, der FROM crls ORDER BY id")
+        .prepare("SELECT number, der FROM crls ORDER BY authority_id, number")
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap()

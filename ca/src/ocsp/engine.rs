@@ -848,6 +848,22 @@ impl Publisher {
             .read()
             .map(|g| g.len())
             .unwrap_or(0);
+        let without_crl: Vec<String> = self
+            .served
+            .iter()
+            .filter(|name| self.engine.published(&format!("/crl/{name}.crl")).is_none())
+            .cloned()
+            .collect();
+        if !without_crl.is_empty() {
+            checks.push(HealthCheck {
+                name: "crl".into(),
+                ok: false,
+                detail: format!(
+                    "no CRL yet for {}: is kxca daemon running?",
+                    without_crl.join(", ")
+                ),
+            });
+        }
         if issuing == 0 {
             checks.push(HealthCheck {
                 name: "responder_certificate".into(),
