@@ -112,7 +112,10 @@ fn daemon_fetches_and_replies_on_its_schedule() {
     assert_eq!(code, 200);
     assert!(server.stop(), "serve or daemon did not stop cleanly");
     let serve_log = server.serve_log_text();
-    assert!(!serve_log.contains("mail"), "serve touched mail: {serve_log}");
+    assert!(
+        !serve_log.contains("mail"),
+        "serve touched mail: {serve_log}"
+    );
     let log = server.log_text();
     assert!(
         log.contains("mail pass: fetched: 1 processed, 1 application(s)"),

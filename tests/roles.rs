@@ -111,7 +111,15 @@ fn served_crl(ca: &TestCa, server: &Server) -> (u64, Vec<u8>, String) {
     let (ok, text) = run(
         "openssl",
         &[
-            "crl", "-inform", "DER", "-in", p(&f), "-CAfile", p(&issuer), "-noout", "-text",
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            p(&f),
+            "-CAfile",
+            p(&issuer),
+            "-noout",
+            "-text",
             "-crlnumber",
         ],
     );
@@ -168,7 +176,11 @@ fn keyless_serve(
 
     let (out, der_a) = ask(ca, &server, &cert_a);
     assert!(out.contains(": good"), "{out}");
-    assert_eq!(der_a, stored_response(ca, &serial_a), "not the daemon's answer");
+    assert_eq!(
+        der_a,
+        stored_response(ca, &serial_a),
+        "not the daemon's answer"
+    );
     let (out, _) = ask(ca, &server, &cert_b);
     assert!(out.contains(": good"), "{out}");
     let (number, _, _) = served_crl(ca, &server);
@@ -216,7 +228,11 @@ fn keyless_serve(
 
     // A daemon restart changes nothing that was signed or answered.
     let before = signed_rows(ca);
-    assert!(daemon.stop(), "daemon did not stop cleanly: {}", daemon.log_text());
+    assert!(
+        daemon.stop(),
+        "daemon did not stop cleanly: {}",
+        daemon.log_text()
+    );
     // Stopped: serve keeps answering from what was pre-signed.
     assert_eq!(ask(ca, &server, &cert_a).1, der_a);
     assert_eq!(ask(ca, &server, &cert_b).1, revoked.1);
@@ -351,7 +367,13 @@ fn production_on_tokens_serve_gets_only_the_responder_pin() {
     }
     let out = hsm
         .pkcs11_tool()
-        .args(["--token-label", "KX-CA", "--login", "--pin", softhsm::USER_PIN])
+        .args([
+            "--token-label",
+            "KX-CA",
+            "--login",
+            "--pin",
+            softhsm::USER_PIN,
+        ])
         .args(["--list-objects"])
         .output()
         .unwrap();
@@ -367,14 +389,8 @@ fn production_on_tokens_serve_gets_only_the_responder_pin() {
     );
     // serve runs on this home as is: the CA PIN file hidden, only the
     // responder's PIN readable.
-    keyless_serve(
-        &ca,
-        &[&hsm.pin_file],
-        env,
-        &|args| kxca(args),
-        &|office| {
-            let i = common::Issued::from_output(&kxca(&common::issue_args(office, "001")));
-            (i.serial, i.cert)
-        },
-    );
+    keyless_serve(&ca, &[&hsm.pin_file], env, &|args| kxca(args), &|office| {
+        let i = common::Issued::from_output(&kxca(&common::issue_args(office, "001")));
+        (i.serial, i.cert)
+    });
 }

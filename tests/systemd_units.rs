@@ -7,7 +7,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const UNITS: &[(&str, &str)] = &[("kxca-serve.service", "serve"), ("kxca-daemon.service", "daemon")];
+const UNITS: &[(&str, &str)] = &[
+    ("kxca-serve.service", "serve"),
+    ("kxca-daemon.service", "daemon"),
+];
 const INSTALLED: &str = "/usr/local/bin/kxca";
 
 fn unit_text(name: &str) -> String {
@@ -73,7 +76,10 @@ fn systemd_analyze_verifies_the_units() {
     let dir = tempfile::tempdir().unwrap();
     let units = installable(dir.path());
     let (ok, stderr) = verify(&units);
-    assert!(ok && stderr.trim().is_empty(), "systemd-analyze verify: {stderr}");
+    assert!(
+        ok && stderr.trim().is_empty(),
+        "systemd-analyze verify: {stderr}"
+    );
 
     // verify does catch a broken unit (so the pass above means something).
     let broken = dir.path().join("kxca-broken.service");
@@ -86,7 +92,10 @@ fn systemd_analyze_verifies_the_units() {
     )
     .unwrap();
     let (ok, stderr) = verify(&[broken]);
-    assert!(!ok, "verify passed a unit whose program is missing: {stderr}");
+    assert!(
+        !ok,
+        "verify passed a unit whose program is missing: {stderr}"
+    );
 
     // The exposure score systemd computes from the sandboxing directives.
     for unit in &units {
@@ -133,9 +142,16 @@ fn the_units_are_hardened_and_serve_cannot_reach_the_ca_keys() {
     let serve = unit_text("kxca-serve.service");
     let hidden: Vec<String> = values(&serve, "InaccessiblePaths")
         .iter()
-        .flat_map(|v| v.split_whitespace().map(|p| p.trim_start_matches('-').to_string()))
+        .flat_map(|v| {
+            v.split_whitespace()
+                .map(|p| p.trim_start_matches('-').to_string())
+        })
         .collect();
-    for path in ["/var/lib/kxca/keys", "/etc/kxca/ca-key.secret", "/etc/kxca/daemon.env"] {
+    for path in [
+        "/var/lib/kxca/keys",
+        "/etc/kxca/ca-key.secret",
+        "/etc/kxca/daemon.env",
+    ] {
         assert!(hidden.iter().any(|h| h == path), "serve can reach {path}");
     }
     let daemon = unit_text("kxca-daemon.service");

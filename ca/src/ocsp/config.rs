@@ -69,7 +69,10 @@ impl OcspConfig {
     /// (homes made before the two roles) means the CA key secret is used,
     /// which `kxca serve` then needs too: it warns about it.
     pub fn responder_secret(&self) -> Option<SecretSource> {
-        match (&self.responder_key_secret_env, &self.responder_key_secret_file) {
+        match (
+            &self.responder_key_secret_env,
+            &self.responder_key_secret_file,
+        ) {
             (_, Some(file)) => Some(SecretSource::File(file.clone())),
             (Some(env), None) => Some(SecretSource::Env(env.clone())),
             (None, None) => None,

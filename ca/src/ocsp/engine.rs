@@ -445,9 +445,11 @@ impl Engine {
 /// The responder key's reference text (the default is a soft key under
 /// `<home>/keys`, kept for homes made before `kxca init` wrote one).
 fn responder_ref_text(config: &Config, home: &Home) -> String {
-    config.ocsp.responder_key.clone().unwrap_or_else(|| {
-        format!("soft:{}", home.keys().join("ocsp-responder.p8").display())
-    })
+    config
+        .ocsp
+        .responder_key
+        .clone()
+        .unwrap_or_else(|| format!("soft:{}", home.keys().join("ocsp-responder.p8").display()))
 }
 
 /// The responder key's secret source, with the production rules checked:
@@ -462,23 +464,22 @@ pub(crate) fn responder_secret_checked(
         path: home.config(),
         message,
     };
-    let secret = match config.ocsp.responder_secret() {
-        Some(s) => s,
-        None if config.production => {
-            return Err(bad(
+    let secret =
+        match config.ocsp.responder_secret() {
+            Some(s) => s,
+            None if config.production => return Err(bad(
                 "production: set ocsp.responder_key_secret_env or ocsp.responder_key_secret_file \
                  (the responder key's own PIN, so that kxca serve never needs the CA keys' PIN)"
                     .into(),
-            ))
-        }
-        None => {
-            tracing::warn!(
-                "[ocsp] has no responder_key_secret_env or responder_key_secret_file: the \
+            )),
+            None => {
+                tracing::warn!(
+                    "[ocsp] has no responder_key_secret_env or responder_key_secret_file: the \
                  responder key is opened with the CA key secret (see docs/PUBLISH.md)"
-            );
-            config.key_secret()
-        }
-    };
+                );
+                config.key_secret()
+            }
+        };
     if config.production {
         if secret == config.key_secret() {
             return Err(bad(
@@ -547,14 +548,12 @@ pub(crate) fn open_responder_key(
             kxca_hsm::generate_with(&key_ref, KeyAlgorithm::EcdsaP256, &secret, &backend)?
         }
         // A responder key on a token is created on first use, as `kxca init` does for CA keys.
-        KeyRef::Pkcs11 { .. } if create => {
-            match kxca_hsm::open_with(&key_ref, &secret, &backend) {
-                Err(kxca_hsm::Error::TokenKeyMissing { .. }) => {
-                    kxca_hsm::generate_with(&key_ref, KeyAlgorithm::EcdsaP256, &secret, &backend)?
-                }
-                other => other?,
+        KeyRef::Pkcs11 { .. } if create => match kxca_hsm::open_with(&key_ref, &secret, &backend) {
+            Err(kxca_hsm::Error::TokenKeyMissing { .. }) => {
+                kxca_hsm::generate_with(&key_ref, KeyAlgorithm::EcdsaP256, &secret, &backend)?
             }
-        }
+            other => other?,
+        },
         _ => kxca_hsm::open_with(&key_ref, &secret, &backend)?,
     };
     Ok((Arc::from(signer), text))
