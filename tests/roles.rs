@@ -66,8 +66,11 @@ fn stored_response(ca: &TestCa, serial: &str) -> Vec<u8> {
         .unwrap()
 }
 
+/// (hash, serial, DER) of each pre-signed response; (number, DER) of each CRL.
+type SignedRows = (Vec<(String, String, Vec<u8>)>, Vec<(i64, Vec<u8>)>);
+
 /// Every pre-signed response and CRL in the store.
-fn signed_rows(ca: &TestCa) -> (Vec<(String, String, Vec<u8>)>, Vec<(i64, Vec<u8>)>) {
+fn signed_rows(ca: &TestCa) -> SignedRows {
     let conn = db(ca);
     let responses = conn
         .prepare("SELECT hash_alg, serial, der FROM ocsp_responses ORDER BY hash_alg, serial")
