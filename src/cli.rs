@@ -233,7 +233,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 h.ca_dir().join("issuing-1.pem").display()
             );
             println!("  policies:    {}", h.policies().display());
+            if let Some(responder) = &ca.config().ocsp.responder_key {
+                println!("  OCSP responder key: {responder} (certified by the issuing CA)");
+            }
             println!("Next: kxca issue --help");
+            println!("      kxca daemon (signs CRLs and OCSP answers) and kxca serve (answers them)");
         }
         Command::Issue(args) => {
             let mut ca = Ca::open(home(&cli.home)?, Clock::system())?;
