@@ -237,7 +237,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 println!("  OCSP responder key: {responder} (certified by the issuing CA)");
             }
             println!("Next: kxca issue --help");
-            println!("      kxca daemon (signs CRLs and OCSP answers) and kxca serve (answers them)");
+            println!(
+                "      kxca daemon (signs CRLs and OCSP answers) and kxca serve (answers them)"
+            );
         }
         Command::Issue(args) => {
             let mut ca = Ca::open(home(&cli.home)?, Clock::system())?;

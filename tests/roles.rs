@@ -397,3 +397,28 @@ fn production_on_tokens_serve_gets_only_the_responder_pin() {
         (i.serial, i.cert)
     });
 }
+
+/// A responder key replaced under the same reference (a token
+/// re-initialised, a lost soft key) is certified again by the daemon, and
+/// serve does not pair the new key with the old certificate.
+#[test]
+fn a_replaced_responder_key_is_certified_again() {
+    if !tools_present() {
+        return;
+    }
+    let ca = TestCa::new();
+    let issued = ca.issue("1234567", "001", &[]);
+    let responder_certs = || -> i64 {
+        db(&ca)
+            .query_row("SELECT count(*) FROM ocsp_responder_certs", [], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    };
+    assert_eq!(responder_certs(), 1, "init certifies the responder");
+    std::fs::remove_file(ca.path("ocsp/responder.p8")).unwrap();
+    let server = Server::start(&ca);
+    assert_eq!(responder_certs(), 2, "{}", server.log_text());
+    let (out, _) = ask(&ca, &server, &issued.cert);
+    assert!(out.contains(": good"), "{out}");
+}

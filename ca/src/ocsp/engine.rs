@@ -597,6 +597,15 @@ fn issuer_for(
     })
 }
 
+/// Whether a certificate is for this key.
+fn certifies(cert_der: &[u8], key: &dyn Signer) -> bool {
+    use der::{Decode, Encode};
+    x509_cert::Certificate::from_der(cert_der)
+        .ok()
+        .and_then(|c| c.tbs_certificate().subject_public_key_info().to_der().ok())
+        .is_some_and(|spki| spki == key.public_key_der())
+}
+
 /// The CA certificates and the newest CRL of each issuing CA, as the store
 /// holds them, by URL path.
 fn published_from_store(
@@ -726,8 +735,14 @@ impl Publisher {
             .iter()
             .filter(|a| a.role == AuthorityRole::Issuing)
         {
-            let row = ostore::latest_responder_cert(conn, a.id)?
-                .filter(|c| c.key_ref == self.responder_ref && c.not_after > now);
+            // The key behind the reference may have been replaced (a token
+            // re-initialised): a certificate for another key would make every
+            // answer fail verification, so it does not count.
+            let row = ostore::latest_responder_cert(conn, a.id)?.filter(|c| {
+                c.key_ref == self.responder_ref
+                    && c.not_after > now
+                    && certifies(&c.certificate, self.responder_key.as_ref())
+            });
             match row {
                 Some(row) => issuers.push(issuer_for(a, row, &self.responder_key)?),
                 None => missing.push(a.name.clone()),
@@ -1039,6 +1054,7 @@ impl Maintainer {
             let current = ostore::latest_responder_cert(self.ca.store().conn(), a.id)?;
             let usable = current.as_ref().is_some_and(|c| {
                 c.key_ref == self.responder_ref
+                    && certifies(&c.certificate, self.responder_key.as_ref())
                     && c.not_after - now > i64::from(policy.responder_renew_days) * 86_400
             });
             let row = if usable {
@@ -1058,7 +1074,11 @@ impl Maintainer {
                 )?)
             } else {
                 // No CA key: keep answering with the last certificate while it lasts.
-                current.filter(|c| c.key_ref == self.responder_ref && c.not_after > now)
+                current.filter(|c| {
+                    c.key_ref == self.responder_ref
+                        && c.not_after > now
+                        && certifies(&c.certificate, self.responder_key.as_ref())
+                })
             };
             let Some(row) = row else {
                 tracing::warn!(authority = %a.name, "no responder certificate: requests for this CA get unauthorized");
