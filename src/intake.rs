@@ -74,8 +74,10 @@ pub fn policy(home: &Option<PathBuf>, explicit: &Option<PathBuf>) -> Result<Inta
     match home_policies {
         Some(dir) => {
             let profiles = kxca_ca::Profiles::load(&dir)?;
-            let list: Vec<&kxca_ca::Profile> =
-                profiles.names().filter_map(|n| profiles.get(n).ok()).collect();
+            let list: Vec<&kxca_ca::Profile> = profiles
+                .names()
+                .filter_map(|n| profiles.get(n).ok())
+                .collect();
             policy.agree_with(&list)?;
         }
         None => {

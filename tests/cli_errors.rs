@@ -43,7 +43,11 @@ fn failing_commands_print_each_cause_once() {
     let ca = TestCa::new();
     std::fs::remove_file(&ca.pass_file).unwrap();
     let line = error_line("crl without the secret file", &ca.kxca(&["crl"]));
-    assert_eq!(line.matches("No such file or directory").count(), 1, "{line}");
+    assert_eq!(
+        line.matches("No such file or directory").count(),
+        1,
+        "{line}"
+    );
     assert_eq!(
         line.matches(ca.pass_file.to_str().unwrap()).count(),
         1,
@@ -82,7 +86,10 @@ fn failing_commands_print_each_cause_once() {
     std::fs::write(&config, text).unwrap();
     let line = error_line("list with a bad [mail]", &ca.kxca(&["list"]));
     assert!(line.contains("kxca.toml"), "{line}");
-    assert!(line.contains("[mail.smtp] password_env / password_file"), "{line}");
+    assert!(
+        line.contains("[mail.smtp] password_env / password_file"),
+        "{line}"
+    );
     assert!(!line.contains("key secret"), "{line}");
 }
 
@@ -120,7 +127,10 @@ fn init_without_a_passphrase_says_how_to_give_one() {
     for part in ["KXCA_KEY_PASSPHRASE", "--key-secret-file", "kxca demo"] {
         assert!(line.contains(part), "{part} missing from: {line}");
     }
-    assert!(!dir.path().join("home").exists(), "a failed init left a home");
+    assert!(
+        !dir.path().join("home").exists(),
+        "a failed init left a home"
+    );
 }
 
 #[test]

@@ -61,7 +61,9 @@ fn cases() -> Vec<Case> {
         // codes of each width
         ok("office code of 1 digit", |c| c.office_code = "7"),
         ok("office code of 10 digits", |c| c.office_code = "1234567890"),
-        bad("office code of 11 digits", |c| c.office_code = "12345678901"),
+        bad("office code of 11 digits", |c| {
+            c.office_code = "12345678901"
+        }),
         bad("office code with a letter", |c| c.office_code = "12a45"),
         bad("contact code of 2 digits", |c| c.contact_code = "01"),
         bad("contact code of 4 digits", |c| c.contact_code = "0001"),
@@ -82,8 +84,12 @@ fn cases() -> Vec<Case> {
             c.contract_unit = "2627601";
         }),
         // the contract unit rule
-        bad("contract unit not union+branch", |c| c.contract_unit = "2627601"),
-        bad("contract unit of 8 digits", |c| c.contract_unit = "26276000"),
+        bad("contract unit not union+branch", |c| {
+            c.contract_unit = "2627601"
+        }),
+        bad("contract unit of 8 digits", |c| {
+            c.contract_unit = "26276000"
+        }),
         bad("contract unit blank", |c| c.contract_unit = ""),
         // centres
         ok("centre in lower case", |c| c.centre = "jc"),
@@ -107,7 +113,9 @@ fn cases() -> Vec<Case> {
         }),
         // e-mail
         ok("upper-case domain", |c| c.email = "Yamada@Example.CO.JP"),
-        ok("IDN domain in punycode", |c| c.email = "taro@xn--r8jz45g.jp"),
+        ok("IDN domain in punycode", |c| {
+            c.email = "taro@xn--r8jz45g.jp"
+        }),
         bad("IDN domain in Unicode", |c| c.email = "taro@例え.jp"),
         bad("non-ASCII local part", |c| c.email = "山田@example.jp"),
         bad("TLD without a letter", |c| c.email = "taro@example.123"),
@@ -124,7 +132,9 @@ fn cases() -> Vec<Case> {
         bad("name of 26 characters", |c| {
             c.office_name = "あいうえおかきくけこさしすせそたちつてとなにぬねのは"
         }),
-        bad("name with a control character", |c| c.contact_name = "山田\u{7}太郎"),
+        bad("name with a control character", |c| {
+            c.contact_name = "山田\u{7}太郎"
+        }),
         bad("contact name blank", |c| c.contact_name = ""),
         // the union's own rows
         ok("own row: blank office code and office name", |c| {
@@ -136,7 +146,9 @@ fn cases() -> Vec<Case> {
             c.office_code = "";
             c.office_name = "全国設計事務所健康保険組合";
         }),
-        bad("blank office code on an office's row", |c| c.office_code = ""),
+        bad("blank office code on an office's row", |c| {
+            c.office_code = ""
+        }),
     ]
 }
 
@@ -181,8 +193,13 @@ fn intake_and_issuance_agree_case_by_case() {
     let mut wrong = Vec::new();
     for (i, c) in cases().into_iter().enumerate() {
         // Intake: a one-row form, so that no rule across rows is involved.
-        let report = intake::check_bytes("case.xlsx", &standard(&[form_row(&c)]), &policy, &NoExistingAccounts)
-            .unwrap_or_else(|e| panic!("{}: not read as a form: {e}", c.what));
+        let report = intake::check_bytes(
+            "case.xlsx",
+            &standard(&[form_row(&c)]),
+            &policy,
+            &NoExistingAccounts,
+        )
+        .unwrap_or_else(|e| panic!("{}: not read as a form: {e}", c.what));
         assert_eq!(report.rows.len(), 1, "{}", c.what);
         let row = &report.rows[0];
         let errors: Vec<&str> = row
@@ -241,7 +258,11 @@ fn intake_and_issuance_agree_case_by_case() {
             if intake_ok { "valid" } else { "invalid" },
             if issue_ok { "issued" } else { "refused" },
             errors.join(","),
-            if issue_ok { String::new() } else { format!(" | {stderr}") }
+            if issue_ok {
+                String::new()
+            } else {
+                format!(" | {stderr}")
+            }
         ));
         if intake_ok != issue_ok {
             wrong.push(format!(
@@ -269,7 +290,10 @@ fn a_profile_that_disagrees_with_the_intake_policy_stops_both_entry_points() {
     let policy = ca.path("policies/intake.toml");
     let text = std::fs::read_to_string(&policy).unwrap();
     let changed = text.replace("max_digits = 10", "max_digits = 9");
-    assert_ne!(changed, text, "the shipped policy no longer sets max_digits = 10");
+    assert_ne!(
+        changed, text,
+        "the shipped policy no longer sets max_digits = 10"
+    );
     std::fs::write(&policy, changed).unwrap();
 
     let issue = ca.kxca(&common::issue_args("12345", "001"));
@@ -277,7 +301,10 @@ fn a_profile_that_disagrees_with_the_intake_policy_stops_both_entry_points() {
     std::fs::write(&form, standard(&[support_intake::row(1, "12345", "001")])).unwrap();
     let check = ca.kxca(&["intake", "check", form.to_str().unwrap()]);
     for (what, out) in [("kxca issue", &issue), ("kxca intake check", &check)] {
-        assert!(!out.status.success(), "{what} ran with disagreeing policies");
+        assert!(
+            !out.status.success(),
+            "{what} ran with disagreeing policies"
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         for part in [
             "policies/intake.toml",

@@ -789,11 +789,12 @@ impl Ca {
                 json!({"certificate_id": certificate_id, "not_after": rfc3339(not_after), "pkcs12": p12_profile.to_string(), "key": algorithm.name()}),
             )
         })?;
-        let record = self.store.read(|c| certificates::by_serial(c, &serial_hex))?.ok_or_else(|| {
-            Error::UnknownSerial {
+        let record = self
+            .store
+            .read(|c| certificates::by_serial(c, &serial_hex))?
+            .ok_or_else(|| Error::UnknownSerial {
                 serial: serial_hex.clone(),
-            }
-        })?;
+            })?;
         tracing::info!(serial = %serial_hex, certificate_id = %certificate_id, "certificate issued");
         Ok(IssuedCertificate {
             record,
@@ -844,7 +845,8 @@ impl Ca {
             Ok(())
         })?;
         tracing::info!(serial = %serial_hex, reason = %reason, "certificate revoked");
-        self.store.read(|c| certificates::by_serial(c, &serial_hex))?
+        self.store
+            .read(|c| certificates::by_serial(c, &serial_hex))?
             .ok_or(Error::UnknownSerial { serial: serial_hex })
     }
 
@@ -918,11 +920,11 @@ impl Ca {
     }
 
     pub fn certificate(&self, serial: &Serial) -> Result<CertificateRecord, Error> {
-        self.store.read(|c| certificates::by_serial(c, &serial.to_hex()))?.ok_or_else(|| {
-            Error::UnknownSerial {
+        self.store
+            .read(|c| certificates::by_serial(c, &serial.to_hex()))?
+            .ok_or_else(|| Error::UnknownSerial {
                 serial: serial.to_hex(),
-            }
-        })
+            })
     }
 
     pub fn certificates(&self, limit: i64) -> Result<Vec<CertificateRecord>, Error> {

@@ -401,7 +401,12 @@ impl IntakeRules {
 
     /// Whether a row is one of the union's own accounts, the only rows
     /// whose office code (and office name) may be blank.
-    pub fn is_own_row(&self, branch_code: &str, office_code_blank: bool, office_name: &str) -> bool {
+    pub fn is_own_row(
+        &self,
+        branch_code: &str,
+        office_code_blank: bool,
+        office_name: &str,
+    ) -> bool {
         let key = |s: &str| -> String {
             s.nfkc()
                 .filter(|c| !c.is_whitespace() && *c != '\u{3000}')
@@ -421,15 +426,14 @@ impl IntakeRules {
     /// same name length, and a blank office code where own rows allow one.
     /// The error names both files and both keys.
     pub fn agree_with(&self, profile: &Profile) -> Result<(), Error> {
-        let disagree = |intake_key: String, profile_key: String, detail: String| {
-            Error::PolicyDisagreement {
+        let disagree =
+            |intake_key: String, profile_key: String, detail: String| Error::PolicyDisagreement {
                 intake: self.path.clone(),
                 intake_key,
                 profile: profile.path.clone(),
                 profile_key,
                 detail,
-            }
-        };
+            };
         for (name, rule) in &profile.codes {
             let pkey = format!("[codes] {}", name.as_str());
             match self.digits(*name) {
@@ -455,7 +459,9 @@ impl IntakeRules {
                         return Err(disagree(
                             "[centres] codes".to_string(),
                             pkey,
-                            format!("centre code {c:?} is allowed by intake but not by the profile"),
+                            format!(
+                                "centre code {c:?} is allowed by intake but not by the profile"
+                            ),
                         ));
                     }
                 }
@@ -514,7 +520,10 @@ mod tests {
         let rules = IntakeRules::load(&policies).unwrap();
         let profile = Profile::load(&policies.join("profiles/office-client.toml")).unwrap();
         rules.agree_with(&profile).unwrap();
-        assert_eq!(rules.digits(CodeName::ContractUnit), Some((7, 7, "[contract_unit] rule")));
+        assert_eq!(
+            rules.digits(CodeName::ContractUnit),
+            Some((7, 7, "[contract_unit] rule"))
+        );
     }
 
     #[test]

@@ -19,7 +19,9 @@ pub enum Error {
         backend: &'static str,
     },
     /// The environment variable named as a secret's source is not set.
-    #[error("environment variable {name} is not set (set it, or give the secret in a file instead)")]
+    #[error(
+        "environment variable {name} is not set (set it, or give the secret in a file instead)"
+    )]
     SecretEnvMissing {
         /// The variable's name.
         name: String,

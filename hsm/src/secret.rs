@@ -66,12 +66,14 @@ impl SecretSource {
                 }),
                 None => Err(Error::SecretEnvMissing { name: name.clone() }),
             },
-            SecretSource::File(path) => std::fs::File::open(path)
-                .map(drop)
-                .map_err(|source| Error::SecretFile {
-                    path: path.clone(),
-                    source,
-                }),
+            SecretSource::File(path) => {
+                std::fs::File::open(path)
+                    .map(drop)
+                    .map_err(|source| Error::SecretFile {
+                        path: path.clone(),
+                        source,
+                    })
+            }
         }
     }
 

@@ -53,8 +53,8 @@ fn float_text(f: f64) -> String {
 }
 
 // The text rules are shared with issuance (`Holder::normalized`).
-use kxca_ca::rules::{is_invisible, is_space};
 pub use kxca_ca::rules::{code_text, name_text, trim};
+use kxca_ca::rules::{is_invisible, is_space};
 
 /// The key a header title is matched by: NFKC, no spaces or line breaks,
 /// ASCII lower case, and a trailing full stop dropped ("No." = "No").

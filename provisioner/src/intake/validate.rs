@@ -183,7 +183,13 @@ fn check_row(raw: &RawRow, policy: &IntakePolicy, existing: &dyn ExistingAccount
         }
         out.branch_code = b.clone();
     }
-    if let Some(cu) = digits_of(&mut f, raw, Field::ContractUnit, CodeName::ContractUnit, true) {
+    if let Some(cu) = digits_of(
+        &mut f,
+        raw,
+        Field::ContractUnit,
+        CodeName::ContractUnit,
+        true,
+    ) {
         if let (Some(u), Some(b)) = (&union, &branch) {
             let expected = policy.rules.contract_unit.expected(u, b);
             if cu != expected {
@@ -543,7 +549,10 @@ mod tests {
         for p in rules::EmailProblem::ALL {
             assert!(messages::lookup(p.code()).is_some(), "no message for {p:?}");
         }
-        for p in [rules::NameProblem::TooLong, rules::NameProblem::ControlCharacters] {
+        for p in [
+            rules::NameProblem::TooLong,
+            rules::NameProblem::ControlCharacters,
+        ] {
             assert!(messages::lookup(p.code()).is_some(), "no message for {p:?}");
         }
     }
