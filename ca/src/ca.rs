@@ -435,7 +435,7 @@ impl Ca {
         })?;
         // The first responder certificate, so that `kxca serve` answers
         // right after init, before `kxca daemon` has ever run.
-        let issuing_authority = authorities::active(store.conn(), AuthorityRole::Issuing)?;
+        let issuing_authority = store.read(|c| authorities::active(c, AuthorityRole::Issuing))?;
         let (responder, responder_ref) =
             crate::ocsp::engine::open_responder_key(&config, home, true)?;
         crate::ocsp::engine::issue_responder_cert(
