@@ -94,6 +94,21 @@ fn failing_commands_print_each_cause_once() {
 }
 
 #[test]
+fn a_database_error_names_the_real_database() {
+    let ca = TestCa::new();
+    let db = ca.path("kxca.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("ALTER TABLE audit RENAME TO audit_elsewhere")
+        .unwrap();
+    drop(conn);
+    let line = error_line("audit without its table", &ca.kxca(&["audit"]));
+    assert!(
+        line.contains(&format!("database {}: ", db.display())),
+        "{line}"
+    );
+}
+
+#[test]
 fn mail_password_missing_is_named_as_such() {
     let ca = TestCa::new();
     let config = ca.path("kxca.toml");
