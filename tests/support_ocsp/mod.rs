@@ -23,13 +23,35 @@ impl Server {
 
     /// Starts the server with extra environment (e.g. SOFTHSM2_CONF for a CA on a token).
     pub fn start_with(ca: &TestCa, env: &[(&str, &Path)]) -> Server {
+        let mut cmd = ca.cmd();
+        cmd.envs(env.iter().copied());
+        Server::spawn(ca, cmd)
+    }
+
+    /// Starts the server with a soft open-file limit of `soft` (as a service
+    /// manager's default 1024 would), through util-linux `prlimit`, which
+    /// execs the server in place: the child's PID is the server's.
+    pub fn start_with_nofile(ca: &TestCa, soft: u64) -> Server {
+        let base = ca.cmd();
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--nofile={soft}:"))
+            .arg("--")
+            .arg(base.get_program());
+        for (k, v) in base.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        Server::spawn(ca, cmd)
+    }
+
+    fn spawn(ca: &TestCa, mut cmd: Command) -> Server {
         let log = ca
             .dir
             .path()
             .join(format!("serve-{}.log", std::process::id()));
-        let mut child = ca
-            .cmd()
-            .envs(env.iter().copied())
+        let mut child = cmd
             .args(["serve", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -54,6 +76,10 @@ impl Server {
             addr,
             log,
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -5,11 +5,13 @@
 //! - [`response`]: signing responses with the delegated responder;
 //! - `responder_cert`: issuing that responder's certificate;
 //! - `store`: its tables (migration component "ocsp");
-//! - [`engine`]: answering from pre-signed responses, and keeping them fresh.
+//! - [`engine`]: answering from pre-signed responses, and keeping them fresh;
+//! - `live`: the bounds on signing per request (budget, unknown-serial cache).
 
 pub mod asn1;
 mod config;
 pub mod engine;
+mod live;
 pub mod request;
 mod responder_cert;
 pub mod response;
@@ -17,5 +19,6 @@ mod store;
 
 pub use config::{NoncePolicy, OcspConfig};
 pub use engine::{Answer, Cached, Engine, HealthCheck, Maintainer, Published};
+pub use live::LiveStats;
 pub use request::{HashAlg, ParsedRequest, RequestError};
 pub use response::Status;
