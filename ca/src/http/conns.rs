@@ -155,12 +155,12 @@ mod tests {
         a.state.store(BUSY, Ordering::Relaxed);
         b.state.store(IDLE, Ordering::Relaxed);
         // c is fresh: displaced first.
-        let mut d = conns.admit().unwrap();
+        let d = conns.admit().unwrap();
         assert!(c.kill.take().unwrap().try_recv().is_ok());
         assert_eq!(conns.open(), 3);
         d.state.store(BUSY, Ordering::Relaxed);
         // Then the idle one.
-        let mut e = conns.admit().unwrap();
+        let e = conns.admit().unwrap();
         assert!(b.kill.take().unwrap().try_recv().is_ok());
         e.state.store(BUSY, Ordering::Relaxed);
         // All busy: refused.

@@ -83,7 +83,9 @@ pub async fn serve(
                 );
             }
         }
-        None => tracing::warn!("cannot read the open file limit; serve.max_connections applies as set"),
+        None => {
+            tracing::warn!("cannot read the open file limit; serve.max_connections applies as set")
+        }
     }
     let signing_slots = engine.config().signing_slots();
     let app = Arc::new(App {
@@ -169,6 +171,15 @@ pub async fn serve(
     Ok(())
 }
 
+/// One request waiting for a signing slot.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 const OCSP_RESPONSE: HeaderValue = HeaderValue::from_static("application/ocsp-response");
 
 fn reply(status: StatusCode, body: impl Into<Bytes>) -> Reply {
@@ -202,7 +213,11 @@ async fn handle(app: &App, req: Request<Incoming>, state: &AtomicU8) -> Reply {
     // HEAD is GET without the body (hyper sends no body for HEAD, and the
     // same Content-Length).
     let get = method == Method::GET || method == Method::HEAD;
-    let method_name = if method == Method::HEAD { "HEAD" } else { "GET" };
+    let method_name = if method == Method::HEAD {
+        "HEAD"
+    } else {
+        "GET"
+    };
     if method == Method::POST && matches!(path, "/" | "/ocsp" | "/ocsp/") {
         let ok_type = req
             .headers()
@@ -384,8 +399,10 @@ async fn ocsp(
         app.engine.refuse(&parsed)
     } else {
         app.queued.fetch_add(1, Ordering::Relaxed);
+        // Counted out on drop: the client may go away while it waits.
+        let waiting = Waiting(&app.queued);
         let permit = app.signing.acquire().await;
-        app.queued.fetch_sub(1, Ordering::Relaxed);
+        drop(waiting);
         match permit {
             Ok(_permit) => {
                 let engine = app.engine.clone();
@@ -473,13 +490,7 @@ fn cached(
     r
 }
 
-fn published(
-    app: &App,
-    method: &str,
-    path: &str,
-    headers: &HeaderMap,
-    start: Instant,
-) -> Reply {
+fn published(app: &App, method: &str, path: &str, headers: &HeaderMap, start: Instant) -> Reply {
     let Some(p) = app.engine.published(path) else {
         app.log
             .log(|| format!("http method={method} path={path:?} http=404\n"));

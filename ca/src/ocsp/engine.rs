@@ -289,9 +289,10 @@ impl Engine {
         if known {
             return None;
         }
-        self.shared
-            .live
-            .unknown(&(id, alg, serial.as_slice().into()), self.shared.clock.now())
+        self.shared.live.unknown(
+            &(id, alg, serial.as_slice().into()),
+            self.shared.clock.now(),
+        )
     }
 
     fn cached_for(&self, issuer: &Issuer, q: &request::Query) -> Option<Arc<Cached>> {

@@ -19,6 +19,8 @@ use super::request::HashAlg;
 
 /// (authority id, CertID hash, serial).
 type Key = (i64, HashAlg, Box<[u8]>);
+/// The answers, and their keys oldest first (dropped in that order).
+type UnknownCache = (HashMap<Key, Arc<Cached>>, VecDeque<Key>);
 
 struct Bucket {
     tokens: f64,
@@ -46,7 +48,7 @@ pub(crate) struct Live {
     burst: f64,
     bucket: Mutex<Bucket>,
     capacity: usize,
-    unknown: Mutex<(HashMap<Key, Arc<Cached>>, VecDeque<Key>)>,
+    unknown: Mutex<UnknownCache>,
     signatures: AtomicU64,
     try_later: AtomicU64,
     fallback: AtomicU64,
@@ -187,7 +189,11 @@ mod tests {
             live.remember_unknown((1, HashAlg::Sha1, Box::from([i])), Arc::clone(&c));
         }
         assert_eq!(live.stats().unknown_cache_entries, 3);
-        assert!(live.unknown(&(1, HashAlg::Sha1, Box::from([9])), 0).is_some());
-        assert!(live.unknown(&(1, HashAlg::Sha1, Box::from([0])), 0).is_none());
+        assert!(live
+            .unknown(&(1, HashAlg::Sha1, Box::from([9])), 0)
+            .is_some());
+        assert!(live
+            .unknown(&(1, HashAlg::Sha1, Box::from([0])), 0)
+            .is_none());
     }
 }
