@@ -268,17 +268,22 @@ fi # compare
 
 # == flood: cached answers alone, then beside random unknown serials
 if ((flood)); then
-  # A fresh server with the default live-signing budget (the comparison lifted it).
-  kill "$kxca_pid" 2>/dev/null || true
-  wait "$kxca_pid" 2>/dev/null || true
-  cp "$work/kxca.toml.default" "$KXCA_HOME/kxca.toml"
-  fport=$(free_port)
-  "$kxca" serve --listen "127.0.0.1:$fport" >"$work/flood.out" 2>"$work/flood.log" &
-  pids+=($!)
-  until grep -q listening "$work/flood.out" 2>/dev/null; do
-    kill -0 "${pids[-1]}" 2>/dev/null || { echo "kxca serve failed:" >&2; cat "$work/flood.log" >&2; exit 1; }
-    sleep 0.2
-  done
+  cp "$KXCA_HOME/kxca.toml" "$work/kxca.toml.lifted"
+  flood_server() { # config: a fresh kxca serve on a new port ($fport, $kxca_pid)
+    kill "$kxca_pid" 2>/dev/null || true
+    wait "$kxca_pid" 2>/dev/null || true
+    cp "$work/kxca.toml.$1" "$KXCA_HOME/kxca.toml"
+    fport=$(free_port)
+    "$kxca" serve --listen "127.0.0.1:$fport" >"$work/flood.out" 2>"$work/flood.log" &
+    kxca_pid=$!
+    pids+=($!)
+    until grep -q listening "$work/flood.out" 2>/dev/null; do
+      kill -0 "$kxca_pid" 2>/dev/null || { echo "kxca serve failed:" >&2; cat "$work/flood.log" >&2; exit 1; }
+      sleep 0.2
+    done
+  }
+  # The default live-signing budget (the comparison lifted it).
+  flood_server default
   openssl ocsp -issuer "$issuer" -serial 0x0123456789abcdef -no_nonce -reqout "$work/unknown.der" >/dev/null
   # 1-based offset of the serial's 8 bytes in the request, for Lua.
   at=$(python3 -c 'import sys; d=open(sys.argv[1],"rb").read(); print(d.index(bytes.fromhex("0123456789abcdef")) + 1)' "$work/unknown.der")
@@ -329,24 +334,38 @@ LUA
   echo "   POSTs random unknown serials on $fconns connections (${FLOOD_DELAY_MS:-1} ms pause between requests"
   echo "   on each); live-signing budget as configured by default: $budget"
   read -r arps ap50 ap99 aerr anon abytes <<<"$(wrk_run cached 64 "$secs" "$work/cached.der")"
-  s0=$(metric kxca_ocsp_live_signatures_total); t0=$(metric kxca_ocsp_try_later_total)
-  BODY="$work/unknown.der" AT="$at" FLOOD_DELAY_MS="${FLOOD_DELAY_MS:-1}" timeout $((secs + 70)) \
-    wrk -t1 -c"$fconns" -d"$((secs + 2))s" -s "$work/flood.lua" "http://127.0.0.1:$fport/ocsp" \
-    >"$work/flood-wrk.out" 2>&1 &
-  floodpid=$!
-  sleep 1
-  read -r brps bp50 bp99 berr bnon bbytes <<<"$(wrk_run cached 64 "$secs" "$work/cached.der")"
-  wait "$floodpid" || true
-  read -r frps fp50 fp99 ferr fnon fbytes <<<"$(grep '^RESULT' "$work/flood-wrk.out" \
-    | awk '{ printf "%.0f %s %s %d %d %.0f\n", $2 / ($3 / 1e6), $4, $5, $6, $7, ($2 ? $8 / $2 : 0) }')"
-  s1=$(metric kxca_ocsp_live_signatures_total); t1=$(metric kxca_ocsp_try_later_total)
-  printf '%-28s %9s %8s %8s %7s %7s %9s\n' run rps "p50 ms" "p99 ms" errors non-200 "B/resp"
-  printf '%-28s %9s %8s %8s %7s %7s %9s\n' "cached, alone" "$arps" "$ap50" "$ap99" "$aerr" "$anon" "$abytes"
-  printf '%-28s %9s %8s %8s %7s %7s %9s\n' "cached, during the flood" "$brps" "$bp50" "$bp99" "$berr" "$bnon" "$bbytes"
-  printf '%-28s %9s %8s %8s %7s %7s %9s\n' "the flood (random serials)" "$frps" "$fp50" "$fp99" "$ferr" "$fnon" "$fbytes"
   fsecs=$((secs + 2))
-  echo "during the flood: $((s1 - s0)) live signatures ($(awk -v n=$((s1 - s0)) -v t="$fsecs" 'BEGIN { printf "%.0f", n / t }')/s over ${fsecs} s), $((t1 - t0)) tryLater answers"
-  echo "ratios (during / alone): rps $(awk -v a="$brps" -v b="$arps" 'BEGIN { if (b > 0) printf "%.2f", a/b; else print "n/a" }')," \
-    "p99 $(awk -v a="$bp99" -v b="$ap99" 'BEGIN { if (b + 0 > 0) printf "%.2f", a/b; else print "n/a" }')"
+  with_flood() { # -> "rps p50 p99 errors non200 bytes | flood rps p50 p99 errors non200 bytes | signatures tryLater"
+    local s0 t0 s1 t1 floodpid c f
+    s0=$(metric kxca_ocsp_live_signatures_total); t0=$(metric kxca_ocsp_try_later_total)
+    BODY="$work/unknown.der" AT="$at" FLOOD_DELAY_MS="${FLOOD_DELAY_MS:-1}" timeout $((secs + 70)) \
+      wrk -t1 -c"$fconns" -d"${fsecs}s" -s "$work/flood.lua" "http://127.0.0.1:$fport/ocsp" \
+      >"$work/flood-wrk.out" 2>&1 &
+    floodpid=$!
+    sleep 1
+    c=$(wrk_run cached 64 "$secs" "$work/cached.der")
+    wait "$floodpid" || true
+    f=$(grep '^RESULT' "$work/flood-wrk.out" \
+      | awk '{ printf "%.0f %s %s %d %d %.0f\n", $2 / ($3 / 1e6), $4, $5, $6, $7, ($2 ? $8 / $2 : 0) }')
+    s1=$(metric kxca_ocsp_live_signatures_total); t1=$(metric kxca_ocsp_try_later_total)
+    echo "${c:-0 - - - - -} ${f:-0 - - - - -} $((s1 - s0)) $((t1 - t0))"
+  }
+  read -r brps bp50 bp99 berr bnon bbytes frps fp50 fp99 ferr fnon fbytes fsig ftry <<<"$(with_flood)"
+  # The same flood without a budget (as before it existed): what the budget buys.
+  flood_server lifted
+  read -r urps up50 up99 uerr unon ubytes grps gp50 gp99 gerr gnon gbytes usig utry <<<"$(with_flood)"
+  row() { printf '%-40s %9s %8s %8s %7s %7s %9s\n' "$@"; }
+  row run rps "p50 ms" "p99 ms" errors non-200 "B/resp"
+  row "cached, alone" "$arps" "$ap50" "$ap99" "$aerr" "$anon" "$abytes"
+  row "cached, during the flood" "$brps" "$bp50" "$bp99" "$berr" "$bnon" "$bbytes"
+  row "  the flood (random serials)" "$frps" "$fp50" "$fp99" "$ferr" "$fnon" "$fbytes"
+  row "cached, during the flood, budget lifted" "$urps" "$up50" "$up99" "$uerr" "$unon" "$ubytes"
+  row "  the flood (random serials)" "$grps" "$gp50" "$gp99" "$gerr" "$gnon" "$gbytes"
+  persec() { awk -v n="$1" -v t="$fsecs" 'BEGIN { printf "%.0f", n / t }'; }
+  ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "n/a" }'; }
+  echo "flood with the budget: $fsig live signatures ($(persec "$fsig")/s over ${fsecs} s), $ftry tryLater answers"
+  echo "flood, budget lifted:  $usig live signatures ($(persec "$usig")/s over ${fsecs} s), $utry tryLater answers"
+  echo "ratios (during the flood / alone): with the budget rps $(ratio "$brps" "$arps"), p99 $(ratio "$bp99" "$ap99");" \
+    "budget lifted rps $(ratio "$urps" "$arps"), p99 $(ratio "$up99" "$ap99")"
   echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 fi
