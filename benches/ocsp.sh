@@ -19,8 +19,8 @@
 # Environment:
 #   SECTIONS="compare flood"  which sections to run (compare = against OpenSSL,
 #                     then nginx; flood = the random-serial flood, needs only wrk)
-#   FLOOD_CONNS=8 FLOOD_DELAY_MS=1  the flood: connections, pause between its
-#                     requests on each (8 x 1 ms: up to ~8,000 requests/s)
+#   FLOOD_CONNS=8 FLOOD_DELAY_MS=0  the flood: connections, pause between its
+#                     requests on each (0: as fast as the server answers)
 #   KXCA_BIN=path     time this kxca binary instead of building target/release/kxca
 #   KXCA_WORKERS=n    [serve] workers for kxca (default: the config's default)
 #   OHA_THREADS=n     oha worker threads (default 1: the other core serves)
@@ -94,6 +94,14 @@ issue_json=$("$kxca" issue --json --centre JC --union-code 26276 --branch-code 0
 cert=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["certificate"])' "$issue_json")
 serial=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["serial"].upper())' "$issue_json")
 
+# The private role pre-signs the answers kxca serve hands out.
+"$kxca" daemon >"$work/daemon.out" 2>"$work/daemon.log" &
+pids+=($!)
+until grep -q ready "$work/daemon.out" 2>/dev/null; do
+  kill -0 "${pids[-1]}" 2>/dev/null || { echo "kxca daemon failed:" >&2; cat "$work/daemon.log" >&2; exit 1; }
+  sleep 0.2
+done
+
 # The access log stays on (one line per request, as in production), into a file.
 "$kxca" serve --listen "127.0.0.1:$kport" >"$work/kxca.out" 2>"$work/kxca.log" &
 pids+=($!)
@@ -106,7 +114,7 @@ done
 issuer="$KXCA_HOME/ca/issuing-1.pem"
 if ((compare)); then
 # The same responder key and certificate for OpenSSL, from the kxca home.
-openssl pkcs8 -inform DER -in "$KXCA_HOME/keys/ocsp-responder.p8" -passin "file:$work/pass" -out "$work/rkey.pem"
+openssl pkcs8 -inform DER -in "$KXCA_HOME/ocsp/responder.p8" -passin "file:$KXCA_HOME/ocsp/responder.secret" -out "$work/rkey.pem"
 python3 - "$KXCA_HOME/kxca.db" "$work/rsigner.der" <<'PY'
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
@@ -321,7 +329,7 @@ end
 LUA
   wrk_run() { # script conns secs -> "rps p50 p99 errors non2xx bytes/response"
     local r
-    r=$(BODY="$4" AT="$at" FLOOD_DELAY_MS="${FLOOD_DELAY_MS:-1}" timeout $(($3 + 60)) \
+    r=$(BODY="$4" AT="$at" FLOOD_DELAY_MS="${FLOOD_DELAY_MS:-0}" timeout $(($3 + 60)) \
       wrk -t1 -c"$2" -d"$3s" -s "$work/$1.lua" "http://127.0.0.1:$fport/ocsp" 2>/dev/null | grep '^RESULT') \
       || { echo "0 - - wrk-failed - -"; return; }
     awk '{ printf "%.0f %s %s %d %d %.0f\n", $2 / ($3 / 1e6), $4, $5, $6, $7, ($2 ? $8 / $2 : 0) }' <<<"$r"
@@ -331,14 +339,14 @@ LUA
   fconns=${FLOOD_CONNS:-8}
   echo
   echo "== flood: cached answers (POST, 64 connections, wrk) alone, then while a second wrk"
-  echo "   POSTs random unknown serials on $fconns connections (${FLOOD_DELAY_MS:-1} ms pause between requests"
+  echo "   POSTs random unknown serials on $fconns connections (${FLOOD_DELAY_MS:-0} ms pause between requests"
   echo "   on each); live-signing budget as configured by default: $budget"
   read -r arps ap50 ap99 aerr anon abytes <<<"$(wrk_run cached 64 "$secs" "$work/cached.der")"
   fsecs=$((secs + 2))
   with_flood() { # -> "rps p50 p99 errors non200 bytes | flood rps p50 p99 errors non200 bytes | signatures tryLater"
     local s0 t0 s1 t1 floodpid c f
     s0=$(metric kxca_ocsp_live_signatures_total); t0=$(metric kxca_ocsp_try_later_total)
-    BODY="$work/unknown.der" AT="$at" FLOOD_DELAY_MS="${FLOOD_DELAY_MS:-1}" timeout $((secs + 70)) \
+    BODY="$work/unknown.der" AT="$at" FLOOD_DELAY_MS="${FLOOD_DELAY_MS:-0}" timeout $((secs + 70)) \
       wrk -t1 -c"$fconns" -d"${fsecs}s" -s "$work/flood.lua" "http://127.0.0.1:$fport/ocsp" \
       >"$work/flood-wrk.out" 2>&1 &
     floodpid=$!
