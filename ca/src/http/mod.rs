@@ -54,7 +54,7 @@ struct App {
 }
 
 /// Descriptors kept back from the connection cap for the listener, the
-/// store, the logs and the mail schedule.
+/// store, the logs and the responder key's token.
 const FD_RESERVE: usize = 128;
 
 /// Serves `engine` on `listener` until `shutdown` completes, then lets
@@ -422,7 +422,8 @@ async fn ocsp(
             };
             ocsp_error(app, start, method, s, why)
         }
-        // Signed in the meantime by the maintainer.
+        // Pre-signed in the meantime, an unknown serial answered before, or
+        // (signing budget spent) the pre-signed answer without the nonce.
         Answer::Cached(c) => cached(app, start, method, serial.as_deref(), &c, if_none_match),
         Answer::Fresh { der, status } => {
             let nanos = start.elapsed().as_nanos() as u64;
