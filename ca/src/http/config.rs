@@ -30,8 +30,9 @@ pub struct ServeConfig {
     /// Connections held open at once, 16..=1,000,000 (and at most the file
     /// descriptor limit less a reserve, lowered with a warning at start).
     /// At the cap a new connection displaces the oldest one that has not
-    /// completed a request (then the oldest idle one); when every connection
-    /// is mid-answer, the new one is closed at once.
+    /// completed a request (then the oldest idle between requests or still
+    /// sending a body); when every connection is being answered, the new
+    /// one is closed at once.
     pub max_connections: usize,
 }
 
