@@ -297,7 +297,7 @@ pub struct Replies {
 impl Default for Replies {
     fn default() -> Self {
         Replies {
-            max_per_sender_per_hour: 5,
+            max_per_sender_per_hour: 10,
             no_reply_precedence: vec!["bulk".into(), "junk".into(), "list".into()],
             no_reply_senders: vec![
                 "mailer-daemon".into(),
