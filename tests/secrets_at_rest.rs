@@ -280,6 +280,54 @@ fn typed_passwords_leave_no_trace_under_the_home_and_its_files_are_private() {
     // A certificate issued into the home: personal data on disk.
     let issued = common::Issued::from_output(&kxca(&ca, &common::issue_args("34567", "001")));
 
+    // No trace of any password: every file under the home, raw and with
+    // zips opened, the WAL included...
+    let needles = needles(&passwords);
+    let mut found = Vec::new();
+    let mut files = Vec::new();
+    walk(&ca.home, &mut files);
+    assert!(
+        files.iter().any(|f| f.ends_with("kxca.db-wal")),
+        "no WAL to search: {files:?}"
+    );
+    for f in &files {
+        traces(
+            &f.display().to_string(),
+            &std::fs::read(f).unwrap(),
+            &needles,
+            &mut found,
+        );
+    }
+    // ...and every value in the store, BLOBs decompressed.
+    let tables: Vec<String> = db
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for t in tables {
+        let mut stmt = db.prepare(&format!("SELECT * FROM \"{t}\"")).unwrap();
+        let n = stmt.column_count();
+        let mut rows = stmt.query([]).unwrap();
+        while let Some(r) = rows.next().unwrap() {
+            for i in 0..n {
+                let bytes = match r.get::<_, rusqlite::types::Value>(i).unwrap() {
+                    rusqlite::types::Value::Blob(b) => b,
+                    rusqlite::types::Value::Text(s) => s.into_bytes(),
+                    _ => continue,
+                };
+                traces(
+                    &format!("table {t} column {i}"),
+                    &bytes,
+                    &needles,
+                    &mut found,
+                );
+            }
+        }
+    }
+    assert!(found.is_empty(), "passwords found at rest: {found:#?}");
+
     // What an auditor still sees: name, size, SHA-256 and format of what
     // was received, and the sheet itself without the passwords.
     let apps = json(&kxca(&ca, &["applications", "list", "--json"]));
@@ -341,54 +389,6 @@ fn typed_passwords_leave_no_trace_under_the_home_and_its_files_are_private() {
             "{name}: copy lacks the form"
         );
     }
-
-    // No trace of any password: every file under the home, raw and with
-    // zips opened, the WAL included...
-    let needles = needles(&passwords);
-    let mut found = Vec::new();
-    let mut files = Vec::new();
-    walk(&ca.home, &mut files);
-    assert!(
-        files.iter().any(|f| f.ends_with("kxca.db-wal")),
-        "no WAL to search: {files:?}"
-    );
-    for f in &files {
-        traces(
-            &f.display().to_string(),
-            &std::fs::read(f).unwrap(),
-            &needles,
-            &mut found,
-        );
-    }
-    // ...and every value in the store, BLOBs decompressed.
-    let tables: Vec<String> = db
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    for t in tables {
-        let mut stmt = db.prepare(&format!("SELECT * FROM \"{t}\"")).unwrap();
-        let n = stmt.column_count();
-        let mut rows = stmt.query([]).unwrap();
-        while let Some(r) = rows.next().unwrap() {
-            for i in 0..n {
-                let bytes = match r.get::<_, rusqlite::types::Value>(i).unwrap() {
-                    rusqlite::types::Value::Blob(b) => b,
-                    rusqlite::types::Value::Text(s) => s.into_bytes(),
-                    _ => continue,
-                };
-                traces(
-                    &format!("table {t} column {i}"),
-                    &bytes,
-                    &needles,
-                    &mut found,
-                );
-            }
-        }
-    }
-    assert!(found.is_empty(), "passwords found at rest: {found:#?}");
 
     // Private files under umask 022.
     assert_eq!(mode(&ca.home), 0o700, "the home");
