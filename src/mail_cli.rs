@@ -247,6 +247,11 @@ pub fn run(command: MailCommand, home: Home, actor: &str) -> Result<()> {
                 println!("message-id:   {}", app.message_id);
                 println!("file:         {} ({} bytes)", app.file_name, app.size);
                 println!("sha-256:      {}", app.sha256);
+                println!(
+                    "format:       {} (stored: {})",
+                    app.original_format.as_deref().unwrap_or("-"),
+                    app.stored_format
+                );
                 println!("sheet:        {}", app.sheet);
                 println!("status:       {}", app.status);
                 for r in &app.rows {

@@ -163,9 +163,16 @@ fn private_files(path: &Path) -> Result<(), Error> {
             let Ok(meta) = std::fs::metadata(&p) else {
                 continue;
             };
-            if meta.permissions().mode() & 0o077 != 0 {
-                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
-                    .map_err(|e| io(&p, e))?;
+            let mode = meta.permissions().mode();
+            if mode & 0o077 != 0 {
+                // Only group and other lose their bits: a store made
+                // read-only on purpose stays read-only.
+                let private = std::fs::Permissions::from_mode(mode & 0o700);
+                if let Err(e) = std::fs::set_permissions(&p, private) {
+                    // Not fatal: a store we may not chmod (immutable, another
+                    // owner) can still be read; say so loudly.
+                    tracing::warn!(error = %io(&p, e), "store file readable by others");
+                }
             }
         }
     }
