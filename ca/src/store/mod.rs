@@ -169,9 +169,10 @@ fn private_files(path: &Path) -> Result<(), Error> {
                 // read-only on purpose stays read-only.
                 let private = std::fs::Permissions::from_mode(mode & 0o700);
                 if let Err(e) = std::fs::set_permissions(&p, private) {
-                    // Not fatal: a store we may not chmod (immutable, another
-                    // owner) can still be read; say so loudly.
-                    tracing::warn!(error = %io(&p, e), "store file readable by others");
+                    // Not fatal, and not a warning on every command: a store
+                    // we may not chmod (immutable, another owner) was made so
+                    // on purpose and can still be read.
+                    tracing::debug!(error = %io(&p, e), "store file left readable by others");
                 }
             }
         }
