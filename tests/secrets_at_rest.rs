@@ -237,13 +237,17 @@ fn typed_passwords_leave_no_trace_under_the_home_and_its_files_are_private() {
         ("form.ods", "ods", ods_form(passwords[4], passwords[5])),
     ];
 
-    // Held open so the WAL kxca writes stays on disk to be searched (the
-    // last connection to close would checkpoint and delete it).
+    // A read transaction held open from here on: the WAL kxca writes can
+    // be neither checkpointed away nor deleted, so every frame kxca writes
+    // stays on disk to be searched.
+    let keeper = rusqlite::Connection::open(ca.path("kxca.db")).unwrap();
+    keeper.execute_batch("BEGIN").unwrap();
+    keeper
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap();
     let db = rusqlite::Connection::open(ca.path("kxca.db")).unwrap();
-    db.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
-        r.get::<_, i64>(0)
-    })
-    .unwrap();
 
     // `kxca intake check` reads each form (and sees both passwords typed).
     for (name, _, bytes) in &forms {
@@ -280,6 +284,21 @@ fn typed_passwords_leave_no_trace_under_the_home_and_its_files_are_private() {
     // A certificate issued into the home: personal data on disk.
     let issued = common::Issued::from_output(&kxca(&ca, &common::issue_args("34567", "001")));
 
+    let apps = json(&kxca(&ca, &["applications", "list", "--json"]));
+    let apps = apps.as_array().unwrap();
+    assert_eq!(apps.len(), 3, "{apps:?}");
+
+    // Private files under umask 022.
+    assert_eq!(mode(&ca.home), 0o700, "the home");
+    for f in ["kxca.db", "kxca.db-wal", "kxca.db-shm"] {
+        assert_eq!(mode(&ca.path(f)), 0o600, "{f}");
+    }
+    assert_eq!(mode(&ca.path("issued")), 0o700, "issued/");
+    assert_eq!(mode(&issued.p12), 0o600, "{}", issued.p12.display());
+    assert_eq!(mode(&issued.cert), 0o600, "{}", issued.cert.display());
+    // Reading the store's files below (std::fs::read) closes descriptors
+    // of kxca.db, which drops this process's POSIX locks on it: after
+    // that no kxca may run, or it would checkpoint and delete the WAL.
     // No trace of any password: every file under the home, raw and with
     // zips opened, the WAL included...
     let needles = needles(&passwords);
@@ -330,9 +349,6 @@ fn typed_passwords_leave_no_trace_under_the_home_and_its_files_are_private() {
 
     // What an auditor still sees: name, size, SHA-256 and format of what
     // was received, and the sheet itself without the passwords.
-    let apps = json(&kxca(&ca, &["applications", "list", "--json"]));
-    let apps = apps.as_array().unwrap();
-    assert_eq!(apps.len(), 3, "{apps:?}");
     for (name, format, bytes) in &forms {
         let app = apps
             .iter()
@@ -390,12 +406,5 @@ fn typed_passwords_leave_no_trace_under_the_home_and_its_files_are_private() {
         );
     }
 
-    // Private files under umask 022.
-    assert_eq!(mode(&ca.home), 0o700, "the home");
-    for f in ["kxca.db", "kxca.db-wal", "kxca.db-shm"] {
-        assert_eq!(mode(&ca.path(f)), 0o600, "{f}");
-    }
-    assert_eq!(mode(&ca.path("issued")), 0o700, "issued/");
-    assert_eq!(mode(&issued.p12), 0o600, "{}", issued.p12.display());
-    assert_eq!(mode(&issued.cert), 0o600, "{}", issued.cert.display());
+    drop(keeper);
 }
