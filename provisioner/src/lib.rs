@@ -19,7 +19,8 @@ pub use receive::{Received, Receiver};
 /// Brings the provisioner's tables (applications, outbox) up to date.
 /// Call once after opening the store.
 pub fn migrate(store: &mut kxca_ca::Store) -> Result<(), kxca_ca::Error> {
-    let version = |store: &kxca_ca::Store| -> i64 {
+    // A failed read is an error, not "no migration applied yet".
+    let version = |store: &kxca_ca::Store| -> Result<i64, kxca_ca::Error> {
         store
             .conn()
             .query_row(
@@ -27,9 +28,9 @@ pub fn migrate(store: &mut kxca_ca::Store) -> Result<(), kxca_ca::Error> {
                 [],
                 |r| r.get(0),
             )
-            .unwrap_or(0)
+            .map_err(|e| store.err(e))
     };
-    let before = version(store);
+    let before = version(store)?;
     store.migrate("provisioner", applications::migrations())?;
     store.migrate("outbox", outbox::migrations())?;
     if before > 0 && before < applications::SCRUB_VERSION {
