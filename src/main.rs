@@ -3,6 +3,7 @@
 
 mod cli;
 mod demo;
+mod doctor;
 mod intake;
 mod key;
 mod mail_cli;
