@@ -392,6 +392,9 @@ fn concurrent_crl_runs_all_succeed() {
     let ca = TestCa::new();
     let i = ca.issue("1234567", "001", &[]);
     assert_ok(&ca.kxca(&["revoke", &i.serial]), "revoke");
+    // A leftover of the fixed temporary name every run used to share (for
+    // the .crl and the .pem alike): unique names do not trip over it.
+    std::fs::create_dir(ca.path("crl/issuing-1.tmp~")).unwrap();
     let rounds = 4;
     let parallel = 8;
     for round in 0..rounds {
@@ -438,6 +441,7 @@ fn crl_signing_does_not_hold_the_write_lock() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let started = Instant::now();
     std::thread::sleep(Duration::from_millis(1500));
     let t = Instant::now();
     assert_ok(&ca.kxca(&["revoke", &a.serial]), "revoke during a slow CRL");
@@ -445,9 +449,20 @@ fn crl_signing_does_not_hold_the_write_lock() {
     let out = slow.wait_with_output().unwrap();
     assert_ok(&out, "slow crl");
     assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "the CRL signer was not slowed down (KXCA_TEST_FAULT=crl-slow-sign)"
+    );
+    assert!(
         took < Duration::from_millis(1200),
         "revoke waited {took:?} for the CRL signer"
     );
+    // That CRL predates the revocation: doctor says so until the next one.
+    let out = ca.kxca(&["doctor"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("crl_behind: issuing-1"), "{text}");
+    assert_ok(&ca.kxca(&["crl"]), "crl");
+    assert_ok(&ca.kxca(&["doctor"]), "doctor");
 }
 
 #[test]
@@ -464,18 +479,20 @@ fn expired_revoked_certificate_stays_on_the_next_crl_once() {
     let upper = |s: &str| s.to_ascii_uppercase();
     assert!(crl_serials(&ca).contains(&upper(&a.serial)));
 
-    // a expires (the store's notAfter is what the CRL builder goes by).
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    // a expires just after CRL 1 (the store's notAfter is what the CRL
+    // builder goes by): CRL 1 listed it while it was still valid.
+    let first: i64 = db(&ca)
+        .query_row("SELECT this_update FROM crls WHERE number = 1", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
     db(&ca)
         .execute(
             "UPDATE certificates SET not_after = ?1 WHERE serial = ?2",
-            rusqlite::params![now - 5, a.serial],
+            rusqlite::params![first + 1, a.serial],
         )
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1100));
+    std::thread::sleep(Duration::from_millis(2100));
     assert_ok(&ca.kxca(&["crl"]), "crl 2");
     let listed = crl_serials(&ca);
     assert!(

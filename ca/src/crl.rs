@@ -307,6 +307,31 @@ mod tests {
     }
 
     #[test]
+    fn check_refuses_a_malformed_time() {
+        // crl.validity_hours = 4294967295 once produced a 17-character
+        // GeneralizedTime under a length of 15; the config bounds now stop
+        // it, and the check after signing is the second line.
+        let issuer =
+            x509::enc("n", &x509::name(&[x509::DnAttr::CommonName("t")]).unwrap()).unwrap();
+        let input = CrlInput {
+            issuer_der: &issuer,
+            authority_key_id: &[1; 20],
+            number: 1,
+            this_update: 1_764_115_200,
+            next_update: 1_764_115_200 + 4_294_967_295 * 3600,
+            signature_algorithm: kxca_hsm::KeyAlgorithm::EcdsaP256.signature_algorithm(),
+        };
+        let out = build(&input, Vec::new(), |_| {
+            Ok(vec![0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01])
+        })
+        .unwrap();
+        let err = check(&out.der, &input, 0, kxca_hsm::KeyAlgorithm::EcdsaP256, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not parse back"), "{err}");
+    }
+
+    #[test]
     fn crl_parses_with_x509_cert() {
         let input = CrlInput {
             issuer_der: &x509::enc("n", &x509::name(&[x509::DnAttr::CommonName("t")]).unwrap())

@@ -217,6 +217,19 @@ fn check(
     if basic.signature_algorithm != cred.signer.algorithm().signature_algorithm() {
         return Err(bad("signature algorithm is not the responder's".to_string()));
     }
+    // The certificate a client checks the signature with is the one
+    // embedded: it must be this responder's, byte for byte.
+    let embedded = basic
+        .certs
+        .as_deref()
+        .map(|certs| certs.iter().map(Any::to_der).collect::<Result<Vec<_>, _>>())
+        .transpose()
+        .map_err(|e| bad(format!("certs: {e}")))?;
+    if embedded != Some(vec![cred.certificate.clone()]) {
+        return Err(bad(
+            "the embedded certificate is not the responder's".to_string()
+        ));
+    }
     let responder = x509_cert::Certificate::from_der(&cred.certificate)
         .map_err(|e| bad(format!("responder certificate: {e}")))?;
     let spki = responder
