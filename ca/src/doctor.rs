@@ -87,32 +87,45 @@ pub fn inspect(ca: &Ca) -> Result<Vec<Finding>, Error> {
         if authority.role != AuthorityRole::Issuing {
             continue;
         }
-        let newest_revocation: Option<i64> = conn
-            .query_row(
-                "SELECT MAX(r.revoked_at) FROM revocations r JOIN certificates c ON c.id = r.certificate
-                 WHERE c.authority_id = ?1",
-                [authority.id],
-                |r| r.get(0),
+        let latest = crls::latest(conn, authority.id)?;
+        // Revocations the newest CRL may not have seen: those from its
+        // thisUpdate second on (older ones were committed before it was
+        // built). Each must be on it.
+        let since = latest.as_ref().map_or(i64::MIN, |c| c.this_update);
+        let mut stmt = conn
+            .prepare(
+                "SELECT c.serial, r.revoked_at FROM revocations r JOIN certificates c ON c.id = r.certificate
+                 WHERE c.authority_id = ?1 AND r.revoked_at >= ?2 ORDER BY r.revoked_at",
             )
             .map_err(sql)?;
-        let latest = crls::latest(conn, authority.id)?;
-        match (&latest, newest_revocation) {
-            (None, Some(_)) => add(
-                "crl_behind",
-                authority.name.clone(),
-                "certificates are revoked but no CRL was ever signed".to_string(),
-            ),
-            (Some(crl), Some(at)) if crl.this_update < at => add(
-                "crl_behind",
-                authority.name.clone(),
-                format!(
-                    "CRL #{} ({}) predates the revocation at {}; run kxca crl",
-                    crl.number,
-                    rfc3339(crl.this_update),
+        let recent: Vec<(String, i64)> = stmt
+            .query_map(rusqlite::params![authority.id, since], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(sql)?
+            .collect::<Result<_, _>>()
+            .map_err(sql)?;
+        let listed = latest.as_ref().map(|c| listed_serials(&c.der));
+        for (serial, at) in recent {
+            let on_crl = listed
+                .as_ref()
+                .is_some_and(|l| l.contains(serial.trim_start_matches('0')));
+            if on_crl {
+                continue;
+            }
+            let detail = match &latest {
+                None => format!(
+                    "revoked at {} but no CRL was ever signed; run kxca crl",
                     rfc3339(at)
                 ),
-            ),
-            _ => {}
+                Some(crl) => format!(
+                    "revoked at {} but not on CRL #{} ({}); run kxca crl",
+                    rfc3339(at),
+                    crl.number,
+                    rfc3339(crl.this_update)
+                ),
+            };
+            add("crl_behind", format!("{}/{serial}", authority.name), detail);
         }
         if let Some(crl) = &latest {
             if crl.next_update < now {
@@ -172,4 +185,20 @@ pub fn inspect(ca: &Ca) -> Result<Vec<Finding>, Error> {
         }
     }
     Ok(found)
+}
+
+/// The serials on a CRL, as lower-case hex without leading zeros.
+fn listed_serials(der: &[u8]) -> std::collections::HashSet<String> {
+    use der::Decode;
+    <x509_cert::crl::CertificateList>::from_der(der)
+        .ok()
+        .and_then(|crl| crl.tbs_cert_list.revoked_certificates)
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            hex::encode(r.serial_number.as_bytes())
+                .trim_start_matches('0')
+                .to_string()
+        })
+        .collect()
 }
