@@ -539,7 +539,10 @@ fn pkilint_clean_crls_and_ocsp_responses() {
         "revoke",
     );
     assert_ok(&ca.kxca(&["crl"]), "crl");
-    common::pkilint_certificates_and_crl(&[b.cert.clone()], &ca.path("crl/issuing-1.crl"));
+    common::pkilint_certificates_and_crl(
+        std::slice::from_ref(&b.cert),
+        &ca.path("crl/issuing-1.crl"),
+    );
 
     let out_dir = ca.dir.path().join("publish");
     assert_ok(&ca.kxca(&["publish", p(&out_dir)]), "publish");
