@@ -273,9 +273,22 @@ impl Lcg {
 fn kill_9_during_issuance_then_doctor() {
     let ca = TestCa::new();
     // How long one issuance takes here, so kills land all through it.
-    let t = Instant::now();
-    ca.issue("9999999", "001", &[]);
-    let typical = t.elapsed().as_millis().max(20) as u64;
+    let typical = (0..3)
+        .map(|i| {
+            let t = Instant::now();
+            let office = format!("999999{i}");
+            let out = ca
+                .cmd()
+                .args(issue_args(&office, "001"))
+                .env("KXCA_TEST_FAULT", "issue-slow")
+                .output()
+                .unwrap();
+            assert_ok(&out, "issue");
+            t.elapsed().as_millis() as u64
+        })
+        .max()
+        .unwrap_or(0)
+        .max(20);
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -292,13 +305,16 @@ fn kill_9_during_issuance_then_doctor() {
         let mut child = ca
             .cmd()
             .args(issue_args(&office, "001"))
+            // 100 ms pauses while pending: before signing, and with the
+            // PKCS#12 written but the certificate not yet recorded issued.
+            .env("KXCA_TEST_FAULT", "issue-slow")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
         // Mostly in the second half, where the row is pending and the
         // certificate is signed and packaged; some kills miss it either way.
-        let deadline = Duration::from_millis(typical / 2 + rng.next(typical * 3 / 4));
+        let deadline = Duration::from_millis(typical / 3 + rng.next(typical * 7 / 6));
         std::thread::sleep(deadline);
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
@@ -383,8 +399,13 @@ fn kill_9_during_issuance_then_doctor() {
     }
     let out = ca.kxca(&["doctor"]);
     assert_ok(&out, "doctor after recovery");
+    let removed = count(
+        &ca,
+        "SELECT COUNT(*) FROM audit WHERE action = 'certificate.abandoned'
+         AND json_extract(detail, '$.pkcs12_removed') IS NOT NULL",
+    );
     eprintln!(
-        "{} issued, {abandoned} abandoned rows resolved ({pending} by the last command)",
+        "{} issued, {abandoned} abandoned rows resolved ({pending} by the last command), {removed} of them with a PKCS#12 written and removed",
         issued.len()
     );
 }

@@ -788,6 +788,13 @@ impl Ca {
             }
         };
         let serial_hex = serial.to_hex();
+        // Widens the windows a crash can hit, for the kill -9 test.
+        let slow = || {
+            if crate::fault::active("issue-slow") {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        };
+        slow();
         let signature = match sign_checked(signer, &tbs) {
             Ok(s) => s,
             Err(e) => {
@@ -839,6 +846,7 @@ impl Ca {
             }
         };
 
+        slow();
         let issued_at = self.clock.now();
         let recorded = self.store.write(|tx| {
             certificates::mark_issued(tx, row_id, &der, issued_at)?;
