@@ -271,6 +271,7 @@ impl Config {
                 ));
             }
         }
+        self.serve.check().map_err(bad)?;
         Ok(())
     }
 
