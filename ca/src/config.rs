@@ -271,7 +271,7 @@ impl Config {
                 ));
             }
         }
-        self.serve.check().map_err(bad)?;
+        self.serve.check()?;
         Ok(())
     }
 
