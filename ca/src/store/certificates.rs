@@ -319,3 +319,20 @@ pub fn failed_with_paths(conn: &Connection) -> Result<Vec<(i64, String, String)>
         .map_err(sql)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(sql)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_tells_live_from_gone() {
+        let me = process_owner();
+        assert!(owner_alive(Some(&me)), "{me}");
+        // Same pid, another start time: the pid was reused.
+        let (pid, _) = me.split_once(':').unwrap();
+        assert!(!owner_alive(Some(&format!("{pid}:1"))));
+        assert!(!owner_alive(Some("4294967295:1")));
+        assert!(!owner_alive(Some("garbage")));
+        assert!(!owner_alive(None));
+    }
+}
