@@ -60,7 +60,60 @@ CREATE TABLE application_rows (
     PRIMARY KEY (application_id, row)
 );
 "#,
+}, Migration {
+    version: 2,
+    description: "intake attempts: a mail is counted before it is parsed",
+    sql: r#"
+CREATE TABLE intake_attempts (
+    source_key    TEXT PRIMARY KEY,
+    attempts      INTEGER NOT NULL,
+    size          INTEGER NOT NULL,
+    sha256        TEXT NOT NULL,
+    first_at      INTEGER NOT NULL,
+    last_at       INTEGER NOT NULL,
+    last_error    TEXT
+);
+"#,
 }];
+
+/// Counts one more attempt at a mail, in its own transaction committed
+/// before the mail is parsed: a mail that kills its reader, or the pass,
+/// is still counted. Returns the attempts so far, this one included.
+pub(crate) fn record_attempt(
+    tx: &Transaction<'_>,
+    source_key: &str,
+    size: usize,
+    sha256: &str,
+    now: i64,
+) -> Result<i64, kxca_ca::Error> {
+    tx.execute(
+        "INSERT INTO intake_attempts (source_key, attempts, size, sha256, first_at, last_at)
+         VALUES (?1, 1, ?2, ?3, ?4, ?4)
+         ON CONFLICT (source_key) DO UPDATE SET attempts = attempts + 1, last_at = ?4",
+        rusqlite::params![source_key, size as i64, sha256, now],
+    )
+    .map_err(sql)?;
+    tx.query_row(
+        "SELECT attempts FROM intake_attempts WHERE source_key = ?1",
+        [source_key],
+        |r| r.get(0),
+    )
+    .map_err(sql)
+}
+
+/// Notes why the last attempt at a mail failed.
+pub(crate) fn note_attempt_error(
+    tx: &Transaction<'_>,
+    source_key: &str,
+    error: &str,
+) -> Result<(), kxca_ca::Error> {
+    tx.execute(
+        "UPDATE intake_attempts SET last_error = ?2 WHERE source_key = ?1",
+        rusqlite::params![source_key, error],
+    )
+    .map_err(sql)?;
+    Ok(())
+}
 
 /// Where an application stands. Provisioning adds the states after review.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

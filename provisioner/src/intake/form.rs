@@ -9,7 +9,9 @@ use super::policy::{Field, IntakePolicy};
 use super::reader::{Grid, Workbook};
 
 /// One application row as read: every column's cell, except that password
-/// cells are reduced to whether something was typed.
+/// cells are reduced to whether something was typed (so no password
+/// crosses the parsing worker's pipe).
+#[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) struct RawRow {
     /// 1-based spreadsheet row number.
     pub row: u32,
@@ -24,6 +26,7 @@ impl RawRow {
     }
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) struct Table {
     pub sheet: String,
     pub rows: Vec<RawRow>,

@@ -62,7 +62,7 @@ impl<'a> Workbook<'a> {
         if bytes.len() as u64 > limits.max_file_bytes {
             return Err(FormError::TooLarge {
                 file: file_s,
-                what: "the file",
+                what: "the file".into(),
                 size: bytes.len() as u64,
                 limit: limits.max_file_bytes,
             });
@@ -167,7 +167,7 @@ impl<'l> Accumulator<'l> {
         if self.cells > max_rows * MAX_CELLS_PER_ROW {
             return Err(FormError::TooLarge {
                 file: self.file.to_string(),
-                what: "the number of cells",
+                what: "the number of cells".into(),
                 size: self.cells,
                 limit: max_rows * MAX_CELLS_PER_ROW,
             });
@@ -281,9 +281,9 @@ fn sniff(file: &str, bytes: &[u8], limits: &Limits) -> Result<Format, FormError>
         file: file.to_string(),
         detail: d,
     };
-    let too_large = |what: &'static str, size: u64, limit: u64| FormError::TooLarge {
+    let too_large = |what: &str, size: u64, limit: u64| FormError::TooLarge {
         file: file.to_string(),
-        what,
+        what: what.to_string(),
         size,
         limit,
     };

@@ -2,12 +2,13 @@
 //! forwarded messages walked and hostile structure bounded.
 
 use mail_parser::{HeaderName, Message, MessageParser, MimeHeaders, PartType};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::names;
 
 /// Bounds on what one mail may be; past them the mail is rejected whole.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Limits {
     pub max_message_bytes: usize,
     /// Nesting of multiparts and forwarded messages.
@@ -26,7 +27,7 @@ impl Default for Limits {
 }
 
 /// Why a mail could not be read at all.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum MimeError {
     #[error("message is {size} bytes, above the limit of {limit}")]
     TooLarge { size: usize, limit: usize },
@@ -51,7 +52,7 @@ impl MimeError {
 }
 
 /// What a file is, told by its first bytes (never by name or MIME type).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FileKind {
     /// `PK\x03\x04`: .xlsx or .ods.
     Zip,
@@ -78,12 +79,15 @@ impl FileKind {
 }
 
 /// One attached file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Attachment {
     /// Decoded file name; `添付ファイル<N>` when the part has none.
     pub name: String,
     pub content_type: String,
     pub kind: FileKind,
+    /// Base64 on the worker's pipe: JSON arrays of numbers would be four
+    /// times the size.
+    #[serde(with = "b64")]
     pub bytes: Vec<u8>,
     /// Lower-case hex SHA-256 of `bytes`.
     pub sha256: String,
@@ -92,7 +96,7 @@ pub struct Attachment {
 }
 
 /// A received mail, reduced to what intake needs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReceivedMail {
     /// The Message-ID without angle brackets; for a mail without one, a
     /// stable id derived from its bytes so duplicates are still recognised.
@@ -108,17 +112,81 @@ pub struct ReceivedMail {
     pub attachments: Vec<Attachment>,
 }
 
-/// Parses `raw` within `limits`.
+mod b64 {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Why a mail could not be read: its content, or the worker reading it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    #[error("{0}")]
+    Mime(#[from] MimeError),
+    #[error("{0}")]
+    Contained(#[from] crate::sandbox::Contained),
+}
+
+/// Parses `raw` within `limits` in a worker process (see
+/// [`crate::sandbox`]): the only way the mail path reads a message.
+pub fn read_contained(
+    raw: &[u8],
+    limits: &Limits,
+    sandbox: &crate::sandbox::Sandbox,
+) -> Result<ReceivedMail, ReadError> {
+    // Refused before a process is started for it.
+    if raw.len() > limits.max_message_bytes {
+        return Err(MimeError::TooLarge {
+            size: raw.len(),
+            limit: limits.max_message_bytes,
+        }
+        .into());
+    }
+    let job = crate::sandbox::Job::Mail { limits: *limits };
+    let answer: Result<ReceivedMail, MimeError> = sandbox.run(&job, raw)?;
+    Ok(answer?)
+}
+
+/// Parses `raw` within `limits`, in this process. For tests and tools;
+/// received mail goes through [`read_contained`].
 pub fn read(raw: &[u8], limits: &Limits) -> Result<ReceivedMail, MimeError> {
+    let message = parse(raw, limits)?;
+    reduce(raw, &message, limits)
+}
+
+/// [`read`] for the worker: the parsed message is leaked, not dropped, as
+/// mail-parser drops a deeply nested message recursively and can overflow
+/// the stack doing it. Only for a process that exits right after.
+pub(crate) fn read_and_leak(raw: &[u8], limits: &Limits) -> Result<ReceivedMail, MimeError> {
+    let message = parse(raw, limits)?;
+    let out = reduce(raw, &message, limits);
+    std::mem::forget(message);
+    out
+}
+
+fn parse<'x>(raw: &'x [u8], limits: &Limits) -> Result<Message<'x>, MimeError> {
     if raw.len() > limits.max_message_bytes {
         return Err(MimeError::TooLarge {
             size: raw.len(),
             limit: limits.max_message_bytes,
         });
     }
-    let message = MessageParser::default()
+    MessageParser::default()
         .parse(raw)
-        .ok_or(MimeError::Unparseable)?;
+        .ok_or(MimeError::Unparseable)
+}
+
+fn reduce(raw: &[u8], message: &Message<'_>, limits: &Limits) -> Result<ReceivedMail, MimeError> {
     if message.parts.is_empty() {
         return Err(MimeError::Unparseable);
     }
@@ -128,7 +196,7 @@ pub fn read(raw: &[u8], limits: &Limits) -> Result<ReceivedMail, MimeError> {
         parts_seen: 0,
         attachments: Vec::new(),
     };
-    walk.part(&message, 0, 0, false)?;
+    walk.part(message, 0, 0, false)?;
 
     let message_id = match message.message_id() {
         Some(id) if !id.trim().is_empty() => id.trim().to_string(),
