@@ -9,6 +9,7 @@ mod messages;
 pub mod normalize;
 pub mod offices;
 mod policy;
+mod precheck;
 mod reader;
 mod report;
 mod validate;
