@@ -14,10 +14,11 @@ pub fn migrations() -> &'static [Migration] {
     MIGRATIONS
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "received mails, applications and their rows",
-    sql: r#"
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "received mails, applications and their rows",
+        sql: r#"
 CREATE TABLE intake_mails (
     id            INTEGER PRIMARY KEY,
     source_key    TEXT NOT NULL UNIQUE,
@@ -60,10 +61,11 @@ CREATE TABLE application_rows (
     PRIMARY KEY (application_id, row)
 );
 "#,
-}, Migration {
-    version: 2,
-    description: "intake attempts: a mail is counted before it is parsed",
-    sql: r#"
+    },
+    Migration {
+        version: 2,
+        description: "intake attempts: a mail is counted before it is parsed",
+        sql: r#"
 CREATE TABLE intake_attempts (
     source_key    TEXT PRIMARY KEY,
     attempts      INTEGER NOT NULL,
@@ -74,7 +76,8 @@ CREATE TABLE intake_attempts (
     last_error    TEXT
 );
 "#,
-}];
+    },
+];
 
 /// Counts one more attempt at a mail, in its own transaction committed
 /// before the mail is parsed: a mail that kills its reader, or the pass,

@@ -105,12 +105,9 @@ impl FormChecker for IntakeChecker {
                 self.existing.as_ref(),
                 s,
             ),
-            None => crate::intake::check_bytes(
-                file_name,
-                bytes,
-                &self.policy,
-                self.existing.as_ref(),
-            ),
+            None => {
+                crate::intake::check_bytes(file_name, bytes, &self.policy, self.existing.as_ref())
+            }
         };
         match checked {
             Ok(report) => FormCheck::Form {

@@ -71,16 +71,12 @@ impl Receiver<'_> {
         }
         use sha2::Digest;
         let digest = hex::encode(sha2::Sha256::digest(raw));
-        let attempts = store.write(|tx| {
-            applications::record_attempt(tx, source_key, raw.len(), &digest, now)
-        })?;
+        let attempts = store
+            .write(|tx| applications::record_attempt(tx, source_key, raw.len(), &digest, now))?;
         if attempts > MAX_ATTEMPTS {
             let why = Rejection {
                 code: "failed_repeatedly".into(),
-                error: format!(
-                    "processing failed {} times; not read again",
-                    attempts - 1
-                ),
+                error: format!("processing failed {} times; not read again", attempts - 1),
             };
             return self.reject(store, source_key, raw.len(), &digest, Some(raw), &why, now);
         }
@@ -124,9 +120,9 @@ impl Receiver<'_> {
         // A reader stopped or dead on a form counts as a failed attempt at
         // the whole mail, like one dead on the mail itself.
         let dead_reader = checked.iter().flatten().find_map(|c| match c {
-            FormCheck::NotAForm { report, .. } if report["error"] == "could_not_read" => Some((
-                report["message"].as_str().unwrap_or_default().to_string(),
-            )),
+            FormCheck::NotAForm { report, .. } if report["error"] == "could_not_read" => {
+                Some((report["message"].as_str().unwrap_or_default().to_string(),))
+            }
             _ => None,
         });
         if let Some((message,)) = dead_reader {
@@ -306,12 +302,14 @@ impl Receiver<'_> {
         Ok(out)
     }
 
-    /// Records a mail too large to download as rejected, without reading it.
+    /// Records a mail too large to download as rejected, without reading
+    /// it; `head`, its first bytes when at hand, tells whom to answer.
     pub fn reject_too_large(
         &self,
         store: &mut Store,
         source_key: &str,
         size: usize,
+        head: Option<&[u8]>,
         now: i64,
     ) -> Result<Received, Error> {
         if applications::mail_seen(store.conn(), source_key)? {
@@ -327,7 +325,7 @@ impl Receiver<'_> {
             code: error.code().into(),
             error: error.to_string(),
         };
-        self.reject(store, source_key, size, &digest, None, &why, now)
+        self.reject(store, source_key, size, &digest, head, &why, now)
     }
 
     /// The reader failed on this attempt: rejected at the last attempt,
@@ -492,9 +490,7 @@ impl RawHead {
                         .map(|(id, _)| id.trim().to_string())
                         .filter(|id| !id.is_empty() && id.len() <= 250 && id.is_ascii());
                 }
-                "auto-submitted" if !value.eq_ignore_ascii_case("no") => {
-                    head.auto_submitted = true
-                }
+                "auto-submitted" if !value.eq_ignore_ascii_case("no") => head.auto_submitted = true,
                 "precedence"
                     if ["bulk", "junk", "list"]
                         .iter()

@@ -204,9 +204,9 @@ fn xls_workbook(bytes: &[u8]) -> Result<Vec<u8>, String> {
         return Err("more allocation-table sectors than the file holds".into());
     }
     for id in fat_sectors {
-        let s = cfb.sector(id).ok_or_else(|| {
-            format!("allocation-table sector {id} is beyond the end of the file")
-        })?;
+        let s = cfb
+            .sector(id)
+            .ok_or_else(|| format!("allocation-table sector {id} is beyond the end of the file"))?;
         cfb.fat
             .extend((0..sector_size / 4).filter_map(|i| u32_at(s, 4 * i)));
     }
@@ -272,9 +272,9 @@ fn xls_workbook(bytes: &[u8]) -> Result<Vec<u8>, String> {
             return Err("stream Workbook: the mini sector chain loops".into());
         }
         let at = (id as usize).saturating_mul(64);
-        let chunk = mini
-            .get(at..at + 64)
-            .ok_or_else(|| format!("stream Workbook: mini sector {id} is beyond the mini stream"))?;
+        let chunk = mini.get(at..at + 64).ok_or_else(|| {
+            format!("stream Workbook: mini sector {id} is beyond the mini stream")
+        })?;
         data.extend_from_slice(chunk);
         id = *minifat
             .get(id as usize)
@@ -303,7 +303,9 @@ pub(crate) fn xls(file: &str, bytes: &[u8], limits: &Limits) -> Result<(), FormE
         let Some(data) = stream.get(at + 4..at + 4 + len) else {
             return Err(corrupt(
                 file,
-                format!("record 0x{typ:04X} at offset {at} runs past the end of the workbook stream"),
+                format!(
+                    "record 0x{typ:04X} at offset {at} runs past the end of the workbook stream"
+                ),
             ));
         };
         at += 4 + len;
@@ -324,8 +326,9 @@ pub(crate) fn xls(file: &str, bytes: &[u8], limits: &Limits) -> Result<(), FormE
         match typ {
             // BOF: a new substream (the globals, then each sheet).
             0x0809 => {
+                // Substream 0 is the workbook globals: sheet n is substream n.
                 if let Some(s) = sheet {
-                    span.check(file, s, limits)?;
+                    span.check(file, s.saturating_sub(1), limits)?;
                 }
                 sheet = Some(sheets);
                 sheets += 1;
@@ -377,7 +380,7 @@ pub(crate) fn xls(file: &str, bytes: &[u8], limits: &Limits) -> Result<(), FormE
         }
     }
     if let Some(s) = sheet {
-        span.check(file, s, limits)?;
+        span.check(file, s.saturating_sub(1), limits)?;
     }
     Ok(())
 }

@@ -352,7 +352,9 @@ fn sniff(file: &str, bytes: &[u8], limits: &Limits) -> Result<Format, FormError>
             limit: limits.max_decompressed_bytes,
         });
         let scanned = match (format, name.as_str()) {
-            (Format::Ods, "content.xml") => super::precheck::ods_content(file, &mut counted, limits),
+            (Format::Ods, "content.xml") => {
+                super::precheck::ods_content(file, &mut counted, limits)
+            }
             (Format::Xlsx, "xl/sharedStrings.xml") => {
                 super::precheck::xlsx_shared_strings(file, &mut counted, limits)
             }

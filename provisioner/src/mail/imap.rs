@@ -88,7 +88,7 @@ pub async fn fetch(
         .and_then(|f| f.size)
         .unwrap_or(0) as usize;
         let outcome = if size > receiver.limits.max_message_bytes {
-            receiver.reject_too_large(store, &key, size, clock.now())?
+            receiver.reject_too_large(store, &key, size, None, clock.now())?
         } else {
             let fetched = within(
                 limit(config),

@@ -55,7 +55,15 @@ pub fn fetch(
         let size = std::fs::metadata(&path).map_err(|e| err(&path, e))?.len();
         let key = format!("maildir:{unique}");
         let outcome = if size as usize > receiver.limits.max_message_bytes {
-            receiver.reject_too_large(store, &key, size as usize, clock.now())?
+            // Only the head is read, to tell whom to answer.
+            let mut head = Vec::new();
+            std::fs::File::open(&path)
+                .and_then(|f| {
+                    use std::io::Read;
+                    f.take(64 * 1024).read_to_end(&mut head)
+                })
+                .map_err(|e| err(&path, e))?;
+            receiver.reject_too_large(store, &key, size as usize, Some(&head), clock.now())?
         } else {
             let raw = std::fs::read(&path).map_err(|e| err(&path, e))?;
             receiver.receive(store, &key, &raw, clock.now())?

@@ -274,10 +274,7 @@ fn diagnose(status: ExitStatus, stderr: &str, limits: &SandboxLimits) -> Contain
         // RLIMIT_CPU: SIGXCPU at the soft limit, SIGKILL one second later.
         Some(24) => Contained::CpuTime(limits.cpu_seconds),
         Some(sig) => Contained::Died(format!("signal {sig}")),
-        None => Contained::Died(format!(
-            "exit status {}",
-            status.code().unwrap_or_default()
-        )),
+        None => Contained::Died(format!("exit status {}", status.code().unwrap_or_default())),
     }
 }
 
