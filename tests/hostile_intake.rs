@@ -7,6 +7,7 @@
 mod common;
 mod support_hostile;
 mod support_intake;
+mod support_mailstack;
 mod support_ocsp;
 
 use std::path::Path;
@@ -353,4 +354,165 @@ fn hostile_mail_to_a_running_kxca_is_rejected_and_moved_while_ocsp_answers() {
         attempts
     );
     assert_eq!(files(&rejected), 4);
+}
+
+/// What the pre-checks let through is still contained: a legal .xls
+/// DIMENSIONS of A1:IV65536 makes calamine reserve ~670 MB up front, past
+/// a 256 MiB worker; the worker dies and the check ends with one line.
+#[test]
+fn a_reader_out_of_memory_is_one_line_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut xls = hostile::xls_form();
+    let dims = xls
+        .windows(4)
+        .position(|w| w == [0x00, 0x02, 0x0E, 0x00])
+        .unwrap();
+    xls[dims + 8..dims + 12].copy_from_slice(&65536u32.to_le_bytes());
+    xls[dims + 14..dims + 16].copy_from_slice(&256u16.to_le_bytes());
+    let file = dir.path().join("whole-sheet.xls");
+    std::fs::write(&file, &xls).unwrap();
+    let mut policy =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/policies/intake.toml"))
+            .unwrap();
+    policy.push_str("\n[sandbox]\nmemory_bytes = 268435456\n");
+    let policy_file = dir.path().join("intake.toml");
+    std::fs::write(&policy_file, policy).unwrap();
+    let (out, took) = check(&file, &["--policy", p(&policy_file)]);
+    let err = lines(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}: {err:?}", out.status);
+    assert_eq!(err.len(), 1, "{err:?}");
+    assert!(
+        err[0].contains("whole-sheet.xls") && err[0].contains("ran out of memory"),
+        "{err:?}"
+    );
+    assert_eq!(lines(&out.stdout).len(), 1);
+    assert!(took < Duration::from_secs(40), "took {took:?}");
+    // With the default limit the same file is an ordinary form.
+    let (out, _) = check(&file, &[]);
+    assert!(matches!(out.status.code(), Some(0) | Some(1)), "{out:?}");
+}
+
+const APPLICANT: &str = "applicant@office.test";
+const SIGNUP: &str = "signup@kx.test";
+
+/// Puts a mail straight into Dovecot's INBOX for `user`: for the mails
+/// Postfix itself refuses (over its 10 MB message_size_limit, or nested
+/// past its mime_nesting_limit), which kxca must still survive over IMAP.
+/// The mailbox must exist (a mail delivered before); the file is given to
+/// the mailbox's owner, the user Dovecot runs as.
+fn drop_into_inbox(stack: &support_mailstack::MailStack, user: &str, n: usize, raw: &[u8]) {
+    use std::os::unix::fs::MetadataExt;
+    let (local, domain) = user.split_once('@').unwrap();
+    let inbox = Path::new(stack.get("MAIL_DIR"))
+        .join("maildirs")
+        .join(domain)
+        .join(local)
+        .join("Maildir");
+    let owner = std::fs::metadata(inbox.join("new")).unwrap();
+    let tmp = inbox.join("tmp").join(format!("{n}.hostile.kxca"));
+    std::fs::write(&tmp, raw).unwrap();
+    std::os::unix::fs::chown(&tmp, Some(owner.uid()), Some(owner.gid())).unwrap();
+    std::fs::rename(&tmp, inbox.join("new").join(format!("{n}.hostile.kxca"))).unwrap();
+}
+
+#[test]
+fn hostile_mail_over_imap_is_rejected_and_moved_while_ocsp_answers() {
+    if !support_ocsp::tools_present() {
+        return;
+    }
+    let Some(stack) = support_mailstack::private("hostile", 27110) else {
+        return;
+    };
+    let ca = TestCa::new();
+    let cert = ca.issue("3456789", "001", &[]);
+    install_policy(&ca);
+    let config = ca.path("kxca.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&stack.config(&ca.home, "implicit"));
+    std::fs::write(&config, text).unwrap();
+
+    let (direct, by_smtp): (Vec<_>, Vec<_>) = hostile::hostile_mails()
+        .into_iter()
+        .partition(|(name, raw)| raw.len() > 9_000_000 || name == "nested");
+    stack.send(APPLICANT, SIGNUP, &good_mail());
+    for (_, raw) in &by_smtp {
+        stack.send(APPLICANT, SIGNUP, raw);
+    }
+    let mut total = 1 + by_smtp.len();
+    assert_eq!(stack.wait_for(SIGNUP, "INBOX", total), total);
+    for (_, raw) in direct
+        .iter()
+        .map(|(n, r)| (n, r.clone()))
+        .chain([(&"killer".to_string(), reader_killer())])
+    {
+        total += 1;
+        drop_into_inbox(&stack, SIGNUP, total, &raw);
+    }
+    assert_eq!(stack.wait_for(SIGNUP, "INBOX", total), total);
+
+    let mut server = start_mail_process(&ca);
+    let started = Instant::now();
+    let ocsp = |server: &Server| {
+        let (ok, out) = support_ocsp::openssl_ocsp(&ca, server, &["-cert", p(&cert.cert)]);
+        assert!(
+            ok && out.contains(": good"),
+            "OCSP stopped answering: {out}\nserve log:\n{}",
+            server.log_text()
+        );
+    };
+    loop {
+        ocsp(&server);
+        if stack.count(SIGNUP, "INBOX") == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "mail left in INBOX; serve log:\n{}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    ocsp(&server);
+    // Every answer is sent: 4 "could not be read", one per other mail.
+    assert_eq!(
+        stack.wait_for(APPLICANT, "INBOX", total),
+        total,
+        "serve log:\n{}",
+        server.log_text()
+    );
+    assert!(server.stop(), "serve did not stop cleanly");
+
+    assert_eq!(stack.count(SIGNUP, "kxca-rejected"), 4);
+    assert_eq!(stack.count(SIGNUP, "kxca-processed"), total - 4);
+    assert_eq!(count(&ca, "SELECT count(*) FROM applications"), 1);
+    assert_eq!(
+        count(
+            &ca,
+            "SELECT count(*) FROM intake_mails WHERE outcome = 'rejected'"
+        ),
+        4
+    );
+    let replies = stack.read(APPLICANT, "INBOX");
+    let unreadable = replies
+        .iter()
+        .filter(|m| {
+            m["body"]
+                .as_str()
+                .is_some_and(|b| b.contains("読み取ることができなかった"))
+        })
+        .count();
+    assert_eq!(unreadable, 4, "{replies:?}");
+
+    // A restart reads none of them again.
+    let before = count(&ca, "SELECT count(*) FROM intake_mails");
+    let mut server = start_mail_process(&ca);
+    std::thread::sleep(Duration::from_secs(3));
+    ocsp(&server);
+    assert!(
+        server.stop(),
+        "serve did not stop cleanly after the restart"
+    );
+    assert_eq!(count(&ca, "SELECT count(*) FROM intake_mails"), before);
+    assert_eq!(stack.count(SIGNUP, "kxca-rejected"), 4);
+    assert_eq!(stack.count(APPLICANT, "INBOX"), total);
 }

@@ -88,7 +88,16 @@ pub async fn fetch(
         .and_then(|f| f.size)
         .unwrap_or(0) as usize;
         let outcome = if size > receiver.limits.max_message_bytes {
-            receiver.reject_too_large(store, &key, size, None, clock.now())?
+            // Only the header is fetched, to tell whom to answer.
+            let head = within(
+                limit(config),
+                &format!("UID FETCH {uid} BODY.PEEK[HEADER]"),
+                fetch_one(&mut session, uid, "BODY.PEEK[HEADER]"),
+            )
+            .await
+            .map_err(&err)?;
+            let head = head.as_ref().and_then(|f| f.header());
+            receiver.reject_too_large(store, &key, size, head, clock.now())?
         } else {
             let fetched = within(
                 limit(config),
