@@ -170,6 +170,20 @@ pub(crate) fn mail_seen(conn: &Connection, source_key: &str) -> Result<bool, kxc
     .map_err(sql)
 }
 
+/// The recorded outcome of the mail under this source key, if any.
+pub(crate) fn mail_outcome(
+    conn: &Connection,
+    source_key: &str,
+) -> Result<Option<String>, kxca_ca::Error> {
+    conn.query_row(
+        "SELECT outcome FROM intake_mails WHERE source_key = ?1",
+        [source_key],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(sql)
+}
+
 /// The first mail recorded with this Message-ID, if any.
 pub(crate) fn mail_by_message_id(
     conn: &Connection,

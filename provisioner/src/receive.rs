@@ -24,6 +24,9 @@ use crate::Error;
 pub enum Received {
     /// Recorded before (same source key): nothing done.
     AlreadyProcessed,
+    /// Rejected before (same source key): nothing done but the move to
+    /// the rejected folder a crash may have cut off.
+    AlreadyRejected,
     /// Recorded now.
     Processed {
         mail_id: i64,
@@ -66,8 +69,8 @@ impl Receiver<'_> {
         raw: &[u8],
         now: i64,
     ) -> Result<Received, Error> {
-        if applications::mail_seen(store.conn(), source_key)? {
-            return Ok(Received::AlreadyProcessed);
+        if let Some(seen) = already(store, source_key)? {
+            return Ok(seen);
         }
         use sha2::Digest;
         let digest = hex::encode(sha2::Sha256::digest(raw));
@@ -312,8 +315,8 @@ impl Receiver<'_> {
         head: Option<&[u8]>,
         now: i64,
     ) -> Result<Received, Error> {
-        if applications::mail_seen(store.conn(), source_key)? {
-            return Ok(Received::AlreadyProcessed);
+        if let Some(seen) = already(store, source_key)? {
+            return Ok(seen);
         }
         use sha2::Digest;
         let digest = hex::encode(sha2::Sha256::digest(source_key.as_bytes()));
@@ -437,6 +440,19 @@ impl Receiver<'_> {
         })?;
         Ok(out)
     }
+}
+
+/// What to do with a mail whose source key is recorded already.
+fn already(store: &Store, source_key: &str) -> Result<Option<Received>, Error> {
+    Ok(
+        applications::mail_outcome(store.conn(), source_key)?.map(|outcome| {
+            if outcome == "rejected" {
+                Received::AlreadyRejected
+            } else {
+                Received::AlreadyProcessed
+            }
+        }),
+    )
 }
 
 /// Why a mail is rejected: a stable code and an English description.

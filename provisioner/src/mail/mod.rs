@@ -30,7 +30,7 @@ pub struct FetchSummary {
 impl FetchSummary {
     fn count(&mut self, r: &Received) {
         match r {
-            Received::AlreadyProcessed => self.already_processed += 1,
+            Received::AlreadyProcessed | Received::AlreadyRejected => self.already_processed += 1,
             Received::Processed {
                 applications,
                 duplicates,
@@ -60,7 +60,7 @@ pub(crate) enum Destination {
 impl Destination {
     pub(crate) fn of(r: &Received) -> Destination {
         match r {
-            Received::Rejected { .. } => Destination::Rejected,
+            Received::Rejected { .. } | Received::AlreadyRejected => Destination::Rejected,
             Received::Deferred { .. } => Destination::Stay,
             _ => Destination::Processed,
         }
