@@ -73,6 +73,14 @@ issue_json=$("$kxca" issue --json --centre JC --union-code 26276 --branch-code 0
 cert=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["certificate"])' "$issue_json")
 serial=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["serial"].upper())' "$issue_json")
 
+# The private role pre-signs the answers kxca serve hands out.
+"$kxca" daemon >"$work/daemon.out" 2>"$work/daemon.log" &
+pids+=($!)
+until grep -q ready "$work/daemon.out" 2>/dev/null; do
+  kill -0 "${pids[-1]}" 2>/dev/null || { echo "kxca daemon failed:" >&2; cat "$work/daemon.log" >&2; exit 1; }
+  sleep 0.2
+done
+
 # The access log stays on (one line per request, as in production), into a file.
 "$kxca" serve --listen "127.0.0.1:$kport" >"$work/kxca.out" 2>"$work/kxca.log" &
 pids+=($!)
@@ -82,7 +90,7 @@ until grep -q listening "$work/kxca.out" 2>/dev/null; do
 done
 
 # The same responder key and certificate for OpenSSL, from the kxca home.
-openssl pkcs8 -inform DER -in "$KXCA_HOME/keys/ocsp-responder.p8" -passin "file:$work/pass" -out "$work/rkey.pem"
+openssl pkcs8 -inform DER -in "$KXCA_HOME/ocsp/responder.p8" -passin "file:$KXCA_HOME/ocsp/responder.secret" -out "$work/rkey.pem"
 python3 - "$KXCA_HOME/kxca.db" "$work/rsigner.der" <<'PY'
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])

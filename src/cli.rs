@@ -92,9 +92,12 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::intake::OfficesCommand,
     },
-    /// Run the revocation service (OCSP, CRLs, CA certificates, /healthz,
-    /// /metrics) and, with [mail], the mail intake on its schedule.
+    /// The public role: serve OCSP, CRLs, CA certificates, /healthz and
+    /// /metrics from the store, holding no CA key.
     Serve(crate::serve::ServeArgs),
+    /// The private role: sign CRLs and OCSP answers into the store, renew the
+    /// responder certificate, run the mail intake schedule. Listens on no port.
+    Daemon,
     /// Export pre-signed OCSP responses, CRLs and CA certificates for nginx or a CDN.
     Publish(crate::publish::PublishArgs),
     /// Demonstration: init a CA, issue two certificates, revoke one, sign a CRL.
@@ -130,6 +133,17 @@ pub struct InitArgs {
     /// File holding the key passphrase or PIN (first line).
     #[arg(long)]
     pub key_secret_file: Option<PathBuf>,
+    /// OCSP responder key reference (default: a soft key in <home>/ocsp;
+    /// required with --production: a key on its own token).
+    #[arg(long)]
+    pub responder_key: Option<String>,
+    /// Environment variable holding the responder key's own passphrase or PIN.
+    #[arg(long, conflicts_with = "responder_key_secret_file")]
+    pub responder_key_secret_env: Option<String>,
+    /// File holding the responder key's own passphrase or PIN (default: a
+    /// random passphrase in <home>/ocsp; required with --production).
+    #[arg(long)]
+    pub responder_key_secret_file: Option<PathBuf>,
     /// Base URL of the publication service (CRL DP, OCSP, caIssuers).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub base_url: String,
@@ -219,7 +233,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 h.ca_dir().join("issuing-1.pem").display()
             );
             println!("  policies:    {}", h.policies().display());
+            if let Some(responder) = &ca.config().ocsp.responder_key {
+                println!("  OCSP responder key: {responder} (certified by the issuing CA)");
+            }
             println!("Next: kxca issue --help");
+            println!(
+                "      kxca daemon (signs CRLs and OCSP answers) and kxca serve (answers them)"
+            );
         }
         Command::Issue(args) => {
             let mut ca = Ca::open(home(&cli.home)?, Clock::system())?;
@@ -234,7 +254,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 "Revoked {} ({}) reason {}",
                 rec.serial, rec.certificate_id, reason
             );
-            println!("Next: kxca crl   (publish a new CRL)");
+            println!("Next: kxca daemon signs the new CRL and OCSP answers within seconds; without it, kxca crl");
         }
         Command::Crl => {
             let mut ca = Ca::open(home(&cli.home)?, Clock::system())?;
@@ -357,8 +377,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Mail(command) => crate::mail_cli::run(command, home(&cli.home)?, &actor)?,
         Command::Demo { dir } => crate::demo::run(dir.or(cli.home), &actor)?,
-        Command::Serve(args) => crate::serve::run(home(&cli.home)?, args, &actor)?,
-        Command::Publish(args) => crate::publish::run(home(&cli.home)?, args)?,
+        Command::Serve(args) => crate::serve::run(home(&cli.home)?, args)?,
+        Command::Daemon => crate::daemon::run(home(&cli.home)?, &actor)?,
+        Command::Publish(args) => crate::publish::run(home(&cli.home)?, args, &actor)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -368,6 +389,12 @@ fn status(c: &kxca_ca::CertificateRecord) -> String {
         Some(r) => format!("revoked ({})", r.reason),
         None => c.state.as_str().to_string(),
     }
+}
+
+/// A path as given on the command line, made absolute: kxca.toml is read
+/// from other directories (and by the systemd units).
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p).with_context(|| format!("{}", p.display()))
 }
 
 pub fn init_options(args: &InitArgs) -> Result<InitOptions> {
@@ -382,6 +409,15 @@ pub fn init_options(args: &InitArgs) -> Result<InitOptions> {
         root_key: args.root_key.clone(),
         issuing_key: args.issuing_key.clone(),
         key_secret,
+        responder_key: args.responder_key.clone(),
+        responder_key_secret: match (
+            &args.responder_key_secret_env,
+            &args.responder_key_secret_file,
+        ) {
+            (_, Some(p)) => Some(SecretSource::File(absolute(p)?)),
+            (Some(n), None) => Some(SecretSource::Env(n.clone())),
+            (None, None) => None,
+        },
         base_url: args.base_url.clone(),
         production: args.production,
         policies: crate::policies::shipped(),

@@ -53,6 +53,9 @@ pub fn run(dir: Option<PathBuf>, actor: &str) -> Result<()> {
             issuing_key: None,
             key_secret_env: "KXCA_KEY_PASSPHRASE".into(),
             key_secret_file: Some(pass_path),
+            responder_key: None,
+            responder_key_secret_env: None,
+            responder_key_secret_file: None,
             base_url: "http://127.0.0.1:8080".into(),
             production: false,
             root_name: "KX Root CA".into(),
@@ -121,7 +124,7 @@ pub fn run(dir: Option<PathBuf>, actor: &str) -> Result<()> {
     println!("-- 5. pre-sign OCSP responses with a delegated responder certificate");
     let home = ca.home().clone();
     let ocsp_url = ca.config().publication.ocsp_url.clone();
-    let (engine, _maintainer) = kxca_ca::ocsp::Maintainer::start(ca)?;
+    let (engine, _maintainer) = kxca_ca::ocsp::Maintainer::start(ca, actor)?;
     let revoked_serial: Serial = revoked.serial.parse()?;
     let revoked_response = home.root().join("ocsp-revoked.der");
     if let Some(c) = engine.presigned(revoked_serial.as_bytes(), kxca_ca::ocsp::HashAlg::Sha1) {
@@ -197,7 +200,11 @@ pub fn run(dir: Option<PathBuf>, actor: &str) -> Result<()> {
     println!();
     println!("== The revocation service");
     println!(
-        "  KXCA_HOME={} kxca serve &    # OCSP, CRL, CA certificates, /healthz, /metrics",
+        "  KXCA_HOME={} kxca daemon &   # private role: signs CRLs and OCSP answers (CA keys)",
+        h.root().display()
+    );
+    println!(
+        "  KXCA_HOME={} kxca serve &    # public role, no CA key: OCSP, CRL, CA certificates, /healthz, /metrics",
         h.root().display()
     );
     println!(

@@ -1,13 +1,13 @@
-//! The mail side of `kxca serve`: one intake pass (fetch the signup
+//! The mail side of `kxca daemon`: one intake pass (fetch the signup
 //! mailbox, then send the due outbox mail) every `[mail] interval_seconds`.
 //!
 //! A pass is the same code as `kxca intake fetch`, so the schedule and the
 //! CLI can never disagree about what a pass does. It runs on its own OS
 //! thread because a pass drives its own single-threaded runtime (lettre's
 //! pool must be dropped inside the runtime that made it), which cannot be
-//! nested in the server's runtime. A failed pass is logged and retried at
-//! the next interval: a mail server that is down must not take the OCSP
-//! responder with it.
+//! nested in the daemon's runtime. A failed pass is logged and retried at
+//! the next interval: a mail server that is down must not stop the signing.
+//! `kxca serve`, the process the network reaches, never runs it.
 
 use std::time::{Duration, Instant};
 
@@ -37,7 +37,7 @@ pub fn start(
         tracing::info!("[mail] interval_seconds = 0: the mail schedule is off");
         return Ok(None);
     }
-    // Loaded once: a broken policy stops `kxca serve` at start, with the
+    // Loaded once: a broken policy stops `kxca daemon` at start, with the
     // file named, rather than failing every pass later.
     let policy = crate::intake::policy(&Some(home.root().into()), &None)?;
     let interval = Duration::from_secs(mail.interval_seconds);

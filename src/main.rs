@@ -2,6 +2,7 @@
 //! Parses arguments and hands off to the library crates.
 
 mod cli;
+mod daemon;
 mod demo;
 mod intake;
 mod key;
@@ -27,8 +28,8 @@ fn main() -> ExitCode {
     }
     let args = cli::Cli::parse();
     // A daemon's log is its record of what it did (requests, mail passes,
-    // renewed responder certificates): `kxca serve` starts at info.
-    let daemon = matches!(args.command, cli::Command::Serve(_));
+    // renewed responder certificates): `kxca serve` and `kxca daemon` start at info.
+    let daemon = matches!(args.command, cli::Command::Serve(_) | cli::Command::Daemon);
     output::init_logging(args.verbose.max(u8::from(daemon)));
     match cli::run(args) {
         Ok(code) => code,

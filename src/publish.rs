@@ -82,11 +82,11 @@ fn remove(dir: &Path, rel: &str) -> Result<bool> {
     Ok(true)
 }
 
-pub fn run(home: Home, args: PublishArgs) -> Result<()> {
+pub fn run(home: Home, args: PublishArgs, actor: &str) -> Result<()> {
     let ca = Ca::open(home, Clock::system())?;
     // Starting the maintainer signs whatever is missing or due, exactly as
-    // `kxca serve` would, so the export is never staler than the service.
-    let (engine, _maintainer) = Maintainer::start(ca)?;
+    // `kxca daemon` would, so the export is never staler than the service.
+    let (engine, _maintainer) = Maintainer::start(ca, actor)?;
     let dir = &args.dir;
     let before = previous(dir)?;
     let mut now = BTreeSet::new();

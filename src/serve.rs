@@ -1,14 +1,15 @@
-//! `kxca serve`: the revocation service in the foreground, for an init system
-//! to supervise. Runs the HTTP listener and the store maintainer side by side
-//! in one JoinSet sharing one shutdown signal, with the mail schedule
-//! (src/mail_schedule.rs) when `[mail]` is configured.
+//! `kxca serve`: the public role, in the foreground for an init system to
+//! supervise. Runs the HTTP listener and the store publisher side by side in
+//! one JoinSet sharing one shutdown signal. It holds no CA key (the
+//! publisher opens only the delegated responder key) and parses no mail:
+//! signing and the mail schedule are `kxca daemon`'s (src/daemon.rs).
 
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use kxca_ca::ocsp::Maintainer;
-use kxca_ca::{Ca, Clock, Home};
+use kxca_ca::ocsp::Publisher;
+use kxca_ca::{Clock, Config, Home};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -25,7 +26,7 @@ async fn raised(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-async fn signal() {
+pub(crate) async fn signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -40,12 +41,11 @@ async fn signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-pub fn run(home: Home, args: ServeArgs, actor: &str) -> Result<()> {
-    let ca = Ca::open(home.clone(), Clock::system())?;
-    let config = ca.config().serve.clone();
+pub fn run(home: Home, args: ServeArgs) -> Result<()> {
+    let config = Config::load(&home.config())?.serve;
     let listen = args.listen.unwrap_or_else(|| config.listen.clone());
     let grace = Duration::from_secs(u64::from(config.shutdown_grace_seconds));
-    let (engine, mut maintainer) = Maintainer::start(ca)?;
+    let (engine, mut publisher) = Publisher::start(home, Clock::system())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.worker_threads())
         .enable_all()
@@ -57,8 +57,6 @@ pub fn run(home: Home, args: ServeArgs, actor: &str) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {listen} ([serve] listen / --listen)"))?;
         let addr = listener.local_addr()?;
-        // After the bind, so that a taken port leaves no mail thread behind.
-        let mail = crate::mail_schedule::start(home, actor, stop_rx.clone())?;
         println!("listening on http://{addr}");
         tracing::info!(%addr, "kxca serve started");
         let mut tasks: JoinSet<Result<&'static str>> = JoinSet::new();
@@ -67,25 +65,18 @@ pub fn run(home: Home, args: ServeArgs, actor: &str) -> Result<()> {
             kxca_ca::http::serve(engine, listener, config, http_stop).await?;
             Ok("http")
         });
-        let maint_stop = stop_rx.clone();
+        let pub_stop = stop_rx.clone();
         tasks.spawn_blocking(move || {
-            // Polls the store about once a second: a revocation by the CLI
-            // (another process) shows up here within that time.
-            while !*maint_stop.borrow() {
-                if let Err(e) = maintainer.tick() {
-                    tracing::warn!(error = %e, "revocation service maintenance failed; retrying");
+            // Polls the store about once a second: what the daemon signed
+            // (another process) is served within that time.
+            while !*pub_stop.borrow() {
+                if let Err(e) = publisher.tick() {
+                    tracing::warn!(error = %e, "reading the store failed; retrying");
                 }
                 std::thread::sleep(Duration::from_secs(1));
             }
-            Ok("maintainer")
+            Ok("publisher")
         });
-        if let Some(done) = mail {
-            tasks.spawn(async move {
-                done.await
-                    .map_err(|_| anyhow::anyhow!("the mail schedule thread panicked"))?;
-                Ok("mail schedule")
-            });
-        }
         let early = tokio::select! {
             _ = signal() => None,
             done = tasks.join_next() => done,

@@ -55,7 +55,7 @@ fn applications(ca: &TestCa) -> Vec<serde_json::Value> {
 }
 
 #[test]
-fn serve_fetches_and_replies_on_its_schedule() {
+fn daemon_fetches_and_replies_on_its_schedule() {
     let Some(stack) = support_mailstack::private("schedule", 26400) else {
         return;
     };
@@ -107,10 +107,15 @@ fn serve_fetches_and_replies_on_its_schedule() {
     assert_eq!(stack.count(SIGNUP, "INBOX"), 0);
     assert_eq!(stack.count(SIGNUP, "kxca-processed"), 2);
 
-    // The OCSP side shares the process and still answers.
+    // The mail runs in the daemon; the public role answers and reads no mail.
     let (code, _, _) = support_ocsp::get(&server.url("/healthz"), &[], ca.dir.path());
     assert_eq!(code, 200);
-    assert!(server.stop(), "serve did not stop cleanly");
+    assert!(server.stop(), "serve or daemon did not stop cleanly");
+    let serve_log = server.serve_log_text();
+    assert!(
+        !serve_log.contains("mail"),
+        "serve touched mail: {serve_log}"
+    );
     let log = server.log_text();
     assert!(
         log.contains("mail pass: fetched: 1 processed, 1 application(s)"),
@@ -129,7 +134,7 @@ fn serve_fetches_and_replies_on_its_schedule() {
 /// An IMAP server that refuses connections: each pass logs the failure
 /// and the server keeps serving; SIGTERM still stops it cleanly.
 #[test]
-fn unreachable_mail_server_does_not_stop_serve() {
+fn unreachable_mail_server_does_not_stop_the_daemon() {
     if !common::require_tool("curl", &["--version"]) {
         return;
     }
@@ -152,7 +157,8 @@ fn unreachable_mail_server_does_not_stop_serve() {
     });
     let (code, _, _) = support_ocsp::get(&server.url("/healthz"), &[], ca.dir.path());
     assert_eq!(code, 200);
-    assert!(server.stop(), "serve did not stop cleanly");
+    assert!(server.stop(), "serve or daemon did not stop cleanly");
+    assert!(!server.serve_log_text().contains("mail"));
     let log = server.log_text();
     assert!(
         log.contains(&port.to_string()),

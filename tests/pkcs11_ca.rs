@@ -258,7 +258,7 @@ fn ca_on_token(algorithm: &str, key_algorithm: &str) {
     ocsp_responder_on_token(&t, &good, &revoked);
 }
 
-/// The OCSP responder's key lives on the token too: `kxca serve` creates it
+/// The OCSP responder's key lives on the token too: `kxca daemon` creates it
 /// there, has the issuing CA (on the token) certify it, and its answers
 /// verify with only the root as trust anchor.
 fn ocsp_responder_on_token(t: &TokenCa, good: &Path, revoked: &Path) {
@@ -268,12 +268,22 @@ fn ocsp_responder_on_token(t: &TokenCa, good: &Path, revoked: &Path) {
     let responder_ref = t.key_ref("ocsp-responder");
     let config_path = t.ca.path("kxca.toml");
     let config = std::fs::read_to_string(&config_path).unwrap();
-    assert!(config.contains("\n[ocsp]\n"), "{config}");
-    let config = config.replacen(
-        "\n[ocsp]\n",
-        &format!("\n[ocsp]\nresponder_key = \"{responder_ref}\"\n"),
-        1,
-    );
+    // init wrote a soft responder key with a random passphrase: move it to
+    // the token, unlocked by the token's PIN.
+    let config: String = config
+        .lines()
+        .map(|l| {
+            if l.starts_with("responder_key = ") {
+                format!("responder_key = \"{responder_ref}\"")
+            } else if l.starts_with("responder_key_secret_file = ") {
+                format!("responder_key_secret_file = {:?}", t.hsm.pin_file)
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(config.contains(&responder_ref), "{config}");
     std::fs::write(&config_path, config).unwrap();
 
     let server = support_ocsp::Server::start_with(&t.ca, &[("SOFTHSM2_CONF", &t.hsm.conf)]);

@@ -54,6 +54,8 @@ fn issue(n: usize) {
             root_key: None,
             issuing_key: None,
             key_secret: SecretSource::File(pass),
+            responder_key: None,
+            responder_key_secret: None,
             base_url: "http://127.0.0.1:8080".into(),
             production: false,
             policies,

@@ -29,6 +29,12 @@ pub struct InitOptions {
     pub issuing_key: Option<String>,
     /// Where the key passphrase (soft) or PIN (token) comes from.
     pub key_secret: SecretSource,
+    /// OCSP responder key reference; `None`: a soft key under `<home>/ocsp/`
+    /// (refused when `production`).
+    pub responder_key: Option<String>,
+    /// The responder key's own passphrase or PIN, never the CA keys'. `None`
+    /// (not in production): a random passphrase in `<home>/ocsp/`.
+    pub responder_key_secret: Option<SecretSource>,
     /// Base URL of `kxca serve`, used for the CRL DP and AIA URLs.
     pub base_url: String,
     pub production: bool,
@@ -149,6 +155,59 @@ fn ca_certificate(
     })
 }
 
+/// The responder key reference and its secret source for a new home. In
+/// production both must be given (a token key with its own PIN); otherwise
+/// the defaults are a soft key and a random passphrase under `<home>/ocsp/`,
+/// apart from `<home>/keys/` so that the public role can be given the one
+/// directory and not the other.
+fn responder_setup(home: &Home, o: &InitOptions) -> Result<(String, SecretSource), Error> {
+    let bad = |message: &str| Error::Config {
+        path: home.config(),
+        message: message.to_string(),
+    };
+    if o.production && (o.responder_key.is_none() || o.responder_key_secret.is_none()) {
+        return Err(bad(
+            "production: give the OCSP responder key on its own token and its own PIN \
+             (--responder-key pkcs11:token=...;object=... and --responder-key-secret-file or \
+             --responder-key-secret-env)",
+        ));
+    }
+    let dir = home.root().join("ocsp");
+    let key = match &o.responder_key {
+        Some(k) => k.clone(),
+        None => format!("soft:{}", dir.join("responder.p8").display()),
+    };
+    let secret = match &o.responder_key_secret {
+        Some(s) => s.clone(),
+        None => {
+            fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+                    .map_err(|e| Error::io(&dir, e))?;
+            }
+            // The responder key signs only OCSP answers for days at a time
+            // and must unlock unattended: a random passphrase kept beside
+            // it, readable by kxca only, is what its secret is worth.
+            let path = dir.join("responder.secret");
+            let mut options = fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            let mut f = options.open(&path).map_err(|e| Error::io(&path, e))?;
+            let pass = generate_password();
+            std::io::Write::write_all(&mut f, format!("{}\n", pass.expose()).as_bytes())
+                .map_err(|e| Error::io(&path, e))?;
+            SecretSource::File(path)
+        }
+    };
+    Ok((key, secret))
+}
+
 impl Ca {
     /// Creates a CA home: config, policies, database, keys and the two-tier
     /// hierarchy. On failure removes what it created.
@@ -209,6 +268,11 @@ impl Ca {
             SecretSource::Env(n) => (Some(n.clone()), None),
             SecretSource::File(p) => (None, Some(p.clone())),
         };
+        let (responder_key, responder_secret) = responder_setup(home, &o)?;
+        let (responder_key_secret_env, responder_key_secret_file) = match responder_secret {
+            SecretSource::Env(n) => (Some(n), None),
+            SecretSource::File(p) => (None, Some(p)),
+        };
         let config = Config {
             production: o.production,
             union: UnionConfig {
@@ -236,7 +300,12 @@ impl Ca {
             crl: CrlConfig::default(),
             yubikey: Default::default(),
             pkcs11: Default::default(),
-            ocsp: Default::default(),
+            ocsp: crate::ocsp::OcspConfig {
+                responder_key: Some(responder_key),
+                responder_key_secret_env,
+                responder_key_secret_file,
+                ..Default::default()
+            },
             serve: Default::default(),
             mail: None,
         };
@@ -246,6 +315,13 @@ impl Ca {
             .map_err(|e| Error::io(home.config(), e))?;
         // Load it back: the file on disk is what counts (and production rules apply).
         let config = Config::load(&home.config())?;
+        // Before any key is made: a production home whose responder would
+        // share the CA keys' PIN or token is refused with nothing created.
+        crate::ocsp::engine::responder_secret_checked(
+            &config,
+            home,
+            config.ocsp.responder_key.as_deref().unwrap_or_default(),
+        )?;
         let profiles = Profiles::load(&home.policies())?;
         let secret = config.key_secret();
         let root_ref = config.key_ref(AuthorityRole::Root)?;
@@ -351,6 +427,22 @@ impl Ca {
                 }),
             )
         })?;
+        // The first responder certificate, so that `kxca serve` answers
+        // right after init, before `kxca daemon` has ever run.
+        let issuing_authority = authorities::active(store.conn(), AuthorityRole::Issuing)?;
+        let (responder, responder_ref) =
+            crate::ocsp::engine::open_responder_key(&config, home, true)?;
+        crate::ocsp::engine::issue_responder_cert(
+            &mut store,
+            &issuing_authority,
+            issuing_key.as_ref(),
+            responder.as_ref(),
+            &responder_ref,
+            union,
+            &config.ocsp,
+            now,
+            actor,
+        )?;
         write_file(
             &home.ca_dir().join("root.pem"),
             pem("CERTIFICATE", &root.der).as_bytes(),

@@ -1,5 +1,5 @@
-//! Helpers for the revocation service tests: a running `kxca serve`, curl,
-//! openssl ocsp and pkilint.
+//! Helpers for the revocation service tests: a running `kxca serve` (and
+//! `kxca daemon`), curl, openssl ocsp and pkilint.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -9,9 +9,108 @@ use std::time::{Duration, Instant};
 
 use crate::common::{p, TestCa};
 
-/// A `kxca serve` child process, stopped with SIGTERM on drop.
+/// Reads the first stdout line of a starting child; panics with its log if
+/// it is not `expect`ed.
+fn first_line(child: &mut Child, log: &Path, what: &str) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    if line.trim().is_empty() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "{what} did not start:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+    line.trim().to_string()
+}
+
+/// Sends SIGTERM to a child and waits: returns whether the exit was clean.
+fn terminate(child: Option<Child>) -> bool {
+    let Some(mut child) = child else {
+        return true;
+    };
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.success();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn log_path(ca: &TestCa, what: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    ca.dir.path().join(format!(
+        "{what}-{}-{}.log",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// A `kxca daemon` child process (the private role), stopped with SIGTERM on drop.
+pub struct Daemon {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts the daemon with extra environment (e.g. SOFTHSM2_CONF) and
+    /// waits until it has brought the store up to date.
+    pub fn start_with(ca: &TestCa, env: &[(&str, &Path)]) -> Daemon {
+        let log = log_path(ca, "daemon");
+        let mut child = ca
+            .cmd()
+            .envs(env.iter().copied())
+            .arg("daemon")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let line = first_line(&mut child, &log, "kxca daemon");
+        assert_eq!(line, "kxca daemon ready");
+        Daemon {
+            child: Some(child),
+            log,
+        }
+    }
+
+    pub fn start(ca: &TestCa) -> Daemon {
+        Daemon::start_with(ca, &[])
+    }
+
+    /// Sends SIGTERM and waits: returns whether the exit was clean.
+    pub fn stop(&mut self) -> bool {
+        terminate(self.child.take())
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A `kxca serve` child process (the public role), with by default a
+/// `kxca daemon` beside it to sign; both stopped with SIGTERM on drop.
 pub struct Server {
     child: Option<Child>,
+    pub daemon: Option<Daemon>,
     pub addr: String,
     pub log: PathBuf,
 }
@@ -21,36 +120,35 @@ impl Server {
         Server::start_with(ca, &[])
     }
 
-    /// Starts the server with extra environment (e.g. SOFTHSM2_CONF for a CA on a token).
+    /// Starts the daemon, then the server, with extra environment (e.g.
+    /// SOFTHSM2_CONF for a CA on a token).
     pub fn start_with(ca: &TestCa, env: &[(&str, &Path)]) -> Server {
-        let log = ca
-            .dir
-            .path()
-            .join(format!("serve-{}.log", std::process::id()));
-        let mut child = ca
-            .cmd()
-            .envs(env.iter().copied())
+        let daemon = Daemon::start_with(ca, env);
+        let mut cmd = ca.cmd();
+        cmd.envs(env.iter().copied());
+        let mut server = Server::start_cmd(ca, cmd);
+        server.daemon = Some(daemon);
+        server
+    }
+
+    /// Starts `kxca serve --listen 127.0.0.1:0` from `cmd` (the program and
+    /// its environment; e.g. a sandbox that hides the CA keys), alone.
+    pub fn start_cmd(ca: &TestCa, mut cmd: Command) -> Server {
+        let log = log_path(ca, "serve");
+        let mut child = cmd
             .args(["serve", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let line = first_line(&mut child, &log, "kxca serve");
         let addr = line
-            .trim()
             .strip_prefix("listening on http://")
-            .unwrap_or_else(|| {
-                panic!(
-                    "kxca serve did not start: {line:?}\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                )
-            })
+            .unwrap_or_else(|| panic!("kxca serve said {line:?}"))
             .to_string();
         Server {
             child: Some(child),
+            daemon: None,
             addr,
             log,
         }
@@ -60,29 +158,25 @@ impl Server {
         format!("http://{}{path}", self.addr)
     }
 
-    /// Sends SIGTERM and waits: returns whether the exit was clean.
+    /// Sends SIGTERM to the server, then to its daemon, and waits: returns
+    /// whether both exits were clean.
     pub fn stop(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else {
-            return true;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status.success();
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let serve = terminate(self.child.take());
+        let daemon = self.daemon.as_mut().is_none_or(Daemon::stop);
+        serve && daemon
     }
 
+    /// The server's log, then its daemon's.
     pub fn log_text(&self) -> String {
+        let mut text = self.serve_log_text();
+        if let Some(d) = &self.daemon {
+            text.push_str(&d.log_text());
+        }
+        text
+    }
+
+    /// The server's own log.
+    pub fn serve_log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }

@@ -1,13 +1,16 @@
 //! The responder engine: answers parsed requests from memory, and keeps that
 //! memory right. [`Engine`] is the shared, read-mostly half the HTTP handlers
-//! use; [`Maintainer`] owns the store and the CA keys on its own thread and
-//! re-signs, re-issues and regenerates as time passes and revocations arrive.
+//! use. Two roles fill it: [`Publisher`] (the public role, `kxca serve`)
+//! reads from the store what was signed, holding no CA key; [`Maintainer`]
+//! (the private role, `kxca daemon`) owns the CA keys on its own thread and
+//! re-signs, re-issues and regenerates into the store as time passes and
+//! revocations arrive.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use kxca_hsm::{KeyAlgorithm, KeyRef, Signer};
+use kxca_hsm::{KeyAlgorithm, KeyRef, SecretSource, Signer};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
@@ -17,8 +20,8 @@ use super::request::{self, HashAlg, ParsedRequest};
 use super::responder_cert;
 use super::response::{self, Credential, Status};
 use super::store::{self as ostore, KnownCert, ResponseRow};
-use crate::store::{audit, crls};
-use crate::{Authority, AuthorityRole, Ca, Clock, Error};
+use crate::store::{audit, authorities, crls};
+use crate::{Authority, AuthorityRole, Ca, Clock, Config, Error, Home, Store};
 
 /// A pre-signed response with its RFC 5019 caching metadata.
 #[derive(Debug, Clone)]
@@ -401,53 +404,151 @@ fn cert_id(issuer: &Issuer, alg: HashAlg, serial: &[u8]) -> Result<CertId, Error
     })
 }
 
-/// Keeps the engine's memory true to the store: owns the CA, its keys and
-/// the responder key; runs on one thread (the store connection is not `Sync`).
-pub struct Maintainer {
-    ca: Ca,
-    engine: Engine,
-    responder_key: Arc<dyn Signer>,
-    responder_ref: String,
-    ca_signers: HashMap<i64, Box<dyn Signer>>,
-    data_version: i64,
-    last_sweep: i64,
-}
+// The two roles over one store. From here to `issue_responder_cert` is the
+// keyless side that `kxca serve` (the public role) runs: it reads what the
+// private role signed and opens no key but the delegated responder's.
+// `issue_responder_cert` and `Maintainer` hold CA keys; only `kxca daemon`
+// and the signing CLI commands reach them. Keep it that way: this line is a
+// crate boundary to be.
 
-impl std::fmt::Debug for Maintainer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Maintainer").finish_non_exhaustive()
+/// A certificate with no answer matching its status for longer than this
+/// makes /healthz unhealthy: the daemon is down or behind.
+const BEHIND_GRACE_SECONDS: i64 = 60;
+
+/// The public role re-reads the store at least this often even when nothing
+/// was committed, so that expiring answers and CRLs are noticed.
+const PUBLISHER_RELOAD_SECONDS: i64 = 30;
+
+impl Engine {
+    /// An empty engine, filled by a [`Publisher`] or a [`Maintainer`].
+    fn empty(config: OcspConfig, clock: Clock) -> Engine {
+        Engine {
+            shared: Arc::new(Shared {
+                config,
+                clock,
+                issuers: RwLock::new(Arc::new(Vec::new())),
+                responses: RwLock::new(HashMap::new()),
+                statuses: RwLock::new(HashMap::new()),
+                published: RwLock::new(HashMap::new()),
+                health: RwLock::new(Vec::new()),
+            }),
+        }
+    }
+
+    fn set_health(&self, checks: Vec<HealthCheck>) {
+        if let Ok(mut h) = self.shared.health.write() {
+            *h = checks;
+        }
     }
 }
 
-/// Opens (or, for a soft key that does not exist yet, creates) the responder key.
-fn open_responder_key(ca: &Ca) -> Result<(Arc<dyn Signer>, String), Error> {
-    let config = ca.config();
-    let text = config.ocsp.responder_key.clone().unwrap_or_else(|| {
-        format!(
-            "soft:{}",
-            ca.home().keys().join("ocsp-responder.p8").display()
-        )
-    });
-    let key_ref: KeyRef = text.parse().map_err(|e: kxca_hsm::Error| Error::Config {
-        path: ca.home().config(),
-        message: format!("ocsp.responder_key: {e}"),
-    })?;
+/// The responder key's reference text (the default is a soft key under
+/// `<home>/keys`, kept for homes made before `kxca init` wrote one).
+fn responder_ref_text(config: &Config, home: &Home) -> String {
+    config
+        .ocsp
+        .responder_key
+        .clone()
+        .unwrap_or_else(|| format!("soft:{}", home.keys().join("ocsp-responder.p8").display()))
+}
+
+/// The responder key's secret source, with the production rules checked:
+/// its own secret, not the CA keys', and its own token. `kxca init` checks
+/// these before it creates any key.
+pub(crate) fn responder_secret_checked(
+    config: &Config,
+    home: &Home,
+    text: &str,
+) -> Result<SecretSource, Error> {
+    let bad = |message: String| Error::Config {
+        path: home.config(),
+        message,
+    };
+    let secret =
+        match config.ocsp.responder_secret() {
+            Some(s) => s,
+            None if config.production => return Err(bad(
+                "production: set ocsp.responder_key_secret_env or ocsp.responder_key_secret_file \
+                 (the responder key's own PIN, so that kxca serve never needs the CA keys' PIN)"
+                    .into(),
+            )),
+            None => {
+                tracing::warn!(
+                    "[ocsp] has no responder_key_secret_env or responder_key_secret_file: the \
+                 responder key is opened with the CA key secret (see docs/PUBLISH.md)"
+                );
+                config.key_secret()
+            }
+        };
+    if config.production {
+        if secret == config.key_secret() {
+            return Err(bad(
+                "production: the OCSP responder key's secret must not be the CA keys' secret \
+                 (ocsp.responder_key_secret_* vs ca.key_secret_*)"
+                    .into(),
+            ));
+        }
+        let token = |r: &str| match r.parse::<KeyRef>() {
+            Ok(KeyRef::Pkcs11 { attributes }) => attributes.get("token").cloned(),
+            _ => None,
+        };
+        let mine = token(text);
+        if mine.is_some()
+            && [&config.ca.root_key, &config.ca.issuing_key]
+                .iter()
+                .any(|k| token(k) == mine)
+        {
+            return Err(bad(format!(
+                "production: the OCSP responder key must be on its own token (with its own PIN), \
+                 not on the CA keys' token {:?}",
+                mine.unwrap_or_default()
+            )));
+        }
+    }
+    Ok(secret)
+}
+
+/// Opens the delegated responder key with its own secret. `create`: a
+/// missing key is made (the private role and `kxca init`); the public role
+/// only opens, so it never writes key material.
+pub(crate) fn open_responder_key(
+    config: &Config,
+    home: &Home,
+    create: bool,
+) -> Result<(Arc<dyn Signer>, String), Error> {
+    let text = responder_ref_text(config, home);
+    let bad = |message: String| Error::Config {
+        path: home.config(),
+        message,
+    };
+    let key_ref: KeyRef = text
+        .parse()
+        .map_err(|e: kxca_hsm::Error| bad(format!("ocsp.responder_key: {e}")))?;
     if config.production && key_ref.is_soft() {
         return Err(Error::SoftKeyInProduction {
-            path: ca.home().config(),
+            path: home.config(),
             role: "OCSP responder".into(),
             key_ref: text,
         });
     }
-    let secret = config.key_secret();
+    let secret = responder_secret_checked(config, home, &text)?;
     let backend = config.backend_options();
     // P-256: live (nonce) responses are signed per request, and ECDSA is cheap.
     let signer = match &key_ref {
         KeyRef::Soft { path } if !path.exists() => {
+            if !create {
+                return Err(bad(format!(
+                    "the OCSP responder key {text} does not exist yet: run `kxca daemon` \
+                     (or `kxca init`), which creates and certifies it"
+                )));
+            }
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            }
             kxca_hsm::generate_with(&key_ref, KeyAlgorithm::EcdsaP256, &secret, &backend)?
         }
         // A responder key on a token is created on first use, as `kxca init` does for CA keys.
-        KeyRef::Pkcs11 { .. } => match kxca_hsm::open_with(&key_ref, &secret, &backend) {
+        KeyRef::Pkcs11 { .. } if create => match kxca_hsm::open_with(&key_ref, &secret, &backend) {
             Err(kxca_hsm::Error::TokenKeyMissing { .. }) => {
                 kxca_hsm::generate_with(&key_ref, KeyAlgorithm::EcdsaP256, &secret, &backend)?
             }
@@ -476,30 +577,417 @@ fn hashes(a: &Authority) -> Result<(HashPair, HashPair), Error> {
     ))
 }
 
+fn issuer_for(
+    a: &Authority,
+    row: ostore::ResponderCertRow,
+    responder_key: &Arc<dyn Signer>,
+) -> Result<Issuer, Error> {
+    let (sha1, sha256) = hashes(a)?;
+    Ok(Issuer {
+        authority: a.clone(),
+        sha1,
+        sha256,
+        cred: Arc::new(Credential {
+            id: row.id,
+            signer: Arc::clone(responder_key),
+            certificate: row.certificate,
+            key_hash: crate::x509::key_id(responder_key.public_key_der())?,
+            not_after: row.not_after,
+        }),
+    })
+}
+
+/// Whether a certificate is for this key.
+fn certifies(cert_der: &[u8], key: &dyn Signer) -> bool {
+    use der::{Decode, Encode};
+    x509_cert::Certificate::from_der(cert_der)
+        .ok()
+        .and_then(|c| c.tbs_certificate().subject_public_key_info().to_der().ok())
+        .is_some_and(|spki| spki == key.public_key_der())
+}
+
+/// The CA certificates and the newest CRL of each issuing CA, as the store
+/// holds them, by URL path.
+fn published_from_store(
+    conn: &rusqlite::Connection,
+    authorities: &[Authority],
+) -> Result<HashMap<String, Arc<Published>>, Error> {
+    let mut published = HashMap::new();
+    for a in authorities {
+        let der = Bytes::from(a.certificate.clone());
+        published.insert(
+            format!("/ca/{}.cer", a.name),
+            Arc::new(Published {
+                etag: format!("\"{}\"", hex::encode(&Sha256::digest(&der)[..16])),
+                der,
+                content_type: "application/pkix-cert",
+                last_modified: http_date(a.not_before),
+                this_update: a.not_before,
+                next_update: None,
+            }),
+        );
+        if a.role != AuthorityRole::Issuing {
+            continue;
+        }
+        if let Some(c) = crls::latest(conn, a.id)?.filter(|c| !c.der.is_empty()) {
+            let der = Bytes::from(c.der);
+            published.insert(
+                format!("/crl/{}.crl", a.name),
+                Arc::new(Published {
+                    etag: format!("\"{}\"", hex::encode(&Sha256::digest(&der)[..16])),
+                    der,
+                    content_type: "application/pkix-crl",
+                    last_modified: http_date(c.this_update),
+                    this_update: c.this_update,
+                    next_update: Some(c.next_update),
+                }),
+            );
+        }
+    }
+    Ok(published)
+}
+
+/// The public role's half: fills the engine from the store with what the
+/// private role signed (responder certificates, pre-signed responses,
+/// CRLs), and re-reads it whenever another process commits. Holds the
+/// store, the configuration and the responder key, and nothing that can
+/// reach a CA key: it has no [`Ca`].
+pub struct Publisher {
+    home: Home,
+    config: Config,
+    clock: Clock,
+    store: Store,
+    engine: Engine,
+    responder_key: Arc<dyn Signer>,
+    responder_ref: String,
+    data_version: i64,
+    last_reload: i64,
+    /// Served issuers at the last reload, to log a change once.
+    served: Vec<String>,
+    /// Since when some certificate has had no answer matching its status.
+    behind_since: Option<i64>,
+    behind: usize,
+    /// Earliest nextUpdate of the answers served (`None`: none held).
+    earliest_next_update: Option<i64>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("home", &self.home)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Publisher {
+    /// Opens the store and the responder key (never a CA key) and loads
+    /// what the store holds. Returns the engine the HTTP handlers share.
+    pub fn start(home: Home, clock: Clock) -> Result<(Engine, Publisher), Error> {
+        let config = Config::load(&home.config())?;
+        config.ocsp.check().map_err(|message| Error::Config {
+            path: home.config(),
+            message,
+        })?;
+        let mut store = Store::open(&home.database(), false)?;
+        store.migrate("ocsp", ostore::MIGRATIONS)?;
+        let (responder_key, responder_ref) = open_responder_key(&config, &home, false)?;
+        let engine = Engine::empty(config.ocsp.clone(), clock.clone());
+        let mut p = Publisher {
+            home,
+            config,
+            clock,
+            store,
+            engine: engine.clone(),
+            responder_key,
+            responder_ref,
+            data_version: -1,
+            last_reload: 0,
+            served: Vec::new(),
+            behind_since: None,
+            behind: 0,
+            earliest_next_update: None,
+        };
+        p.reload()?;
+        Ok((engine, p))
+    }
+
+    /// Re-reads the store when another process committed (cheap to poll:
+    /// call about once a second) or when the last read is getting old.
+    pub fn tick(&mut self) -> Result<(), Error> {
+        let now = self.clock.now();
+        let version = ostore::data_version(self.store.conn())?;
+        if version != self.data_version || now - self.last_reload >= PUBLISHER_RELOAD_SECONDS {
+            self.reload()?;
+        } else {
+            self.update_health(now);
+        }
+        Ok(())
+    }
+
+    fn reload(&mut self) -> Result<(), Error> {
+        let now = self.clock.now();
+        let conn = self.store.conn();
+        self.data_version = ostore::data_version(conn)?;
+        let authorities = authorities::all(conn)?;
+        let mut issuers = Vec::new();
+        let mut missing = Vec::new();
+        for a in authorities
+            .iter()
+            .filter(|a| a.role == AuthorityRole::Issuing)
+        {
+            // The key behind the reference may have been replaced (a token
+            // re-initialised): a certificate for another key would make every
+            // answer fail verification, so it does not count.
+            let row = ostore::latest_responder_cert(conn, a.id)?.filter(|c| {
+                c.key_ref == self.responder_ref
+                    && c.not_after > now
+                    && certifies(&c.certificate, self.responder_key.as_ref())
+            });
+            match row {
+                Some(row) => issuers.push(issuer_for(a, row, &self.responder_key)?),
+                None => missing.push(a.name.clone()),
+            }
+        }
+        let served: Vec<String> = issuers.iter().map(|i| i.authority.name.clone()).collect();
+        if served != self.served {
+            if missing.is_empty() {
+                tracing::info!(issuers = ?served, "answering for these issuing CAs");
+            } else {
+                tracing::warn!(without = ?missing, "no valid responder certificate for the current responder key: requests for these CAs get unauthorized until kxca daemon issues one");
+            }
+            self.served = served;
+        }
+        let statuses = ostore::issued_statuses(conn)?;
+        let mut responses: Responses = HashMap::new();
+        let mut earliest: Option<i64> = None;
+        for r in ostore::all_responses(conn)? {
+            if !issuers.iter().any(|i| i.authority.id == r.authority_id) {
+                continue;
+            }
+            let Ok(serial) = hex::decode(&r.serial) else {
+                continue;
+            };
+            let Some(known) = statuses
+                .get(&r.authority_id)
+                .and_then(|m| m.get(serial.as_slice()))
+            else {
+                continue;
+            };
+            // An answer whose status the store has since changed is not
+            // served: until the daemon re-signs it, the live path answers
+            // from the store's status with the responder key.
+            if known.status.fingerprint() != r.status
+                || r.next_update <= now
+                || known.not_after < now
+            {
+                continue;
+            }
+            earliest = Some(earliest.map_or(r.next_update, |e| e.min(r.next_update)));
+            let c = Cached::new(r.der, r.this_update, r.next_update, known.status);
+            responses
+                .entry((r.authority_id, r.hash))
+                .or_default()
+                .insert(serial.into_boxed_slice(), Arc::new(c));
+        }
+        let mut behind = 0;
+        for i in &issuers {
+            let Some(certs) = statuses.get(&i.authority.id) else {
+                continue;
+            };
+            for (serial, known) in certs {
+                if known.not_after < now {
+                    continue;
+                }
+                let held = [HashAlg::Sha1, HashAlg::Sha256].iter().all(|alg| {
+                    responses
+                        .get(&(i.authority.id, *alg))
+                        .is_some_and(|m| m.contains_key(serial))
+                });
+                if !held {
+                    behind += 1;
+                }
+            }
+        }
+        let published = published_from_store(conn, &authorities)?;
+        if let Ok(mut g) = self.engine.shared.issuers.write() {
+            *g = Arc::new(issuers);
+        }
+        if let Ok(mut s) = self.engine.shared.statuses.write() {
+            *s = statuses;
+        }
+        if let Ok(mut r) = self.engine.shared.responses.write() {
+            *r = responses;
+        }
+        if let Ok(mut p) = self.engine.shared.published.write() {
+            *p = published;
+        }
+        self.behind = behind;
+        self.behind_since = if behind == 0 {
+            None
+        } else {
+            self.behind_since.or(Some(now))
+        };
+        self.earliest_next_update = earliest;
+        self.last_reload = now;
+        self.update_health(now);
+        Ok(())
+    }
+
+    /// The public role's own health lines: pre-signed answers present for
+    /// every live certificate and not near expiry, and a responder
+    /// certificate for every issuing CA.
+    fn update_health(&self, now: i64) {
+        let margin = i64::from(self.config.ocsp.refresh_hours) * 3600;
+        let near = self.earliest_next_update.is_some_and(|n| n - now < margin);
+        let behind = self
+            .behind_since
+            .is_some_and(|t| now - t > BEHIND_GRACE_SECONDS);
+        let detail = match (near, behind) {
+            (true, _) => "pre-signed answers near expiry: is kxca daemon running?".to_string(),
+            (false, true) => format!(
+                "{} certificate(s) without a pre-signed answer for their status: is kxca daemon running?",
+                self.behind
+            ),
+            (false, false) => "pre-signed answers current".to_string(),
+        };
+        let mut checks = vec![HealthCheck {
+            name: "presigned_responses".into(),
+            ok: !near && !behind,
+            detail,
+        }];
+        let issuing = self
+            .engine
+            .shared
+            .issuers
+            .read()
+            .map(|g| g.len())
+            .unwrap_or(0);
+        let without_crl: Vec<String> = self
+            .served
+            .iter()
+            .filter(|name| self.engine.published(&format!("/crl/{name}.crl")).is_none())
+            .cloned()
+            .collect();
+        if !without_crl.is_empty() {
+            checks.push(HealthCheck {
+                name: "crl".into(),
+                ok: false,
+                detail: format!(
+                    "no CRL yet for {}: is kxca daemon running?",
+                    without_crl.join(", ")
+                ),
+            });
+        }
+        if issuing == 0 {
+            checks.push(HealthCheck {
+                name: "responder_certificate".into(),
+                ok: false,
+                detail: "no valid responder certificate for the responder key".into(),
+            });
+        }
+        self.engine.set_health(checks);
+    }
+
+    /// The engine this publisher keeps.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+// ---- The private role: everything below holds CA keys. ----
+
+/// Has `ca_signer` certify the responder key for `a` (RFC 6960 delegated
+/// responder) and records it, with its audit event, in one transaction.
+/// The daemon's renewals and `kxca init` both come here.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn issue_responder_cert(
+    store: &mut Store,
+    a: &Authority,
+    ca_signer: &dyn Signer,
+    responder_key: &dyn Signer,
+    key_ref: &str,
+    union: &str,
+    policy: &OcspConfig,
+    now: i64,
+    actor: &str,
+) -> Result<ostore::ResponderCertRow, Error> {
+    store.migrate("ocsp", ostore::MIGRATIONS)?;
+    let issued = responder_cert::issue(
+        a,
+        ca_signer,
+        responder_key,
+        union,
+        now,
+        policy.responder_cert_days,
+    )?;
+    let serial = issued.serial.to_hex();
+    let id = store.write(|tx| {
+        let id = ostore::insert_responder_cert(
+            tx,
+            a.id,
+            key_ref,
+            &serial,
+            &issued.der,
+            issued.not_before,
+            issued.not_after,
+            now,
+        )?;
+        audit::append(
+            tx,
+            now,
+            actor,
+            "ocsp.responder_certificate",
+            Some(&serial),
+            serde_json::json!({"authority": a.name, "key": key_ref, "not_after": crate::rfc3339(issued.not_after)}),
+        )?;
+        Ok(id)
+    })?;
+    tracing::info!(authority = %a.name, serial = %serial, "OCSP responder certificate issued");
+    Ok(ostore::ResponderCertRow {
+        id,
+        key_ref: key_ref.to_string(),
+        certificate: issued.der,
+        not_after: issued.not_after,
+    })
+}
+
+/// The private role's half: owns the CA, its keys and the responder key on
+/// one thread (the store connection is not `Sync`); signs CRLs after
+/// revocations and before nextUpdate, renews responder certificates, and
+/// pre-signs responses into the store for the public role to serve. Its
+/// engine is its own memory of what it signed; only `kxca publish` reads it.
+pub struct Maintainer {
+    ca: Ca,
+    engine: Engine,
+    actor: String,
+    responder_key: Arc<dyn Signer>,
+    responder_ref: String,
+    ca_signers: HashMap<i64, Box<dyn Signer>>,
+    data_version: i64,
+    last_sweep: i64,
+}
+
+impl std::fmt::Debug for Maintainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Maintainer").finish_non_exhaustive()
+    }
+}
+
 impl Maintainer {
     /// Loads everything the responder needs and brings it up to date: responder
-    /// certificates, pre-signed responses, CRLs. Returns the shared engine.
-    pub fn start(mut ca: Ca) -> Result<(Engine, Maintainer), Error> {
+    /// certificates, pre-signed responses, CRLs. `actor` signs the audit trail.
+    pub fn start(mut ca: Ca, actor: &str) -> Result<(Engine, Maintainer), Error> {
         ca.config().ocsp.check().map_err(|message| Error::Config {
             path: ca.home().config(),
             message,
         })?;
         ca.store_mut().migrate("ocsp", ostore::MIGRATIONS)?;
-        let (responder_key, responder_ref) = open_responder_key(&ca)?;
-        let engine = Engine {
-            shared: Arc::new(Shared {
-                config: ca.config().ocsp.clone(),
-                clock: ca.clock().clone(),
-                issuers: RwLock::new(Arc::new(Vec::new())),
-                responses: RwLock::new(HashMap::new()),
-                statuses: RwLock::new(HashMap::new()),
-                published: RwLock::new(HashMap::new()),
-                health: RwLock::new(Vec::new()),
-            }),
-        };
+        let (responder_key, responder_ref) = open_responder_key(ca.config(), ca.home(), true)?;
+        let engine = Engine::empty(ca.config().ocsp.clone(), ca.clock().clone());
         let mut m = Maintainer {
             ca,
             engine: engine.clone(),
+            actor: actor.to_string(),
             responder_key,
             responder_ref,
             ca_signers: HashMap::new(),
@@ -566,64 +1054,37 @@ impl Maintainer {
             let current = ostore::latest_responder_cert(self.ca.store().conn(), a.id)?;
             let usable = current.as_ref().is_some_and(|c| {
                 c.key_ref == self.responder_ref
+                    && certifies(&c.certificate, self.responder_key.as_ref())
                     && c.not_after - now > i64::from(policy.responder_renew_days) * 86_400
             });
             let row = if usable {
                 current
             } else if let Some(ca_signer) = self.ca_signers.get(&a.id) {
-                let issued = responder_cert::issue(
+                renewed = true;
+                Some(issue_responder_cert(
+                    self.ca.store_mut(),
                     a,
                     ca_signer.as_ref(),
                     self.responder_key.as_ref(),
+                    &self.responder_ref,
                     &union,
+                    &policy,
                     now,
-                    policy.responder_cert_days,
-                )?;
-                let serial = issued.serial.to_hex();
-                let key_ref = self.responder_ref.clone();
-                let id = self.ca.store_mut().write(|tx| {
-                    let id = ostore::insert_responder_cert(
-                        tx, a.id, &key_ref, &serial, &issued.der, issued.not_before, issued.not_after, now,
-                    )?;
-                    audit::append(
-                        tx,
-                        now,
-                        "kxca-serve",
-                        "ocsp.responder_certificate",
-                        Some(&serial),
-                        serde_json::json!({"authority": a.name, "key": key_ref, "not_after": crate::rfc3339(issued.not_after)}),
-                    )?;
-                    Ok(id)
-                })?;
-                tracing::info!(authority = %a.name, serial = %serial, "OCSP responder certificate issued");
-                renewed = true;
-                Some(ostore::ResponderCertRow {
-                    id,
-                    key_ref,
-                    certificate: issued.der,
-                    not_after: issued.not_after,
-                })
+                    &self.actor,
+                )?)
             } else {
                 // No CA key: keep answering with the last certificate while it lasts.
-                current.filter(|c| c.key_ref == self.responder_ref && c.not_after > now)
+                current.filter(|c| {
+                    c.key_ref == self.responder_ref
+                        && c.not_after > now
+                        && certifies(&c.certificate, self.responder_key.as_ref())
+                })
             };
             let Some(row) = row else {
                 tracing::warn!(authority = %a.name, "no responder certificate: requests for this CA get unauthorized");
                 continue;
             };
-            let (sha1, sha256) = hashes(a)?;
-            issuers.push(Issuer {
-                authority: a.clone(),
-                sha1,
-                sha256,
-                cred: Arc::new(Credential {
-                    id: row.id,
-                    signer: Arc::clone(&self.responder_key),
-                    certificate: row.certificate,
-                    key_hash: crate::x509::key_id(self.responder_key.public_key_der())?,
-                    not_after: row.not_after,
-                }),
-            });
+            issuers.push(issuer_for(a, row, &self.responder_key)?);
         }
         if let Ok(mut g) = self.engine.shared.issuers.write() {
             *g = Arc::new(issuers);
@@ -722,9 +1183,12 @@ impl Maintainer {
                         }
                         let hexs = hex::encode(serial);
                         if let Some(r) = stored.remove(&(id, alg, hexs.clone())) {
+                            // Also re-signed: one the public role would call near
+                            // expiry (the daemon was down for days).
                             if r.status == known.status.fingerprint()
                                 && r.responder == issuer.cred.id
                                 && now - r.this_update < refresh
+                                && r.next_update - now > refresh
                             {
                                 let c =
                                     Cached::new(r.der, r.this_update, r.next_update, known.status);
@@ -824,23 +1288,10 @@ impl Maintainer {
         let now = self.ca.clock().now();
         let margin = i64::from(self.ca.config().ocsp.crl_refresh_before_hours) * 3600;
         let authorities = self.ca.authorities()?;
-        let mut published = HashMap::new();
-        for a in &authorities {
-            let der = Bytes::from(a.certificate.clone());
-            published.insert(
-                format!("/ca/{}.cer", a.name),
-                Arc::new(Published {
-                    etag: format!("\"{}\"", hex::encode(&Sha256::digest(&der)[..16])),
-                    der,
-                    content_type: "application/pkix-cert",
-                    last_modified: http_date(a.not_before),
-                    this_update: a.not_before,
-                    next_update: None,
-                }),
-            );
-            if a.role != AuthorityRole::Issuing {
-                continue;
-            }
+        for a in authorities
+            .iter()
+            .filter(|a| a.role == AuthorityRole::Issuing)
+        {
             let latest = crls::latest(self.ca.store().conn(), a.id)?;
             let due = latest.as_ref().is_none_or(|c| {
                 revoked.contains(&a.id)
@@ -850,29 +1301,11 @@ impl Maintainer {
                     || c.next_update - now < margin
                     || c.der.is_empty()
             });
-            let latest = match (due, self.ca_signers.get(&a.id)) {
-                (true, Some(signer)) => {
-                    self.ca
-                        .generate_crl_with(a, signer.as_ref(), "kxca-serve")?;
-                    crls::latest(self.ca.store().conn(), a.id)?
-                }
-                _ => latest,
-            };
-            if let Some(c) = latest.filter(|c| !c.der.is_empty()) {
-                let der = Bytes::from(c.der);
-                published.insert(
-                    format!("/crl/{}.crl", a.name),
-                    Arc::new(Published {
-                        etag: format!("\"{}\"", hex::encode(&Sha256::digest(&der)[..16])),
-                        der,
-                        content_type: "application/pkix-crl",
-                        last_modified: http_date(c.this_update),
-                        this_update: c.this_update,
-                        next_update: Some(c.next_update),
-                    }),
-                );
+            if let (true, Some(signer)) = (due, self.ca_signers.get(&a.id)) {
+                self.ca.generate_crl_with(a, signer.as_ref(), &self.actor)?;
             }
         }
+        let published = published_from_store(self.ca.store().conn(), &authorities)?;
         if let Ok(mut p) = self.engine.shared.published.write() {
             *p = published;
         }

@@ -5,7 +5,9 @@
 //! - [`response`]: signing responses with the delegated responder;
 //! - `responder_cert`: issuing that responder's certificate;
 //! - `store`: its tables (migration component "ocsp");
-//! - [`engine`]: answering from pre-signed responses, and keeping them fresh.
+//! - [`engine`]: answering from pre-signed responses ([`Publisher`], the
+//!   keyless public role), and keeping them fresh ([`Maintainer`], the
+//!   private role that holds the CA keys).
 
 pub mod asn1;
 mod config;
@@ -16,6 +18,6 @@ pub mod response;
 mod store;
 
 pub use config::{NoncePolicy, OcspConfig};
-pub use engine::{Answer, Cached, Engine, HealthCheck, Maintainer, Published};
+pub use engine::{Answer, Cached, Engine, HealthCheck, Maintainer, Published, Publisher};
 pub use request::{HashAlg, ParsedRequest, RequestError};
 pub use response::Status;
