@@ -165,9 +165,10 @@ fn forms_formatted_to_the_last_row_are_read() {
 
 // ---- by mail, to a running kxca
 
-/// Starts the process that runs the mail schedule. Today that is
-/// `kxca serve`, which also answers OCSP; when the schedule moves to its
-/// own daemon (issue 11), only this function changes.
+/// Starts the process that runs the mail schedule, `kxca daemon`, with
+/// the `kxca serve` that answers OCSP beside it (issue 11's two roles):
+/// the one place to change if the roles move again. A stop that is not
+/// clean (either process died meanwhile) fails the test.
 fn start_mail_process(ca: &TestCa) -> Server {
     Server::start(ca)
 }

@@ -236,9 +236,7 @@ fn mime_bomb_is_rejected_and_recorded() {
     assert_eq!(outbox.len(), 1, "{outbox:?}");
     assert_eq!(outbox[0]["kind"], "intake-rejected", "{outbox:?}");
     assert_eq!(outbox[0]["to"], "a@example.jp", "{outbox:?}");
-    assert!(maildir
-        .join(".kxca-rejected/cur/2000.a.host:2,S")
-        .exists());
+    assert!(maildir.join(".kxca-rejected/cur/2000.a.host:2,S").exists());
     assert_eq!(std::fs::read_dir(maildir.join("new")).unwrap().count(), 0);
 }
 
