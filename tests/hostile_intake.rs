@@ -517,3 +517,32 @@ fn hostile_mail_over_imap_is_rejected_and_moved_while_ocsp_answers() {
     assert_eq!(stack.count(SIGNUP, "kxca-rejected"), 4);
     assert_eq!(stack.count(APPLICANT, "INBOX"), total);
 }
+
+/// A worker limit out of range is refused when the policy is read, with
+/// the file and the key named.
+#[test]
+fn sandbox_limits_out_of_range_are_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let form = dir.path().join("form.xlsx");
+    std::fs::write(&form, hostile::xlsx_form()).unwrap();
+    for (line, key) in [
+        ("cpu_seconds = 0", "cpu_seconds"),
+        ("memory_bytes = 1024", "memory_bytes"),
+        ("open_files = 100000", "open_files"),
+        ("stack_bytes = 1", "stack_bytes"),
+    ] {
+        let mut policy =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/policies/intake.toml"))
+                .unwrap();
+        policy.push_str(&format!("\n[sandbox]\n{line}\n"));
+        let policy_file = dir.path().join("bad-policy.toml");
+        std::fs::write(&policy_file, policy).unwrap();
+        let (out, _) = check(&form, &["--policy", p(&policy_file)]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{line}: {err}");
+        assert!(
+            err.contains("bad-policy.toml") && err.contains(key),
+            "{line}: {err}"
+        );
+    }
+}
