@@ -104,6 +104,20 @@ pub(crate) fn record_attempt(
     .map_err(sql)
 }
 
+/// Takes back an attempt that failed for a reason of the host's (the
+/// worker could not be started), not of the mail.
+pub(crate) fn uncount_attempt(
+    tx: &Transaction<'_>,
+    source_key: &str,
+) -> Result<(), kxca_ca::Error> {
+    tx.execute(
+        "UPDATE intake_attempts SET attempts = attempts - 1 WHERE source_key = ?1 AND attempts > 0",
+        [source_key],
+    )
+    .map_err(sql)?;
+    Ok(())
+}
+
 /// Notes why the last attempt at a mail failed.
 pub(crate) fn note_attempt_error(
     tx: &Transaction<'_>,

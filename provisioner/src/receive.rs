@@ -96,6 +96,11 @@ impl Receiver<'_> {
                 };
                 return self.reject(store, source_key, raw.len(), &digest, Some(raw), &why, now);
             }
+            Err(mime::ReadError::Contained(crate::sandbox::Contained::Spawn(e))) => {
+                // Not the mail's doing: uncount the attempt, fail the pass.
+                store.write(|tx| applications::uncount_attempt(tx, source_key))?;
+                return Err(Error::Worker(e));
+            }
             Err(mime::ReadError::Contained(c)) => {
                 return self.failed_attempt(
                     store,
@@ -124,11 +129,16 @@ impl Receiver<'_> {
         // the whole mail, like one dead on the mail itself.
         let dead_reader = checked.iter().flatten().find_map(|c| match c {
             FormCheck::NotAForm { report, .. } if report["error"] == "could_not_read" => {
-                Some((report["message"].as_str().unwrap_or_default().to_string(),))
+                Some(report["message"].as_str().unwrap_or_default().to_string())
             }
             _ => None,
         });
-        if let Some((message,)) = dead_reader {
+        if let Some(message) = dead_reader {
+            // Contained::Spawn's text: the host's fault, as above.
+            if message.contains("the reader could not be started") {
+                store.write(|tx| applications::uncount_attempt(tx, source_key))?;
+                return Err(Error::Worker(message));
+            }
             return self.failed_attempt(
                 store,
                 source_key,

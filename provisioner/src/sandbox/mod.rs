@@ -152,8 +152,16 @@ impl Sandbox {
     }
 
     /// The running executable as the worker: call from the `kxca` binary.
+    /// `/proc/self/exe` rather than the path it names, so that a daemon
+    /// whose binary was replaced by an upgrade still starts the worker it
+    /// was built with.
     pub fn current(limits: SandboxLimits) -> std::io::Result<Sandbox> {
-        Ok(Sandbox::new(std::env::current_exe()?, limits))
+        let exe = std::env::current_exe()?;
+        let proc_exe = PathBuf::from("/proc/self/exe");
+        Ok(Sandbox::new(
+            if proc_exe.exists() { proc_exe } else { exe },
+            limits,
+        ))
     }
 
     pub fn limits(&self) -> &SandboxLimits {
