@@ -88,13 +88,14 @@ impl Pass {
     pub fn describe(&self) -> String {
         let f = &self.fetch;
         let mut line = format!(
-            "fetched: {} processed, {} application(s), {} duplicate mail(s), {} duplicate file(s), {} rejected, {} finished from an earlier pass, {} left for the next pass",
+            "fetched: {} processed, {} application(s), {} duplicate mail(s), {} duplicate file(s), {} rejected, {} finished from an earlier pass, {} not answered, {} left for the next pass",
             f.processed,
             f.applications,
             f.duplicate_mails,
             f.duplicate_files,
             f.rejected,
             f.already_processed,
+            f.not_answered,
             f.deferred
         );
         if let Some(s) = &self.send {
@@ -144,6 +145,7 @@ pub fn fetch_pass(
     // Every mail and attached file is parsed by a worker process.
     let sandbox = kxca_provisioner::sandbox::Sandbox::current(policy.sandbox)
         .context("locating the kxca executable for the parsing worker")?;
+    let replies = policy.replies.clone();
     let checker = if policy.office.use_register {
         let register = kxca_provisioner::intake::OfficeRegister::load(ca.store_mut())?;
         IntakeChecker::new(policy, Box::new(register)).contained(sandbox.clone())
@@ -164,6 +166,7 @@ pub fn fetch_pass(
         reply_domain,
         actor: actor.to_string(),
         sandbox: Some(sandbox),
+        replies,
     };
     let clock = ca.clock().clone();
     let fetch = rt.block_on(kxca_provisioner::fetch_once(
@@ -252,6 +255,11 @@ pub fn run(command: MailCommand, home: Home, actor: &str) -> Result<()> {
                 println!("message-id:   {}", app.message_id);
                 println!("file:         {} ({} bytes)", app.file_name, app.size);
                 println!("sha-256:      {}", app.sha256);
+                println!(
+                    "format:       {} (stored: {})",
+                    app.original_format.as_deref().unwrap_or("-"),
+                    app.stored_format
+                );
                 println!("sheet:        {}", app.sheet);
                 println!("status:       {}", app.status);
                 for r in &app.rows {
@@ -281,13 +289,35 @@ pub fn run(command: MailCommand, home: Home, actor: &str) -> Result<()> {
                             m.state.as_str().to_string(),
                             m.attempts.to_string(),
                             m.last_error.clone().unwrap_or_default(),
+                            m.delivery_failures
+                                .iter()
+                                .map(|f| {
+                                    format!(
+                                        "{} {} {}",
+                                        f.recipient,
+                                        f.action,
+                                        f.status.as_deref().unwrap_or("")
+                                    )
+                                    .trim_end()
+                                    .to_string()
+                                })
+                                .collect::<Vec<_>>()
+                                .join(", "),
                         ]
                     })
                     .collect();
                 print!(
                     "{}",
                     table(
-                        &["ID", "KIND", "TO", "STATE", "ATTEMPTS", "LAST ERROR"],
+                        &[
+                            "ID",
+                            "KIND",
+                            "TO",
+                            "STATE",
+                            "ATTEMPTS",
+                            "LAST ERROR",
+                            "BOUNCED"
+                        ],
                         &rows
                     )
                 );

@@ -13,6 +13,8 @@ use serde::Serialize;
 
 use crate::applications::{self, NewApplication, NewIntakeMail};
 use crate::forms::{FormCheck, FormChecker};
+use crate::intake::Replies;
+use crate::loops::{self, NoReply};
 use crate::mail::mime::{self, Limits};
 use crate::outbox::{self, NewMail};
 use crate::reply::{self, FileOutcome, ReplyFacts};
@@ -33,6 +35,9 @@ pub enum Received {
         applications: Vec<i64>,
         duplicates: usize,
         replied: bool,
+        /// Why no answer was queued, when none was.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        not_answered: Option<NoReply>,
     },
     /// Same Message-ID as an earlier mail: recorded as a duplicate.
     DuplicateMail { mail_id: i64, first: i64 },
@@ -57,6 +62,8 @@ pub struct Receiver<'a> {
     /// The worker that parses the mail; `None` parses in this process
     /// (tests of the mail path only: mail from outside is always contained).
     pub sandbox: Option<crate::sandbox::Sandbox>,
+    /// Which mail is answered and how often (policies/intake.toml `[replies]`).
+    pub replies: Replies,
 }
 
 impl Receiver<'_> {
@@ -114,14 +121,16 @@ impl Receiver<'_> {
                 );
             }
         };
+        let no_reply = loops::not_to_answer(&mail, &self.replies);
+        // A delivery report's parts are returned mail, not submissions.
+        let is_report = mail.auto.delivery_report.is_some();
         // Forms are checked before the transaction: reading a spreadsheet
         // takes time the write lock should not be held for.
         let checked: Vec<Option<FormCheck>> = mail
             .attachments
             .iter()
             .map(|a| {
-                a.kind
-                    .is_spreadsheet()
+                (a.kind.is_spreadsheet() && !is_report)
                     .then(|| self.checker.check(&a.name, &a.bytes))
             })
             .collect();
@@ -232,6 +241,7 @@ impl Receiver<'_> {
                         sheet,
                         rows,
                         report,
+                        copy,
                     } => {
                         let (id, status) = applications::insert_application(
                             tx,
@@ -242,7 +252,19 @@ impl Receiver<'_> {
                                 received_at,
                                 file_name: &a.name,
                                 sha256: &a.sha256,
-                                file: &a.bytes,
+                                // Never the received bytes: they hold the
+                                // passwords typed into the form.
+                                file: copy.as_ref().map(|c| c.bytes.as_slice()).unwrap_or(&[]),
+                                stored_format: if copy.is_some() {
+                                    applications::STORED_REDACTED_XLSX
+                                } else {
+                                    applications::STORED_NONE
+                                },
+                                original_size: a.bytes.len(),
+                                original_format: copy
+                                    .as_ref()
+                                    .map(|c| c.original_format)
+                                    .unwrap_or("unknown"),
                                 sheet,
                                 report,
                                 rows,
@@ -269,7 +291,41 @@ impl Receiver<'_> {
                     }
                 }
             }
-            let replied = match sender {
+            if let Some(report) = &mail.auto.delivery_report {
+                let recipients: Vec<_> = report
+                    .recipients
+                    .iter()
+                    .map(|r| {
+                        (
+                            r.recipient.clone(),
+                            r.action.clone(),
+                            r.status.clone(),
+                            r.diagnostic.clone(),
+                        )
+                    })
+                    .collect();
+                outbox::record_delivery_report(
+                    tx,
+                    &report.original_message_ids,
+                    &recipients,
+                    mail_id,
+                    now,
+                    &actor,
+                )?;
+            }
+            let not_answered = match (no_reply, sender) {
+                (Some(why), _) => Some(why),
+                (None, Some(to)) if loops::over_rate(tx, to, &self.replies, now)? => {
+                    Some(NoReply::RateLimited)
+                }
+                (None, _) => None,
+            };
+            applications::set_reply(
+                tx,
+                mail_id,
+                not_answered.map(NoReply::as_str).unwrap_or("queued"),
+            )?;
+            let replied = match sender.filter(|_| not_answered.is_none()) {
                 Some(to) => {
                     let (subject, body) = reply::compose(&facts);
                     let mut references = mail.references.clone();
@@ -303,13 +359,18 @@ impl Receiver<'_> {
                     "mail_id": mail_id, "source": source_key, "message_id": mail.message_id,
                     "applications": created, "duplicates": duplicates,
                     "ignored": facts.ignored.len(), "replied": replied,
+                    "not_answered": not_answered.map(NoReply::as_str),
                 }),
             )?;
+            if let Some(why) = not_answered {
+                tracing::info!(mail_id, reason = why.as_str(), "mail recorded, not answered");
+            }
             Ok(Received::Processed {
                 mail_id,
                 applications: created,
                 duplicates,
                 replied,
+                not_answered,
             })
         })?;
         Ok(out)
@@ -399,7 +460,15 @@ impl Receiver<'_> {
             if applications::mail_seen(tx, source_key)? {
                 return Ok(Received::AlreadyProcessed);
             }
-            let reply_to = head.reply_to().filter(|_| !head.is_automatic());
+            let not_answered = match head.reply_to() {
+                None => Some(NoReply::NoAddress),
+                Some(_) if head.is_automatic() => Some(NoReply::AutoSubmitted),
+                Some(to) if loops::over_rate(tx, to, &self.replies, now)? => {
+                    Some(NoReply::RateLimited)
+                }
+                Some(_) => None,
+            };
+            let reply_to = head.reply_to().filter(|_| not_answered.is_none());
             let mail_id = applications::insert_mail(
                 tx,
                 &NewIntakeMail {
@@ -413,6 +482,11 @@ impl Receiver<'_> {
                     detail: serde_json::json!({ "code": why.code, "error": why.error, "size": size }),
                 },
                 now,
+            )?;
+            applications::set_reply(
+                tx,
+                mail_id,
+                not_answered.map(NoReply::as_str).unwrap_or("queued"),
             )?;
             if let Some(to) = reply_to {
                 let (subject, body) = reply::compose_unreadable();

@@ -20,9 +20,10 @@ use crate::sandbox::{Job, Sandbox};
 
 pub use error::FormError;
 pub use existing::{ExistingAccounts, ExistingContact, NoExistingAccounts};
+pub use form::RedactedCopy;
 pub use messages::FINDINGS;
 pub use offices::{Office, OfficeError, OfficeRegister};
-pub use policy::{Field, IntakePolicy, PasswordHandling, PolicyError};
+pub use policy::{Field, IntakePolicy, PasswordHandling, PolicyError, Replies};
 pub use report::{ApplicationRow, Finding, FormReport, Outcome, RowReport, RowStatus, Severity};
 
 /// Checks one form given as bytes. `file_name` only names it in reports;
@@ -33,25 +34,43 @@ pub fn check_bytes(
     policy: &IntakePolicy,
     existing: &dyn ExistingAccounts,
 ) -> Result<FormReport, FormError> {
-    let table = form::read_table(file_name, bytes, policy)?;
-    let rows = validate::validate(&table.rows, policy, existing);
-    Ok(FormReport {
-        file: file_name.to_string(),
-        sheet: table.sheet,
-        rows,
-    })
+    check_bytes_keeping(file_name, bytes, policy, existing, false).map(|(report, _)| report)
 }
 
-/// [`check_bytes`] with the spreadsheet parsed in a worker process (see
-/// [`crate::sandbox`]): how every file from outside is read. Validation,
-/// which may consult the store, stays in this process.
+/// [`check_bytes`], and when `keep_copy` the form's sheet re-rendered
+/// without the passwords typed into it: what intake stores instead of the
+/// received file (see INTAKE.md, "What is stored").
+pub fn check_bytes_keeping(
+    file_name: &str,
+    bytes: &[u8],
+    policy: &IntakePolicy,
+    existing: &dyn ExistingAccounts,
+    keep_copy: bool,
+) -> Result<(FormReport, Option<RedactedCopy>), FormError> {
+    let table = form::read_table(file_name, bytes, policy, keep_copy)?;
+    let rows = validate::validate(&table.rows, policy, existing);
+    Ok((
+        FormReport {
+            file: file_name.to_string(),
+            sheet: table.sheet,
+            rows,
+        },
+        table.copy,
+    ))
+}
+
+/// [`check_bytes_keeping`] with the spreadsheet parsed (and the redacted
+/// copy rendered) in a worker process (see [`crate::sandbox`]): how every
+/// file from outside is read. Validation, which may consult the store,
+/// stays in this process.
 pub fn check_bytes_contained(
     file_name: &str,
     bytes: &[u8],
     policy: &IntakePolicy,
     existing: &dyn ExistingAccounts,
+    keep_copy: bool,
     sandbox: &Sandbox,
-) -> Result<FormReport, FormError> {
+) -> Result<(FormReport, Option<RedactedCopy>), FormError> {
     if bytes.len() as u64 > policy.limits.max_file_bytes {
         return Err(FormError::TooLarge {
             file: file_name.to_string(),
@@ -63,6 +82,7 @@ pub fn check_bytes_contained(
     let job = Job::Form {
         file: file_name.to_string(),
         policy: policy.source.clone(),
+        keep_copy,
     };
     let table: Result<form::Table, FormError> =
         sandbox
@@ -74,11 +94,14 @@ pub fn check_bytes_contained(
             })?;
     let table = table?;
     let rows = validate::validate(&table.rows, policy, existing);
-    Ok(FormReport {
-        file: file_name.to_string(),
-        sheet: table.sheet,
-        rows,
-    })
+    Ok((
+        FormReport {
+            file: file_name.to_string(),
+            sheet: table.sheet,
+            rows,
+        },
+        table.copy,
+    ))
 }
 
 /// The worker's half of [`check_bytes_contained`].
@@ -86,6 +109,7 @@ pub(crate) fn read_table_in_worker(
     file_name: &str,
     bytes: &[u8],
     policy_text: &str,
+    keep_copy: bool,
 ) -> Result<form::Table, FormError> {
     let policy = IntakePolicy::parse(policy_text, Path::new("intake policy")).map_err(|e| {
         FormError::Io {
@@ -93,7 +117,7 @@ pub(crate) fn read_table_in_worker(
             detail: e.to_string(),
         }
     })?;
-    form::read_table(file_name, bytes, &policy)
+    form::read_table(file_name, bytes, &policy, keep_copy)
 }
 
 /// Checks a form file in this process. The file is read only if it is
@@ -141,7 +165,7 @@ fn check_file_with(
     }
     let bytes = std::fs::read(path).map_err(io)?;
     match sandbox {
-        Some(s) => check_bytes_contained(&name, &bytes, policy, existing, s),
+        Some(s) => check_bytes_contained(&name, &bytes, policy, existing, false, s).map(|(r, _)| r),
         None => check_bytes(&name, &bytes, policy, existing),
     }
 }

@@ -128,8 +128,14 @@ impl Contained {
 /// (the worker has no path to read it from) and the mail job its limits.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Job {
-    Form { file: String, policy: String },
-    Mail { limits: crate::mail::mime::Limits },
+    Form {
+        file: String,
+        policy: String,
+        keep_copy: bool,
+    },
+    Mail {
+        limits: crate::mail::mime::Limits,
+    },
 }
 
 /// What the worker prints: its result, or the panic it caught.
@@ -137,6 +143,24 @@ pub(crate) enum Job {
 pub(crate) enum Answer<T> {
     Done(T),
     Panicked(String),
+}
+
+/// Bytes as base64 in the worker's JSON: arrays of numbers would be four
+/// times the size.
+pub(crate) mod b64 {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// How to start a worker: the `kxca` executable and the limits.

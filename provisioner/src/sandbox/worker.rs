@@ -31,8 +31,12 @@ pub fn worker_main() -> ExitCode {
     };
     let input = &all[8 + len..];
     let answer = match job {
-        Job::Form { file, policy } => encode(catch_unwind(AssertUnwindSafe(|| {
-            crate::intake::read_table_in_worker(&file, input, &policy)
+        Job::Form {
+            file,
+            policy,
+            keep_copy,
+        } => encode(catch_unwind(AssertUnwindSafe(|| {
+            crate::intake::read_table_in_worker(&file, input, &policy, keep_copy)
         }))),
         Job::Mail { limits } => encode(catch_unwind(AssertUnwindSafe(|| {
             crate::mail::mime::read_and_leak(input, &limits)
