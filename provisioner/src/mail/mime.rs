@@ -259,7 +259,7 @@ fn reduce(raw: &[u8], message: &Message<'_>, limits: &Limits) -> Result<Received
     if references.is_empty() {
         references.extend(in_reply_to.iter().cloned());
     }
-    let auto = auto_signals(&message, &mut walk, &in_reply_to, &references);
+    let auto = auto_signals(message, &mut walk, &in_reply_to, &references);
     Ok(ReceivedMail {
         message_id,
         reply_to,
