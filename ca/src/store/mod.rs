@@ -127,10 +127,16 @@ impl Store {
         Ok(out)
     }
 
-    /// Runs a query function over the connection; its [`sql`] errors are
-    /// given this store's path.
-    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, Error>) -> Result<T, Error> {
-        f(&self.conn).map_err(|e| e.in_database(&self.path))
+    /// Runs `f` in one read transaction: every query sees the same snapshot,
+    /// and no write lock is taken (the WAL lets writers go on meanwhile).
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        // Dropped without commit: a read transaction has nothing to keep.
+        // Its `sql` errors are given this store's path.
+        f(&tx).map_err(|e| e.in_database(&self.path))
     }
 
     /// Read-only access for queries.
