@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::config::OcspConfig;
-use super::engine::Cached;
+use super::headers::Cached;
+use super::OcspConfig;
 use super::request::HashAlg;
 
 /// (authority id, CertID hash, serial).
