@@ -17,8 +17,16 @@ fn root() -> &'static Path {
 /// as cargo resolves the workspace.
 fn resolved() -> BTreeMap<String, BTreeSet<String>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // Only what this machine builds: other platforms' crates are not
+    // downloaded, and --offline must not need them.
+    let rustc = Command::new("rustc").arg("-vV").output().expect("run rustc -vV");
+    let host = String::from_utf8_lossy(&rustc.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        .expect("rustc -vV names the host");
     let out = Command::new(cargo)
         .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .args(["--filter-platform", &host])
         .current_dir(root())
         .output()
         .expect("run cargo metadata");
