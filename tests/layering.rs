@@ -19,7 +19,10 @@ fn resolved() -> BTreeMap<String, BTreeSet<String>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // Only what this machine builds: other platforms' crates are not
     // downloaded, and --offline must not need them.
-    let rustc = Command::new("rustc").arg("-vV").output().expect("run rustc -vV");
+    let rustc = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .expect("run rustc -vV");
     let host = String::from_utf8_lossy(&rustc.stdout)
         .lines()
         .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
@@ -80,14 +83,24 @@ fn closure(graph: &BTreeMap<String, BTreeSet<String>>, name: &str) -> BTreeSet<S
 fn assert_links_none(graph: &BTreeMap<String, BTreeSet<String>>, name: &str, banned: &[&str]) {
     let linked = closure(graph, name);
     let found: Vec<&&str> = banned.iter().filter(|b| linked.contains(**b)).collect();
-    assert!(found.is_empty(), "{name} links {found:?}: see issue 11's layering");
+    assert!(
+        found.is_empty(),
+        "{name} links {found:?}: see issue 11's layering"
+    );
 }
 
 #[test]
 fn crates_link_only_down_the_layers() {
     let g = resolved();
-    assert!(g.contains_key("kxca-responder"), "no kxca-responder package");
-    assert_links_none(&g, "kxca-hsm", &["kxca-ca", "kxca-responder", "kxca-provisioner"]);
+    assert!(
+        g.contains_key("kxca-responder"),
+        "no kxca-responder package"
+    );
+    assert_links_none(
+        &g,
+        "kxca-hsm",
+        &["kxca-ca", "kxca-responder", "kxca-provisioner"],
+    );
     // The CA (issuance, store, keys) links no HTTP server or async runtime.
     assert_links_none(
         &g,

@@ -244,7 +244,10 @@ impl Maintainer {
                                     next_update: r.next_update,
                                     status: known.status,
                                 };
-                                new_map.entry((id, alg)).or_default().insert(serial.clone(), c);
+                                new_map
+                                    .entry((id, alg))
+                                    .or_default()
+                                    .insert(serial.clone(), c);
                                 continue;
                             }
                         }
@@ -271,7 +274,10 @@ impl Maintainer {
                             next_update: now + validity,
                             status: known.status,
                         };
-                        new_map.entry((id, alg)).or_default().insert(serial.clone(), c);
+                        new_map
+                            .entry((id, alg))
+                            .or_default()
+                            .insert(serial.clone(), c);
                     }
                 }
             }

@@ -11,8 +11,8 @@ use super::asn1;
 use super::config::OcspConfig;
 use super::store::{self as ostore};
 use crate::store::audit;
-use crate::Store;
 use crate::x509::{self, DnAttr, TbsCertificate};
+use crate::Store;
 use crate::{Authority, Error, Serial};
 
 /// A freshly signed responder certificate.

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::headers::Cached;
-use super::OcspConfig;
 use super::request::HashAlg;
+use super::OcspConfig;
 
 /// (authority id, CertID hash, serial).
 type Key = (i64, HashAlg, Box<[u8]>);
