@@ -95,12 +95,8 @@ impl Maintainer {
                 Ok(s) => {
                     self.ca_signers.insert(a.id, s);
                 }
-                // A previous CA whose key is retired is expected; the active one is not.
-                Err(e) if a.active => {
-                    tracing::warn!(authority = %a.name, error = %e, "CA key not available: no new responder certificates or CRLs for it");
-                }
                 Err(e) => {
-                    tracing::info!(authority = %a.name, error = %e, "retired CA key not available: no new responder certificates or CRLs for it");
+                    tracing::warn!(authority = %a.name, error = %e, "CA key not available: no new responder certificates or CRLs for it");
                 }
             }
         }
