@@ -10,7 +10,8 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub(super) const CA: &[Migration] = &[Migration {
+pub(super) const CA: &[Migration] = &[
+    Migration {
     version: 1,
     description: "authorities, certificates, revocations, CRLs, audit",
     sql: r#"
@@ -79,7 +80,17 @@ CREATE TABLE audit (
     detail   TEXT NOT NULL
 );
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        description: "certificates: issuing process and PKCS#12 destination, to resolve rows a crash left pending",
+        sql: r#"
+ALTER TABLE certificates ADD COLUMN owner TEXT;
+ALTER TABLE certificates ADD COLUMN pkcs12_path TEXT;
+CREATE INDEX certificates_pending ON certificates(state) WHERE state = 'pending';
+"#,
+    },
+];
 
 pub(super) fn apply(
     store: &mut Store,
