@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use kxca_ca::{Ca, Clock, Home, RevocationReason, Serial};
 
-use crate::cli::{self, InitArgs, IssueArgs};
+use crate::init::{self, InitArgs};
+use crate::issue::{self, IssueArgs};
 
 fn passphrase_file(home: &Path) -> PathBuf {
     let name = home
@@ -39,7 +40,7 @@ pub fn run(dir: Option<PathBuf>, actor: &str) -> Result<()> {
             if let Some(parent) = pass_path.parent() {
                 std::fs::create_dir_all(parent).with_context(|| format!("{}", parent.display()))?;
             }
-            cli::write_private(&pass_path, format!("{}\n", pass.expose()).as_bytes())?;
+            issue::write_private(&pass_path, format!("{}\n", pass.expose()).as_bytes())?;
         }
         println!(
             "-- 1. init: root CA and issuing CA (soft ECDSA P-256 keys, passphrase in {})",
@@ -61,7 +62,7 @@ pub fn run(dir: Option<PathBuf>, actor: &str) -> Result<()> {
             root_name: "KX Root CA".into(),
             issuing_name: "KX Issuing CA 1".into(),
         };
-        Ca::init(home, cli::init_options(&args)?, actor, Clock::system())?
+        Ca::init(home, init::init_options(&args)?, actor, Clock::system())?
     };
 
     println!("-- 2. issue two office contacts' certificates");
@@ -100,7 +101,7 @@ pub fn run(dir: Option<PathBuf>, actor: &str) -> Result<()> {
             pkcs12: Some(p12.into()),
             ..Default::default()
         };
-        issued.push(cli::issue(&mut ca, &args, actor)?);
+        issued.push(issue::issue(&mut ca, &args, actor)?);
     }
 
     let revoked = &issued[1];

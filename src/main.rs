@@ -1,11 +1,14 @@
 //! `kxca`: the command line of the Kenpo eXpress certificate authority.
 //! Parses arguments and hands off to the library crates.
 
+mod certificates;
 mod cli;
 mod daemon;
 mod demo;
 mod doctor;
+mod init;
 mod intake;
+mod issue;
 mod key;
 mod mail_cli;
 mod mail_schedule;
