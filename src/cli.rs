@@ -65,8 +65,11 @@ pub enum Command {
         #[arg(long)]
         pem: bool,
     },
-    /// Show the audit trail.
+    /// Show the audit trail; `verify`, `export`, `checkpoint`: the signed record.
+    #[command(args_conflicts_with_subcommands = true)]
     Audit {
+        #[command(subcommand)]
+        command: Option<crate::audit::AuditCommand>,
         #[arg(long)]
         json: bool,
         #[arg(long, default_value_t = 100)]
@@ -343,7 +346,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
-        Command::Audit { json, limit } => {
+        Command::Audit {
+            command: Some(command),
+            ..
+        } => return crate::audit::run(home(&cli.home)?, command),
+        Command::Audit {
+            command: None,
+            json,
+            limit,
+        } => {
             let ca = Ca::open(home(&cli.home)?, Clock::system())?;
             let events = ca.audit(limit)?;
             if json {

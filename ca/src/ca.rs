@@ -308,6 +308,19 @@ impl Ca {
             },
             serve: Default::default(),
             mail: None,
+            audit: if o.production {
+                // Production names its audit key on a token (`[audit] key`).
+                Default::default()
+            } else {
+                crate::audit_log::AuditConfig {
+                    key: Some(format!(
+                        "soft:{}",
+                        home.root().join("audit").join("audit.p8").display()
+                    )),
+                    key_secret_file: Some(home.root().join("audit").join("audit.secret")),
+                    ..Default::default()
+                }
+            },
         };
         let header =
             "# kxca configuration. Written by `kxca init`; reviewed by the security officers.\n\n";
@@ -454,6 +467,11 @@ impl Ca {
         )?;
         write_file(&home.ca_dir().join("issuing-1.cer"), &issuing.der)?;
         let _ = profiles;
+        if !config.production {
+            // The soft audit key and its secret, and the public key
+            // published for outside parties from the start.
+            crate::audit_log::init_key(&config, home)?;
+        }
         Ca::open(home.clone(), clock)
     }
 

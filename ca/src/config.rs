@@ -31,6 +31,9 @@ pub struct Config {
     pub serve: crate::http::ServeConfig,
     #[serde(default)]
     pub mail: Option<crate::mail_config::MailConfig>,
+    /// `[audit]`: the key that signs checkpoints of the audit record.
+    #[serde(default)]
+    pub audit: crate::audit_log::AuditConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -164,6 +167,28 @@ impl Config {
         }
         if self.union.name.trim().is_empty() {
             return Err(bad("union.name is empty".to_string()));
+        }
+        if let Some(key) = &self.audit.key {
+            let key_ref: KeyRef = key
+                .parse()
+                .map_err(|e: kxca_hsm::Error| bad(format!("audit.key: {e}")))?;
+            if self.production && key_ref.is_soft() {
+                return Err(Error::SoftKeyInProduction {
+                    path: path.to_path_buf(),
+                    role: "audit".to_string(),
+                    key_ref: key.clone(),
+                });
+            }
+        }
+        if self.audit.key_secret_env.is_some() && self.audit.key_secret_file.is_some() {
+            return Err(bad(
+                "audit: set at most one of key_secret_env or key_secret_file".to_string(),
+            ));
+        }
+        if self.audit.checkpoint_interval_secs == 0 {
+            return Err(bad(
+                "audit.checkpoint_interval_secs must be at least 1".to_string()
+            ));
         }
         if self.crl.validity_hours == 0 {
             return Err(bad("crl.validity_hours must be at least 1".to_string()));

@@ -10,10 +10,11 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub(super) const CA: &[Migration] = &[Migration {
-    version: 1,
-    description: "authorities, certificates, revocations, CRLs, audit",
-    sql: r#"
+pub(super) const CA: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "authorities, certificates, revocations, CRLs, audit",
+        sql: r#"
 CREATE TABLE authorities (
     id            INTEGER PRIMARY KEY,
     name          TEXT NOT NULL UNIQUE,
@@ -79,7 +80,26 @@ CREATE TABLE audit (
     detail   TEXT NOT NULL
 );
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        description: "audit record: Merkle leaves and signed checkpoints",
+        sql: r#"
+ALTER TABLE audit ADD COLUMN leaf_index INTEGER;
+ALTER TABLE audit ADD COLUMN leaf BLOB;
+CREATE UNIQUE INDEX audit_by_leaf ON audit(leaf_index);
+-- Events older than this migration get their leaves once, at the next open.
+CREATE TABLE audit_backfill (upto INTEGER NOT NULL);
+INSERT INTO audit_backfill SELECT COALESCE(MAX(id), 0) FROM audit;
+CREATE TABLE audit_checkpoints (
+    size       INTEGER PRIMARY KEY,
+    root       BLOB NOT NULL,
+    note       TEXT NOT NULL,
+    signed_at  INTEGER NOT NULL
+);
+"#,
+    },
+];
 
 pub(super) fn apply(
     store: &mut Store,
