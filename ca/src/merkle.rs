@@ -74,7 +74,7 @@ impl Tree {
 
     /// MTH(D[start .. start + len]), len >= 1, within the tree.
     fn subtree(&self, start: usize, len: usize) -> Hash {
-        if len.is_power_of_two() && start % len == 0 {
+        if len.is_power_of_two() && start.is_multiple_of(len) {
             let h = len.trailing_zeros() as usize;
             return self.levels[h][start >> h];
         }
@@ -272,9 +272,9 @@ mod tests {
         let tree = Tree::new(all.clone());
         for n in 1..=37 {
             let root = tree.root(n);
-            for m in 0..n {
+            for (m, leaf) in all.iter().enumerate().take(n) {
                 let proof = tree.inclusion_proof(m, n);
-                assert!(verify_inclusion(m as u64, n as u64, &all[m], &proof, &root));
+                assert!(verify_inclusion(m as u64, n as u64, leaf, &proof, &root));
                 let other = leaf_hash(b"x");
                 assert!(!verify_inclusion(m as u64, n as u64, &other, &proof, &root));
             }

@@ -311,3 +311,82 @@ pub fn list(conn: &Connection, limit: i64) -> Result<Vec<AuditEvent>, Error> {
     rows.reverse();
     Ok(rows)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+
+    /// A store written before the Merkle tree existed: its events get their
+    /// leaves once, in id order, and a row inserted by hand afterwards is
+    /// never adopted into the tree.
+    #[test]
+    fn events_older_than_the_tree_are_backfilled_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kxca.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(super::super::migrations::CA[0].sql)
+                .unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_migrations (component TEXT NOT NULL, version INTEGER NOT NULL,
+                   description TEXT NOT NULL, applied_at INTEGER NOT NULL, PRIMARY KEY (component, version));
+                 INSERT INTO schema_migrations VALUES ('ca', 1, 'v1', 0);
+                 INSERT INTO audit (at, actor, action, serial, detail) VALUES
+                   (10, 'a', 'ca.init', NULL, '{\"b\":1,\"a\":[\"x\"]}'),
+                   (11, 'b', 'certificate.issue', '0A', '{}');",
+            )
+            .unwrap();
+        }
+        let mut store = Store::open(&path, false).unwrap();
+        let rows = all_rows(store.conn(), 0).unwrap();
+        assert_eq!(
+            rows.iter().map(|e| e.leaf_index).collect::<Vec<_>>(),
+            vec![Some(0), Some(1)]
+        );
+        for e in &rows {
+            assert_eq!(e.leaf.as_deref(), e.content_leaf().as_ref().map(|h| &h[..]));
+        }
+        store
+            .write(|tx| {
+                append(
+                    tx,
+                    12,
+                    "c",
+                    "certificate.revoke",
+                    Some("0A"),
+                    serde_json::json!({}),
+                )
+            })
+            .unwrap();
+        assert_eq!(tree_size(store.conn()).unwrap(), 3);
+        drop(store);
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "INSERT INTO audit (at, actor, action, serial, detail) VALUES (13, 'x', 'y', NULL, '{}')",
+            )
+            .unwrap();
+        let store = Store::open(&path, false).unwrap();
+        let last = all_rows(store.conn(), 4).unwrap();
+        assert_eq!(last.len(), 1);
+        assert_eq!(last[0].leaf_index, None, "a hand-inserted row was adopted");
+    }
+
+    #[test]
+    fn canonical_bytes_sort_keys_and_keep_utf8() {
+        let bytes = canonical_bytes(
+            3,
+            2,
+            100,
+            "事務",
+            "x",
+            None,
+            &serde_json::json!({"z": 1, "a": {"d": "\n", "c": true}}),
+        );
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            r#"{"action":"x","actor":"事務","at":100,"detail":{"a":{"c":true,"d":"\n"},"z":1},"id":3,"index":2,"serial":null}"#
+        );
+    }
+}
