@@ -316,6 +316,22 @@ fn checkpoints_verify_independently_and_other_keys_are_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // `kxca publish` ships them with the CRLs for nginx.
+    let site = ca.dir.path().join("site");
+    assert_ok(&ca.kxca(&["publish", site.to_str().unwrap()]), "publish");
+    assert_eq!(
+        std::fs::read_to_string(site.join("audit/checkpoint")).unwrap(),
+        note
+    );
+    assert_eq!(
+        std::fs::read(site.join(format!("audit/checkpoints/{size}"))).unwrap(),
+        note.as_bytes()
+    );
+    assert_eq!(
+        std::fs::read(site.join("audit/audit-key.pem")).unwrap(),
+        std::fs::read(published.join("audit-key.pem")).unwrap()
+    );
+
     // Export from event 2 and the Python recipe of docs/AUDIT.md.
     let export = work.join("export.jsonl");
     let out = ca.kxca(&[

@@ -678,6 +678,33 @@ fn publish_checkpoint(home: &Home, cp: &StoredCheckpoint) -> Result<(), Error> {
     write_atomic(&publish_dir(home).join("checkpoint"), cp.note.as_bytes())
 }
 
+/// The published audit files, relative to `dir` (`publish_dir`): the key,
+/// the latest checkpoint and the numbered ones. Nothing else there counts.
+pub fn published_files(dir: &Path) -> Result<Vec<String>, Error> {
+    let mut out = Vec::new();
+    for name in ["audit-key.pem", "checkpoint"] {
+        if dir.join(name).is_file() {
+            out.push(name.to_string());
+        }
+    }
+    let numbered = dir.join("checkpoints");
+    match fs::read_dir(&numbered) {
+        Ok(entries) => {
+            for entry in entries {
+                let name = entry.map_err(|e| Error::io(&numbered, e))?.file_name();
+                let name = name.to_string_lossy();
+                if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) {
+                    out.push(format!("checkpoints/{name}"));
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(&numbered, e)),
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Where `kxca audit export` starts.
 #[derive(Debug, Clone, Copy)]
 pub enum Since {
