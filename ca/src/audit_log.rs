@@ -483,6 +483,16 @@ pub fn verify(
     public_key_der: &[u8],
     extra: &[(String, String)],
 ) -> Result<Report, Error> {
+    Ok(verify_tree(conn, origin, public_key_der, extra)?.0)
+}
+
+/// `verify`, also returning the tree it rebuilt.
+fn verify_tree(
+    conn: &Connection,
+    origin: &str,
+    public_key_der: &[u8],
+    extra: &[(String, String)],
+) -> Result<(Report, Tree), Error> {
     let rows = audit::all_rows(conn, 0)?;
     let Checked {
         mut findings,
@@ -575,7 +585,7 @@ pub fn verify(
         }
     }
     let latest = good.last().map(|c| c.size);
-    Ok(Report {
+    let report = Report {
         ok: findings.is_empty(),
         events: rows.len(),
         tree_size: size,
@@ -583,7 +593,8 @@ pub fn verify(
         latest_checkpoint: latest,
         unsigned_events: size - latest.unwrap_or(0).min(size),
         findings,
-    })
+    };
+    Ok((report, tree))
 }
 
 /// The audit public key as published (DER SPKI), or the key in `file`.
@@ -620,7 +631,7 @@ pub fn checkpoint(
     if Some(size) == last || size == 0 {
         return Ok(None);
     }
-    let report = verify(store.conn(), &origin, &public, &[])?;
+    let (report, tree) = verify_tree(store.conn(), &origin, &public, &[])?;
     if let Some(f) = report.findings.first() {
         return Err(Error::Database {
             path: store.path().to_path_buf(),
@@ -632,8 +643,7 @@ pub fn checkpoint(
             ),
         });
     }
-    let rows = audit::all_rows(store.conn(), 0)?;
-    let tree = check_rows(&rows).tree;
+    // Verified: the tree has exactly `size` leaves, in order.
     let root = tree.root(size as usize);
     let body = note_body(&origin, size, &root);
     let sig = signer.sign(body.as_bytes())?;
