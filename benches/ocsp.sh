@@ -11,8 +11,16 @@
 # ratios, and for every run the HTTP status counts, client errors and body
 # bytes per response, so that a responder that fails fast cannot look fast.
 #
+# A "flood" section then times kxca's cached answers alone and again while a
+# second generator (wrk, a Lua script) POSTs random unknown serials, with
+# the default live-signing budget: ratios from the same run.
+#
 # Usage: benches/ocsp.sh [SECONDS_PER_RUN] [OPENSSL_PROCESSES]
 # Environment:
+#   SECTIONS="compare flood"  which sections to run (compare = against OpenSSL,
+#                     then nginx; flood = the random-serial flood, needs only wrk)
+#   FLOOD_CONNS=8 FLOOD_DELAY_MS=0  the flood: connections, pause between its
+#                     requests on each (0: as fast as the server answers)
 #   KXCA_BIN=path     time this kxca binary instead of building target/release/kxca
 #   KXCA_WORKERS=n    [serve] workers for kxca (default: the config's default)
 #   OHA_THREADS=n     oha worker threads (default 1: the other core serves)
@@ -23,6 +31,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 multi=${2:-1}
+sections=" ${SECTIONS:-compare flood} "
+compare=0; [[ "$sections" == *" compare "* ]] && compare=1
+flood=0; [[ "$sections" == *" flood "* ]] && flood=1
 oha_threads=${OHA_THREADS:-1}
 oha_root=${OHA_ROOT:-/work/tools}
 oha=${OHA:-$oha_root/bin/oha}
@@ -44,7 +55,10 @@ trap cleanup EXIT
 for tool in openssl python3 curl; do
   command -v "$tool" >/dev/null || { echo "benches/ocsp.sh needs $tool (tests/deps/apt.txt)" >&2; exit 1; }
 done
-if [[ ! -x "$oha" ]]; then
+if ((flood)); then
+  command -v wrk >/dev/null || { echo "the flood section needs wrk (apt install wrk)" >&2; exit 1; }
+fi
+if ((compare)) && [[ ! -x "$oha" ]]; then
   # 1.16.0 builds on rustc 1.95; its default rustls backend pulls aws-lc
   # (a long C build), and loopback HTTP needs no TLS, so native-tls it is.
   echo "installing oha into $oha_root (once)" >&2
@@ -68,6 +82,13 @@ echo "bench-passphrase-$$" > "$work/pass"
 if [[ -n "${KXCA_WORKERS:-}" ]]; then
   sed -i "/^\[serve\]/a workers = $KXCA_WORKERS" "$KXCA_HOME/kxca.toml"
 fi
+cp "$KXCA_HOME/kxca.toml" "$work/kxca.toml.default"
+# The comparison times signing itself (the nonce rows): lift the live-signing
+# budget there, or kxca would answer most nonce requests with the pre-signed
+# response without the nonce. The flood section restores the default.
+sed -i -e 's/^live_signatures_per_second = .*/live_signatures_per_second = 100000/' \
+  -e 's/^live_signature_burst = .*/live_signature_burst = 100000/' \
+  -e 's/^max_queued_signatures = .*/max_queued_signatures = 100000/' "$KXCA_HOME/kxca.toml"
 issue_json=$("$kxca" issue --json --centre JC --union-code 26276 --branch-code 00 --contract-unit 2627600 \
   --office-code 1234567 --contact-code 001 --office-name ベンチ --contact-name 試験 --email bench@example.jp)
 cert=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["certificate"])' "$issue_json")
@@ -84,11 +105,14 @@ done
 # The access log stays on (one line per request, as in production), into a file.
 "$kxca" serve --listen "127.0.0.1:$kport" >"$work/kxca.out" 2>"$work/kxca.log" &
 pids+=($!)
+kxca_pid=$!
 until grep -q listening "$work/kxca.out" 2>/dev/null; do
   kill -0 "${pids[-1]}" 2>/dev/null || { echo "kxca serve failed:" >&2; cat "$work/kxca.log" >&2; exit 1; }
   sleep 0.2
 done
 
+issuer="$KXCA_HOME/ca/issuing-1.pem"
+if ((compare)); then
 # The same responder key and certificate for OpenSSL, from the kxca home.
 openssl pkcs8 -inform DER -in "$KXCA_HOME/ocsp/responder.p8" -passin "file:$KXCA_HOME/ocsp/responder.secret" -out "$work/rkey.pem"
 python3 - "$KXCA_HOME/kxca.db" "$work/rsigner.der" <<'PY'
@@ -108,13 +132,14 @@ pids+=($!)
 sleep 1
 kill -0 "${pids[-1]}" 2>/dev/null || { echo "openssl ocsp responder failed:" >&2; cat "$work/openssl.log" >&2; exit 1; }
 
-issuer="$KXCA_HOME/ca/issuing-1.pem"
+fi
 openssl ocsp -issuer "$issuer" -cert "$cert" -no_nonce -reqout "$work/cached.der" >/dev/null
 openssl ocsp -issuer "$issuer" -cert "$cert" -reqout "$work/nonce.der" >/dev/null
 # Both responders must give a verifiable answer before they are timed, and
 # the body sizes they send are what every timed response must carry.
 declare -A size
-for who in kxca:$kport openssl:$oport; do
+((compare)) || oport=
+for who in kxca:$kport ${oport:+openssl:$oport}; do
   name=${who%%:*} port=${who#*:}
   timeout 20 openssl ocsp -timeout 10 -issuer "$issuer" -cert "$cert" -url "http://127.0.0.1:$port/" -CAfile "$KXCA_HOME/ca/root.pem" 2>&1 \
     | grep -q "Response verify OK" || { echo "$name on port $port does not answer correctly" >&2; exit 1; }
@@ -162,6 +187,7 @@ PY
 
 # Only before the first run: the runs themselves raise the load average.
 wait_quiet
+if ((compare)); then
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "oha $("$oha" --version | awk '{print $2}') with $oha_threads worker thread(s), ${secs}s per run, over loopback;"
@@ -245,4 +271,109 @@ NGINX
   printf '%-32s %9s %8s %8s  %s\n' "kxca serve GET" "$grps" "$gp50" "$gp99" "$gcheck"
   echo "kxca / nginx: $(awk -v a="$grps" -v b="$nrps" 'BEGIN { if (b > 0) printf "%.2f", a/b; else print "n/a" }');" \
     "nginx / OpenSSL responder (cached, 64): $(awk -v a="$nrps" -v b="$ocached64" 'BEGIN { if (b > 0) printf "%.1f", a/b; else print "n/a" }')x"
+fi
+fi # compare
+
+# == flood: cached answers alone, then beside random unknown serials
+if ((flood)); then
+  cp "$KXCA_HOME/kxca.toml" "$work/kxca.toml.lifted"
+  flood_server() { # config: a fresh kxca serve on a new port ($fport, $kxca_pid)
+    kill "$kxca_pid" 2>/dev/null || true
+    wait "$kxca_pid" 2>/dev/null || true
+    cp "$work/kxca.toml.$1" "$KXCA_HOME/kxca.toml"
+    fport=$(free_port)
+    "$kxca" serve --listen "127.0.0.1:$fport" >"$work/flood.out" 2>"$work/flood.log" &
+    kxca_pid=$!
+    pids+=($!)
+    until grep -q listening "$work/flood.out" 2>/dev/null; do
+      kill -0 "$kxca_pid" 2>/dev/null || { echo "kxca serve failed:" >&2; cat "$work/flood.log" >&2; exit 1; }
+      sleep 0.2
+    done
+  }
+  # The default live-signing budget (the comparison lifted it).
+  flood_server default
+  openssl ocsp -issuer "$issuer" -serial 0x0123456789abcdef -no_nonce -reqout "$work/unknown.der" >/dev/null
+  # 1-based offset of the serial's 8 bytes in the request, for Lua.
+  at=$(python3 -c 'import sys; d=open(sys.argv[1],"rb").read(); print(d.index(bytes.fromhex("0123456789abcdef")) + 1)' "$work/unknown.der")
+  cat >"$work/cached.lua" <<'LUA'
+local f = assert(io.open(os.getenv("BODY"), "rb")); local body = f:read("*a"); f:close()
+wrk.method = "POST"; wrk.body = body
+wrk.headers["Content-Type"] = "application/ocsp-request"
+done = function(s, lat)
+  local e = s.errors
+  io.write(string.format("RESULT %d %d %.3f %.3f %d %d %d\n", s.requests, s.duration,
+    lat:percentile(50) / 1000, lat:percentile(99) / 1000,
+    e.connect + e.read + e.write + e.timeout, e.status, s.bytes))
+end
+LUA
+  cat >"$work/flood.lua" <<'LUA'
+local f = assert(io.open(os.getenv("BODY"), "rb")); local t = f:read("*a"); f:close()
+local at = tonumber(os.getenv("AT"))
+local pre, post = t:sub(1, at - 1), t:sub(at + 8)
+local pause = tonumber(os.getenv("FLOOD_DELAY_MS"))
+local hdr = { ["Content-Type"] = "application/ocsp-request" }
+math.randomseed(os.time())
+request = function()
+  -- First byte 1..127: a positive INTEGER of the same length.
+  local s = { string.char(math.random(1, 127)) }
+  for i = 2, 8 do s[i] = string.char(math.random(0, 255)) end
+  return wrk.format("POST", "/ocsp", hdr, pre .. table.concat(s) .. post)
+end
+if pause > 0 then delay = function() return pause end end
+done = function(s, lat)
+  local e = s.errors
+  io.write(string.format("RESULT %d %d %.3f %.3f %d %d %d\n", s.requests, s.duration,
+    lat:percentile(50) / 1000, lat:percentile(99) / 1000,
+    e.connect + e.read + e.write + e.timeout, e.status, s.bytes))
+end
+LUA
+  wrk_run() { # script conns secs -> "rps p50 p99 errors non2xx bytes/response"
+    local r
+    r=$(BODY="$4" AT="$at" FLOOD_DELAY_MS="${FLOOD_DELAY_MS:-0}" timeout $(($3 + 60)) \
+      wrk -t1 -c"$2" -d"$3s" -s "$work/$1.lua" "http://127.0.0.1:$fport/ocsp" 2>/dev/null | grep '^RESULT') \
+      || { echo "0 - - wrk-failed - -"; return; }
+    awk '{ printf "%.0f %s %s %d %d %.0f\n", $2 / ($3 / 1e6), $4, $5, $6, $7, ($2 ? $8 / $2 : 0) }' <<<"$r"
+  }
+  metric() { curl -s "http://127.0.0.1:$fport/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+  budget=$(awk -F' = ' '/^live_signatures_per_second/ { r = $2 } /^live_signature_burst/ { b = $2 } END { print r " per second, burst " b }' "$KXCA_HOME/kxca.toml")
+  fconns=${FLOOD_CONNS:-8}
+  echo
+  echo "== flood: cached answers (POST, 64 connections, wrk) alone, then while a second wrk"
+  echo "   POSTs random unknown serials on $fconns connections (${FLOOD_DELAY_MS:-0} ms pause between requests"
+  echo "   on each); live-signing budget as configured by default: $budget"
+  read -r arps ap50 ap99 aerr anon abytes <<<"$(wrk_run cached 64 "$secs" "$work/cached.der")"
+  fsecs=$((secs + 2))
+  with_flood() { # -> "rps p50 p99 errors non200 bytes | flood rps p50 p99 errors non200 bytes | signatures tryLater"
+    local s0 t0 s1 t1 floodpid c f
+    s0=$(metric kxca_ocsp_live_signatures_total); t0=$(metric kxca_ocsp_try_later_total)
+    BODY="$work/unknown.der" AT="$at" FLOOD_DELAY_MS="${FLOOD_DELAY_MS:-0}" timeout $((secs + 70)) \
+      wrk -t1 -c"$fconns" -d"${fsecs}s" -s "$work/flood.lua" "http://127.0.0.1:$fport/ocsp" \
+      >"$work/flood-wrk.out" 2>&1 &
+    floodpid=$!
+    sleep 1
+    c=$(wrk_run cached 64 "$secs" "$work/cached.der")
+    wait "$floodpid" || true
+    f=$(grep '^RESULT' "$work/flood-wrk.out" \
+      | awk '{ printf "%.0f %s %s %d %d %.0f\n", $2 / ($3 / 1e6), $4, $5, $6, $7, ($2 ? $8 / $2 : 0) }')
+    s1=$(metric kxca_ocsp_live_signatures_total); t1=$(metric kxca_ocsp_try_later_total)
+    echo "${c:-0 - - - - -} ${f:-0 - - - - -} $((s1 - s0)) $((t1 - t0))"
+  }
+  read -r brps bp50 bp99 berr bnon bbytes frps fp50 fp99 ferr fnon fbytes fsig ftry <<<"$(with_flood)"
+  # The same flood without a budget (as before it existed): what the budget buys.
+  flood_server lifted
+  read -r urps up50 up99 uerr unon ubytes grps gp50 gp99 gerr gnon gbytes usig utry <<<"$(with_flood)"
+  row() { printf '%-40s %9s %8s %8s %7s %7s %9s\n' "$@"; }
+  row run rps "p50 ms" "p99 ms" errors non-200 "B/resp"
+  row "cached, alone" "$arps" "$ap50" "$ap99" "$aerr" "$anon" "$abytes"
+  row "cached, during the flood" "$brps" "$bp50" "$bp99" "$berr" "$bnon" "$bbytes"
+  row "  the flood (random serials)" "$frps" "$fp50" "$fp99" "$ferr" "$fnon" "$fbytes"
+  row "cached, during the flood, budget lifted" "$urps" "$up50" "$up99" "$uerr" "$unon" "$ubytes"
+  row "  the flood (random serials)" "$grps" "$gp50" "$gp99" "$gerr" "$gnon" "$gbytes"
+  persec() { awk -v n="$1" -v t="$fsecs" 'BEGIN { printf "%.0f", n / t }'; }
+  ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "n/a" }'; }
+  echo "flood with the budget: $fsig live signatures ($(persec "$fsig")/s over ${fsecs} s), $ftry tryLater answers"
+  echo "flood, budget lifted:  $usig live signatures ($(persec "$usig")/s over ${fsecs} s), $utry tryLater answers"
+  echo "ratios (during the flood / alone): with the budget rps $(ratio "$brps" "$arps"), p99 $(ratio "$bp99" "$ap99");" \
+    "budget lifted rps $(ratio "$urps" "$arps"), p99 $(ratio "$up99" "$ap99")"
+  echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 fi

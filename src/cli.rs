@@ -551,11 +551,11 @@ pub fn issue(ca: &mut Ca, args: &IssueArgs, actor: &str) -> Result<IssueOutcome>
     });
     write_private(&path, &issued.pkcs12)?;
     let cert_pem_path = path.with_extension("pem");
-    std::fs::write(
+    // The certificate names its holder (name, e-mail): personal data.
+    write_private(
         &cert_pem_path,
-        der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, &issued.der)?,
-    )
-    .with_context(|| format!("{}", cert_pem_path.display()))?;
+        der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, &issued.der)?.as_bytes(),
+    )?;
     let password = issued
         .generated_password
         .as_ref()

@@ -86,13 +86,14 @@ impl Pass {
     pub fn describe(&self) -> String {
         let f = &self.fetch;
         let mut line = format!(
-            "fetched: {} processed, {} application(s), {} duplicate mail(s), {} duplicate file(s), {} rejected, {} finished from an earlier pass",
+            "fetched: {} processed, {} application(s), {} duplicate mail(s), {} duplicate file(s), {} rejected, {} finished from an earlier pass, {} not answered",
             f.processed,
             f.applications,
             f.duplicate_mails,
             f.duplicate_files,
             f.rejected,
-            f.already_processed
+            f.already_processed,
+            f.not_answered
         );
         if let Some(s) = &self.send {
             line.push_str(&format!(
@@ -138,6 +139,7 @@ pub fn fetch_pass(
                 .and_then(|s| s.from.rsplit('@').next().map(str::to_string))
         })
         .unwrap_or_else(|| "kxca.invalid".to_string());
+    let replies = policy.replies.clone();
     let checker = if policy.office.use_register {
         let register = kxca_provisioner::intake::OfficeRegister::load(ca.store_mut())?;
         IntakeChecker::new(policy, Box::new(register))
@@ -156,6 +158,7 @@ pub fn fetch_pass(
         },
         reply_domain,
         actor: actor.to_string(),
+        replies,
     };
     let clock = ca.clock().clone();
     let fetch = rt.block_on(kxca_provisioner::fetch_once(
@@ -244,6 +247,11 @@ pub fn run(command: MailCommand, home: Home, actor: &str) -> Result<()> {
                 println!("message-id:   {}", app.message_id);
                 println!("file:         {} ({} bytes)", app.file_name, app.size);
                 println!("sha-256:      {}", app.sha256);
+                println!(
+                    "format:       {} (stored: {})",
+                    app.original_format.as_deref().unwrap_or("-"),
+                    app.stored_format
+                );
                 println!("sheet:        {}", app.sheet);
                 println!("status:       {}", app.status);
                 for r in &app.rows {
@@ -273,13 +281,35 @@ pub fn run(command: MailCommand, home: Home, actor: &str) -> Result<()> {
                             m.state.as_str().to_string(),
                             m.attempts.to_string(),
                             m.last_error.clone().unwrap_or_default(),
+                            m.delivery_failures
+                                .iter()
+                                .map(|f| {
+                                    format!(
+                                        "{} {} {}",
+                                        f.recipient,
+                                        f.action,
+                                        f.status.as_deref().unwrap_or("")
+                                    )
+                                    .trim_end()
+                                    .to_string()
+                                })
+                                .collect::<Vec<_>>()
+                                .join(", "),
                         ]
                     })
                     .collect();
                 print!(
                     "{}",
                     table(
-                        &["ID", "KIND", "TO", "STATE", "ATTEMPTS", "LAST ERROR"],
+                        &[
+                            "ID",
+                            "KIND",
+                            "TO",
+                            "STATE",
+                            "ATTEMPTS",
+                            "LAST ERROR",
+                            "BOUNCED"
+                        ],
                         &rows
                     )
                 );

@@ -250,7 +250,9 @@ impl Ca {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            for dir in [home.keys(), home.issued_dir()] {
+            // The root holds kxca.db (personal data): owner only, like
+            // the keys and the issued PKCS#12s.
+            for dir in [home.root().to_path_buf(), home.keys(), home.issued_dir()] {
                 fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
                     .map_err(|e| Error::io(&dir, e))?;
             }

@@ -193,6 +193,7 @@ impl Config {
         if self.crl.validity_hours == 0 {
             return Err(bad("crl.validity_hours must be at least 1".to_string()));
         }
+        self.serve.check().map_err(bad)?;
         Ok(())
     }
 

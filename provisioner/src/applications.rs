@@ -14,10 +14,11 @@ pub fn migrations() -> &'static [Migration] {
     MIGRATIONS
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "received mails, applications and their rows",
-    sql: r#"
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "received mails, applications and their rows",
+        sql: r#"
 CREATE TABLE intake_mails (
     id            INTEGER PRIMARY KEY,
     source_key    TEXT NOT NULL UNIQUE,
@@ -60,7 +61,40 @@ CREATE TABLE application_rows (
     PRIMARY KEY (application_id, row)
 );
 "#,
-}];
+    },
+    Migration {
+        version: SCRUB_VERSION,
+        description: "forms stored without their passwords; why a mail was not answered",
+        // Rows stored before kept the received file whole, passwords and
+        // all. They cannot be re-rendered here (the policy naming the
+        // password columns is not at hand), so the file goes; its SHA-256,
+        // name, size and format stay, with the parsed rows. The store runs
+        // with secure_delete, so the freed pages are zeroed.
+        sql: r#"
+ALTER TABLE intake_mails ADD COLUMN reply TEXT;
+ALTER TABLE applications ADD COLUMN original_size INTEGER;
+ALTER TABLE applications ADD COLUMN original_format TEXT;
+ALTER TABLE applications ADD COLUMN stored_format TEXT NOT NULL DEFAULT 'none';
+UPDATE applications SET
+    original_size = length(file),
+    original_format = CASE
+        WHEN substr(file, 1, 8) = X'D0CF11E0A1B11AE1' THEN 'xls'
+        WHEN substr(file, 1, 4) = X'504B0304' THEN 'zip'
+        ELSE 'unknown' END,
+    file = X'',
+    stored_format = 'none';
+"#,
+    },
+];
+
+/// The migration that scrubbed stored files; past it the WAL is
+/// truncated so no old page of a stored file lingers there.
+pub(crate) const SCRUB_VERSION: i64 = 2;
+
+/// `applications.stored_format` of a form kept as [`crate::intake::RedactedCopy`].
+pub const STORED_REDACTED_XLSX: &str = "xlsx-without-passwords";
+/// `applications.stored_format` when nothing of the file is kept.
+pub const STORED_NONE: &str = "none";
 
 /// Where an application stands. Provisioning adds the states after review.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -173,7 +207,11 @@ pub(crate) struct NewApplication<'a> {
     pub received_at: i64,
     pub file_name: &'a str,
     pub sha256: &'a str,
+    /// What is kept of the file ([`STORED_REDACTED_XLSX`] or empty).
     pub file: &'a [u8],
+    pub stored_format: &'a str,
+    pub original_size: usize,
+    pub original_format: &'a str,
     pub sheet: &'a str,
     pub report: &'a serde_json::Value,
     pub rows: &'a [CheckedRow],
@@ -188,8 +226,8 @@ pub(crate) fn insert_application(
     let count = |v: RowVerdict| a.rows.iter().filter(|r| r.status == v).count() as i64;
     let status = ApplicationStatus::of(a.rows);
     tx.execute(
-        "INSERT INTO applications (mail_id, sender, message_id, received_at, file_name, sha256, file, sheet, report, status, rows_valid, rows_review, rows_invalid, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        "INSERT INTO applications (mail_id, sender, message_id, received_at, file_name, sha256, file, sheet, report, status, rows_valid, rows_review, rows_invalid, created_at, stored_format, original_size, original_format)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         params![
             a.mail_id,
             a.sender,
@@ -204,7 +242,10 @@ pub(crate) fn insert_application(
             count(RowVerdict::Valid),
             count(RowVerdict::Review),
             count(RowVerdict::Invalid),
-            now
+            now,
+            a.stored_format,
+            a.original_size as i64,
+            a.original_format
         ],
     )
     .map_err(sql)?;
@@ -229,7 +270,12 @@ pub struct Application {
     pub received_at: i64,
     pub file_name: String,
     pub sha256: String,
+    /// Size of the file as received.
     pub size: i64,
+    /// The received file's format (`xlsx`, `xls`, `ods`).
+    pub original_format: Option<String>,
+    /// What is kept of it: [`STORED_REDACTED_XLSX`] or [`STORED_NONE`].
+    pub stored_format: String,
     pub sheet: String,
     pub status: String,
     pub rows_valid: i64,
@@ -250,7 +296,7 @@ pub struct ApplicationRowRecord {
     pub fields: serde_json::Value,
 }
 
-const COLUMNS: &str = "id, mail_id, sender, message_id, received_at, file_name, sha256, length(file), sheet, status, rows_valid, rows_review, rows_invalid, created_at";
+const COLUMNS: &str = "id, mail_id, sender, message_id, received_at, file_name, sha256, COALESCE(original_size, length(file)), sheet, status, rows_valid, rows_review, rows_invalid, created_at, original_format, stored_format";
 
 fn application(r: &rusqlite::Row<'_>) -> rusqlite::Result<Application> {
     Ok(Application {
@@ -268,6 +314,8 @@ fn application(r: &rusqlite::Row<'_>) -> rusqlite::Result<Application> {
         rows_review: r.get(11)?,
         rows_invalid: r.get(12)?,
         created_at: r.get(13)?,
+        original_format: r.get(14)?,
+        stored_format: r.get(15)?,
         rows: Vec::new(),
     })
 }
@@ -319,7 +367,23 @@ pub fn get(conn: &Connection, id: i64) -> Result<Option<Application>, kxca_ca::E
     Ok(Some(app))
 }
 
-/// The stored file of an application.
+/// Records why a mail was not answered (a [`crate::loops::NoReply`]), or
+/// `queued` when it was.
+pub(crate) fn set_reply(
+    tx: &Transaction<'_>,
+    mail_id: i64,
+    reply: &str,
+) -> Result<(), kxca_ca::Error> {
+    tx.execute(
+        "UPDATE intake_mails SET reply = ?2 WHERE id = ?1",
+        params![mail_id, reply],
+    )
+    .map_err(sql)?;
+    Ok(())
+}
+
+/// The stored copy of an application's file (see `stored_format`): the
+/// form's sheet without passwords, never the file as received.
 pub fn file(conn: &Connection, id: i64) -> Result<Option<(String, Vec<u8>)>, kxca_ca::Error> {
     conn.query_row(
         "SELECT file_name, file FROM applications WHERE id = ?1",

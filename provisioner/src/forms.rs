@@ -43,6 +43,9 @@ pub enum FormCheck {
         sheet: String,
         rows: Vec<CheckedRow>,
         report: Value,
+        /// What is stored of the file: its sheet without the passwords
+        /// (None: nothing of the file is kept, only its hash and size).
+        copy: Option<crate::intake::RedactedCopy>,
     },
     /// A spreadsheet that is not the application form.
     NotAForm { message_ja: String, report: Value },
@@ -63,6 +66,8 @@ impl FormChecker for DetectOnly {
             sheet: String::new(),
             rows: Vec::new(),
             report: serde_json::json!({ "file": file_name, "sheet": "", "rows": [] }),
+            // Unread, the file's passwords cannot be found: keep nothing.
+            copy: None,
         }
     }
 }
@@ -85,8 +90,15 @@ impl IntakeChecker {
 impl FormChecker for IntakeChecker {
     fn check(&self, file_name: &str, bytes: &[u8]) -> FormCheck {
         use crate::intake::RowStatus;
-        match crate::intake::check_bytes(file_name, bytes, &self.policy, self.existing.as_ref()) {
-            Ok(report) => FormCheck::Form {
+        match crate::intake::check_bytes_keeping(
+            file_name,
+            bytes,
+            &self.policy,
+            self.existing.as_ref(),
+            true,
+        ) {
+            Ok((report, copy)) => FormCheck::Form {
+                copy,
                 sheet: report.sheet.clone(),
                 report: report.to_json(),
                 rows: report

@@ -7,6 +7,8 @@ use serde::Serialize;
 
 use crate::applications::{self, NewApplication, NewIntakeMail};
 use crate::forms::{FormCheck, FormChecker};
+use crate::intake::Replies;
+use crate::loops::{self, NoReply};
 use crate::mail::mime::{self, Limits};
 use crate::outbox::{self, NewMail};
 use crate::reply::{self, FileOutcome, ReplyFacts};
@@ -24,6 +26,9 @@ pub enum Received {
         applications: Vec<i64>,
         duplicates: usize,
         replied: bool,
+        /// Why no answer was queued, when none was.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        not_answered: Option<NoReply>,
     },
     /// Same Message-ID as an earlier mail: recorded as a duplicate.
     DuplicateMail { mail_id: i64, first: i64 },
@@ -38,6 +43,8 @@ pub struct Receiver<'a> {
     /// Domain for the Message-IDs of replies.
     pub reply_domain: String,
     pub actor: String,
+    /// Which mail is answered and how often (policies/intake.toml `[replies]`).
+    pub replies: Replies,
 }
 
 impl Receiver<'_> {
@@ -61,14 +68,16 @@ impl Receiver<'_> {
                 return self.reject(store, source_key, raw.len(), &digest, &e, now);
             }
         };
+        let no_reply = loops::not_to_answer(&mail, &self.replies);
+        // A delivery report's parts are returned mail, not submissions.
+        let is_report = mail.auto.delivery_report.is_some();
         // Forms are checked before the transaction: reading a spreadsheet
         // takes time the write lock should not be held for.
         let checked: Vec<Option<FormCheck>> = mail
             .attachments
             .iter()
             .map(|a| {
-                a.kind
-                    .is_spreadsheet()
+                (a.kind.is_spreadsheet() && !is_report)
                     .then(|| self.checker.check(&a.name, &a.bytes))
             })
             .collect();
@@ -154,6 +163,7 @@ impl Receiver<'_> {
                         sheet,
                         rows,
                         report,
+                        copy,
                     } => {
                         let (id, status) = applications::insert_application(
                             tx,
@@ -164,7 +174,19 @@ impl Receiver<'_> {
                                 received_at,
                                 file_name: &a.name,
                                 sha256: &a.sha256,
-                                file: &a.bytes,
+                                // Never the received bytes: they hold the
+                                // passwords typed into the form.
+                                file: copy.as_ref().map(|c| c.bytes.as_slice()).unwrap_or(&[]),
+                                stored_format: if copy.is_some() {
+                                    applications::STORED_REDACTED_XLSX
+                                } else {
+                                    applications::STORED_NONE
+                                },
+                                original_size: a.bytes.len(),
+                                original_format: copy
+                                    .as_ref()
+                                    .map(|c| c.original_format)
+                                    .unwrap_or("unknown"),
                                 sheet,
                                 report,
                                 rows,
@@ -191,7 +213,41 @@ impl Receiver<'_> {
                     }
                 }
             }
-            let replied = match sender {
+            if let Some(report) = &mail.auto.delivery_report {
+                let recipients: Vec<_> = report
+                    .recipients
+                    .iter()
+                    .map(|r| {
+                        (
+                            r.recipient.clone(),
+                            r.action.clone(),
+                            r.status.clone(),
+                            r.diagnostic.clone(),
+                        )
+                    })
+                    .collect();
+                outbox::record_delivery_report(
+                    tx,
+                    &report.original_message_ids,
+                    &recipients,
+                    mail_id,
+                    now,
+                    &actor,
+                )?;
+            }
+            let not_answered = match (no_reply, sender) {
+                (Some(why), _) => Some(why),
+                (None, Some(to)) if loops::over_rate(tx, to, &self.replies, now)? => {
+                    Some(NoReply::RateLimited)
+                }
+                (None, _) => None,
+            };
+            applications::set_reply(
+                tx,
+                mail_id,
+                not_answered.map(NoReply::as_str).unwrap_or("queued"),
+            )?;
+            let replied = match sender.filter(|_| not_answered.is_none()) {
                 Some(to) => {
                     let (subject, body) = reply::compose(&facts);
                     let mut references = mail.references.clone();
@@ -225,13 +281,18 @@ impl Receiver<'_> {
                     "mail_id": mail_id, "source": source_key, "message_id": mail.message_id,
                     "applications": created, "duplicates": duplicates,
                     "ignored": facts.ignored.len(), "replied": replied,
+                    "not_answered": not_answered.map(NoReply::as_str),
                 }),
             )?;
+            if let Some(why) = not_answered {
+                tracing::info!(mail_id, reason = why.as_str(), "mail recorded, not answered");
+            }
             Ok(Received::Processed {
                 mail_id,
                 applications: created,
                 duplicates,
                 replied,
+                not_answered,
             })
         })?;
         Ok(out)

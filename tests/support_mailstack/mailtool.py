@@ -4,7 +4,8 @@
   mailtool.py send PORT FROM TO FILE       deliver FILE over plain SMTP (mynetworks)
   mailtool.py read PORT CAFILE USER PASS MAILBOX
       print a JSON list of the mailbox's messages, read over IMAPS and parsed
-      by Python's email package: subject, from, message_id, in_reply_to, body
+      by Python's email package: subject, from, message_id, in_reply_to,
+      auto_submitted, body
   mailtool.py count PORT CAFILE USER PASS MAILBOX   print the message count
   mailtool.py copy PORT CAFILE USER PASS MAILBOX DEST
       copy the first message of MAILBOX to DEST (it gets a new UID there)
@@ -66,6 +67,7 @@ def main(argv):
             "date": str(m["date"] or ""),
             "message_id": str(m["message-id"] or ""),
             "in_reply_to": str(m["in-reply-to"] or ""),
+            "auto_submitted": str(m["auto-submitted"] or ""),
             "body": body.get_content() if body is not None else "",
         })
     print(json.dumps(out, ensure_ascii=False))

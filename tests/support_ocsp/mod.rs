@@ -131,6 +131,28 @@ impl Server {
         server
     }
 
+    /// Starts the daemon, then the server with a soft open-file limit of
+    /// `soft` (as a service manager's default 1024 would), through util-linux
+    /// `prlimit`, which execs the server in place: the child's PID is the
+    /// server's.
+    pub fn start_with_nofile(ca: &TestCa, soft: u64) -> Server {
+        let daemon = Daemon::start_with(ca, &[]);
+        let base = ca.cmd();
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--nofile={soft}:"))
+            .arg("--")
+            .arg(base.get_program());
+        for (k, v) in base.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        let mut server = Server::start_cmd(ca, cmd);
+        server.daemon = Some(daemon);
+        server
+    }
+
     /// Starts `kxca serve --listen 127.0.0.1:0` from `cmd` (the program and
     /// its environment; e.g. a sandbox that hides the CA keys), alone.
     pub fn start_cmd(ca: &TestCa, mut cmd: Command) -> Server {
@@ -152,6 +174,10 @@ impl Server {
             addr,
             log,
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     pub fn url(&self, path: &str) -> String {

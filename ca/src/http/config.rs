@@ -23,9 +23,34 @@ pub struct ServeConfig {
     /// body: a connection that trickles bytes or stops half-way is closed
     /// instead of holding a socket forever.
     pub request_timeout_seconds: u32,
+    /// Seconds a connection may sit without sending a complete request head,
+    /// from its accept or from its last answer (keep-alive): an idle client
+    /// gives its socket back quickly. 1..=300.
+    pub idle_timeout_seconds: u32,
+    /// Connections held open at once, 16..=1,000,000 (and at most the file
+    /// descriptor limit less a reserve, lowered with a warning at start).
+    /// At the cap a new connection displaces the oldest one that has not
+    /// completed a request (then the oldest idle between requests or still
+    /// sending a body); when every connection is being answered, the new
+    /// one is closed at once.
+    pub max_connections: usize,
 }
 
 impl ServeConfig {
+    /// Checks the bounds documented on each field; the message names the key.
+    pub fn check(&self) -> Result<(), String> {
+        if !(1..=3600).contains(&self.request_timeout_seconds) {
+            return Err("serve.request_timeout_seconds must be between 1 and 3600".into());
+        }
+        if !(1..=300).contains(&self.idle_timeout_seconds) {
+            return Err("serve.idle_timeout_seconds must be between 1 and 300".into());
+        }
+        if !(16..=1_000_000).contains(&self.max_connections) {
+            return Err("serve.max_connections must be between 16 and 1000000".into());
+        }
+        Ok(())
+    }
+
     /// `workers`, with 0 resolved for this machine.
     pub fn worker_threads(&self) -> usize {
         if self.workers > 0 {
@@ -43,6 +68,8 @@ impl Default for ServeConfig {
             shutdown_grace_seconds: 10,
             workers: 0,
             request_timeout_seconds: 10,
+            idle_timeout_seconds: 5,
+            max_connections: 1024,
         }
     }
 }

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::conns::Conns;
 use crate::ocsp::Engine;
 
 /// Upper bounds of the latency histogram, in seconds.
@@ -12,25 +13,26 @@ const BUCKETS: [f64; 10] = [
 ];
 
 /// OCSP outcomes counted separately.
-pub(crate) const OUTCOMES: [&str; 6] = [
+pub(crate) const OUTCOMES: [&str; 7] = [
     "good",
     "revoked",
     "unknown",
     "malformedRequest",
     "unauthorized",
     "internalError",
+    "tryLater",
 ];
 
 #[derive(Default)]
 pub(crate) struct Metrics {
-    outcomes: [AtomicU64; 6],
+    outcomes: [AtomicU64; 7],
     cache_hits: AtomicU64,
     signed: AtomicU64,
     not_modified: AtomicU64,
     buckets: [AtomicU64; 10],
     latency_count: AtomicU64,
     latency_sum_ns: AtomicU64,
-    other_requests: [AtomicU64; 4],
+    other_requests: [AtomicU64; 5],
 }
 
 pub(crate) enum Source {
@@ -65,14 +67,15 @@ impl Metrics {
         self.latency_sum_ns.fetch_add(nanos, Ordering::Relaxed);
     }
 
-    /// Counts a non-OCSP request: 0 crl, 1 ca, 2 healthz/metrics, 3 not found.
+    /// Counts a non-OCSP request: 0 crl, 1 ca, 2 healthz/metrics, 3 not
+    /// found, 4 refused as too large (413).
     pub fn other(&self, kind: usize) {
         if let Some(c) = self.other_requests.get(kind) {
             c.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    pub fn render(&self, engine: &Engine, log_dropped: u64) -> String {
+    pub fn render(&self, engine: &Engine, log_dropped: u64, conns: &Conns) -> String {
         let mut s = String::with_capacity(4096);
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         s.push_str("# HELP kxca_ocsp_requests_total OCSP requests by answer.\n# TYPE kxca_ocsp_requests_total counter\n");
@@ -120,7 +123,10 @@ impl Metrics {
         );
         let _ = writeln!(s, "kxca_ocsp_request_duration_seconds_count {count}");
         s.push_str("# HELP kxca_http_requests_total Other HTTP requests by kind.\n# TYPE kxca_http_requests_total counter\n");
-        for (i, k) in ["crl", "ca", "status", "not_found"].iter().enumerate() {
+        for (i, k) in ["crl", "ca", "status", "not_found", "too_large"]
+            .iter()
+            .enumerate()
+        {
             let _ = writeln!(
                 s,
                 "kxca_http_requests_total{{kind=\"{k}\"}} {}",
@@ -142,6 +148,31 @@ impl Metrics {
         s.push_str("# HELP kxca_crl_age_seconds Age of the published CRL (now - thisUpdate).\n# TYPE kxca_crl_age_seconds gauge\n");
         for (name, age) in engine.crl_ages() {
             let _ = writeln!(s, "kxca_crl_age_seconds{{authority=\"{name}\"}} {age}");
+        }
+        let live = engine.live_stats();
+        for (name, help, kind, value) in [
+            ("kxca_ocsp_live_signatures_total", "Responses signed for a request (nonce, several certificates, unknown serial).", "counter", live.signatures),
+            ("kxca_ocsp_try_later_total", "Requests answered tryLater because the live signing limit was reached.", "counter", live.try_later),
+            ("kxca_ocsp_live_fallback_total", "Requests answered with the pre-signed or cached answer, without their nonce, because the live signing limit was reached.", "counter", live.fallback),
+            ("kxca_ocsp_unknown_cache_hits_total", "Requests for an unknown serial answered from the cache.", "counter", live.unknown_cache_hits),
+            ("kxca_ocsp_unknown_cache_entries", "Answers for unknown serials held.", "gauge", live.unknown_cache_entries as u64),
+            ("kxca_http_connections_open", "Connections held open.", "gauge", conns.open() as u64),
+            ("kxca_http_connections_max", "The connection cap in force ([serve] max_connections, within the open file limit).", "gauge", conns.cap() as u64),
+            ("kxca_http_connections_accepted_total", "Connections accepted.", "counter", g(&conns.accepted)),
+            ("kxca_http_connections_displaced_total", "Connections closed at the cap to make room for a new one.", "counter", g(&conns.evicted)),
+            ("kxca_http_connections_refused_total", "New connections closed at once at the cap, every other one being mid-answer.", "counter", g(&conns.refused)),
+        ] {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        }
+        // The /healthz details, which the public listener does not tell.
+        s.push_str("# HELP kxca_health_check Each check behind /healthz: 1 ok, 0 failing.\n# TYPE kxca_health_check gauge\n");
+        for c in engine.health() {
+            let _ = writeln!(
+                s,
+                "kxca_health_check{{check=\"{}\"}} {}",
+                c.name.replace(['"', '\\', '\n'], "_"),
+                u8::from(c.ok)
+            );
         }
         s.push_str("# HELP kxca_access_log_dropped_total Request log lines dropped because the writer fell behind.\n# TYPE kxca_access_log_dropped_total counter\n");
         let _ = writeln!(s, "kxca_access_log_dropped_total {log_dropped}");

@@ -11,12 +11,13 @@
 
 mod access_log;
 mod config;
+mod conns;
 mod metrics;
 
 use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,7 @@ use tokio::sync::Semaphore;
 pub use config::ServeConfig;
 
 use access_log::{AccessLog, OcspLine};
+use conns::{Conns, BUSY, IDLE};
 use metrics::{Metrics, Source};
 
 use crate::ocsp::asn1::ResponseStatus;
@@ -44,9 +46,16 @@ struct App {
     body_timeout: Duration,
     metrics: Metrics,
     log: AccessLog,
-    /// Live signings in progress, at most two per core.
+    /// Live signings in progress, `[ocsp] max_concurrent_signatures`.
     signing: Semaphore,
+    /// Requests waiting for a signing slot, at most `[ocsp] max_queued_signatures`.
+    queued: AtomicUsize,
+    conns: Arc<Conns>,
 }
+
+/// Descriptors kept back from the connection cap for the listener, the
+/// store, the logs and the responder key's token.
+const FD_RESERVE: usize = 128;
 
 /// Serves `engine` on `listener` until `shutdown` completes, then lets
 /// in-flight requests finish (graceful shutdown).
@@ -57,20 +66,44 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let request_timeout = Duration::from_secs(u64::from(config.request_timeout_seconds.max(1)));
+    let idle_timeout = Duration::from_secs(u64::from(config.idle_timeout_seconds.max(1)));
+    let mut cap = config.max_connections;
+    match conns::raise_nofile_limit() {
+        Some(limit) => {
+            let room = usize::try_from(limit)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(FD_RESERVE);
+            if room < cap {
+                cap = room.max(16);
+                tracing::warn!(
+                    max_connections = config.max_connections,
+                    open_file_limit = limit,
+                    cap,
+                    "serve.max_connections is above the open file limit (ulimit -n / LimitNOFILE): capped lower"
+                );
+            }
+        }
+        None => {
+            tracing::warn!("cannot read the open file limit; serve.max_connections applies as set")
+        }
+    }
+    let signing_slots = engine.config().signing_slots();
     let app = Arc::new(App {
         engine,
         body_timeout: request_timeout,
         metrics: Metrics::default(),
         log: AccessLog::new(config.access_log),
-        // Two per core: with one, a core idles while a finished signing
-        // hands over to the next (benches/ocsp.sh: nonce 3,300 -> 4,900 rps).
-        signing: Semaphore::new(2 * std::thread::available_parallelism().map_or(1, |n| n.get())),
+        signing: Semaphore::new(signing_slots),
+        queued: AtomicUsize::new(0),
+        conns: Conns::new(cap),
     });
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        // A client that opens a connection and sends nothing holds a task
-        // and a socket: drop it.
-        .header_read_timeout(request_timeout)
+        // Runs from the accept, and again from each answer until the next
+        // request head is complete: a client that connects and sends
+        // nothing, trickles its head, or idles between requests gives its
+        // socket back after this.
+        .header_read_timeout(idle_timeout.min(request_timeout))
         // Responses are a few hundred bytes: one buffer, one write.
         .writev(false)
         .max_buf_size(64 * 1024);
@@ -90,17 +123,44 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Some(mut admitted) = app.conns.admit() else {
+            // Every connection is mid-answer: closing this one at once
+            // keeps the descriptor count bounded; the client may retry.
+            drop(stream);
+            continue;
+        };
         // Answers are small and complete: Nagle would only hold them back.
         let _ = stream.set_nodelay(true);
+        let kill = admitted.kill.take();
+        let state = Arc::clone(&admitted.state);
         let app = Arc::clone(&app);
         let service = hyper::service::service_fn(move |req| {
             let app = Arc::clone(&app);
-            async move { Ok::<_, Infallible>(handle(&app, req).await) }
+            let state = Arc::clone(&state);
+            async move {
+                state.store(BUSY, Ordering::Relaxed);
+                let r = handle(&app, req, &state).await;
+                state.store(IDLE, Ordering::Relaxed);
+                Ok::<_, Infallible>(r)
+            }
         });
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
-            // A client that goes away mid-request is not the server's error.
-            let _ = conn.await;
+            let _admitted = admitted;
+            let displaced = async {
+                match kill {
+                    Some(k) => {
+                        let _ = k.await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                // A client that goes away mid-request is not the server's error.
+                _ = conn => {}
+                // Dropping the connection closes its socket.
+                () = displaced => {}
+            }
         });
     }
     drop(listener);
@@ -111,6 +171,15 @@ pub async fn serve(
     Ok(())
 }
 
+/// One request waiting for a signing slot.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 const OCSP_RESPONSE: HeaderValue = HeaderValue::from_static("application/ocsp-response");
 
 fn reply(status: StatusCode, body: impl Into<Bytes>) -> Reply {
@@ -119,10 +188,36 @@ fn reply(status: StatusCode, body: impl Into<Bytes>) -> Reply {
     r
 }
 
-async fn handle(app: &App, req: Request<Incoming>) -> Reply {
+async fn handle(app: &App, req: Request<Incoming>, state: &AtomicU8) -> Reply {
     let start = Instant::now();
     let path = req.uri().path();
     let method = req.method().clone();
+    let limit = app.engine.config().max_request_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        // Refused before a byte of the body is read: waiting for it would
+        // hold the socket for the whole body timeout.
+        app.metrics.other(4);
+        let p = path.chars().take(80).collect::<String>();
+        app.log.log(|| {
+            format!("http method={method} path={p:?} http=413 reason=\"declared body over ocsp.max_request_bytes\"\n")
+        });
+        let mut r = reply(StatusCode::PAYLOAD_TOO_LARGE, "request too large\n");
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    }
+    // HEAD is GET without the body (hyper sends no body for HEAD, and the
+    // same Content-Length).
+    let get = method == Method::GET || method == Method::HEAD;
+    let method_name = if method == Method::HEAD {
+        "HEAD"
+    } else {
+        "GET"
+    };
     if method == Method::POST && matches!(path, "/" | "/ocsp" | "/ocsp/") {
         let ok_type = req
             .headers()
@@ -142,9 +237,13 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
                 "wrong content type",
             );
         }
-        let limit = app.engine.config().max_request_bytes;
         let body = Limited::new(req.into_body(), limit).collect();
-        let body = match tokio::time::timeout(app.body_timeout, body).await {
+        // A client trickling its body is no better than an idle one: it
+        // may be displaced at the connection cap meanwhile.
+        state.store(IDLE, Ordering::Relaxed);
+        let body = tokio::time::timeout(app.body_timeout, body).await;
+        state.store(BUSY, Ordering::Relaxed);
+        let body = match body {
             Ok(Ok(b)) => b.to_bytes(),
             Err(_) => {
                 return ocsp_error(
@@ -167,18 +266,17 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
         };
         return ocsp(app, start, "POST", &body, None).await;
     }
-    if method == Method::GET {
+    if get {
         if let Some(rest) = path.strip_prefix("/ocsp/") {
-            let limit = app.engine.config().max_request_bytes;
             return match request::decode_get_path(rest, limit) {
                 Ok(der) => {
                     let inm = req.headers().get(header::IF_NONE_MATCH);
-                    ocsp(app, start, "GET", &der, inm).await
+                    ocsp(app, start, method_name, &der, inm).await
                 }
                 Err(e) => ocsp_error(
                     app,
                     start,
-                    "GET",
+                    method_name,
                     ResponseStatus::MalformedRequest,
                     &e.to_string(),
                 ),
@@ -187,7 +285,7 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
         if path.starts_with("/crl/") || path.starts_with("/ca/") {
             app.metrics
                 .other(if path.starts_with("/crl/") { 0 } else { 1 });
-            return published(app, path, req.headers(), start);
+            return published(app, method_name, path, req.headers(), start);
         }
         if path == "/healthz" {
             app.metrics.other(2);
@@ -195,9 +293,11 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
         }
         if path == "/metrics" {
             app.metrics.other(2);
-            let text = app
-                .metrics
-                .render(&app.engine, app.log.dropped.load(Ordering::Relaxed));
+            let text = app.metrics.render(
+                &app.engine,
+                app.log.dropped.load(Ordering::Relaxed),
+                &app.conns,
+            );
             let mut r = reply(StatusCode::OK, text);
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -207,7 +307,7 @@ async fn handle(app: &App, req: Request<Incoming>) -> Reply {
         }
     }
     app.metrics.other(3);
-    let status = if method == Method::GET || method == Method::POST {
+    let status = if get || method == Method::POST {
         StatusCode::NOT_FOUND
     } else {
         StatusCode::METHOD_NOT_ALLOWED
@@ -289,20 +389,41 @@ async fn ocsp(
     let serial = serial.map(<[u8]>::to_vec);
     let (n, nonce) = (parsed.queries.len(), parsed.nonce.is_some());
     // Signing takes a P-256 signature's worth of CPU: on the blocking pool,
-    // at most two per core at a time, so that the runtime's threads keep
-    // answering pre-signed requests meanwhile.
-    let answer = match app.signing.acquire().await {
-        Ok(_permit) => {
-            let engine = app.engine.clone();
-            tokio::task::spawn_blocking(move || engine.answer(&parsed))
-                .await
-                .unwrap_or(Answer::Error(ResponseStatus::InternalError))
+    // a bounded number at a time, so that the runtime's threads keep
+    // answering pre-signed requests meanwhile. The queue for a slot is
+    // bounded too: past it the request is answered at once without signing.
+    let max_queued = app.engine.config().max_queued_signatures;
+    let answer = if app.signing.available_permits() == 0
+        && app.queued.load(Ordering::Relaxed) >= max_queued
+    {
+        app.engine.refuse(&parsed)
+    } else {
+        app.queued.fetch_add(1, Ordering::Relaxed);
+        // Counted out on drop: the client may go away while it waits.
+        let waiting = Waiting(&app.queued);
+        let permit = app.signing.acquire().await;
+        drop(waiting);
+        match permit {
+            Ok(_permit) => {
+                let engine = app.engine.clone();
+                tokio::task::spawn_blocking(move || engine.answer(&parsed))
+                    .await
+                    .unwrap_or(Answer::Error(ResponseStatus::InternalError))
+            }
+            Err(_) => Answer::Error(ResponseStatus::InternalError),
         }
-        Err(_) => Answer::Error(ResponseStatus::InternalError),
     };
     match answer {
-        Answer::Error(s) => ocsp_error(app, start, method, s, "issuer not served"),
-        // Signed in the meantime by the maintainer.
+        Answer::Error(s) => {
+            let why = match s {
+                ResponseStatus::TryLater => "live signing limit reached",
+                ResponseStatus::Unauthorized => "issuer not served",
+                _ => "internal error",
+            };
+            ocsp_error(app, start, method, s, why)
+        }
+        // Pre-signed in the meantime, an unknown serial answered before, or
+        // (signing budget spent) the pre-signed answer without the nonce.
         Answer::Cached(c) => cached(app, start, method, serial.as_deref(), &c, if_none_match),
         Answer::Fresh { der, status } => {
             let nanos = start.elapsed().as_nanos() as u64;
@@ -370,10 +491,10 @@ fn cached(
     r
 }
 
-fn published(app: &App, path: &str, headers: &HeaderMap, start: Instant) -> Reply {
+fn published(app: &App, method: &str, path: &str, headers: &HeaderMap, start: Instant) -> Reply {
     let Some(p) = app.engine.published(path) else {
         app.log
-            .log(|| format!("http method=GET path={path:?} http=404\n"));
+            .log(|| format!("http method={method} path={path:?} http=404\n"));
         return reply(StatusCode::NOT_FOUND, "not found\n");
     };
     let not_modified = headers
@@ -409,28 +530,25 @@ fn published(app: &App, path: &str, headers: &HeaderMap, start: Instant) -> Repl
     let code = r.status().as_u16();
     let us = start.elapsed().as_micros();
     app.log
-        .log(|| format!("http method=GET path={path:?} http={code} latency_us={us}\n"));
+        .log(|| format!("http method={method} path={path:?} http={code} latency_us={us}\n"));
     r
 }
 
+/// Healthy or not, and nothing else: the public listener tells no one
+/// where the keys are or what backs them. The checks, by name, are on /metrics.
 fn health(app: &App) -> Reply {
-    let checks = app.engine.health();
-    let ok = checks.iter().all(|c| c.ok);
-    let body = serde_json::json!({
-        "status": if ok { "ok" } else { "fail" },
-        "presigned_responses": app.engine.presigned_count(),
-        "oldest_presigned_age_seconds": app.engine.oldest_response_age(),
-        "checks": checks,
-    });
-    let code = if ok {
-        StatusCode::OK
+    let ok = app.engine.health().iter().all(|c| c.ok);
+    let (code, body) = if ok {
+        (StatusCode::OK, "{\"status\":\"ok\"}\n")
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
+        (StatusCode::SERVICE_UNAVAILABLE, "{\"status\":\"fail\"}\n")
     };
-    let mut r = reply(code, format!("{body}\n"));
-    r.headers_mut().insert(
+    let mut r = reply(code, body);
+    let h = r.headers_mut();
+    h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }

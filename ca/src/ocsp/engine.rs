@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::asn1::{CertId, ResponseStatus};
 use super::config::{NoncePolicy, OcspConfig};
+use super::live::{Live, LiveStats};
 use super::request::{self, HashAlg, ParsedRequest};
 use super::responder_cert;
 use super::response::{self, Credential, Status};
@@ -40,7 +41,7 @@ pub struct Cached {
 }
 
 impl Cached {
-    fn new(der: Vec<u8>, this_update: i64, next_update: i64, status: Status) -> Cached {
+    pub(crate) fn new(der: Vec<u8>, this_update: i64, next_update: i64, status: Status) -> Cached {
         let digest = Sha256::digest(&der);
         let etag = format!("\"{}\"", hex::encode(&digest[..16]));
         let last_modified = http_date(this_update);
@@ -101,6 +102,7 @@ struct Shared {
     statuses: RwLock<Statuses>,
     published: RwLock<HashMap<String, Arc<Published>>>,
     health: RwLock<Vec<HealthCheck>>,
+    live: Live,
 }
 
 /// One line of the health report.
@@ -139,6 +141,9 @@ impl Engine {
     }
 
     /// Answers a parsed request. Never `good` for a serial this CA did not issue.
+    /// Signs only within the live-signing budget (`[ocsp]
+    /// live_signatures_per_second`): past it, the answer is the pre-signed
+    /// one without the nonce, or `tryLater`.
     pub fn answer(&self, req: &ParsedRequest) -> Answer {
         let issuers = match self.shared.issuers.read() {
             Ok(g) => Arc::clone(&g),
@@ -149,23 +154,18 @@ impl Engine {
             let Some(alg) = q.hash else {
                 return Answer::Error(ResponseStatus::Unauthorized);
             };
-            let name = q.cert_id.issuer_name_hash.as_bytes();
-            let key = q.cert_id.issuer_key_hash.as_bytes();
-            let issuer = issuers.iter().position(|i| {
-                let (n, k) = match alg {
-                    HashAlg::Sha1 => &i.sha1,
-                    HashAlg::Sha256 => &i.sha256,
-                };
-                n.as_slice() == name && k.as_slice() == key
-            });
-            match issuer {
+            match find_issuer(&issuers, alg, q) {
                 Some(i) => found.push(i),
                 None => return Answer::Error(ResponseStatus::Unauthorized),
             }
         }
         let use_nonce = req.nonce.is_some() && self.shared.config.nonce == NoncePolicy::Echo;
         if req.queries.len() == 1 && !use_nonce {
-            if let Some(c) = self.cached_for(&issuers[found[0]], &req.queries[0]) {
+            let (issuer, q) = (&issuers[found[0]], &req.queries[0]);
+            if let Some(c) = self
+                .cached_for(issuer, q)
+                .or_else(|| self.unknown_cached(issuer, q))
+            {
                 return Answer::Cached(c);
             }
         }
@@ -175,6 +175,9 @@ impl Engine {
             // Several issuing CAs in one request: each has its own responder
             // certificate, and one response carries one signature.
             return Answer::Error(ResponseStatus::Unauthorized);
+        }
+        if !self.shared.live.take() {
+            return self.refuse(req);
         }
         let issuer = &issuers[first];
         let statuses = match self.shared.statuses.read() {
@@ -204,10 +207,24 @@ impl Engine {
             None
         };
         match response::sign(&issuer.cred, &answers, now, next, nonce) {
-            Ok(der) => Answer::Fresh {
-                der,
-                status: overall,
-            },
+            Ok(der) => {
+                self.shared.live.signed();
+                let q = &req.queries[0];
+                if let (1, None, Status::Unknown, Some(serial), Some(alg)) =
+                    (answers.len(), nonce, overall, &q.serial, q.hash)
+                {
+                    // The same bytes answer the next request for this serial.
+                    let c = Cached::new(der.clone(), now, next, overall);
+                    self.shared.live.remember_unknown(
+                        (issuer.authority.id, alg, serial.as_slice().into()),
+                        Arc::new(c),
+                    );
+                }
+                Answer::Fresh {
+                    der,
+                    status: overall,
+                }
+            }
             Err(e) => {
                 tracing::error!(error = %e, "signing an OCSP response failed");
                 Answer::Error(ResponseStatus::InternalError)
@@ -215,9 +232,36 @@ impl Engine {
         }
     }
 
-    /// The pre-signed answer to `req`, if it has one: a lookup that never
-    /// signs, so the HTTP layer can answer it in place and hand everything
-    /// else (live signing) to a thread where it cannot hold up other requests.
+    /// The answer to a request that would need a live signature when none
+    /// may be made (budget spent, or too many waiting for a signing slot):
+    /// the pre-signed (or cached unknown) answer without the nonce when the
+    /// request asks for one certificate, else `tryLater`. Never queues.
+    pub fn refuse(&self, req: &ParsedRequest) -> Answer {
+        let fallback = match &req.queries[..] {
+            [q] => q.hash.and_then(|alg| {
+                let issuers = Arc::clone(&*self.shared.issuers.read().ok()?);
+                let issuer = &issuers[find_issuer(&issuers, alg, q)?];
+                self.cached_for(issuer, q)
+                    .or_else(|| self.unknown_cached(issuer, q))
+            }),
+            _ => None,
+        };
+        self.shared.live.refused(fallback.is_some());
+        match fallback {
+            Some(c) => Answer::Cached(c),
+            None => Answer::Error(ResponseStatus::TryLater),
+        }
+    }
+
+    /// Live signing counters for /metrics.
+    pub fn live_stats(&self) -> LiveStats {
+        self.shared.live.stats()
+    }
+
+    /// The pre-signed answer to `req` (or the answer already signed for its
+    /// unknown serial), if it has one: a lookup that never signs, so the
+    /// HTTP layer can answer it in place and hand everything else (live
+    /// signing) to a thread where it cannot hold up other requests.
     pub fn presigned_answer(&self, req: &ParsedRequest) -> Option<Arc<Cached>> {
         if req.queries.len() != 1
             || (req.nonce.is_some() && self.shared.config.nonce == NoncePolicy::Echo)
@@ -227,15 +271,31 @@ impl Engine {
         let q = &req.queries[0];
         let alg = q.hash?;
         let issuers = Arc::clone(&*self.shared.issuers.read().ok()?);
-        let issuer = issuers.iter().find(|i| {
-            let (n, k) = match alg {
-                HashAlg::Sha1 => &i.sha1,
-                HashAlg::Sha256 => &i.sha256,
-            };
-            n.as_slice() == q.cert_id.issuer_name_hash.as_bytes()
-                && k.as_slice() == q.cert_id.issuer_key_hash.as_bytes()
-        })?;
+        let issuer = &issuers[find_issuer(&issuers, alg, q)?];
         self.cached_for(issuer, q)
+            .or_else(|| self.unknown_cached(issuer, q))
+    }
+
+    /// The answer signed earlier for a serial the store does not know.
+    fn unknown_cached(&self, issuer: &Issuer, q: &request::Query) -> Option<Arc<Cached>> {
+        let (serial, alg) = (q.serial.as_ref()?, q.hash?);
+        let id = issuer.authority.id;
+        // Issued since (or expired out of the pre-signed set): its real
+        // status is signed live, never the old `unknown`.
+        let known = self
+            .shared
+            .statuses
+            .read()
+            .ok()?
+            .get(&id)
+            .is_some_and(|m| m.contains_key(serial.as_slice()));
+        if known {
+            return None;
+        }
+        self.shared.live.unknown(
+            &(id, alg, serial.as_slice().into()),
+            self.shared.clock.now(),
+        )
     }
 
     fn cached_for(&self, issuer: &Issuer, q: &request::Query) -> Option<Arc<Cached>> {
@@ -379,6 +439,18 @@ impl Engine {
     }
 }
 
+/// The served issuer a query names, by issuerNameHash and issuerKeyHash.
+fn find_issuer(issuers: &[Issuer], alg: HashAlg, q: &request::Query) -> Option<usize> {
+    issuers.iter().position(|i| {
+        let (n, k) = match alg {
+            HashAlg::Sha1 => &i.sha1,
+            HashAlg::Sha256 => &i.sha256,
+        };
+        n.as_slice() == q.cert_id.issuer_name_hash.as_bytes()
+            && k.as_slice() == q.cert_id.issuer_key_hash.as_bytes()
+    })
+}
+
 fn cert_id(issuer: &Issuer, alg: HashAlg, serial: &[u8]) -> Result<CertId, Error> {
     use der::asn1::{Any, Int, OctetString};
     let (oid, (name, key)) = match alg {
@@ -422,6 +494,7 @@ const PUBLISHER_RELOAD_SECONDS: i64 = 30;
 impl Engine {
     /// An empty engine, filled by a [`Publisher`] or a [`Maintainer`].
     fn empty(config: OcspConfig, clock: Clock) -> Engine {
+        let live = Live::new(&config);
         Engine {
             shared: Arc::new(Shared {
                 config,
@@ -431,6 +504,7 @@ impl Engine {
                 statuses: RwLock::new(HashMap::new()),
                 published: RwLock::new(HashMap::new()),
                 health: RwLock::new(Vec::new()),
+                live,
             }),
         }
     }

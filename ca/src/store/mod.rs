@@ -46,6 +46,7 @@ impl Store {
         if create {
             flags |= OpenFlags::SQLITE_OPEN_CREATE;
         }
+        private_files(path)?;
         let db_err = |e: rusqlite::Error| Error::Database {
             path: path.to_path_buf(),
             message: e.to_string(),
@@ -73,8 +74,12 @@ impl Store {
                 ),
             });
         }
-        conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")
-            .map_err(db_err)?;
+        // secure_delete: a deleted or overwritten row's bytes (a scrubbed
+        // form, a rotated secret) are zeroed, not left in free pages.
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA secure_delete = ON;",
+        )
+        .map_err(db_err)?;
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
@@ -130,6 +135,54 @@ impl Store {
     pub fn conn(&self) -> &Connection {
         &self.conn
     }
+}
+
+/// The store holds personal data: the database is created 0600 before
+/// SQLite opens it, whatever the umask, and SQLite gives its `-wal` and
+/// `-shm` the database file's mode. A store left readable by others by an
+/// older kxca is tightened.
+fn private_files(path: &Path) -> Result<(), Error> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let io = |p: &Path, e: std::io::Error| Error::Database {
+            path: p.to_path_buf(),
+            message: format!("setting the file private (0600): {e}"),
+        };
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            // Not ours to create (e.g. a missing directory): SQLite's open
+            // reports it with its own words.
+            Err(_) => return Ok(()),
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            let p = PathBuf::from(p);
+            let Ok(meta) = std::fs::metadata(&p) else {
+                continue;
+            };
+            let mode = meta.permissions().mode();
+            if mode & 0o077 != 0 {
+                // Only group and other lose their bits: a store made
+                // read-only on purpose stays read-only.
+                let private = std::fs::Permissions::from_mode(mode & 0o700);
+                if let Err(e) = std::fs::set_permissions(&p, private) {
+                    // Not fatal, and not a warning on every command: a store
+                    // we may not chmod (immutable, another owner) was made so
+                    // on purpose and can still be read.
+                    tracing::debug!(error = %io(&p, e), "store file left readable by others");
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Maps a rusqlite error inside a transaction closure.

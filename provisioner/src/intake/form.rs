@@ -27,6 +27,23 @@ impl RawRow {
 pub(crate) struct Table {
     pub sheet: String,
     pub rows: Vec<RawRow>,
+    /// The form's sheet re-rendered without its passwords, when asked for.
+    pub copy: Option<RedactedCopy>,
+}
+
+/// What is kept of a received form: its table's sheet as a fresh .xlsx,
+/// every cell of the two password columns below the header left empty.
+/// Nothing of the original file's bytes is carried over (no shared-string
+/// table, no cached values, no other sheets), so no typed password can
+/// survive in it.
+#[derive(Debug, Clone)]
+pub struct RedactedCopy {
+    /// The .xlsx bytes.
+    pub bytes: Vec<u8>,
+    /// The original's format as told by content: `xlsx`, `ods` or `xls`.
+    pub original_format: &'static str,
+    /// Password cells that held something and were left empty.
+    pub blanked_cells: u32,
 }
 
 /// A header candidate: which column holds which field.
@@ -40,6 +57,7 @@ pub(crate) fn read_table(
     file: &str,
     bytes: &[u8],
     policy: &IntakePolicy,
+    keep_copy: bool,
 ) -> Result<Table, FormError> {
     let mut wb = Workbook::open(file, bytes, &policy.limits)?;
     let required: Vec<Field> = Field::ALL
@@ -50,7 +68,16 @@ pub(crate) fn read_table(
     for name in wb.sheet_names() {
         let grid = wb.read_sheet(&name)?;
         match find_header(&grid, policy, &required) {
-            Ok(h) => return rows_below(file, grid, h, policy),
+            Ok(h) => {
+                let copy = if keep_copy {
+                    Some(redacted_copy(file, &grid, &h, wb.format_name())?)
+                } else {
+                    None
+                };
+                let mut table = rows_below(file, grid, h, policy)?;
+                table.copy = copy;
+                return Ok(table);
+            }
             Err(missing) => {
                 if best_missing
                     .as_ref()
@@ -184,5 +211,64 @@ fn rows_below(
             sheet,
         });
     }
-    Ok(Table { sheet, rows })
+    Ok(Table {
+        sheet,
+        rows,
+        copy: None,
+    })
+}
+
+/// Renders the form's sheet into a new .xlsx with the password columns
+/// blanked below the header. The columns are the ones the policy's titles
+/// found, so a renamed title in intake.toml is followed here too.
+fn redacted_copy(
+    file: &str,
+    grid: &Grid,
+    header: &Header,
+    original_format: &'static str,
+) -> Result<RedactedCopy, FormError> {
+    let failed = |e: rust_xlsxwriter::XlsxError| FormError::Corrupt {
+        file: file.to_string(),
+        detail: format!("re-rendering the form without its passwords: {e}"),
+    };
+    let password_cols: Vec<u32> = header
+        .columns
+        .iter()
+        .filter(|(f, _)| f.is_password())
+        .map(|(_, c)| *c)
+        .collect();
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    // A name Excel refuses (too long, odd characters) keeps the default:
+    // the sheet's name is also in the application's record.
+    let _ = sheet.set_name(&grid.name);
+    let mut blanked = 0u32;
+    for (i, gr) in grid.rows.iter().enumerate() {
+        for (col, cell) in &gr.cells {
+            if i > header.last && password_cols.contains(col) {
+                if !cell.is_blank() {
+                    blanked += 1;
+                }
+                continue;
+            }
+            // Beyond Excel's grid (16384 columns): cannot be shown, and
+            // the reader only keeps cells the table could use anyway.
+            let Ok(c) = u16::try_from(*col) else { continue };
+            let r = gr.row;
+            match cell {
+                Cell::Empty => continue,
+                Cell::Text(t) | Cell::Date(t) | Cell::Error(t) => sheet.write_string(r, c, t),
+                Cell::Int(n) => sheet.write_number(r, c, *n as f64),
+                Cell::Float(n) => sheet.write_number(r, c, *n),
+                Cell::Bool(b) => sheet.write_boolean(r, c, *b),
+            }
+            .map_err(failed)?;
+        }
+    }
+    let bytes = book.save_to_buffer().map_err(failed)?;
+    Ok(RedactedCopy {
+        bytes,
+        original_format,
+        blanked_cells: blanked,
+    })
 }

@@ -17,9 +17,10 @@ use std::path::Path;
 
 pub use error::FormError;
 pub use existing::{ExistingAccounts, ExistingContact, NoExistingAccounts};
+pub use form::RedactedCopy;
 pub use messages::FINDINGS;
 pub use offices::{Office, OfficeError, OfficeRegister};
-pub use policy::{Field, IntakePolicy, PasswordHandling, PolicyError};
+pub use policy::{Field, IntakePolicy, PasswordHandling, PolicyError, Replies};
 pub use report::{ApplicationRow, Finding, FormReport, Outcome, RowReport, RowStatus, Severity};
 
 /// Checks one form given as bytes. `file_name` only names it in reports;
@@ -30,13 +31,29 @@ pub fn check_bytes(
     policy: &IntakePolicy,
     existing: &dyn ExistingAccounts,
 ) -> Result<FormReport, FormError> {
-    let table = form::read_table(file_name, bytes, policy)?;
+    check_bytes_keeping(file_name, bytes, policy, existing, false).map(|(report, _)| report)
+}
+
+/// [`check_bytes`], and when `keep_copy` the form's sheet re-rendered
+/// without the passwords typed into it: what intake stores instead of the
+/// received file (see INTAKE.md, "What is stored").
+pub fn check_bytes_keeping(
+    file_name: &str,
+    bytes: &[u8],
+    policy: &IntakePolicy,
+    existing: &dyn ExistingAccounts,
+    keep_copy: bool,
+) -> Result<(FormReport, Option<RedactedCopy>), FormError> {
+    let table = form::read_table(file_name, bytes, policy, keep_copy)?;
     let rows = validate::validate(&table.rows, policy, existing);
-    Ok(FormReport {
-        file: file_name.to_string(),
-        sheet: table.sheet,
-        rows,
-    })
+    Ok((
+        FormReport {
+            file: file_name.to_string(),
+            sheet: table.sheet,
+            rows,
+        },
+        table.copy,
+    ))
 }
 
 /// Checks a form file. The file is read only if it is within the policy's

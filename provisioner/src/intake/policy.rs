@@ -28,6 +28,8 @@ pub struct IntakePolicy {
     pub email: Email,
     #[serde(default)]
     pub passwords: Passwords,
+    #[serde(default)]
+    pub replies: Replies,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -272,6 +274,40 @@ pub struct Email {
 pub struct Passwords {
     #[serde(default)]
     pub handling: PasswordHandling,
+}
+
+/// Which received mail is answered (see `crate::loops`). Mail from
+/// programs (Auto-Submitted, delivery reports, the null sender) is never
+/// answered whatever this says: RFC 3834 and RFC 3464 leave no choice.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Replies {
+    /// Automatic answers one sender address gets per hour at most; the
+    /// mail beyond is recorded, not answered.
+    pub max_per_sender_per_hour: u32,
+    /// `Precedence` values whose mail is not answered.
+    pub no_reply_precedence: Vec<String>,
+    /// Local parts of mail-system senders that are never answered.
+    pub no_reply_senders: Vec<String>,
+    /// Whether mail that came through a mailing list (`List-Id`) is left
+    /// unanswered.
+    pub no_reply_list_mail: bool,
+}
+
+impl Default for Replies {
+    fn default() -> Self {
+        Replies {
+            max_per_sender_per_hour: 10,
+            no_reply_precedence: vec!["bulk".into(), "junk".into(), "list".into()],
+            no_reply_senders: vec![
+                "mailer-daemon".into(),
+                "postmaster".into(),
+                "noreply".into(),
+                "no-reply".into(),
+            ],
+            no_reply_list_mail: true,
+        }
+    }
 }
 
 /// What to do with the two password columns. kxca generates passwords

@@ -89,6 +89,15 @@ impl<'a> Workbook<'a> {
         })
     }
 
+    /// The format as told by content: `xlsx`, `ods` or `xls`.
+    pub fn format_name(&self) -> &'static str {
+        match &self.inner {
+            Inner::Xlsx(_) => "xlsx",
+            Inner::Ods(_) => "ods",
+            Inner::Xls(_) => "xls",
+        }
+    }
+
     pub fn sheet_names(&self) -> Vec<String> {
         match &self.inner {
             Inner::Xlsx(w) => w.sheet_names(),

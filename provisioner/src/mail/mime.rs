@@ -106,6 +106,53 @@ pub struct ReceivedMail {
     /// The References chain for a reply, oldest first, without brackets.
     pub references: Vec<String>,
     pub attachments: Vec<Attachment>,
+    /// What the mail says about being automatic (RFC 3834, RFC 3464);
+    /// [`crate::loops`] decides from it whether the mail is answered.
+    pub auto: AutoSignals,
+}
+
+/// The headers and structure that tell a mail written by a program (an
+/// out-of-office answer, a bounce, a list) from one written by a person.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AutoSignals {
+    /// `Auto-Submitted`, lower-cased, without comments or parameters.
+    pub auto_submitted: Option<String>,
+    /// True when an `X-Autoreply` or `X-Autorespond` header is present
+    /// (older responders that predate RFC 3834).
+    pub legacy_autoreply: bool,
+    /// `Precedence`, lower-cased.
+    pub precedence: Option<String>,
+    /// `List-Id`, when the mail came through a mailing list.
+    pub list_id: Option<String>,
+    /// The envelope sender as the delivering server recorded it
+    /// (`Return-Path`); `Some("")` for the null sender `<>`.
+    pub return_path: Option<String>,
+    /// A delivery-status report (multipart/report; report-type=delivery-status,
+    /// or a message/delivery-status part).
+    pub delivery_report: Option<DeliveryReport>,
+}
+
+/// What a delivery-status notification (RFC 3464) reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryReport {
+    /// Message-IDs (without brackets) the report may be about: its
+    /// `Original-Message-ID` field, the returned message or headers, and
+    /// the report's own In-Reply-To/References.
+    pub original_message_ids: Vec<String>,
+    pub recipients: Vec<RecipientStatus>,
+}
+
+/// One per-recipient block of a delivery-status report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecipientStatus {
+    /// `Final-Recipient` (else `Original-Recipient`) without its address type.
+    pub recipient: String,
+    /// `Action`, lower-cased: failed, delayed, delivered, relayed, expanded.
+    pub action: String,
+    /// `Status`, e.g. `5.1.1`.
+    pub status: Option<String>,
+    /// `Diagnostic-Code`, as the remote server gave it.
+    pub diagnostic: Option<String>,
 }
 
 /// Parses `raw` within `limits`.
@@ -127,6 +174,8 @@ pub fn read(raw: &[u8], limits: &Limits) -> Result<ReceivedMail, MimeError> {
         root: raw,
         parts_seen: 0,
         attachments: Vec::new(),
+        status_blocks: None,
+        returned_ids: Vec::new(),
     };
     walk.part(&message, 0, 0, false)?;
 
@@ -150,11 +199,15 @@ pub fn read(raw: &[u8], limits: &Limits) -> Result<ReceivedMail, MimeError> {
         .as_text_list()
         .map(|l| l.iter().map(|s| s.to_string()).collect())
         .unwrap_or_default();
+    let in_reply_to: Vec<String> = message
+        .in_reply_to()
+        .as_text_list()
+        .map(|l| l.iter().map(|s| s.to_string()).collect())
+        .unwrap_or_default();
     if references.is_empty() {
-        if let Some(parent) = message.in_reply_to().as_text() {
-            references.push(parent.to_string());
-        }
+        references.extend(in_reply_to.iter().cloned());
     }
+    let auto = auto_signals(&message, &mut walk, &in_reply_to, &references);
     Ok(ReceivedMail {
         message_id,
         reply_to,
@@ -163,7 +216,138 @@ pub fn read(raw: &[u8], limits: &Limits) -> Result<ReceivedMail, MimeError> {
         date: message.date().map(|d| d.to_timestamp()),
         references,
         attachments: walk.attachments,
+        auto,
     })
+}
+
+/// The first value of a top-level header, unfolded and trimmed.
+fn header_text<'m>(message: &'m Message<'_>, name: &str) -> Option<&'m str> {
+    message
+        .headers_raw()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+}
+
+/// A header's keyword: lower-cased, before any `;` parameter or `(` comment.
+fn keyword(value: &str) -> String {
+    value
+        .split([';', '('])
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+fn auto_signals(
+    message: &Message<'_>,
+    walk: &mut Walk<'_>,
+    in_reply_to: &[String],
+    references: &[String],
+) -> AutoSignals {
+    let return_path = header_text(message, "Return-Path").map(|v| {
+        v.trim_start_matches('<')
+            .trim_end_matches('>')
+            .trim()
+            .to_string()
+    });
+    let is_report = message.content_type().is_some_and(|ct| {
+        ct.ctype().eq_ignore_ascii_case("multipart")
+            && ct
+                .subtype()
+                .is_some_and(|s| s.eq_ignore_ascii_case("report"))
+            && ct
+                .attribute("report-type")
+                .is_some_and(|t| t.to_ascii_lowercase().contains("delivery-status"))
+    }) || walk.status_blocks.is_some();
+    let delivery_report = is_report.then(|| {
+        let blocks = walk.status_blocks.take().unwrap_or_default();
+        let mut ids = Vec::new();
+        let mut recipients = Vec::new();
+        for block in &blocks {
+            let field = |name: &str| {
+                block
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.trim().to_string())
+            };
+            if let Some(id) = field("Original-Message-ID") {
+                ids.push(strip_brackets(&id));
+            }
+            let Some(recipient) = field("Final-Recipient").or_else(|| field("Original-Recipient"))
+            else {
+                continue;
+            };
+            // `rfc822; user@example.org`: the address type is not part of it.
+            let recipient = recipient
+                .split_once(';')
+                .map(|(_, a)| a)
+                .unwrap_or(&recipient)
+                .trim()
+                .to_string();
+            recipients.push(RecipientStatus {
+                recipient,
+                action: field("Action").map(|a| keyword(&a)).unwrap_or_default(),
+                status: field("Status").map(|s| keyword(&s)),
+                diagnostic: field("Diagnostic-Code"),
+            });
+        }
+        ids.append(&mut walk.returned_ids);
+        ids.extend(in_reply_to.iter().cloned());
+        ids.extend(references.iter().cloned());
+        ids.retain(|i| !i.is_empty());
+        let mut seen = std::collections::HashSet::new();
+        ids.retain(|i| seen.insert(i.clone()));
+        DeliveryReport {
+            original_message_ids: ids,
+            recipients,
+        }
+    });
+    AutoSignals {
+        auto_submitted: header_text(message, "Auto-Submitted").map(keyword),
+        legacy_autoreply: header_text(message, "X-Autoreply").is_some()
+            || header_text(message, "X-Autorespond").is_some(),
+        precedence: header_text(message, "Precedence").map(keyword),
+        list_id: header_text(message, "List-Id").map(str::to_string),
+        return_path,
+        delivery_report,
+    }
+}
+
+fn strip_brackets(id: &str) -> String {
+    id.trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim()
+        .to_string()
+}
+
+/// The field blocks of a message/delivery-status body: the per-message
+/// block, then one per recipient, separated by blank lines (RFC 3464 §2.1).
+/// Continuation lines are unfolded.
+fn status_fields(body: &[u8]) -> Vec<Vec<(String, String)>> {
+    let text = String::from_utf8_lossy(body);
+    let mut blocks: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            if blocks.last().is_some_and(|b| !b.is_empty()) {
+                blocks.push(Vec::new());
+            }
+            continue;
+        }
+        let Some(block) = blocks.last_mut() else {
+            continue;
+        };
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, v)) = block.last_mut() {
+                v.push(' ');
+                v.push_str(line.trim());
+            }
+        } else if let Some((n, v)) = line.split_once(':') {
+            block.push((n.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    blocks.retain(|b| !b.is_empty());
+    blocks
 }
 
 struct Walk<'l> {
@@ -173,6 +357,11 @@ struct Walk<'l> {
     root: &'l [u8],
     parts_seen: usize,
     attachments: Vec<Attachment>,
+    /// Field blocks of a message/delivery-status part, when one was seen.
+    status_blocks: Option<Vec<Vec<(String, String)>>>,
+    /// Message-IDs of returned messages or headers (message/rfc822,
+    /// text/rfc822-headers): what a bounce is about.
+    returned_ids: Vec<String>,
 }
 
 impl Walk<'_> {
@@ -197,6 +386,33 @@ impl Walk<'_> {
         let Some(part) = message.parts.get(id) else {
             return Ok(());
         };
+        let (ctype, subtype) = part
+            .content_type()
+            .map(|ct| {
+                (
+                    ct.ctype().to_ascii_lowercase(),
+                    ct.subtype().unwrap_or("").to_ascii_lowercase(),
+                )
+            })
+            .unwrap_or_default();
+        match (ctype.as_str(), subtype.as_str()) {
+            ("message", "delivery-status" | "global-delivery-status") => {
+                self.status_blocks
+                    .get_or_insert_with(Vec::new)
+                    .extend(status_fields(part.contents()));
+                return Ok(());
+            }
+            ("text", "rfc822-headers" | "global-headers") => {
+                if let Some(id) = MessageParser::default()
+                    .parse_headers(part.contents())
+                    .and_then(|h| h.message_id().map(str::to_string))
+                {
+                    self.returned_ids.push(strip_brackets(&id));
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
         match &part.body {
             PartType::Multipart(children) => {
                 for child in children {
@@ -208,6 +424,9 @@ impl Walk<'_> {
                 }
             }
             PartType::Message(inner) => {
+                if let Some(id) = inner.message_id() {
+                    self.returned_ids.push(strip_brackets(id));
+                }
                 if !inner.parts.is_empty() {
                     self.part(inner, 0, depth + 1, true)?;
                 }

@@ -21,6 +21,9 @@ pub struct FetchSummary {
     pub duplicate_mails: usize,
     pub duplicate_files: usize,
     pub rejected: usize,
+    /// Recorded but not answered (automatic mail, bounces, over the
+    /// per-sender limit).
+    pub not_answered: usize,
     /// Recorded in an earlier pass that did not finish moving them.
     pub already_processed: usize,
 }
@@ -32,9 +35,11 @@ impl FetchSummary {
             Received::Processed {
                 applications,
                 duplicates,
+                not_answered,
                 ..
             } => {
                 self.processed += 1;
+                self.not_answered += usize::from(not_answered.is_some());
                 self.applications += applications.len();
                 self.duplicate_files += duplicates;
             }

@@ -12,4 +12,7 @@ mod send;
 mod store;
 
 pub use send::{run_once, SendSummary, Sender};
-pub use store::{enqueue, list, migrations, NewMail, OutboxAttachment, OutboxMail, OutboxState};
+pub use store::{
+    enqueue, list, migrations, record_delivery_report, DeliveryFailure, NewMail, OutboxAttachment,
+    OutboxMail, OutboxState,
+};

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use kxca_ca::{Clock, SmtpConfig, Store, TlsMode};
 use kxca_hsm::SecretSource;
-use lettre::message::header::ContentType;
+use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
@@ -183,7 +183,15 @@ fn build(mail: &OutboxMail, from: &Mailbox, now: i64) -> Result<Message, String>
         .to(to)
         .subject(mail.subject.clone())
         .date(SystemTime::UNIX_EPOCH + Duration::from_secs(now.max(0) as u64))
-        .message_id(Some(format!("<{}>", mail.message_id)));
+        .message_id(Some(format!("<{}>", mail.message_id)))
+        // RFC 3834: a responder that reads this never answers it, so kxca
+        // and an office's vacation responder cannot answer each other.
+        .header(AutoSubmitted(
+            crate::loops::auto_submitted(&mail.kind).to_string(),
+        ))
+        // Exchange and Outlook ignore Auto-Submitted for their own
+        // out-of-office answers but honour this.
+        .header(AutoResponseSuppress);
     if let Some(parent) = &mail.in_reply_to {
         builder = builder.in_reply_to(format!("<{parent}>"));
     }
@@ -211,6 +219,38 @@ fn build(mail: &OutboxMail, from: &Mailbox, now: i64) -> Result<Message, String>
         builder.multipart(multipart)
     };
     message.map_err(|e| e.to_string())
+}
+
+/// The `Auto-Submitted` header (RFC 3834 §5).
+#[derive(Debug, Clone)]
+struct AutoSubmitted(String);
+
+impl Header for AutoSubmitted {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Auto-Submitted")
+    }
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AutoSubmitted(s.trim().to_string()))
+    }
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
+/// `X-Auto-Response-Suppress: All`: Microsoft's equivalent.
+#[derive(Debug, Clone)]
+struct AutoResponseSuppress;
+
+impl Header for AutoResponseSuppress {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("X-Auto-Response-Suppress")
+    }
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AutoResponseSuppress)
+    }
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "All".to_string())
+    }
 }
 
 /// RFC 2047 B-encoding of a UTF-8 file name (ASCII names stay as they are).

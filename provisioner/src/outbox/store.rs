@@ -13,10 +13,11 @@ pub fn migrations() -> &'static [Migration] {
     MIGRATIONS
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "outbox and its attachments",
-    sql: r#"
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "outbox and its attachments",
+        sql: r#"
 CREATE TABLE outbox (
     id               INTEGER PRIMARY KEY,
     idempotency_key  TEXT NOT NULL UNIQUE,
@@ -45,7 +46,26 @@ CREATE TABLE outbox_attachments (
     PRIMARY KEY (outbox_id, position)
 );
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        description: "delivery failures reported back by bounces",
+        sql: r#"
+CREATE TABLE outbox_delivery_failures (
+    id              INTEGER PRIMARY KEY,
+    outbox_id       INTEGER NOT NULL REFERENCES outbox(id),
+    recipient       TEXT NOT NULL,
+    action          TEXT NOT NULL,
+    status          TEXT,
+    diagnostic      TEXT,
+    -- The intake_mails row of the report (provisioner component).
+    report_mail_id  INTEGER,
+    reported_at     INTEGER NOT NULL
+);
+CREATE INDEX outbox_delivery_failures_by_mail ON outbox_delivery_failures(outbox_id);
+"#,
+    },
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -120,6 +140,109 @@ pub struct OutboxMail {
     pub created_at: i64,
     pub sent_at: Option<i64>,
     pub attachments: Vec<OutboxAttachment>,
+    /// What delivery-status reports said about this mail's recipients.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub delivery_failures: Vec<DeliveryFailure>,
+}
+
+/// A recipient a delivery-status report said this mail did not reach
+/// (`failed`) or has not reached yet (`delayed`).
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryFailure {
+    pub recipient: String,
+    pub action: String,
+    pub status: Option<String>,
+    pub diagnostic: Option<String>,
+    pub report_mail_id: Option<i64>,
+    pub reported_at: i64,
+}
+
+/// Records what a delivery-status report says about one of kxca's own
+/// mails, found by any of `message_ids` (the report's Original-Message-ID,
+/// returned headers, In-Reply-To). Returns the outbox id, or None when the
+/// report is about no mail kxca sent. Only `failed` and `delayed`
+/// recipients are recorded: a `delivered` notice is no failure.
+pub fn record_delivery_report(
+    tx: &Transaction<'_>,
+    message_ids: &[String],
+    recipients: &[(String, String, Option<String>, Option<String>)],
+    report_mail_id: i64,
+    now: i64,
+    actor: &str,
+) -> Result<Option<i64>, kxca_ca::Error> {
+    let mut found = None;
+    for id in message_ids {
+        found = tx
+            .query_row(
+                "SELECT id, to_addr FROM outbox WHERE message_id = ?1",
+                [id],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+            )
+            .optional()
+            .map_err(sql)?;
+        if found.is_some() {
+            break;
+        }
+    }
+    let Some((outbox_id, to)) = found else {
+        return Ok(None);
+    };
+    let mut recorded = Vec::new();
+    for (recipient, action, status, diagnostic) in recipients {
+        if action != "failed" && action != "delayed" {
+            continue;
+        }
+        tx.execute(
+            "INSERT INTO outbox_delivery_failures (outbox_id, recipient, action, status, diagnostic, report_mail_id, reported_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![outbox_id, recipient, action, status, diagnostic, report_mail_id, now],
+        )
+        .map_err(sql)?;
+        recorded.push(
+            serde_json::json!({ "recipient": recipient, "action": action, "status": status }),
+        );
+    }
+    if recipients.is_empty() {
+        // A report without readable per-recipient fields is still a bounce
+        // of this mail: its one recipient did not get it.
+        tx.execute(
+            "INSERT INTO outbox_delivery_failures (outbox_id, recipient, action, status, diagnostic, report_mail_id, reported_at)
+             VALUES (?1, ?2, 'failed', NULL, NULL, ?3, ?4)",
+            params![outbox_id, to, report_mail_id, now],
+        )
+        .map_err(sql)?;
+        recorded.push(serde_json::json!({ "recipient": to, "action": "failed" }));
+    }
+    audit::append(
+        tx,
+        now,
+        actor,
+        "outbox.delivery_report",
+        None,
+        serde_json::json!({ "outbox_id": outbox_id, "report_mail_id": report_mail_id, "recipients": recorded }),
+    )?;
+    Ok(Some(outbox_id))
+}
+
+fn delivery_failures(conn: &Connection, id: i64) -> Result<Vec<DeliveryFailure>, kxca_ca::Error> {
+    let mut stmt = conn
+        .prepare("SELECT recipient, action, status, diagnostic, report_mail_id, reported_at FROM outbox_delivery_failures WHERE outbox_id = ?1 ORDER BY id")
+        .map_err(sql)?;
+    let rows = stmt
+        .query_map([id], |r| {
+            Ok(DeliveryFailure {
+                recipient: r.get(0)?,
+                action: r.get(1)?,
+                status: r.get(2)?,
+                diagnostic: r.get(3)?,
+                report_mail_id: r.get(4)?,
+                reported_at: r.get(5)?,
+            })
+        })
+        .map_err(sql)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql)?;
+    Ok(rows)
 }
 
 /// Queues `mail` inside the caller's transaction; returns its id. A mail
@@ -195,6 +318,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxMail> {
         created_at: r.get(13)?,
         sent_at: r.get(14)?,
         attachments: Vec::new(),
+        delivery_failures: Vec::new(),
     })
 }
 
@@ -223,11 +347,14 @@ pub fn list(conn: &Connection, limit: i64) -> Result<Vec<OutboxMail>, kxca_ca::E
             "SELECT {COLUMNS} FROM outbox ORDER BY id DESC LIMIT ?1"
         ))
         .map_err(sql)?;
-    let mails = stmt
+    let mut mails = stmt
         .query_map([limit], row)
         .map_err(sql)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(sql)?;
+    for m in &mut mails {
+        m.delivery_failures = delivery_failures(conn, m.id)?;
+    }
     Ok(mails)
 }
 
