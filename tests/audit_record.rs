@@ -519,3 +519,115 @@ fn daemon_records_configuration_changes_and_signs_checkpoints() {
     let (ok, _, stdout) = verify(&ca, &[]);
     assert!(ok, "{stdout}");
 }
+
+mod softhsm;
+
+/// Production: the audit key lives on a token with its own PIN; a soft one
+/// is refused with nothing created.
+#[test]
+fn production_signs_checkpoints_with_a_token_key_and_refuses_a_soft_one() {
+    if !tools_present() || !softhsm::available() {
+        return;
+    }
+    const AUDIT_PIN: &str = "kx-audit-5521";
+    let ca = TestCa::uninitialised();
+    const RESPONDER_PIN: &str = "kx-ocsp-7713";
+    let hsm = softhsm::SoftHsm::new(&["KX-CA"]);
+    let own_token = |label: &str, pin: &str| {
+        let out = hsm
+            .util()
+            .args(["--init-token", "--free", "--label", label])
+            .args(["--so-pin", softhsm::SO_PIN, "--pin", pin])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let file = hsm.dir.path().join(format!("{label}.pin"));
+        std::fs::write(&file, format!("{pin}\n")).unwrap();
+        file
+    };
+    let responder_pin = own_token("KX-OCSP", RESPONDER_PIN);
+    let audit_pin = own_token("KX-AUDIT", AUDIT_PIN);
+    let kxca = |args: &[&str]| {
+        ca.cmd()
+            .env("SOFTHSM2_CONF", &hsm.conf)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let init = |audit_key: &str| {
+        kxca(&[
+            "init",
+            "--production",
+            "--root-key",
+            "pkcs11:token=KX-CA;object=root",
+            "--issuing-key",
+            "pkcs11:token=KX-CA;object=issuing-1",
+            "--key-secret-file",
+            hsm.pin_file.to_str().unwrap(),
+            "--responder-key",
+            "pkcs11:token=KX-OCSP;object=ocsp-responder",
+            "--responder-key-secret-file",
+            responder_pin.to_str().unwrap(),
+            "--audit-key",
+            audit_key,
+            "--audit-key-secret-file",
+            audit_pin.to_str().unwrap(),
+        ])
+    };
+    let soft = ca.dir.path().join("audit.p8");
+    let out = init(&format!("soft:{}", soft.display()));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("audit") && err.contains("soft key"), "{err}");
+    assert!(!ca.home.exists(), "a refused init left {:?}", ca.home);
+    assert!(!soft.exists());
+
+    assert_ok(
+        &init("pkcs11:token=KX-AUDIT;object=kxca-audit"),
+        "init --production",
+    );
+    let config = std::fs::read_to_string(ca.path("kxca.toml")).unwrap();
+    assert!(
+        config.contains("key = \"pkcs11:token=KX-AUDIT;object=kxca-audit\""),
+        "{config}"
+    );
+    // The key was made on the audit token, not elsewhere.
+    let out = hsm
+        .pkcs11_tool()
+        .args(["--token-label", "KX-AUDIT", "--login", "--pin", AUDIT_PIN])
+        .args(["--list-objects", "--type", "pubkey"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("kxca-audit"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = kxca(&["audit", "checkpoint"]);
+    assert_ok(&out, "audit checkpoint on the token");
+    let out = kxca(&["audit", "verify"]);
+    assert_ok(&out, "audit verify");
+    // The published key is the token's: the checkpoint verifies with OpenSSL.
+    let sig_line = std::fs::read_to_string(ca.path("crl/audit/checkpoint")).unwrap();
+    let (body, sig) = sig_line.split_once("\n\n").unwrap();
+    let dir = ca.dir.path();
+    std::fs::write(dir.join("body.txt"), format!("{body}\n")).unwrap();
+    let b64 = sig.trim().rsplit(' ').next().unwrap();
+    std::fs::write(dir.join("sig.b64"), b64).unwrap();
+    let out = Command::new("sh")
+        .args([
+            "-e",
+            "-c",
+            "base64 -d sig.b64 | tail -c +5 > sig.der && \
+             openssl dgst -sha256 -verify \"$1\" -signature sig.der body.txt",
+            "sh",
+        ])
+        .arg(ca.path("crl/audit/audit-key.pem"))
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Verified OK"),
+        "{out:?}"
+    );
+}

@@ -201,6 +201,38 @@ pub fn open_key(config: &Config, home: &Home, create: bool) -> Result<Box<dyn Si
     Ok(signer)
 }
 
+/// `[audit]` for a new home: the given key and secret, else (outside
+/// production) a soft key and a random passphrase under `<home>/audit/`.
+/// Production without `--audit-key` leaves the key unset (the daemon warns).
+pub(crate) fn init_config(home: &Home, o: &crate::InitOptions) -> Result<AuditConfig, Error> {
+    let dir = home.root().join("audit");
+    let (key_secret_env, key_secret_file) = match &o.audit_key_secret {
+        Some(SecretSource::Env(n)) => (Some(n.clone()), None),
+        Some(SecretSource::File(p)) => (None, Some(p.clone())),
+        None if o.production && o.audit_key.is_some() => {
+            return Err(Error::Config {
+                path: home.config(),
+                message: "production: give the audit key's own PIN (--audit-key-secret-file or \
+                          --audit-key-secret-env)"
+                    .into(),
+            })
+        }
+        None if o.production => (None, None),
+        None => (None, Some(dir.join("audit.secret"))),
+    };
+    let key = match &o.audit_key {
+        Some(k) => Some(k.clone()),
+        None if o.production => None,
+        None => Some(format!("soft:{}", dir.join("audit.p8").display())),
+    };
+    Ok(AuditConfig {
+        key,
+        key_secret_env,
+        key_secret_file,
+        ..Default::default()
+    })
+}
+
 /// Creates the audit key (and a soft key's secret) and publishes its
 /// public key: `kxca init`.
 pub fn init_key(config: &Config, home: &Home) -> Result<(), Error> {
