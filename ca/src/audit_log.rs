@@ -507,12 +507,13 @@ fn check_rows(rows: &[StoredEvent]) -> Checked {
 
 /// Recomputes every leaf from the event rows, rebuilds the tree, checks
 /// every checkpoint (stored ones and `extra` notes, e.g. copies an outside
-/// party kept) against `public_key_der` and the tree, and each later
+/// party kept) against `public_key_der` (`None`: no key was ever
+/// published, so any checkpoint is a finding) and the tree, and each later
 /// checkpoint's consistency with the one before it.
 pub fn verify(
     conn: &Connection,
     origin: &str,
-    public_key_der: &[u8],
+    public_key_der: Option<&[u8]>,
     extra: &[(String, String)],
 ) -> Result<Report, Error> {
     Ok(verify_tree(conn, origin, public_key_der, extra)?.0)
@@ -522,7 +523,7 @@ pub fn verify(
 fn verify_tree(
     conn: &Connection,
     origin: &str,
-    public_key_der: &[u8],
+    public_key_der: Option<&[u8]>,
     extra: &[(String, String)],
 ) -> Result<(Report, Tree), Error> {
     let rows = audit::all_rows(conn, 0)?;
@@ -556,6 +557,13 @@ fn verify_tree(
                 findings.push(fail(format!("not a signed checkpoint: {e}")));
                 continue;
             }
+        };
+        let Some(public_key_der) = public_key_der else {
+            findings.push(Finding {
+                checkpoint: Some(cp.size),
+                ..fail("cannot be checked: no audit public key (give --key)".into())
+            });
+            continue;
         };
         if let Err(e) = check_signature(&cp, origin, public_key_der) {
             findings.push(Finding {
@@ -663,7 +671,7 @@ pub fn checkpoint(
     if Some(size) == last || size == 0 {
         return Ok(None);
     }
-    let (report, tree) = verify_tree(store.conn(), &origin, &public, &[])?;
+    let (report, tree) = verify_tree(store.conn(), &origin, Some(&public), &[])?;
     if let Some(f) = report.findings.first() {
         return Err(Error::Database {
             path: store.path().to_path_buf(),
