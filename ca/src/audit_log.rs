@@ -526,7 +526,10 @@ fn verify_tree(
     public_key_der: Option<&[u8]>,
     extra: &[(String, String)],
 ) -> Result<(Report, Tree), Error> {
-    let rows = audit::all_rows(conn, 0)?;
+    // One read snapshot for the rows and the checkpoints: a checkpoint
+    // signed meanwhile must not look like it covers missing events.
+    let snapshot = conn.unchecked_transaction().map_err(crate::store::sql)?;
+    let rows = audit::all_rows(&snapshot, 0)?;
     let Checked {
         mut findings,
         order,
@@ -537,7 +540,7 @@ fn verify_tree(
             .get(leaf as usize)
             .map_or(format!("leaf {leaf}"), |(_, id)| format!("event {id}"))
     };
-    let mut notes: Vec<(String, String)> = audit::checkpoints(conn)?
+    let mut notes: Vec<(String, String)> = audit::checkpoints(&snapshot)?
         .into_iter()
         .map(|c| (format!("checkpoint {}", c.size), c.note))
         .collect();
@@ -770,13 +773,14 @@ pub fn export(
     since: Since,
     out: &mut dyn std::io::Write,
 ) -> Result<(usize, i64), Error> {
-    let Some(latest) = audit::checkpoints(conn)?.pop() else {
+    let snapshot = conn.unchecked_transaction().map_err(crate::store::sql)?;
+    let Some(latest) = audit::checkpoints(&snapshot)?.pop() else {
         return Err(Error::field(
             "audit",
             "no checkpoint yet: run `kxca daemon` or `kxca audit checkpoint` first",
         ));
     };
-    let rows = audit::all_rows(conn, 0)?;
+    let rows = audit::all_rows(&snapshot, 0)?;
     let checked = check_rows(&rows);
     let n = latest.size as usize;
     if checked.tree.size() < n || checked.tree.root(n)[..] != latest.root[..] {
