@@ -112,8 +112,9 @@ pub fn run(home: Home, args: PublishArgs, actor: &str) -> Result<()> {
         now.insert(rel);
         files += 1;
     }
-    // The audit record's public key and signed checkpoints (docs/AUDIT.md),
-    // as the daemon published them under <home>/crl/audit/.
+    // Every signed checkpoint of the audit record (docs/AUDIT.md), as the
+    // daemon published them under <home>/crl/audit/; the latest and the
+    // key came with the CRLs above.
     for rel in kxca_ca::audit_log::published_files(&audit_dir)? {
         let bytes = std::fs::read(audit_dir.join(&rel))?;
         let rel = format!("audit/{rel}");

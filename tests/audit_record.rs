@@ -631,3 +631,47 @@ fn production_signs_checkpoints_with_a_token_key_and_refuses_a_soft_one() {
         "{out:?}"
     );
 }
+
+/// `kxca serve` (keyless) publishes the latest checkpoint and the audit key
+/// from the store, as the daemon signs them.
+#[test]
+fn serve_publishes_the_latest_checkpoint_and_the_key() {
+    if !tools_present() || !support_ocsp::tools_present() {
+        return;
+    }
+    let ca = TestCa::new();
+    let toml = ca.path("kxca.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        text.replace(
+            "checkpoint_interval_secs = 60",
+            "checkpoint_interval_secs = 1",
+        ),
+    )
+    .unwrap();
+    let server = support_ocsp::Server::start(&ca);
+    let dir = ca.dir.path();
+    let url = |path: &str| format!("http://{}{path}", server.addr);
+    let tree = || sqlite_value(&ca, "SELECT MAX(leaf_index) + 1 FROM audit");
+    let served = |path: &str| support_ocsp::get(&url(path), &[], dir);
+    let checks = |what: &str| {
+        eventually(what, || {
+            let (code, _, body) = served("/audit/checkpoint");
+            code == 200
+                && String::from_utf8_lossy(&body).lines().nth(1) == Some(tree().as_str())
+                && body == std::fs::read(ca.path("crl/audit/checkpoint")).unwrap_or_default()
+        });
+    };
+    checks("serve publishes the checkpoint of the whole tree");
+    ca.issue("1234567", "001", &[]);
+    checks("serve publishes the grown tree's checkpoint");
+    let (code, headers, body) = served("/audit/audit-key.pem");
+    assert_eq!(code, 200, "{headers}");
+    assert_eq!(
+        body,
+        std::fs::read(ca.path("crl/audit/audit-key.pem")).unwrap()
+    );
+    let (code, _, _) = served("/audit/nothing");
+    assert_eq!(code, 404);
+}

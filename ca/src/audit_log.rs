@@ -699,6 +699,7 @@ pub fn checkpoint(
         root: root.to_vec(),
         note,
         signed_at: now,
+        public_key: public.clone(),
     };
     store.write(|tx| audit::insert_checkpoint(tx, &cp))?;
     publish_checkpoint(home, &cp)?;
@@ -731,15 +732,44 @@ fn publish_checkpoint(home: &Home, cp: &StoredCheckpoint) -> Result<(), Error> {
     write_atomic(&publish_dir(home).join("checkpoint"), cp.note.as_bytes())
 }
 
-/// The published audit files, relative to `dir` (`publish_dir`): the key,
-/// the latest checkpoint and the numbered ones. Nothing else there counts.
+/// (URL path, body, content type, signing time).
+pub type PublishedFile = (String, Vec<u8>, &'static str, i64);
+
+/// What `kxca serve` publishes of the record, from the store: (URL path,
+/// body, content type, signing time) of `/audit/checkpoint` (the latest)
+/// and `/audit/audit-key.pem` (the key that signed it).
+pub fn published(conn: &Connection) -> Result<Vec<PublishedFile>, Error> {
+    let latest: Option<(String, i64, Vec<u8>)> = conn
+        .query_row(
+            "SELECT note, signed_at, public_key FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(crate::store::sql)?;
+    Ok(match latest {
+        Some((note, at, key)) => vec![
+            (
+                "/audit/checkpoint".to_string(),
+                note.into_bytes(),
+                "text/plain; charset=utf-8",
+                at,
+            ),
+            (
+                "/audit/audit-key.pem".to_string(),
+                crate::ca::pem("PUBLIC KEY", &key).into_bytes(),
+                "application/x-pem-file",
+                at,
+            ),
+        ],
+        None => Vec::new(),
+    })
+}
+
+/// The numbered checkpoints under `dir` (`publish_dir`), relative to it,
+/// for `kxca publish` (the latest and the key come from `published`).
 pub fn published_files(dir: &Path) -> Result<Vec<String>, Error> {
     let mut out = Vec::new();
-    for name in ["audit-key.pem", "checkpoint"] {
-        if dir.join(name).is_file() {
-            out.push(name.to_string());
-        }
-    }
     let numbered = dir.join("checkpoints");
     match fs::read_dir(&numbered) {
         Ok(entries) => {

@@ -255,12 +255,15 @@ pub struct StoredCheckpoint {
     pub root: Vec<u8>,
     pub note: String,
     pub signed_at: i64,
+    #[serde(skip)]
+    pub public_key: Vec<u8>,
 }
 
 pub fn insert_checkpoint(tx: &Transaction<'_>, c: &StoredCheckpoint) -> Result<(), Error> {
     tx.execute(
-        "INSERT INTO audit_checkpoints (size, root, note, signed_at) VALUES (?1, ?2, ?3, ?4)",
-        params![c.size, c.root, c.note, c.signed_at],
+        "INSERT INTO audit_checkpoints (size, root, note, signed_at, public_key) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![c.size, c.root, c.note, c.signed_at, c.public_key],
     )
     .map_err(sql)?;
     Ok(())
@@ -269,7 +272,9 @@ pub fn insert_checkpoint(tx: &Transaction<'_>, c: &StoredCheckpoint) -> Result<(
 /// Every checkpoint, smallest tree first.
 pub fn checkpoints(conn: &Connection) -> Result<Vec<StoredCheckpoint>, Error> {
     let mut stmt = conn
-        .prepare("SELECT size, root, note, signed_at FROM audit_checkpoints ORDER BY size")
+        .prepare(
+            "SELECT size, root, note, signed_at, public_key FROM audit_checkpoints ORDER BY size",
+        )
         .map_err(sql)?;
     let rows = stmt
         .query_map([], |r| {
@@ -278,6 +283,7 @@ pub fn checkpoints(conn: &Connection) -> Result<Vec<StoredCheckpoint>, Error> {
                 root: r.get(1)?,
                 note: r.get(2)?,
                 signed_at: r.get(3)?,
+                public_key: r.get(4)?,
             })
         })
         .map_err(sql)?

@@ -95,7 +95,10 @@ CREATE TABLE audit_checkpoints (
     size       INTEGER PRIMARY KEY,
     root       BLOB NOT NULL,
     note       TEXT NOT NULL,
-    signed_at  INTEGER NOT NULL
+    signed_at  INTEGER NOT NULL,
+    -- DER SPKI of the signing key, for the keyless public role to publish
+    -- (verification never trusts it: docs/AUDIT.md).
+    public_key BLOB NOT NULL
 );
 "#,
     },
