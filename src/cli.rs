@@ -65,6 +65,11 @@ pub enum Command {
         #[arg(long)]
         pem: bool,
     },
+    /// Check the store for anything inconsistent (exit 1 when something is found).
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the audit trail; `verify`, `export`, `checkpoint`: the signed record.
     #[command(args_conflicts_with_subcommands = true)]
     Audit {
@@ -389,6 +394,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 );
             }
         }
+        Command::Doctor { json } => return crate::doctor::run(home(&cli.home)?, json),
         Command::Key { command } => crate::key::run(&cli.home, &actor, command)?,
         Command::Intake { command } => {
             return crate::intake::run_intake(command, &cli.home, &actor)
@@ -556,16 +562,12 @@ pub fn issue(ca: &mut Ca, args: &IssueArgs, actor: &str) -> Result<IssueOutcome>
         key_algorithm,
         pkcs12,
     };
-    let issued = ca.issue(&request, password, actor)?;
+    let issued = ca.issue_to(&request, password, actor, args.out.as_deref())?;
     let serial = issued.record.serial.clone();
-    let path = args.out.clone().unwrap_or_else(|| {
-        ca.home().issued_dir().join(format!(
-            "{}-{}.p12",
-            issued.record.certificate_id,
-            &serial[..8]
-        ))
-    });
-    write_private(&path, &issued.pkcs12)?;
+    let path = issued
+        .pkcs12_path
+        .clone()
+        .context("issuance wrote no PKCS#12")?;
     let cert_pem_path = path.with_extension("pem");
     // The certificate names its holder (name, e-mail): personal data.
     write_private(

@@ -116,7 +116,11 @@ fn check(
     existing: &dyn ExistingAccounts,
     json: bool,
 ) -> Result<ExitCode> {
-    match intake::check_file(file, policy, existing) {
+    // The file is parsed by a worker process with hard limits: a hostile
+    // file ends as exit 2 and one line, never as this process's crash.
+    let sandbox = kxca_provisioner::sandbox::Sandbox::current(policy.sandbox)
+        .context("locating the kxca executable for the parsing worker")?;
+    match intake::check_file_contained(file, policy, existing, &sandbox) {
         Ok(report) => {
             if json {
                 println!("{}", serde_json::to_string_pretty(&report.to_json())?);

@@ -76,6 +76,8 @@ impl Pass {
     pub fn is_idle(&self) -> bool {
         self.fetch.processed == 0
             && self.fetch.already_processed == 0
+            && self.fetch.rejected == 0
+            && self.fetch.deferred == 0
             && self
                 .send
                 .as_ref()
@@ -86,14 +88,15 @@ impl Pass {
     pub fn describe(&self) -> String {
         let f = &self.fetch;
         let mut line = format!(
-            "fetched: {} processed, {} application(s), {} duplicate mail(s), {} duplicate file(s), {} rejected, {} finished from an earlier pass, {} not answered",
+            "fetched: {} processed, {} application(s), {} duplicate mail(s), {} duplicate file(s), {} rejected, {} finished from an earlier pass, {} not answered, {} left for the next pass",
             f.processed,
             f.applications,
             f.duplicate_mails,
             f.duplicate_files,
             f.rejected,
             f.already_processed,
-            f.not_answered
+            f.not_answered,
+            f.deferred
         );
         if let Some(s) = &self.send {
             line.push_str(&format!(
@@ -139,15 +142,19 @@ pub fn fetch_pass(
                 .and_then(|s| s.from.rsplit('@').next().map(str::to_string))
         })
         .unwrap_or_else(|| "kxca.invalid".to_string());
+    // Every mail and attached file is parsed by a worker process.
+    let sandbox = kxca_provisioner::sandbox::Sandbox::current(policy.sandbox)
+        .context("locating the kxca executable for the parsing worker")?;
     let replies = policy.replies.clone();
     let checker = if policy.office.use_register {
         let register = kxca_provisioner::intake::OfficeRegister::load(ca.store_mut())?;
-        IntakeChecker::new(policy, Box::new(register))
+        IntakeChecker::new(policy, Box::new(register)).contained(sandbox.clone())
     } else {
         IntakeChecker::new(
             policy,
             Box::new(kxca_provisioner::intake::NoExistingAccounts),
         )
+        .contained(sandbox.clone())
     };
     let receiver = Receiver {
         checker: &checker,
@@ -158,6 +165,7 @@ pub fn fetch_pass(
         },
         reply_domain,
         actor: actor.to_string(),
+        sandbox: Some(sandbox),
         replies,
     };
     let clock = ca.clock().clone();

@@ -52,7 +52,21 @@ pub fn start(
             );
             while !*stop.borrow() {
                 let started = Instant::now();
-                match crate::mail_cli::fetch_pass(home.clone(), policy.clone(), false, &actor) {
+                // Files and mail are parsed in worker processes; a panic
+                // left in this process's own intake code still ends here,
+                // as one failed pass, not as the end of the responder.
+                let pass = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::mail_cli::fetch_pass(home.clone(), policy.clone(), false, &actor)
+                }))
+                .unwrap_or_else(|panic| {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    Err(anyhow::anyhow!("the mail pass panicked: {what}"))
+                });
+                match pass {
                     Ok(pass) if pass.is_idle() => tracing::debug!(
                         elapsed_ms = started.elapsed().as_millis() as u64,
                         "mail pass: nothing to do"

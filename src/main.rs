@@ -5,6 +5,7 @@ mod audit;
 mod cli;
 mod daemon;
 mod demo;
+mod doctor;
 mod intake;
 mod key;
 mod mail_cli;
@@ -20,6 +21,13 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // The parsing worker (provisioner/src/sandbox): dispatched before any
+    // argument parsing or logging, it reads one job on stdin.
+    if std::env::args_os().nth(1).as_deref()
+        == Some(std::ffi::OsStr::new(kxca_provisioner::sandbox::WORKER_ARG))
+    {
+        return kxca_provisioner::sandbox::worker_main();
+    }
     let args = cli::Cli::parse();
     // A daemon's log is its record of what it did (requests, mail passes,
     // renewed responder certificates): `kxca serve` and `kxca daemon` start at info.

@@ -230,13 +230,14 @@ fn mime_bomb_is_rejected_and_recorded() {
     deliver(&maildir, "2000.a.host", m.as_bytes());
     let fetched = json(&ca.kxca(&["intake", "fetch", "--json"]));
     assert_eq!(fetched["fetch"]["rejected"], 1, "{fetched}");
-    assert_eq!(
-        json(&ca.kxca(&["outbox", "list", "--json"]))
-            .as_array()
-            .unwrap()
-            .len(),
-        0
-    );
+    // Answered in Japanese (issue 10), and moved out of new/.
+    let outbox = json(&ca.kxca(&["outbox", "list", "--json"]));
+    let outbox = outbox.as_array().unwrap();
+    assert_eq!(outbox.len(), 1, "{outbox:?}");
+    assert_eq!(outbox[0]["kind"], "intake-rejected", "{outbox:?}");
+    assert_eq!(outbox[0]["to"], "a@example.jp", "{outbox:?}");
+    assert!(maildir.join(".kxca-rejected/cur/2000.a.host:2,S").exists());
+    assert_eq!(std::fs::read_dir(maildir.join("new")).unwrap().count(), 0);
 }
 
 /// SHA-256 through the openssl CLI: an implementation independent of kxca's.

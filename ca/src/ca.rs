@@ -69,6 +69,87 @@ pub struct IssuedCertificate {
     pub pkcs12: Zeroizing<Vec<u8>>,
     pub pkcs12_profile: Pkcs12Profile,
     pub generated_password: Option<Password>,
+    /// Where the PKCS#12 was written ([`Ca::issue_to`]); `None` when it
+    /// was only returned in memory ([`Ca::issue`]).
+    pub pkcs12_path: Option<PathBuf>,
+}
+
+/// Where issuance hands over the PKCS#12.
+#[derive(Clone, Copy)]
+enum Delivery<'a> {
+    /// Returned to the caller only.
+    Memory,
+    /// Written to this file, or to `<home>/issued/<id>-<serial>.p12`,
+    /// before the certificate is recorded as issued.
+    File(Option<&'a Path>),
+}
+
+/// A PKCS#12 destination checked before signing: the directory exists and
+/// is writable (a temporary file is already open in it) and the file does
+/// not exist yet.
+struct Destination {
+    path: PathBuf,
+    tmp: tempfile::NamedTempFile,
+}
+
+impl Destination {
+    /// `create_dir`: create the directory if missing (kxca's own
+    /// `issued/`); an operator's `--out` in a missing directory is more
+    /// likely a typo than a wish for new directories, so it is refused.
+    fn prepare(path: &Path, create_dir: bool) -> Result<Destination, Error> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if create_dir {
+            fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        } else if !dir.is_dir() {
+            return Err(Error::io(
+                &dir,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "directory for the PKCS#12 does not exist",
+                ),
+            ));
+        }
+        if fs::symlink_metadata(path).is_ok() {
+            return Err(Error::io(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "already exists; refusing to overwrite",
+                ),
+            ));
+        }
+        // tempfile creates it 0600: a PKCS#12 holds a private key.
+        let tmp = tempfile::Builder::new()
+            .prefix(".kxca-")
+            .suffix(".p12.tmp")
+            .tempfile_in(&dir)
+            .map_err(|e| Error::io(&dir, e))?;
+        Ok(Destination {
+            path: path.to_path_buf(),
+            tmp,
+        })
+    }
+
+    /// Writes, syncs and moves the file into place, never over an existing one.
+    fn write(self, bytes: &[u8]) -> Result<PathBuf, Error> {
+        use std::io::Write;
+        let Destination { path, mut tmp } = self;
+        if crate::fault::active("pkcs12-write") {
+            return Err(Error::io(
+                &path,
+                std::io::Error::other("injected write fault (KXCA_TEST_FAULT)"),
+            ));
+        }
+        tmp.write_all(bytes)
+            .and_then(|_| tmp.as_file().sync_all())
+            .map_err(|e| Error::io(&path, e))?;
+        tmp.persist_noclobber(&path)
+            .map_err(|e| Error::io(&path, e.error))?;
+        Ok(path)
+    }
 }
 
 /// An open CA: its home, config, policies and store.
@@ -92,10 +173,21 @@ impl std::fmt::Debug for Ca {
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    // Write-then-rename so a reader (nginx, the KX server) never sees half a file.
-    let tmp = path.with_extension("tmp~");
-    fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    use std::io::Write;
+    // Write-then-rename so a reader (nginx, the KX server) never sees half a
+    // file; the temporary name is unique, so two processes writing the same
+    // file never rename each other's half-written copy away.
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".kxca-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
 }
 
 pub(crate) fn pem(label: &str, der: &[u8]) -> String {
@@ -471,8 +563,20 @@ impl Ca {
         Ca::open(home.clone(), clock)
     }
 
-    /// Opens an existing home. Does not touch any key.
+    /// Opens an existing home. Does not touch any key. Rows a crashed
+    /// issuance left pending are resolved first ([`Ca::resolve_abandoned`]).
     pub fn open(home: Home, clock: Clock) -> Result<Ca, Error> {
+        let mut ca = Self::open_as_is(home, clock)?;
+        // A store that cannot be written (a read-only copy given to an
+        // auditor) must still open for reading; doctor lists what is left.
+        if let Err(e) = ca.resolve_abandoned("kxca-recovery") {
+            tracing::warn!(error = %e, "could not resolve abandoned pending certificates");
+        }
+        Ok(ca)
+    }
+
+    /// Opens an existing home without changing anything (`kxca doctor`).
+    pub fn open_as_is(home: Home, clock: Clock) -> Result<Ca, Error> {
         let config = Config::load(&home.config())?;
         let profiles = Profiles::load(&home.policies())?;
         let store = Store::open(&home.database(), false)?;
@@ -546,11 +650,40 @@ impl Ca {
     ///
     /// `password`: the PKCS#12 password chosen by the operator, or `None` to
     /// generate one (returned in `generated_password`).
+    ///
+    /// The PKCS#12 is only returned: the caller is its holder. Use
+    /// [`Ca::issue_to`] to have it written before the certificate counts as
+    /// issued.
     pub fn issue(
         &mut self,
         request: &IssueRequest,
         password: Option<Password>,
         actor: &str,
+    ) -> Result<IssuedCertificate, Error> {
+        self.issue_delivering(request, password, actor, Delivery::Memory)
+    }
+
+    /// As [`Ca::issue`], writing the PKCS#12 to `out` (default
+    /// `<home>/issued/<id>-<serial>.p12`). The destination is checked before
+    /// signing, and the file is in place before the certificate is recorded
+    /// as issued: a failure in between leaves the certificate `failed`,
+    /// never good without a holder.
+    pub fn issue_to(
+        &mut self,
+        request: &IssueRequest,
+        password: Option<Password>,
+        actor: &str,
+        out: Option<&Path>,
+    ) -> Result<IssuedCertificate, Error> {
+        self.issue_delivering(request, password, actor, Delivery::File(out))
+    }
+
+    fn issue_delivering(
+        &mut self,
+        request: &IssueRequest,
+        password: Option<Password>,
+        actor: &str,
+        delivery: Delivery<'_>,
     ) -> Result<IssuedCertificate, Error> {
         let profile = self.profiles.get(&request.profile)?.clone();
         request.holder.check(&profile)?;
@@ -590,6 +723,7 @@ impl Ca {
             &issuer,
             &root,
             signer.as_ref(),
+            delivery,
         );
         self.issuing_signer = Some((issuer.id, signer));
         result
@@ -607,6 +741,7 @@ impl Ca {
         issuer: &Authority,
         root: &Authority,
         signer: &dyn Signer,
+        delivery: Delivery<'_>,
     ) -> Result<IssuedCertificate, Error> {
         let certificate_id = certificate_id.to_string();
         let p12_profile = request.pkcs12.unwrap_or(profile.pkcs12_default);
@@ -685,8 +820,9 @@ impl Ca {
             der::Decode::from_der(&issuer.subject_der).map_err(|e| Error::encoding("issuer", e))?;
 
         // Record before signing; draw a new serial on the (astronomically rare) collision.
+        let owner = certificates::process_owner();
         let mut attempt = 0;
-        let (row_id, serial, tbs) = loop {
+        let (row_id, serial, tbs, destination) = loop {
             attempt += 1;
             let serial = Serial::random();
             let tbs = TbsCertificate {
@@ -701,6 +837,20 @@ impl Ca {
             };
             let tbs = x509::enc("TBS certificate", &tbs)?;
             let serial_hex = serial.to_hex();
+            let destination = match delivery {
+                Delivery::Memory => None,
+                Delivery::File(out) => {
+                    let path = out.map(Path::to_path_buf).unwrap_or_else(|| {
+                        self.home
+                            .issued_dir()
+                            .join(format!("{certificate_id}-{}.p12", &serial_hex[..8]))
+                    });
+                    Some(Destination::prepare(&path, out.is_none())?)
+                }
+            };
+            let pkcs12_path = destination
+                .as_ref()
+                .map(|d| d.path.to_string_lossy().into_owned());
             let new = NewCertificate {
                 serial: &serial_hex,
                 authority_id: issuer.id,
@@ -713,6 +863,8 @@ impl Ca {
                 not_before,
                 not_after,
                 tbs: &tbs,
+                owner: &owner,
+                pkcs12_path: pkcs12_path.as_deref(),
             };
             let result = self.store.write(|tx| match certificates::insert_pending(tx, &new, now) {
                 Ok(id) => {
@@ -730,7 +882,7 @@ impl Ca {
                 Err(InsertError::Other(e)) => Err(e),
             })?;
             match result {
-                Some(id) => break (id, serial, tbs),
+                Some(id) => break (id, serial, tbs, destination),
                 None if attempt < 5 => continue,
                 None => {
                     return Err(Error::Database {
@@ -742,6 +894,13 @@ impl Ca {
             }
         };
         let serial_hex = serial.to_hex();
+        // Widens the windows a crash can hit, for the kill -9 test.
+        let slow = || {
+            if crate::fault::active("issue-slow") {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        };
+        slow();
         let signature = match sign_checked(signer, &tbs) {
             Ok(s) => s,
             Err(e) => {
@@ -760,28 +919,42 @@ impl Ca {
                 return Err(e);
             }
         };
-        let der = x509::assemble(&tbs, signer.algorithm().signature_algorithm(), &signature)?;
-        // Parse back as a last structural check before the certificate leaves.
-        <x509_cert::Certificate as der::Decode>::from_der(&der)
-            .map_err(|e| Error::encoding("issued certificate", e))?;
-
-        let (password, generated) = match password {
-            Some(p) => (p, false),
-            None => (generate_password(), true),
-        };
-        let chain: [&[u8]; 3] = [&der, &issuer.certificate, &root.certificate];
-        let p12 = pkcs12::package(
-            key.pkcs8_der(),
-            &chain,
-            &certificate_id,
-            &password,
-            p12_profile,
-            profile.pkcs12_iterations,
-        )?;
+        // From here the certificate is signed: any failure before it is
+        // recorded as issued marks it failed. It never left this process,
+        // so nobody holds it, and OCSP never calls a failed row good.
+        let delivered = (|| -> Result<_, Error> {
+            let der = x509::assemble(&tbs, signer.algorithm().signature_algorithm(), &signature)?;
+            // Parse back as a last structural check before the certificate leaves.
+            <x509_cert::Certificate as der::Decode>::from_der(&der)
+                .map_err(|e| Error::encoding("issued certificate", e))?;
+            let (password, generated) = match password {
+                Some(p) => (p, false),
+                None => (generate_password(), true),
+            };
+            let chain: [&[u8]; 3] = [&der, &issuer.certificate, &root.certificate];
+            let p12 = pkcs12::package(
+                key.pkcs8_der(),
+                &chain,
+                &certificate_id,
+                &password,
+                p12_profile,
+                profile.pkcs12_iterations,
+            )?;
+            let path = destination.map(|d| d.write(&p12)).transpose()?;
+            Ok((der, p12, password, generated, path))
+        })();
         drop(key);
+        let (der, p12, password, generated, pkcs12_path) = match delivered {
+            Ok(d) => d,
+            Err(e) => {
+                self.mark_failed_after_signing(row_id, &serial_hex, actor, &e)?;
+                return Err(e);
+            }
+        };
 
+        slow();
         let issued_at = self.clock.now();
-        self.store.write(|tx| {
+        let recorded = self.store.write(|tx| {
             certificates::mark_issued(tx, row_id, &der, issued_at)?;
             audit::append(
                 tx,
@@ -791,7 +964,15 @@ impl Ca {
                 Some(&serial_hex),
                 json!({"certificate_id": certificate_id, "not_after": rfc3339(not_after), "pkcs12": p12_profile.to_string(), "key": algorithm.name()}),
             )
-        })?;
+        });
+        if let Err(e) = recorded {
+            // Not issued: the file must not outlive the record.
+            if let Some(path) = &pkcs12_path {
+                let _ = fs::remove_file(path);
+            }
+            self.mark_failed_after_signing(row_id, &serial_hex, actor, &e)?;
+            return Err(e);
+        }
         let record = certificates::by_serial(self.store.conn(), &serial_hex)?.ok_or_else(|| {
             Error::UnknownSerial {
                 serial: serial_hex.clone(),
@@ -804,7 +985,71 @@ impl Ca {
             pkcs12: p12,
             pkcs12_profile: p12_profile,
             generated_password: if generated { Some(password) } else { None },
+            pkcs12_path,
         })
+    }
+
+    fn mark_failed_after_signing(
+        &mut self,
+        row_id: i64,
+        serial_hex: &str,
+        actor: &str,
+        error: &Error,
+    ) -> Result<(), Error> {
+        let reason = error.to_string();
+        let now = self.clock.now();
+        self.store.write(|tx| {
+            certificates::mark_failed(tx, row_id)?;
+            audit::append(
+                tx,
+                now,
+                actor,
+                "certificate.deliver_failed",
+                Some(serial_hex),
+                json!({"error": reason}),
+            )
+        })
+    }
+
+    /// Marks `failed` every pending row whose issuing process is gone (killed
+    /// or crashed between recording and finishing), with an audit event, and
+    /// removes the PKCS#12 such a process may have left, unless another live
+    /// row owns that path. Returns how many rows were resolved.
+    pub fn resolve_abandoned(&mut self, actor: &str) -> Result<usize, Error> {
+        let stale: Vec<_> = certificates::pending(self.store.conn())?
+            .into_iter()
+            .filter(|row| !certificates::owner_alive(row.owner.as_deref()))
+            .collect();
+        for row in &stale {
+            let now = self.clock.now();
+            let remove = self.store.write(|tx| {
+                certificates::mark_failed(tx, row.id)?;
+                let remove = match &row.pkcs12_path {
+                    Some(p) => {
+                        Path::new(p).exists() && certificates::others_with_path(tx, p, row.id)? == 0
+                    }
+                    None => false,
+                };
+                audit::append(
+                    tx,
+                    now,
+                    actor,
+                    "certificate.abandoned",
+                    Some(&row.serial),
+                    json!({
+                        "certificate_id": row.certificate_id,
+                        "owner": row.owner,
+                        "pkcs12_removed": if remove { row.pkcs12_path.clone() } else { None },
+                    }),
+                )?;
+                Ok(remove)
+            })?;
+            if let (true, Some(p)) = (remove, &row.pkcs12_path) {
+                fs::remove_file(p).map_err(|e| Error::io(p, e))?;
+            }
+            tracing::warn!(serial = %row.serial, "pending certificate of a process that is gone marked failed");
+        }
+        Ok(stale.len())
     }
 
     /// Revokes an issued certificate. Unknown, unissued or already revoked
@@ -815,6 +1060,14 @@ impl Ca {
         reason: RevocationReason,
         actor: &str,
     ) -> Result<CertificateRecord, Error> {
+        if reason == RevocationReason::CertificateHold {
+            // Revocation is final in kxca: a hold would need releasing
+            // (removeFromCRL) and would make "revoked" mean "maybe".
+            return Err(Error::field(
+                "reason",
+                "certificateHold is not supported: kxca revocations are permanent; issue a new certificate instead of releasing a hold",
+            ));
+        }
         let serial_hex = serial.to_hex();
         let now = self.clock.now();
         self.store.write(|tx| {
@@ -867,18 +1120,35 @@ impl Ca {
         signer: &dyn Signer,
         actor: &str,
     ) -> Result<(Authority, CrlOutput), Error> {
-        let now = self.clock.now();
         let hours = i64::from(self.config.crl.validity_hours);
-        let out = self.store.write(|tx| {
-            let number = crls::next_number(tx, issuer.id)?;
-            let mut entries = Vec::new();
-            revocations::for_each_revoked(tx, issuer.id, now, |serial, at, reason| {
-                entries.push(RevokedEntry {
-                    serial: hex::decode(serial).map_err(|e| Error::encoding("stored serial", e))?,
-                    revoked_at: at,
-                    reason,
-                });
-                Ok(())
+        // The CRL is signed outside any write transaction (a YubiKey waiting
+        // for a touch must not hold the database lock); the insert then
+        // checks that its number is still the next one and, if another
+        // writer took it meanwhile, the CRL is rebuilt and signed again.
+        const ATTEMPTS: u32 = 50;
+        let mut attempt = 0;
+        let out = loop {
+            attempt += 1;
+            let now = self.clock.now();
+            let (number, entries) = self.store.read(|tx| {
+                let number = crls::next_number(tx, issuer.id)?;
+                // RFC 5280 3.3: a revoked certificate stays listed until a
+                // CRL issued after its expiry has carried it once; the
+                // previous CRL's thisUpdate tells which have not been.
+                let keep_after = crls::latest_this_update(tx, issuer.id)?
+                    .unwrap_or(i64::MIN)
+                    .min(now);
+                let mut entries = Vec::new();
+                revocations::for_each_revoked(tx, issuer.id, keep_after, |serial, at, reason| {
+                    entries.push(RevokedEntry {
+                        serial: hex::decode(serial)
+                            .map_err(|e| Error::encoding("stored serial", e))?,
+                        revoked_at: at,
+                        reason,
+                    });
+                    Ok(())
+                })?;
+                Ok((number, entries))
             })?;
             let input = CrlInput {
                 issuer_der: &issuer.subject_der,
@@ -888,36 +1158,88 @@ impl Ca {
                 next_update: now + hours * 3600,
                 signature_algorithm: signer.algorithm().signature_algorithm(),
             };
-            let out = crl::build(&input, entries, |tbs| sign_checked(signer, tbs))?;
-            crls::insert(
-                tx,
-                issuer.id,
-                number,
-                out.this_update,
-                out.next_update,
-                out.entries as i64,
+            let mut out = crl::build(&input, entries, |tbs| {
+                if crate::fault::active("crl-slow-sign") {
+                    std::thread::sleep(std::time::Duration::from_secs(3));
+                }
+                sign_checked(signer, tbs)
+            })?;
+            if crate::fault::active("crl-corrupt") {
+                if let Some(last) = out.der.last_mut() {
+                    *last ^= 0x01;
+                }
+            }
+            crl::check(
                 &out.der,
+                &input,
+                out.entries,
+                signer.algorithm(),
+                &issuer.spki,
             )?;
-            audit::append(
-                tx,
-                now,
-                actor,
-                "crl.sign",
-                None,
-                json!({"authority": issuer.name, "number": number, "entries": out.entries}),
-            )?;
-            Ok(out)
-        })?;
-        write_file(
-            &self.home.crl_dir().join(format!("{}.crl", issuer.name)),
-            &out.der,
-        )?;
-        write_file(
-            &self.home.crl_dir().join(format!("{}.pem", issuer.name)),
-            pem("X509 CRL", &out.der).as_bytes(),
-        )?;
+            let stored = self.store.write(|tx| {
+                if crls::next_number(tx, issuer.id)? != number {
+                    return Ok(false);
+                }
+                crls::insert(
+                    tx,
+                    issuer.id,
+                    number,
+                    out.this_update,
+                    out.next_update,
+                    out.entries as i64,
+                    &out.der,
+                )?;
+                audit::append(
+                    tx,
+                    now,
+                    actor,
+                    "crl.sign",
+                    None,
+                    json!({"authority": issuer.name, "number": number, "entries": out.entries}),
+                )?;
+                Ok(true)
+            })?;
+            if stored {
+                break out;
+            }
+            if attempt >= ATTEMPTS {
+                return Err(Error::Database {
+                    path: self.store.path().to_path_buf(),
+                    message: format!(
+                        "CRL number {number} of {} was taken by another writer {ATTEMPTS} times in a row",
+                        issuer.name
+                    ),
+                });
+            }
+        };
+        self.write_crl_files(issuer)?;
         tracing::info!(authority = %issuer.name, number = out.number, entries = out.entries, "CRL signed");
         Ok((issuer.clone(), out))
+    }
+
+    /// Writes the newest stored CRL of `issuer` to `<home>/crl/`. Writers
+    /// take turns on a lock file and always write the newest CRL in the
+    /// store, so a slower process never puts an older CRL over a newer one.
+    fn write_crl_files(&self, issuer: &Authority) -> Result<(), Error> {
+        let dir = self.home.crl_dir();
+        let lock_path = dir.join(".lock");
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(&lock_path, e))?;
+        lock.lock().map_err(|e| Error::io(&lock_path, e))?;
+        let Some(latest) = crls::latest(self.store.conn(), issuer.id)? else {
+            return Ok(());
+        };
+        write_file(&dir.join(format!("{}.crl", issuer.name)), &latest.der)?;
+        write_file(
+            &dir.join(format!("{}.pem", issuer.name)),
+            pem("X509 CRL", &latest.der).as_bytes(),
+        )?;
+        // The lock is released when `lock` is dropped.
+        Ok(())
     }
 
     pub fn certificate(&self, serial: &Serial) -> Result<CertificateRecord, Error> {

@@ -185,15 +185,121 @@ impl Config {
                 "audit: set at most one of key_secret_env or key_secret_file".to_string(),
             ));
         }
-        if self.audit.checkpoint_interval_secs == 0 {
-            return Err(bad(
-                "audit.checkpoint_interval_secs must be at least 1".to_string()
-            ));
+        self.check_bounds().map_err(bad)
+    }
+
+    /// Every value that ends up inside something the CA signs has bounds, so
+    /// a typo cannot make kxca sign a malformed or absurd structure (a CRL
+    /// whose nextUpdate overflows GeneralizedTime, a 100-year certificate).
+    /// The bounds are listed in README.md, "Configuration bounds".
+    fn check_bounds(&self) -> Result<(), String> {
+        fn within(key: &str, value: u64, min: u64, max: u64) -> Result<(), String> {
+            if value < min || value > max {
+                return Err(format!("{key} = {value} is out of range ({min} to {max})"));
+            }
+            Ok(())
         }
-        if self.crl.validity_hours == 0 {
-            return Err(bad("crl.validity_hours must be at least 1".to_string()));
+        let ca = &self.ca;
+        within(
+            "ca.root_validity_days",
+            ca.root_validity_days.into(),
+            365,
+            10_958,
+        )?;
+        within(
+            "ca.issuing_validity_days",
+            ca.issuing_validity_days.into(),
+            30,
+            ca.root_validity_days.into(),
+        )?;
+        within(
+            "crl.validity_hours",
+            self.crl.validity_hours.into(),
+            1,
+            8_760,
+        )?;
+        let o = &self.ocsp;
+        within(
+            "ocsp.responder_cert_days",
+            o.responder_cert_days.into(),
+            1,
+            366,
+        )?;
+        within(
+            "ocsp.responder_renew_days",
+            o.responder_renew_days.into(),
+            0,
+            u64::from(o.responder_cert_days).saturating_sub(1),
+        )?;
+        within(
+            "ocsp.response_validity_hours",
+            o.response_validity_hours.into(),
+            2,
+            24 * 31,
+        )?;
+        within(
+            "ocsp.refresh_hours",
+            o.refresh_hours.into(),
+            1,
+            u64::from(o.response_validity_hours).saturating_sub(1),
+        )?;
+        within(
+            "ocsp.crl_refresh_before_hours",
+            o.crl_refresh_before_hours.into(),
+            0,
+            u64::from(self.crl.validity_hours).saturating_sub(1),
+        )?;
+        within(
+            "ocsp.max_request_bytes",
+            o.max_request_bytes as u64,
+            64,
+            1 << 20,
+        )?;
+        within(
+            "ocsp.max_certificates_per_request",
+            o.max_certificates_per_request as u64,
+            1,
+            1_000,
+        )?;
+        // Checkpoints are signed, not signed content; a day between them
+        // is the most an outside party should wait.
+        within(
+            "audit.checkpoint_interval_secs",
+            self.audit.checkpoint_interval_secs,
+            1,
+            86_400,
+        )?;
+        // X.520 upper bounds (RFC 5280 appendix A.1): ub-common-name and
+        // ub-organization-name are 64 characters.
+        for (key, value) in [
+            ("union.name", &self.union.name),
+            ("ca.root_common_name", &ca.root_common_name),
+            ("ca.issuing_common_name", &ca.issuing_common_name),
+        ] {
+            let n = value.chars().count();
+            if n == 0 || n > 64 || value.chars().any(char::is_control) {
+                return Err(format!(
+                    "{key} must be 1 to 64 characters without control characters (has {n})"
+                ));
+            }
         }
-        self.serve.check().map_err(bad)?;
+        for (key, url) in [
+            ("publication.crl_url", &self.publication.crl_url),
+            ("publication.ocsp_url", &self.publication.ocsp_url),
+            (
+                "publication.ca_issuers_url",
+                &self.publication.ca_issuers_url,
+            ),
+        ] {
+            // IA5String in the certificate; a space or control character
+            // would make a URI no client can fetch.
+            if url.len() > 1024 || url.bytes().any(|b| b <= b' ' || b == 0x7f) {
+                return Err(format!(
+                    "{key} must be at most 1024 characters without spaces or control characters"
+                ));
+            }
+        }
+        self.serve.check()?;
         Ok(())
     }
 

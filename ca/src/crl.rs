@@ -210,6 +210,80 @@ pub fn build(
     })
 }
 
+/// Parses a signed CRL back and checks it says what was asked and carries a
+/// valid signature by `issuer_spki`, before it is stored or published: the
+/// list is encoded by hand, so this is the last guard against signing and
+/// handing out a structure no client can read.
+pub(crate) fn check(
+    der: &[u8],
+    input: &CrlInput<'_>,
+    entries: usize,
+    algorithm: kxca_hsm::KeyAlgorithm,
+    issuer_spki: &[u8],
+) -> Result<(), Error> {
+    use der::Decode;
+    let bad = |m: String| Error::encoding("signed CRL", m);
+    let crl = <x509_cert::crl::CertificateList>::from_der(der)
+        .map_err(|e| bad(format!("does not parse back: {e}")))?;
+    let tbs = &crl.tbs_cert_list;
+    if tbs.version != x509_cert::Version::V2 {
+        return Err(bad("version is not v2".to_string()));
+    }
+    if tbs.signature != input.signature_algorithm
+        || crl.signature_algorithm != input.signature_algorithm
+    {
+        return Err(bad(
+            "signature algorithm differs from the issuer's".to_string()
+        ));
+    }
+    let issuer = tbs
+        .issuer
+        .to_der()
+        .map_err(|e| bad(format!("issuer: {e}")))?;
+    if issuer != input.issuer_der {
+        return Err(bad(
+            "issuer name differs from the issuing CA's subject".to_string()
+        ));
+    }
+    let unix = |t: x509_cert::time::Time| t.to_unix_duration().as_secs() as i64;
+    if unix(tbs.this_update) != input.this_update {
+        return Err(bad(format!(
+            "thisUpdate {} is not the intended {}",
+            unix(tbs.this_update),
+            input.this_update
+        )));
+    }
+    if tbs.next_update.map(unix) != Some(input.next_update) {
+        return Err(bad(format!(
+            "nextUpdate {:?} is not the intended {}",
+            tbs.next_update.map(unix),
+            input.next_update
+        )));
+    }
+    let listed = tbs.revoked_certificates.as_ref().map_or(0, Vec::len);
+    if listed != entries {
+        return Err(bad(format!("lists {listed} entries, not {entries}")));
+    }
+    let extensions = tbs.crl_extensions.as_deref().unwrap_or_default();
+    let number = extensions
+        .iter()
+        .find(|e| e.extn_id == oids::CRL_NUMBER)
+        .ok_or_else(|| bad("no cRLNumber".to_string()))?;
+    if number.extn_value.as_bytes() != integer(&input.number.to_be_bytes()).as_slice() {
+        return Err(bad(format!("cRLNumber is not {}", input.number)));
+    }
+    let signed = tbs.to_der().map_err(|e| bad(format!("TBSCertList: {e}")))?;
+    let signature = crl
+        .signature
+        .as_bytes()
+        .ok_or_else(|| bad("signature has unused bits".to_string()))?;
+    kxca_hsm::verify(algorithm, issuer_spki, &signed, signature).map_err(|e| {
+        bad(format!(
+            "signature does not verify with the issuing CA's key: {e}"
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +304,31 @@ mod tests {
             let theirs = x509::time(t).unwrap().to_der().unwrap();
             assert_eq!(mine, theirs, "time {t}");
         }
+    }
+
+    #[test]
+    fn check_refuses_a_malformed_time() {
+        // crl.validity_hours = 4294967295 once produced a 17-character
+        // GeneralizedTime under a length of 15; the config bounds now stop
+        // it, and the check after signing is the second line.
+        let issuer =
+            x509::enc("n", &x509::name(&[x509::DnAttr::CommonName("t")]).unwrap()).unwrap();
+        let input = CrlInput {
+            issuer_der: &issuer,
+            authority_key_id: &[1; 20],
+            number: 1,
+            this_update: 1_764_115_200,
+            next_update: 1_764_115_200 + 4_294_967_295 * 3600,
+            signature_algorithm: kxca_hsm::KeyAlgorithm::EcdsaP256.signature_algorithm(),
+        };
+        let out = build(&input, Vec::new(), |_| {
+            Ok(vec![0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01])
+        })
+        .unwrap();
+        let err = check(&out.der, &input, 0, kxca_hsm::KeyAlgorithm::EcdsaP256, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not parse back"), "{err}");
     }
 
     #[test]

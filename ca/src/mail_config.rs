@@ -59,6 +59,9 @@ pub struct ImapConfig {
     /// Processed messages are moved here (created when missing).
     #[serde(default = "default_processed")]
     pub processed_folder: String,
+    /// Mail that could not be read is moved here (created when missing).
+    #[serde(default = "default_rejected")]
+    pub rejected_folder: String,
     /// Extra trusted root CA (PEM), e.g. a private mail server's CA.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
@@ -116,6 +119,9 @@ fn default_mailbox() -> String {
 }
 fn default_processed() -> String {
     "kxca-processed".to_string()
+}
+fn default_rejected() -> String {
+    "kxca-rejected".to_string()
 }
 fn default_max_attempts() -> u32 {
     10

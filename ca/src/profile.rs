@@ -312,6 +312,20 @@ impl Profile {
                 f.validity.days
             )));
         }
+        // A certificate valid from before its issuer would be refused by
+        // clients; a day covers any reasonable clock skew.
+        if f.validity.backdate_minutes > 1_440 {
+            return Err(bad(format!(
+                "validity.backdate_minutes {} must be 0 to 1440",
+                f.validity.backdate_minutes
+            )));
+        }
+        if f.names.max_chars == 0 || f.names.max_chars > 64 {
+            return Err(bad(format!(
+                "names.max_chars {} must be 1 to 64 (X.520 upper bound)",
+                f.names.max_chars
+            )));
+        }
         if f.subject.country.len() != 2
             || !f.subject.country.bytes().all(|b| b.is_ascii_uppercase())
         {
@@ -357,9 +371,9 @@ impl Profile {
         for (k, rule) in f.codes {
             let name =
                 CodeName::parse(&k).ok_or_else(|| bad(format!("codes.{k}: unknown code")))?;
-            if rule.min == 0 || rule.min > rule.max {
+            if rule.min == 0 || rule.min > rule.max || rule.max > 64 {
                 return Err(bad(format!(
-                    "codes.{k}: min {} / max {} make no sense",
+                    "codes.{k}: min {} / max {} must satisfy 1 <= min <= max <= 64",
                     rule.min, rule.max
                 )));
             }
@@ -382,8 +396,11 @@ impl Profile {
             .default
             .parse::<Pkcs12Profile>()
             .map_err(|m| bad(format!("pkcs12.default: {m}")))?;
-        if f.pkcs12.iterations < 2048 {
-            return Err(bad("pkcs12.iterations must be at least 2048".to_string()));
+        if f.pkcs12.iterations < 2048 || f.pkcs12.iterations > 10_000_000 {
+            return Err(bad(format!(
+                "pkcs12.iterations {} must be 2048 to 10000000",
+                f.pkcs12.iterations
+            )));
         }
         let stem = path
             .file_stem()

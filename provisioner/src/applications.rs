@@ -85,6 +85,21 @@ UPDATE applications SET
     stored_format = 'none';
 "#,
     },
+    Migration {
+        version: 3,
+        description: "intake attempts: a mail is counted before it is parsed",
+        sql: r#"
+CREATE TABLE intake_attempts (
+    source_key    TEXT PRIMARY KEY,
+    attempts      INTEGER NOT NULL,
+    size          INTEGER NOT NULL,
+    sha256        TEXT NOT NULL,
+    first_at      INTEGER NOT NULL,
+    last_at       INTEGER NOT NULL,
+    last_error    TEXT
+);
+"#,
+    },
 ];
 
 /// The migration that scrubbed stored files; past it the WAL is
@@ -95,6 +110,59 @@ pub(crate) const SCRUB_VERSION: i64 = 2;
 pub const STORED_REDACTED_XLSX: &str = "xlsx-without-passwords";
 /// `applications.stored_format` when nothing of the file is kept.
 pub const STORED_NONE: &str = "none";
+
+/// Counts one more attempt at a mail, in its own transaction committed
+/// before the mail is parsed: a mail that kills its reader, or the pass,
+/// is still counted. Returns the attempts so far, this one included.
+pub(crate) fn record_attempt(
+    tx: &Transaction<'_>,
+    source_key: &str,
+    size: usize,
+    sha256: &str,
+    now: i64,
+) -> Result<i64, kxca_ca::Error> {
+    tx.execute(
+        "INSERT INTO intake_attempts (source_key, attempts, size, sha256, first_at, last_at)
+         VALUES (?1, 1, ?2, ?3, ?4, ?4)
+         ON CONFLICT (source_key) DO UPDATE SET attempts = attempts + 1, last_at = ?4",
+        rusqlite::params![source_key, size as i64, sha256, now],
+    )
+    .map_err(sql)?;
+    tx.query_row(
+        "SELECT attempts FROM intake_attempts WHERE source_key = ?1",
+        [source_key],
+        |r| r.get(0),
+    )
+    .map_err(sql)
+}
+
+/// Takes back an attempt that failed for a reason of the host's (the
+/// worker could not be started), not of the mail.
+pub(crate) fn uncount_attempt(
+    tx: &Transaction<'_>,
+    source_key: &str,
+) -> Result<(), kxca_ca::Error> {
+    tx.execute(
+        "UPDATE intake_attempts SET attempts = attempts - 1 WHERE source_key = ?1 AND attempts > 0",
+        [source_key],
+    )
+    .map_err(sql)?;
+    Ok(())
+}
+
+/// Notes why the last attempt at a mail failed.
+pub(crate) fn note_attempt_error(
+    tx: &Transaction<'_>,
+    source_key: &str,
+    error: &str,
+) -> Result<(), kxca_ca::Error> {
+    tx.execute(
+        "UPDATE intake_attempts SET last_error = ?2 WHERE source_key = ?1",
+        rusqlite::params![source_key, error],
+    )
+    .map_err(sql)?;
+    Ok(())
+}
 
 /// Where an application stands. Provisioning adds the states after review.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -145,6 +213,20 @@ pub(crate) fn mail_seen(conn: &Connection, source_key: &str) -> Result<bool, kxc
     )
     .optional()
     .map(|o| o.is_some())
+    .map_err(sql)
+}
+
+/// The recorded outcome of the mail under this source key, if any.
+pub(crate) fn mail_outcome(
+    conn: &Connection,
+    source_key: &str,
+) -> Result<Option<String>, kxca_ca::Error> {
+    conn.query_row(
+        "SELECT outcome FROM intake_mails WHERE source_key = ?1",
+        [source_key],
+        |r| r.get(0),
+    )
+    .optional()
     .map_err(sql)
 }
 

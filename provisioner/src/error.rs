@@ -21,6 +21,10 @@ pub enum Error {
     CaFile { path: PathBuf, message: String },
     #[error("no application #{0}")]
     UnknownApplication(i64),
+    /// The parsing worker could not be started: a fault of this host, not
+    /// of the mail, so the pass fails and the mail is not counted.
+    #[error("the parsing worker could not be started: {0}")]
+    Worker(String),
 }
 
 /// Maps a rusqlite error inside a store transaction.

@@ -76,6 +76,7 @@ impl FormChecker for DetectOnly {
 pub struct IntakeChecker {
     policy: crate::intake::IntakePolicy,
     existing: Box<dyn crate::intake::ExistingAccounts>,
+    sandbox: Option<crate::sandbox::Sandbox>,
 }
 
 impl IntakeChecker {
@@ -83,20 +84,42 @@ impl IntakeChecker {
         policy: crate::intake::IntakePolicy,
         existing: Box<dyn crate::intake::ExistingAccounts>,
     ) -> IntakeChecker {
-        IntakeChecker { policy, existing }
+        IntakeChecker {
+            policy,
+            existing,
+            sandbox: None,
+        }
+    }
+
+    /// Parses every file in a worker process: the setting for files from
+    /// outside (see [`crate::sandbox`]).
+    pub fn contained(mut self, sandbox: crate::sandbox::Sandbox) -> IntakeChecker {
+        self.sandbox = Some(sandbox);
+        self
     }
 }
 
 impl FormChecker for IntakeChecker {
     fn check(&self, file_name: &str, bytes: &[u8]) -> FormCheck {
         use crate::intake::RowStatus;
-        match crate::intake::check_bytes_keeping(
-            file_name,
-            bytes,
-            &self.policy,
-            self.existing.as_ref(),
-            true,
-        ) {
+        let checked = match &self.sandbox {
+            Some(s) => crate::intake::check_bytes_contained(
+                file_name,
+                bytes,
+                &self.policy,
+                self.existing.as_ref(),
+                true,
+                s,
+            ),
+            None => crate::intake::check_bytes_keeping(
+                file_name,
+                bytes,
+                &self.policy,
+                self.existing.as_ref(),
+                true,
+            ),
+        };
+        match checked {
             Ok((report, copy)) => FormCheck::Form {
                 copy,
                 sheet: report.sheet.clone(),

@@ -1,6 +1,7 @@
 //! kxca provisioning: signup mail intake, the application queue, and the
 //! outbox through which every outbound mail is sent.
-#![forbid(unsafe_code)]
+// One `unsafe` block: setting rlimits between fork and exec (sandbox).
+#![deny(unsafe_code)]
 
 pub mod applications;
 mod error;
@@ -11,6 +12,7 @@ pub mod mail;
 pub mod outbox;
 pub mod receive;
 pub mod reply;
+pub mod sandbox;
 
 pub use error::Error;
 pub use mail::{fetch_once, FetchSummary};

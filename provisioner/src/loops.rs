@@ -54,7 +54,7 @@ impl NoReply {
 /// Outbox kinds that answer a received mail: they carry
 /// `Auto-Submitted: auto-replied` and count towards the per-sender limit.
 /// Every other kind is a notice that answers nothing (`auto-generated`).
-pub const ANSWER_KINDS: &[&str] = &["intake-reply"];
+pub const ANSWER_KINDS: &[&str] = &["intake-reply", "intake-rejected"];
 
 /// The `Auto-Submitted` value (RFC 3834 §5) of an outbox mail of `kind`.
 pub fn auto_submitted(kind: &str) -> &'static str {

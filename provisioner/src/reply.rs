@@ -49,7 +49,20 @@ mod phrase {
         "このファイルは既に受け付けております（新たな受付は行っておりません）。";
     pub const NOT_A_FORM: &str = "このファイルは利用申込書ではないため、受け付けておりません。";
     pub const IGNORED: &str = "次の添付ファイルは利用申込書ではないため、処理しておりません：";
+    pub const UNREADABLE: &str = "お送りいただいたメール（または添付ファイル）を読み取ることができなかったため、受け付けておりません。\nお手数ですが、利用申込書をExcelで開いて .xlsx 形式で保存し直し、そのファイルを添付して再度お送りください。";
     pub const CLOSING: &str = "このメールは送信専用アドレスから自動でお送りしています。\nご不明な点は全国設計事務所健康保険組合までお問い合わせください。";
+}
+
+/// Subject and body of the reply to a mail that could not be read at all
+/// (its structure, or a reader that was stopped or died twice).
+pub fn compose_unreadable() -> (String, String) {
+    let body = format!(
+        "{}\n\n{}\n\n{}\n",
+        phrase::GREETING,
+        phrase::UNREADABLE,
+        phrase::CLOSING
+    );
+    (phrase::SUBJECT.to_string(), body)
 }
 
 /// Subject and body of the reply.

@@ -1188,6 +1188,10 @@ impl Maintainer {
         let version = ostore::data_version(self.ca.store().conn())?;
         // A full sweep (refresh, renewals, CRL nextUpdate) once a minute.
         let sweep = now - self.last_sweep >= 60;
+        if sweep {
+            // Rows a crashed `kxca issue` left pending while the daemon runs.
+            self.ca.resolve_abandoned(&self.actor)?;
+        }
         if version != self.data_version || sweep {
             if sweep && self.ensure_responder_certs()? {
                 self.reload(true)?;

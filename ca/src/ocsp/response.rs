@@ -129,7 +129,7 @@ pub fn sign(
     let basic = basic
         .to_der()
         .map_err(|e| Error::encoding("BasicOCSPResponse", e))?;
-    OcspResponse {
+    let mut der = OcspResponse {
         response_status: Enumerated(0),
         response_bytes: Some(ResponseBytes {
             response_type: asn1::OCSP_BASIC,
@@ -137,5 +137,113 @@ pub fn sign(
         }),
     }
     .to_der()
-    .map_err(|e| Error::encoding("OCSPResponse", e))
+    .map_err(|e| Error::encoding("OCSPResponse", e))?;
+    if crate::fault::active("ocsp-corrupt") {
+        if let Some(last) = der.last_mut() {
+            *last ^= 0x01;
+        }
+    }
+    check(&der, cred, answers, this_update, next_update, nonce)?;
+    Ok(der)
+}
+
+/// Parses a signed response back and checks it answers exactly `answers`
+/// for the intended times, names this responder, and verifies with the key
+/// of the responder certificate it carries, before anyone stores or sends it.
+fn check(
+    der: &[u8],
+    cred: &Credential,
+    answers: &[(CertId, Status)],
+    this_update: i64,
+    next_update: i64,
+    nonce: Option<&[u8]>,
+) -> Result<(), Error> {
+    let bad = |m: String| Error::encoding("signed OCSP response", m);
+    let response =
+        OcspResponse::from_der(der).map_err(|e| bad(format!("does not parse back: {e}")))?;
+    let bytes = response
+        .response_bytes
+        .filter(|b| response.response_status.0 == 0 && b.response_type == asn1::OCSP_BASIC)
+        .ok_or_else(|| bad("not a successful basic response".to_string()))?;
+    let basic = BasicOcspResponse::from_der(bytes.response.as_bytes())
+        .map_err(|e| bad(format!("BasicOCSPResponse: {e}")))?;
+    let signed = basic
+        .tbs_response_data
+        .to_der()
+        .map_err(|e| bad(format!("ResponseData: {e}")))?;
+    let data = ResponseData::from_der(&signed).map_err(|e| bad(format!("ResponseData: {e}")))?;
+    let when = |t: &GeneralizedTime| t.to_unix_duration().as_secs() as i64;
+    match &data.responder_id {
+        ResponderId::ByKey(k) if k.as_bytes() == cred.key_hash.as_slice() => {}
+        _ => {
+            return Err(bad(
+                "responderID is not this responder's key hash".to_string()
+            ))
+        }
+    }
+    if when(&data.produced_at) != this_update || data.responses.len() != answers.len() {
+        return Err(bad(
+            "producedAt or the number of answers is not as intended".to_string(),
+        ));
+    }
+    for (single, (cert_id, status)) in data.responses.iter().zip(answers) {
+        let same_status = match (&single.cert_status, status) {
+            (CertStatus::Good(_), Status::Good) | (CertStatus::Unknown(_), Status::Unknown) => true,
+            (CertStatus::Revoked(info), Status::Revoked { at, reason }) => {
+                when(&info.revocation_time) == *at
+                    && info.revocation_reason.map_or(0, |r| r.0) == *reason
+            }
+            _ => false,
+        };
+        if &single.cert_id != cert_id
+            || !same_status
+            || when(&single.this_update) != this_update
+            || single.next_update.as_ref().map(when) != Some(next_update)
+        {
+            return Err(bad(format!(
+                "the answer for serial {} is not the one intended",
+                hex::encode(cert_id.serial_number.as_bytes())
+            )));
+        }
+    }
+    let echoed = data
+        .response_extensions
+        .as_ref()
+        .and_then(|exts| exts.iter().find(|e| e.extn_id == asn1::OCSP_NONCE))
+        .map(|e| e.extn_value.as_bytes());
+    if echoed != nonce {
+        return Err(bad("nonce is not the request's".to_string()));
+    }
+    if basic.signature_algorithm != cred.signer.algorithm().signature_algorithm() {
+        return Err(bad("signature algorithm is not the responder's".to_string()));
+    }
+    // The certificate a client checks the signature with is the one
+    // embedded: it must be this responder's, byte for byte.
+    let embedded = basic
+        .certs
+        .as_deref()
+        .map(|certs| certs.iter().map(Any::to_der).collect::<Result<Vec<_>, _>>())
+        .transpose()
+        .map_err(|e| bad(format!("certs: {e}")))?;
+    if embedded != Some(vec![cred.certificate.clone()]) {
+        return Err(bad(
+            "the embedded certificate is not the responder's".to_string()
+        ));
+    }
+    let responder = x509_cert::Certificate::from_der(&cred.certificate)
+        .map_err(|e| bad(format!("responder certificate: {e}")))?;
+    let spki = responder
+        .tbs_certificate()
+        .subject_public_key_info()
+        .to_der()
+        .map_err(|e| bad(format!("responder public key: {e}")))?;
+    let signature = basic
+        .signature
+        .as_bytes()
+        .ok_or_else(|| bad("signature has unused bits".to_string()))?;
+    kxca_hsm::verify(cred.signer.algorithm(), &spki, &signed, signature).map_err(|e| {
+        bad(format!(
+            "signature does not verify with the responder certificate's key: {e}"
+        ))
+    })
 }

@@ -123,6 +123,10 @@ pub(crate) struct NewCertificate<'a> {
     pub not_before: i64,
     pub not_after: i64,
     pub tbs: &'a [u8],
+    /// The issuing process (see [`process_owner`]).
+    pub owner: &'a str,
+    /// Where the PKCS#12 is to be written, when kxca writes it.
+    pub pkcs12_path: Option<&'a str>,
 }
 
 /// Records a to-be-signed certificate. Fails with a UNIQUE violation on a
@@ -135,9 +139,9 @@ pub(crate) fn insert_pending(
     let holder = serde_json::to_string(c.holder)
         .map_err(|e| InsertError::Other(crate::Error::encoding("holder", e)))?;
     match tx.execute(
-        "INSERT INTO certificates (serial, authority_id, profile, certificate_id, subject, email, holder, key_algorithm, not_before, not_after, state, tbs, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', ?11, ?12)",
-        params![c.serial, c.authority_id, c.profile, c.certificate_id, c.subject, c.email, holder, c.key_algorithm, c.not_before, c.not_after, c.tbs, now],
+        "INSERT INTO certificates (serial, authority_id, profile, certificate_id, subject, email, holder, key_algorithm, not_before, not_after, state, tbs, created_at, owner, pkcs12_path)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', ?11, ?12, ?13, ?14)",
+        params![c.serial, c.authority_id, c.profile, c.certificate_id, c.subject, c.email, holder, c.key_algorithm, c.not_before, c.not_after, c.tbs, now, c.owner, c.pkcs12_path],
     ) {
         Ok(_) => Ok(tx.last_insert_rowid()),
         Err(rusqlite::Error::SqliteFailure(e, _)) if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE => {
@@ -209,4 +213,126 @@ pub fn by_certificate_id(
         .map_err(sql)?;
     let rows = stmt.query_map([certificate_id], from_row).map_err(sql)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+}
+
+/// This process, as `pid:start` (start time in clock ticks since boot, from
+/// /proc), so a pending row can tell a live issuer from one that died: a
+/// reused pid has another start time.
+pub fn process_owner() -> String {
+    let pid = std::process::id();
+    format!("{pid}:{}", process_start(pid).unwrap_or_default())
+}
+
+fn process_start(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and ')'; fields after the
+    // last ')' start at field 3, so starttime (field 22) is the 20th.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19).map(str::to_string)
+}
+
+/// Whether the process that recorded `owner` is still running.
+pub fn owner_alive(owner: Option<&str>) -> bool {
+    let Some((pid, start)) = owner.and_then(|o| o.split_once(':')) else {
+        return false;
+    };
+    match pid.parse::<u32>() {
+        Ok(pid) => process_start(pid).is_some_and(|s| s == start),
+        Err(_) => false,
+    }
+}
+
+/// A row still `pending`: its issuer, and where its PKCS#12 was to go.
+#[derive(Debug, Clone)]
+pub struct PendingRow {
+    pub id: i64,
+    pub serial: String,
+    pub certificate_id: String,
+    pub owner: Option<String>,
+    pub pkcs12_path: Option<String>,
+    pub created_at: i64,
+}
+
+pub fn pending(conn: &Connection) -> Result<Vec<PendingRow>, Error> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, serial, certificate_id, owner, pkcs12_path, created_at FROM certificates
+             WHERE state = 'pending' ORDER BY id",
+        )
+        .map_err(sql)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(PendingRow {
+                id: r.get(0)?,
+                serial: r.get(1)?,
+                certificate_id: r.get(2)?,
+                owner: r.get(3)?,
+                pkcs12_path: r.get(4)?,
+                created_at: r.get(5)?,
+            })
+        })
+        .map_err(sql)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+}
+
+/// How many rows other than `except` are issued or pending with this
+/// PKCS#12 path (a file another issuance owns must not be touched).
+pub(crate) fn others_with_path(conn: &Connection, path: &str, except: i64) -> Result<i64, Error> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM certificates WHERE pkcs12_path = ?1 AND id != ?2 AND state IN ('pending', 'issued')",
+        params![path, except],
+        |r| r.get(0),
+    )
+    .map_err(sql)
+}
+
+/// Issued certificates that are neither revoked nor expired at `now`, with
+/// the PKCS#12 path kxca wrote, as (serial, certificate id, path).
+pub fn good_with_paths(
+    conn: &Connection,
+    now: i64,
+) -> Result<Vec<(String, String, String)>, Error> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT c.serial, c.certificate_id, c.pkcs12_path FROM certificates c
+             LEFT JOIN revocations r ON r.certificate = c.id
+             WHERE c.state = 'issued' AND r.certificate IS NULL AND c.not_after >= ?1
+               AND c.pkcs12_path IS NOT NULL ORDER BY c.id",
+        )
+        .map_err(sql)?;
+    let rows = stmt
+        .query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .map_err(sql)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+}
+
+/// Failed certificates that recorded a PKCS#12 path, as (id, serial, path).
+pub fn failed_with_paths(conn: &Connection) -> Result<Vec<(i64, String, String)>, Error> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, serial, pkcs12_path FROM certificates
+             WHERE state = 'failed' AND pkcs12_path IS NOT NULL ORDER BY id",
+        )
+        .map_err(sql)?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .map_err(sql)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_tells_live_from_gone() {
+        let me = process_owner();
+        assert!(owner_alive(Some(&me)), "{me}");
+        // Same pid, another start time: the pid was reused.
+        let (pid, _) = me.split_once(':').unwrap();
+        assert!(!owner_alive(Some(&format!("{pid}:1"))));
+        assert!(!owner_alive(Some("4294967295:1")));
+        assert!(!owner_alive(Some("garbage")));
+        assert!(!owner_alive(None));
+    }
 }

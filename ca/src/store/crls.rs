@@ -15,6 +15,20 @@ pub(crate) fn next_number(tx: &Transaction<'_>, authority_id: i64) -> Result<i64
     .map_err(sql)
 }
 
+/// thisUpdate of the newest CRL of an authority, if any (without its bytes).
+pub(crate) fn latest_this_update(
+    conn: &Connection,
+    authority_id: i64,
+) -> Result<Option<i64>, Error> {
+    conn.query_row(
+        "SELECT this_update FROM crls WHERE authority_id = ?1 ORDER BY number DESC LIMIT 1",
+        [authority_id],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(sql)
+}
+
 pub(crate) fn insert(
     tx: &Transaction<'_>,
     authority_id: i64,

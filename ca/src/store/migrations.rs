@@ -12,9 +12,9 @@ pub struct Migration {
 
 pub(super) const CA: &[Migration] = &[
     Migration {
-        version: 1,
-        description: "authorities, certificates, revocations, CRLs, audit",
-        sql: r#"
+    version: 1,
+    description: "authorities, certificates, revocations, CRLs, audit",
+    sql: r#"
 CREATE TABLE authorities (
     id            INTEGER PRIMARY KEY,
     name          TEXT NOT NULL UNIQUE,
@@ -83,6 +83,15 @@ CREATE TABLE audit (
     },
     Migration {
         version: 2,
+        description: "certificates: issuing process and PKCS#12 destination, to resolve rows a crash left pending",
+        sql: r#"
+ALTER TABLE certificates ADD COLUMN owner TEXT;
+ALTER TABLE certificates ADD COLUMN pkcs12_path TEXT;
+CREATE INDEX certificates_pending ON certificates(state) WHERE state = 'pending';
+"#,
+    },
+    Migration {
+        version: 3,
         description: "audit record: Merkle leaves and signed checkpoints",
         sql: r#"
 ALTER TABLE audit ADD COLUMN leaf_index INTEGER;

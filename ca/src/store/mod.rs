@@ -131,6 +131,17 @@ impl Store {
         Ok(out)
     }
 
+    /// Runs `f` in one read transaction: every query sees the same snapshot,
+    /// and no write lock is taken (the WAL lets writers go on meanwhile).
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        // Dropped without commit: a read transaction has nothing to keep.
+        f(&tx)
+    }
+
     /// Read-only access for queries.
     pub fn conn(&self) -> &Connection {
         &self.conn

@@ -21,8 +21,9 @@ pub(crate) fn insert(
     Ok(())
 }
 
-/// Calls `f(serial_hex, revoked_at, reason_code)` for every revoked,
-/// unexpired certificate of an authority, without loading them all at once.
+/// Calls `f(serial_hex, revoked_at, reason_code)` for every revoked
+/// certificate of an authority whose notAfter is at or after
+/// `not_expired_at`, without loading them all at once.
 pub fn for_each_revoked(
     conn: &Connection,
     authority_id: i64,

@@ -1,8 +1,9 @@
 //! Why a file could not be checked as a form at all.
 
 /// A file rejected as a whole. `Display` is English (logs, CLI);
-/// [`FormError::message_ja`] is for the applicant.
-#[derive(Debug, thiserror::Error)]
+/// [`FormError::message_ja`] is for the applicant. Serde: it comes back
+/// from the parsing worker.
+#[derive(Debug, serde::Serialize, serde::Deserialize, thiserror::Error)]
 pub enum FormError {
     #[error("{file}: not an application form: no sheet has the header titles (missing: {})", missing_titles.join(", "))]
     NotAForm {
@@ -17,7 +18,7 @@ pub enum FormError {
     #[error("{file}: too large: {what} is {size}, the limit is {limit}")]
     TooLarge {
         file: String,
-        what: &'static str,
+        what: String,
         size: u64,
         limit: u64,
     },
@@ -27,6 +28,14 @@ pub enum FormError {
     NoRows { file: String, sheet: String },
     #[error("{file}: {detail}")]
     Io { file: String, detail: String },
+    /// The reader was stopped or died (see `crate::sandbox`).
+    #[error("{file}: could not be read: {detail}")]
+    Unreadable {
+        file: String,
+        /// The `Contained` code, e.g. `reader_memory`.
+        reason: String,
+        detail: String,
+    },
 }
 
 impl FormError {
@@ -40,6 +49,7 @@ impl FormError {
             FormError::TooManyRows { .. } => "too_many_rows",
             FormError::NoRows { .. } => "no_rows",
             FormError::Io { .. } => "unreadable",
+            FormError::Unreadable { .. } => "could_not_read",
         }
     }
 
@@ -51,7 +61,8 @@ impl FormError {
             | FormError::TooLarge { file, .. }
             | FormError::TooManyRows { file, .. }
             | FormError::NoRows { file, .. }
-            | FormError::Io { file, .. } => file,
+            | FormError::Io { file, .. }
+            | FormError::Unreadable { file, .. } => file,
         }
     }
 

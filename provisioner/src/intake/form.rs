@@ -9,7 +9,9 @@ use super::policy::{Field, IntakePolicy};
 use super::reader::{Grid, Workbook};
 
 /// One application row as read: every column's cell, except that password
-/// cells are reduced to whether something was typed.
+/// cells are reduced to whether something was typed (so no password
+/// crosses the parsing worker's pipe).
+#[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) struct RawRow {
     /// 1-based spreadsheet row number.
     pub row: u32,
@@ -24,10 +26,12 @@ impl RawRow {
     }
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) struct Table {
     pub sheet: String,
     pub rows: Vec<RawRow>,
     /// The form's sheet re-rendered without its passwords, when asked for.
+    #[serde(default)]
     pub copy: Option<RedactedCopy>,
 }
 
@@ -36,14 +40,58 @@ pub(crate) struct Table {
 /// Nothing of the original file's bytes is carried over (no shared-string
 /// table, no cached values, no other sheets), so no typed password can
 /// survive in it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(into = "RedactedCopyWire")]
 pub struct RedactedCopy {
-    /// The .xlsx bytes.
+    /// The .xlsx bytes (rendered by the parsing worker).
     pub bytes: Vec<u8>,
     /// The original's format as told by content: `xlsx`, `ods` or `xls`.
     pub original_format: &'static str,
     /// Password cells that held something and were left empty.
     pub blanked_cells: u32,
+}
+
+/// [`RedactedCopy`] on the parsing worker's pipe.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RedactedCopyWire {
+    #[serde(with = "crate::sandbox::b64")]
+    bytes: Vec<u8>,
+    original_format: String,
+    blanked_cells: u32,
+}
+
+impl From<RedactedCopy> for RedactedCopyWire {
+    fn from(c: RedactedCopy) -> Self {
+        RedactedCopyWire {
+            bytes: c.bytes,
+            original_format: c.original_format.to_string(),
+            blanked_cells: c.blanked_cells,
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RedactedCopy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        RedactedCopy::try_from(RedactedCopyWire::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl TryFrom<RedactedCopyWire> for RedactedCopy {
+    type Error = String;
+
+    fn try_from(w: RedactedCopyWire) -> Result<Self, String> {
+        let original_format = match w.original_format.as_str() {
+            "xlsx" => "xlsx",
+            "ods" => "ods",
+            "xls" => "xls",
+            other => return Err(format!("unknown original format {other:?}")),
+        };
+        Ok(RedactedCopy {
+            bytes: w.bytes,
+            original_format,
+            blanked_cells: w.blanked_cells,
+        })
+    }
 }
 
 /// A header candidate: which column holds which field.

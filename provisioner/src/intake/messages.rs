@@ -86,6 +86,9 @@ pub fn form_error_ja(e: &FormError) -> String {
             "「{file}」に申込内容が入力されていません"
         ),
         FormError::Io { file, .. } => format!("「{file}」を読み込めませんでした"),
+        FormError::Unreadable { file, .. } => format!(
+            "「{file}」を読み取れませんでした。お手数ですが、Excelで開いて .xlsx 形式で保存し直し、もう一度お送りください"
+        ),
     }
 }
 

@@ -6,7 +6,7 @@ use unicode_normalization::UnicodeNormalization;
 
 /// One spreadsheet cell as read, before normalisation. Password cells are
 /// never read into one of these (the reader keeps only their presence).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Cell {
     Empty,
     Text(String),

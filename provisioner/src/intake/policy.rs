@@ -13,6 +13,13 @@ use super::normalize;
 #[serde(deny_unknown_fields)]
 pub struct IntakePolicy {
     pub limits: Limits,
+    /// Limits on the worker process that parses each file and mail.
+    #[serde(default)]
+    pub sandbox: crate::sandbox::SandboxLimits,
+    /// The text this policy was parsed from: the parsing worker gets the
+    /// policy over its pipe, not a path into the home.
+    #[serde(skip)]
+    pub(crate) source: String,
     pub columns: Columns,
     pub centres: Centres,
     pub union: Union,
@@ -389,6 +396,8 @@ impl IntakePolicy {
         if p.limits.max_rows == 0 {
             return Err(invalid("[limits] max_rows must be at least 1".into()));
         }
+        p.sandbox.validate().map_err(invalid)?;
+        p.source = text.to_string();
         p.centres.codes = p
             .centres
             .codes

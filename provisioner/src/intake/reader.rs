@@ -32,9 +32,9 @@ impl GridRow {
 
 /// Rows allowed above and around the table (titles, notes) on top of the
 /// policy's application rows, before reading stops.
-const SLACK_ROWS: u64 = 1000;
+pub(super) const SLACK_ROWS: u64 = 1000;
 /// Cells per row kept before a sheet counts as too large.
-const MAX_CELLS_PER_ROW: u64 = 256;
+pub(super) const MAX_CELLS_PER_ROW: u64 = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
@@ -62,7 +62,7 @@ impl<'a> Workbook<'a> {
         if bytes.len() as u64 > limits.max_file_bytes {
             return Err(FormError::TooLarge {
                 file: file_s,
-                what: "the file",
+                what: "the file".into(),
                 size: bytes.len() as u64,
                 limit: limits.max_file_bytes,
             });
@@ -78,9 +78,12 @@ impl<'a> Workbook<'a> {
             Format::Ods => Inner::Ods(Box::new(
                 Ods::new(Cursor::new(bytes)).map_err(|e| corrupt(e.to_string()))?,
             )),
-            Format::Xls => Inner::Xls(Box::new(
-                Xls::new(Cursor::new(bytes)).map_err(|e| corrupt(e.to_string()))?,
-            )),
+            Format::Xls => {
+                super::precheck::xls(file, bytes, limits)?;
+                Inner::Xls(Box::new(
+                    Xls::new(Cursor::new(bytes)).map_err(|e| corrupt(e.to_string()))?,
+                ))
+            }
         };
         Ok(Workbook {
             file: file_s,
@@ -176,7 +179,7 @@ impl<'l> Accumulator<'l> {
         if self.cells > max_rows * MAX_CELLS_PER_ROW {
             return Err(FormError::TooLarge {
                 file: self.file.to_string(),
-                what: "the number of cells",
+                what: "the number of cells".into(),
                 size: self.cells,
                 limit: max_rows * MAX_CELLS_PER_ROW,
             });
@@ -290,9 +293,9 @@ fn sniff(file: &str, bytes: &[u8], limits: &Limits) -> Result<Format, FormError>
         file: file.to_string(),
         detail: d,
     };
-    let too_large = |what: &'static str, size: u64, limit: u64| FormError::TooLarge {
+    let too_large = |what: &str, size: u64, limit: u64| FormError::TooLarge {
         file: file.to_string(),
-        what,
+        what: what.to_string(),
         size,
         limit,
     };
@@ -340,30 +343,64 @@ fn sniff(file: &str, bytes: &[u8], limits: &Limits) -> Result<Format, FormError>
             file: file.to_string(),
         });
     };
-    // Declared sizes can lie: inflate once into nothing, counting, and stop
-    // at the limit.
+    // Declared sizes can lie: inflate once, counting, and stop at the
+    // limit. The parts calamine would hold whole (an .ods's content, an
+    // .xlsx's shared strings) are scanned on the way.
     let mut actual: u64 = 0;
-    let mut sink = [0u8; 16 * 1024];
     for i in 0..zip.len() {
-        let mut entry = zip
+        let entry = zip
             .by_index(i)
             .map_err(|e| corrupt(format!("zip entry {i}: {e}")))?;
-        loop {
-            let n = entry
-                .read(&mut sink)
-                .map_err(|e| corrupt(format!("zip entry {i}: {e}")))?;
-            if n == 0 {
-                break;
+        let name = entry
+            .name()
+            .map_err(|e| corrupt(format!("zip: {e}")))?
+            .to_string();
+        let mut counted = std::io::BufReader::new(Counted {
+            inner: entry,
+            total: &mut actual,
+            limit: limits.max_decompressed_bytes,
+        });
+        let scanned = match (format, name.as_str()) {
+            (Format::Ods, "content.xml") => {
+                super::precheck::ods_content(file, &mut counted, limits)
             }
-            actual += n as u64;
-            if actual > limits.max_decompressed_bytes {
-                return Err(too_large(
-                    "the uncompressed size",
-                    actual,
-                    limits.max_decompressed_bytes,
-                ));
+            (Format::Xlsx, "xl/sharedStrings.xml") => {
+                super::precheck::xlsx_shared_strings(file, &mut counted, limits)
             }
+            _ => std::io::copy(&mut counted, &mut std::io::sink())
+                .map(|_| ())
+                .map_err(|e| corrupt(format!("zip entry {name}: {e}"))),
+        };
+        drop(counted);
+        // Past the limit the reader fails: report the size, not the
+        // parse error it caused.
+        if actual > limits.max_decompressed_bytes {
+            return Err(too_large(
+                "the uncompressed size",
+                actual,
+                limits.max_decompressed_bytes,
+            ));
         }
+        scanned?;
     }
     Ok(format)
+}
+
+/// A zip entry's reader that counts what it inflates into a total shared
+/// by all entries and fails once the total passes the limit.
+struct Counted<'t, R> {
+    inner: R,
+    total: &'t mut u64,
+    limit: u64,
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        *self.total += n as u64;
+        if *self.total > self.limit {
+            return Err(std::io::Error::other("uncompressed size over the limit"));
+        }
+        Ok(n)
+    }
 }

@@ -18,7 +18,7 @@ use secrecy::ExposeSecret;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use super::FetchSummary;
+use super::{Destination, FetchSummary};
 use crate::receive::Receiver;
 use crate::Error;
 
@@ -57,6 +57,7 @@ pub async fn fetch(
     let mut session = connect(config).await?;
     // Creating an existing folder fails harmlessly; a real failure shows at MOVE.
     let _ = tokio::time::timeout(limit(config), session.create(&config.processed_folder)).await;
+    let _ = tokio::time::timeout(limit(config), session.create(&config.rejected_folder)).await;
     let mailbox = within(
         limit(config),
         &format!("SELECT {}", config.mailbox),
@@ -87,7 +88,16 @@ pub async fn fetch(
         .and_then(|f| f.size)
         .unwrap_or(0) as usize;
         let outcome = if size > receiver.limits.max_message_bytes {
-            receiver.reject_too_large(store, &key, size, clock.now())?
+            // Only the header is fetched, to tell whom to answer.
+            let head = within(
+                limit(config),
+                &format!("UID FETCH {uid} BODY.PEEK[HEADER]"),
+                fetch_one(&mut session, uid, "BODY.PEEK[HEADER]"),
+            )
+            .await
+            .map_err(&err)?;
+            let head = head.as_ref().and_then(|f| f.header());
+            receiver.reject_too_large(store, &key, size, head, clock.now())?
         } else {
             let fetched = within(
                 limit(config),
@@ -108,15 +118,20 @@ pub async fn fetch(
             receiver.receive(store, &key, raw, clock.now())?
         };
         summary.count(&outcome);
+        let folder = match Destination::of(&outcome) {
+            Destination::Processed => &config.processed_folder,
+            Destination::Rejected => &config.rejected_folder,
+            Destination::Stay => continue,
+        };
         // MOVE of a UID that is gone is a no-op, so repeating it is safe.
         within(
             limit(config),
-            &format!("UID MOVE {uid} {}", config.processed_folder),
-            session.uid_mv(uid.to_string(), &config.processed_folder),
+            &format!("UID MOVE {uid} {folder}"),
+            session.uid_mv(uid.to_string(), folder),
         )
         .await
         .map_err(&err)?;
-        tracing::info!(uid, uidvalidity, "message processed and moved");
+        tracing::info!(uid, uidvalidity, folder, "message processed and moved");
     }
     let _ = tokio::time::timeout(limit(config), session.logout()).await;
     Ok(summary)

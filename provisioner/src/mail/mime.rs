@@ -2,12 +2,13 @@
 //! forwarded messages walked and hostile structure bounded.
 
 use mail_parser::{HeaderName, Message, MessageParser, MimeHeaders, PartType};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::names;
 
 /// Bounds on what one mail may be; past them the mail is rejected whole.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Limits {
     pub max_message_bytes: usize,
     /// Nesting of multiparts and forwarded messages.
@@ -26,7 +27,7 @@ impl Default for Limits {
 }
 
 /// Why a mail could not be read at all.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum MimeError {
     #[error("message is {size} bytes, above the limit of {limit}")]
     TooLarge { size: usize, limit: usize },
@@ -51,7 +52,7 @@ impl MimeError {
 }
 
 /// What a file is, told by its first bytes (never by name or MIME type).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FileKind {
     /// `PK\x03\x04`: .xlsx or .ods.
     Zip,
@@ -78,12 +79,15 @@ impl FileKind {
 }
 
 /// One attached file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Attachment {
     /// Decoded file name; `添付ファイル<N>` when the part has none.
     pub name: String,
     pub content_type: String,
     pub kind: FileKind,
+    /// Base64 on the worker's pipe: JSON arrays of numbers would be four
+    /// times the size.
+    #[serde(with = "crate::sandbox::b64")]
     pub bytes: Vec<u8>,
     /// Lower-case hex SHA-256 of `bytes`.
     pub sha256: String,
@@ -92,7 +96,7 @@ pub struct Attachment {
 }
 
 /// A received mail, reduced to what intake needs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReceivedMail {
     /// The Message-ID without angle brackets; for a mail without one, a
     /// stable id derived from its bytes so duplicates are still recognised.
@@ -113,7 +117,7 @@ pub struct ReceivedMail {
 
 /// The headers and structure that tell a mail written by a program (an
 /// out-of-office answer, a bounce, a list) from one written by a person.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AutoSignals {
     /// `Auto-Submitted`, lower-cased, without comments or parameters.
     pub auto_submitted: Option<String>,
@@ -133,7 +137,7 @@ pub struct AutoSignals {
 }
 
 /// What a delivery-status notification (RFC 3464) reports.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryReport {
     /// Message-IDs (without brackets) the report may be about: its
     /// `Original-Message-ID` field, the returned message or headers, and
@@ -143,7 +147,7 @@ pub struct DeliveryReport {
 }
 
 /// One per-recipient block of a delivery-status report.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecipientStatus {
     /// `Final-Recipient` (else `Original-Recipient`) without its address type.
     pub recipient: String,
@@ -155,17 +159,65 @@ pub struct RecipientStatus {
     pub diagnostic: Option<String>,
 }
 
-/// Parses `raw` within `limits`.
+/// Why a mail could not be read: its content, or the worker reading it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    #[error("{0}")]
+    Mime(#[from] MimeError),
+    #[error("{0}")]
+    Contained(#[from] crate::sandbox::Contained),
+}
+
+/// Parses `raw` within `limits` in a worker process (see
+/// [`crate::sandbox`]): the only way the mail path reads a message.
+pub fn read_contained(
+    raw: &[u8],
+    limits: &Limits,
+    sandbox: &crate::sandbox::Sandbox,
+) -> Result<ReceivedMail, ReadError> {
+    // Refused before a process is started for it.
+    if raw.len() > limits.max_message_bytes {
+        return Err(MimeError::TooLarge {
+            size: raw.len(),
+            limit: limits.max_message_bytes,
+        }
+        .into());
+    }
+    let job = crate::sandbox::Job::Mail { limits: *limits };
+    let answer: Result<ReceivedMail, MimeError> = sandbox.run(&job, raw)?;
+    Ok(answer?)
+}
+
+/// Parses `raw` within `limits`, in this process. For tests and tools;
+/// received mail goes through [`read_contained`].
 pub fn read(raw: &[u8], limits: &Limits) -> Result<ReceivedMail, MimeError> {
+    let message = parse(raw, limits)?;
+    reduce(raw, &message, limits)
+}
+
+/// [`read`] for the worker: the parsed message is leaked, not dropped, as
+/// mail-parser drops a deeply nested message recursively and can overflow
+/// the stack doing it. Only for a process that exits right after.
+pub(crate) fn read_and_leak(raw: &[u8], limits: &Limits) -> Result<ReceivedMail, MimeError> {
+    let message = parse(raw, limits)?;
+    let out = reduce(raw, &message, limits);
+    std::mem::forget(message);
+    out
+}
+
+fn parse<'x>(raw: &'x [u8], limits: &Limits) -> Result<Message<'x>, MimeError> {
     if raw.len() > limits.max_message_bytes {
         return Err(MimeError::TooLarge {
             size: raw.len(),
             limit: limits.max_message_bytes,
         });
     }
-    let message = MessageParser::default()
+    MessageParser::default()
         .parse(raw)
-        .ok_or(MimeError::Unparseable)?;
+        .ok_or(MimeError::Unparseable)
+}
+
+fn reduce(raw: &[u8], message: &Message<'_>, limits: &Limits) -> Result<ReceivedMail, MimeError> {
     if message.parts.is_empty() {
         return Err(MimeError::Unparseable);
     }
@@ -177,7 +229,7 @@ pub fn read(raw: &[u8], limits: &Limits) -> Result<ReceivedMail, MimeError> {
         status_blocks: None,
         returned_ids: Vec::new(),
     };
-    walk.part(&message, 0, 0, false)?;
+    walk.part(message, 0, 0, false)?;
 
     let message_id = match message.message_id() {
         Some(id) if !id.trim().is_empty() => id.trim().to_string(),
@@ -207,7 +259,7 @@ pub fn read(raw: &[u8], limits: &Limits) -> Result<ReceivedMail, MimeError> {
     if references.is_empty() {
         references.extend(in_reply_to.iter().cloned());
     }
-    let auto = auto_signals(&message, &mut walk, &in_reply_to, &references);
+    let auto = auto_signals(message, &mut walk, &in_reply_to, &references);
     Ok(ReceivedMail {
         message_id,
         reply_to,

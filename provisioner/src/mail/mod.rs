@@ -26,12 +26,14 @@ pub struct FetchSummary {
     pub not_answered: usize,
     /// Recorded in an earlier pass that did not finish moving them.
     pub already_processed: usize,
+    /// Left in the mailbox after a failed read, for the next pass.
+    pub deferred: usize,
 }
 
 impl FetchSummary {
     fn count(&mut self, r: &Received) {
         match r {
-            Received::AlreadyProcessed => self.already_processed += 1,
+            Received::AlreadyProcessed | Received::AlreadyRejected => self.already_processed += 1,
             Received::Processed {
                 applications,
                 duplicates,
@@ -45,6 +47,27 @@ impl FetchSummary {
             }
             Received::DuplicateMail { .. } => self.duplicate_mails += 1,
             Received::Rejected { .. } => self.rejected += 1,
+            Received::Deferred { .. } => self.deferred += 1,
+        }
+    }
+}
+
+/// Where a mail goes after it is received.
+pub(crate) enum Destination {
+    /// The processed folder (Maildir `cur/`).
+    Processed,
+    /// The rejected folder.
+    Rejected,
+    /// Nowhere yet: read again at the next pass.
+    Stay,
+}
+
+impl Destination {
+    pub(crate) fn of(r: &Received) -> Destination {
+        match r {
+            Received::Rejected { .. } | Received::AlreadyRejected => Destination::Rejected,
+            Received::Deferred { .. } => Destination::Stay,
+            _ => Destination::Processed,
         }
     }
 }
