@@ -153,6 +153,22 @@ fn tampering_with_the_event_table_is_named() {
         "{stdout}"
     );
 
+    // Inserted in the middle: the later rows moved up one id to make room.
+    restore(&ca, &pristine);
+    sqlite(
+        &ca,
+        "UPDATE audit SET id = id + 100000 WHERE id >= 5; \
+         UPDATE audit SET id = id - 99999 WHERE id >= 100000; \
+         INSERT INTO audit (id, at, actor, action, serial, detail) \
+         VALUES (5, 1796600000, 'admin', 'ca.init', NULL, '{}');",
+    );
+    let (ok, fails, stdout) = verify(&ca, &[]);
+    assert!(!ok, "row inserted in the middle verified: {stdout}");
+    assert!(
+        fails[0].starts_with("FAIL event 5 (") && fails[0].contains("inserted"),
+        "{stdout}"
+    );
+
     // Reordered: two rows swap places (their ids), content untouched.
     restore(&ca, &pristine);
     sqlite(
