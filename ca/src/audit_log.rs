@@ -580,6 +580,7 @@ fn verify_tree(
     good.sort_by_key(|c| c.size);
     let size = tree.size() as i64;
     let mut last_match: i64 = 0;
+    let mut mismatched: HashSet<i64> = HashSet::new();
     for cp in &good {
         let finding = |message: String| Finding {
             kind: "checkpoint",
@@ -589,14 +590,27 @@ fn verify_tree(
             message: format!("checkpoint {}: {message}", cp.size),
         };
         if cp.size > size {
-            findings.push(finding(format!(
-                "it signs {} events but the log has {size}: deleted: the events from leaf \
-                 {size} on are missing",
-                cp.size
-            )));
+            // Only a gap at the end is named here; one in the middle was
+            // named row by row above.
+            let present = order.last().map_or(0, |(li, _)| li + 1);
+            findings.push(finding(if present < cp.size {
+                format!(
+                    "it signs {} events but the log has {size}: deleted: the events from leaf \
+                     {present} on are missing",
+                    cp.size
+                )
+            } else {
+                format!(
+                    "it signs {} events but the log has {size}: deleted: {} of them are missing",
+                    cp.size,
+                    cp.size - size
+                )
+            }));
+            mismatched.insert(cp.size);
             continue;
         }
         if tree.root(cp.size as usize) != cp.root {
+            mismatched.insert(cp.size);
             findings.push(finding(format!(
                 "the log no longer hashes to its signed root: an event between {} and {} was \
                  changed after it was signed",
@@ -607,9 +621,15 @@ fn verify_tree(
         }
         last_match = cp.size;
     }
+    // The proof comes from the log: where a root already does not match,
+    // that finding says more than a failed proof would.
     for pair in good.windows(2) {
         let (a, b) = (&pair[0], &pair[1]);
-        if b.size > size || a.size == 0 {
+        if b.size > size
+            || a.size == 0
+            || mismatched.contains(&a.size)
+            || mismatched.contains(&b.size)
+        {
             continue;
         }
         let proof = tree.consistency_proof(a.size as usize, b.size as usize);
