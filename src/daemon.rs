@@ -29,7 +29,7 @@ pub fn run(home: Home, actor: &str) -> Result<()> {
     // certificates, pre-signed answers, CRLs.
     // What it signs on its own (CRLs, answers, responder certificates) is
     // the daemon's act in the audit trail, not the act of whoever started it.
-    let (_engine, mut maintainer) = Maintainer::start(ca, "kxca-daemon")?;
+    let mut maintainer = Maintainer::start(ca, "kxca-daemon")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -127,7 +127,10 @@ pub fn run(dir: Option<PathBuf>, actor: &str) -> Result<()> {
     println!("-- 5. pre-sign OCSP responses with a delegated responder certificate");
     let home = ca.home().clone();
     let ocsp_url = ca.config().publication.ocsp_url.clone();
-    let (engine, _maintainer) = kxca_ca::ocsp::Maintainer::start(ca, actor)?;
+    let clock = ca.clock().clone();
+    drop(kxca_ca::ocsp::Maintainer::start(ca, actor)?);
+    // Shown as `kxca serve` would answer: read back from the store.
+    let (engine, _publisher) = kxca_responder::Publisher::start(home.clone(), clock)?;
     let revoked_serial: Serial = revoked.serial.parse()?;
     let revoked_response = home.root().join("ocsp-revoked.der");
     if let Some(c) = engine.presigned(revoked_serial.as_bytes(), kxca_ca::ocsp::HashAlg::Sha1) {

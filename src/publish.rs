@@ -15,6 +15,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use kxca_ca::ocsp::Maintainer;
 use kxca_ca::{Ca, Clock, Home};
+use kxca_responder::Publisher;
 
 #[derive(Args, Debug)]
 pub struct PublishArgs {
@@ -84,10 +85,14 @@ fn remove(dir: &Path, rel: &str) -> Result<bool> {
 
 pub fn run(home: Home, args: PublishArgs, actor: &str) -> Result<()> {
     let audit_dir = kxca_ca::audit_log::publish_dir(&home);
-    let ca = Ca::open(home, Clock::system())?;
+    let ca = Ca::open(home.clone(), Clock::system())?;
+    let clock = ca.clock().clone();
     // Starting the maintainer signs whatever is missing or due, exactly as
     // `kxca daemon` would, so the export is never staler than the service.
-    let (engine, _maintainer) = Maintainer::start(ca, actor)?;
+    drop(Maintainer::start(ca, actor)?);
+    // What is exported is what `kxca serve` would answer: read back from
+    // the store by the public role's reader.
+    let (engine, _publisher) = Publisher::start(home, clock)?;
     let dir = &args.dir;
     let before = previous(dir)?;
     let mut now = BTreeSet::new();

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use kxca_ca::ocsp::Publisher;
 use kxca_ca::{Clock, Config, Home};
+use kxca_responder::Publisher;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -62,7 +62,7 @@ pub fn run(home: Home, args: ServeArgs) -> Result<()> {
         let mut tasks: JoinSet<Result<&'static str>> = JoinSet::new();
         let http_stop = raised(stop_rx.clone());
         tasks.spawn(async move {
-            kxca_ca::http::serve(engine, listener, config, http_stop).await?;
+            kxca_responder::serve(engine, listener, config, http_stop).await?;
             Ok("http")
         });
         let pub_stop = stop_rx.clone();

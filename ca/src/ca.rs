@@ -418,7 +418,7 @@ impl Ca {
         let config = Config::load(&home.config())?;
         // Before any key is made: a production home whose responder would
         // share the CA keys' PIN or token is refused with nothing created.
-        crate::ocsp::engine::responder_secret_checked(
+        crate::ocsp::responder_key::responder_secret_checked(
             &config,
             home,
             config.ocsp.responder_key.as_deref().unwrap_or_default(),
@@ -532,8 +532,8 @@ impl Ca {
         // right after init, before `kxca daemon` has ever run.
         let issuing_authority = authorities::active(store.conn(), AuthorityRole::Issuing)?;
         let (responder, responder_ref) =
-            crate::ocsp::engine::open_responder_key(&config, home, true)?;
-        crate::ocsp::engine::issue_responder_cert(
+            crate::ocsp::responder_key::open_responder_key(&config, home, true)?;
+        crate::ocsp::responder_cert::issue_and_record(
             &mut store,
             &issuing_authority,
             issuing_key.as_ref(),

@@ -28,7 +28,7 @@ pub struct Config {
     pub ocsp: crate::ocsp::OcspConfig,
     /// The HTTP listener of `kxca serve`.
     #[serde(default)]
-    pub serve: crate::http::ServeConfig,
+    pub serve: crate::ServeConfig,
     #[serde(default)]
     pub mail: Option<crate::mail_config::MailConfig>,
     /// `[audit]`: the key that signs checkpoints of the audit record.

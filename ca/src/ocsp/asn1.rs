@@ -21,6 +21,13 @@ pub const KP_OCSP_SIGNING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.
 pub const SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
 pub const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
 
+/// The hash algorithm of a CertID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HashAlg {
+    Sha1,
+    Sha256,
+}
+
 /// An ASN.1 ENUMERATED that fits a byte (OCSPResponseStatus, CRLReason).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Enumerated(pub u8);

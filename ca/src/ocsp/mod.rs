@@ -1,26 +1,26 @@
-//! The OCSP responder (RFC 6960, RFC 5019 lightweight profile).
+//! The OCSP responder's CA side (RFC 6960, RFC 5019 lightweight profile):
+//! what both roles share and what only the key holder does. The network
+//! face (answer path, caches, HTTP) is the `kxca-responder` crate.
 //!
 //! - [`asn1`]: the RFC 6960 structures;
-//! - [`request`]: parsing POST bodies and GET paths;
 //! - [`response`]: signing responses with the delegated responder;
-//! - `responder_cert`: issuing that responder's certificate;
-//! - `store`: its tables (migration component "ocsp");
-//! - [`engine`]: answering from pre-signed responses ([`Publisher`], the
-//!   keyless public role), and keeping them fresh ([`Maintainer`], the
-//!   private role that holds the CA keys);
-//! - `live`: the bounds on signing per request (budget, unknown-serial cache).
+//! - [`issuer`]: the issuing CAs answered for, by CertID hashes;
+//! - [`responder_key`]: opening the delegated responder key with its own secret;
+//! - `responder_cert`: issuing that responder's certificate (CA key);
+//! - [`store`]: its tables (migration component "ocsp");
+//! - [`Maintainer`]: the private role that holds the CA keys and keeps the
+//!   store's answers, responder certificates and CRLs fresh.
 
 pub mod asn1;
 mod config;
-pub mod engine;
-mod live;
-pub mod request;
-mod responder_cert;
+pub mod issuer;
+mod maintainer;
+pub(crate) mod responder_cert;
+pub mod responder_key;
 pub mod response;
-mod store;
+pub mod store;
 
+pub use asn1::HashAlg;
 pub use config::{NoncePolicy, OcspConfig};
-pub use engine::{Answer, Cached, Engine, HealthCheck, Maintainer, Published, Publisher};
-pub use live::LiveStats;
-pub use request::{HashAlg, ParsedRequest, RequestError};
+pub use maintainer::Maintainer;
 pub use response::Status;

@@ -8,7 +8,11 @@ use x509_cert::ext::pkix::KeyUsages;
 use x509_cert::ext::Extension;
 
 use super::asn1;
+use super::config::OcspConfig;
+use super::store::{self as ostore};
+use crate::store::audit;
 use crate::x509::{self, DnAttr, TbsCertificate};
+use crate::Store;
 use crate::{Authority, Error, Serial};
 
 /// A freshly signed responder certificate.
@@ -72,5 +76,60 @@ pub(crate) fn issue(
         serial,
         not_before,
         not_after,
+    })
+}
+
+/// Has `ca_signer` certify the responder key for `a` (RFC 6960 delegated
+/// responder) and records it, with its audit event, in one transaction.
+/// The daemon's renewals and `kxca init` both come here.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn issue_and_record(
+    store: &mut Store,
+    a: &Authority,
+    ca_signer: &dyn Signer,
+    responder_key: &dyn Signer,
+    key_ref: &str,
+    union: &str,
+    policy: &OcspConfig,
+    now: i64,
+    actor: &str,
+) -> Result<ostore::ResponderCertRow, Error> {
+    store.migrate("ocsp", ostore::MIGRATIONS)?;
+    let issued = issue(
+        a,
+        ca_signer,
+        responder_key,
+        union,
+        now,
+        policy.responder_cert_days,
+    )?;
+    let serial = issued.serial.to_hex();
+    let id = store.write(|tx| {
+        let id = ostore::insert_responder_cert(
+            tx,
+            a.id,
+            key_ref,
+            &serial,
+            &issued.der,
+            issued.not_before,
+            issued.not_after,
+            now,
+        )?;
+        audit::append(
+            tx,
+            now,
+            actor,
+            "ocsp.responder_certificate",
+            Some(&serial),
+            serde_json::json!({"authority": a.name, "key": key_ref, "not_after": crate::rfc3339(issued.not_after)}),
+        )?;
+        Ok(id)
+    })?;
+    tracing::info!(authority = %a.name, serial = %serial, "OCSP responder certificate issued");
+    Ok(ostore::ResponderCertRow {
+        id,
+        key_ref: key_ref.to_string(),
+        certificate: issued.der,
+        not_after: issued.not_after,
     })
 }

@@ -5,12 +5,12 @@ use std::collections::HashMap;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use super::request::HashAlg;
+use super::asn1::HashAlg;
 use super::response::Status;
 use crate::store::{sql, Migration};
 use crate::Error;
 
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+pub const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     description: "OCSP responder certificates and pre-signed responses",
     sql: r#"
@@ -49,7 +49,7 @@ impl HashAlg {
 
 /// A responder certificate as stored.
 #[derive(Debug, Clone)]
-pub(crate) struct ResponderCertRow {
+pub struct ResponderCertRow {
     pub id: i64,
     pub key_ref: String,
     pub certificate: Vec<u8>,
@@ -57,7 +57,7 @@ pub(crate) struct ResponderCertRow {
 }
 
 /// The newest responder certificate of an authority.
-pub(crate) fn latest_responder_cert(
+pub fn latest_responder_cert(
     conn: &Connection,
     authority_id: i64,
 ) -> Result<Option<ResponderCertRow>, Error> {
@@ -100,7 +100,7 @@ pub(crate) fn insert_responder_cert(
 
 /// One pre-signed response row.
 #[derive(Debug, Clone)]
-pub(crate) struct ResponseRow {
+pub struct ResponseRow {
     pub authority_id: i64,
     pub hash: HashAlg,
     pub serial: String,
@@ -134,7 +134,7 @@ pub(crate) fn delete_expired(tx: &Transaction<'_>, now: i64) -> Result<usize, Er
     .map_err(sql)
 }
 
-pub(crate) fn all_responses(conn: &Connection) -> Result<Vec<ResponseRow>, Error> {
+pub fn all_responses(conn: &Connection) -> Result<Vec<ResponseRow>, Error> {
     let mut stmt = conn
         .prepare("SELECT authority_id, hash_alg, serial, status, responder, this_update, next_update, der FROM ocsp_responses")
         .map_err(sql)?;
@@ -160,16 +160,19 @@ pub(crate) fn all_responses(conn: &Connection) -> Result<Vec<ResponseRow>, Error
     rows.collect::<Result<Vec<_>, _>>().map_err(sql)
 }
 
+/// Issued certificates by authority id, then serial bytes.
+pub type Statuses = HashMap<i64, HashMap<Box<[u8]>, KnownCert>>;
+
 /// A certificate's status as the store says it, with its expiry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct KnownCert {
+pub struct KnownCert {
     pub status: Status,
     pub not_after: i64,
 }
 
 /// Every issued certificate of every authority: (authority, serial bytes) →
 /// status. Pending and failed rows are left out, so they answer `unknown`.
-pub(crate) fn issued_statuses(conn: &Connection) -> Result<super::engine::Statuses, Error> {
+pub fn issued_statuses(conn: &Connection) -> Result<Statuses, Error> {
     let mut stmt = conn
         .prepare(
             "SELECT c.authority_id, c.serial, c.not_after, r.revoked_at, r.reason
@@ -178,7 +181,7 @@ pub(crate) fn issued_statuses(conn: &Connection) -> Result<super::engine::Status
         )
         .map_err(sql)?;
     let mut rows = stmt.query([]).map_err(sql)?;
-    let mut out: super::engine::Statuses = HashMap::new();
+    let mut out: Statuses = HashMap::new();
     while let Some(r) = rows.next().map_err(sql)? {
         let authority: i64 = r.get(0).map_err(sql)?;
         let serial: String = r.get(1).map_err(sql)?;
@@ -201,7 +204,7 @@ pub(crate) fn issued_statuses(conn: &Connection) -> Result<super::engine::Status
 }
 
 /// SQLite's counter of commits by other connections: cheap to poll.
-pub(crate) fn data_version(conn: &Connection) -> Result<i64, Error> {
+pub fn data_version(conn: &Connection) -> Result<i64, Error> {
     conn.query_row("PRAGMA data_version", [], |r| r.get(0))
         .map_err(sql)
 }

@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::config::OcspConfig;
-use super::engine::Cached;
+use super::headers::Cached;
 use super::request::HashAlg;
+use super::OcspConfig;
 
 /// (authority id, CertID hash, serial).
 type Key = (i64, HashAlg, Box<[u8]>);

@@ -2,31 +2,41 @@
 
 use der::{Decode, Encode};
 
-use super::asn1::{self, CertId, OcspRequest};
+use kxca_ca::ocsp::asn1::{self, CertId, OcspRequest};
 
 /// Why a request was refused; every variant becomes `malformedRequest`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
+    /// The body or decoded path is over `[ocsp] max_request_bytes`.
     #[error("request larger than {limit} bytes")]
-    TooLarge { limit: usize },
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// Not a DER OCSPRequest (the decoder's message).
     #[error("request is not DER OCSPRequest: {0}")]
     Der(String),
+    /// An empty requestList.
     #[error("request names no certificate")]
     Empty,
+    /// More certificates than `[ocsp] max_certificates_per_request`.
     #[error("request names {count} certificates (limit {limit})")]
-    TooManyCertificates { count: usize, limit: usize },
+    TooManyCertificates {
+        /// Certificates named.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A nonce outside RFC 8954's 1 to 32 bytes.
     #[error("nonce of {0} bytes (RFC 8954 allows 1 to 32)")]
     BadNonce(usize),
+    /// A GET path that is not base64.
     #[error("GET path is not base64: {0}")]
     Base64(String),
 }
 
-/// The hash algorithm of a CertID.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum HashAlg {
-    Sha1,
-    Sha256,
-}
+/// The hash algorithm of a CertID (defined with the store that keys answers by it).
+pub use kxca_ca::ocsp::HashAlg;
 
 /// One certificate asked about.
 #[derive(Debug, Clone)]
@@ -42,6 +52,7 @@ pub struct Query {
 /// A parsed request.
 #[derive(Debug, Clone)]
 pub struct ParsedRequest {
+    /// The certificates asked about, in request order.
     pub queries: Vec<Query>,
     /// The nonce extension's extnValue, echoed byte for byte.
     pub nonce: Option<Vec<u8>>,

@@ -10,7 +10,6 @@
 //! benches/ocsp.sh, see docs/PUBLISH.md.
 
 mod access_log;
-mod config;
 mod conns;
 mod metrics;
 
@@ -29,7 +28,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::Semaphore;
 
-pub use config::ServeConfig;
+pub use kxca_ca::ServeConfig;
 
 use access_log::{AccessLog, OcspLine};
 use conns::{Conns, BUSY, IDLE};
@@ -523,7 +522,7 @@ fn published(app: &App, method: &str, path: &str, headers: &HeaderMap, start: In
         if let Ok(v) = HeaderValue::from_str(&format!("max-age={max_age}, public")) {
             h.insert(header::CACHE_CONTROL, v);
         }
-        if let Ok(v) = HeaderValue::from_str(&crate::ocsp::engine::http_date(next)) {
+        if let Ok(v) = HeaderValue::from_str(&crate::ocsp::http_date(next)) {
             h.insert(header::EXPIRES, v);
         }
     }

@@ -1,0 +1,70 @@
+//! CRL and CA-certificate publication: the files `kxca serve` (and `kxca
+//! publish`) hand out at `/ca/<name>.cer` and `/crl/<name>.crl`, as the
+//! store holds them. The daemon signs the CRLs; this only reads them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kxca_ca::store::crls;
+use kxca_ca::{Authority, AuthorityRole, Error, Store};
+use sha2::{Digest, Sha256};
+
+use super::headers::{http_date, Published};
+
+/// The CA certificates and the newest CRL of each issuing CA, as the store
+/// holds them, by URL path.
+pub(crate) fn published_from_store(
+    store: &Store,
+    authorities: &[Authority],
+) -> Result<HashMap<String, Arc<Published>>, Error> {
+    let conn = store.conn();
+    let mut published = HashMap::new();
+    for a in authorities {
+        let der = Bytes::from(a.certificate.clone());
+        published.insert(
+            format!("/ca/{}.cer", a.name),
+            Arc::new(Published {
+                etag: format!("\"{}\"", hex::encode(&Sha256::digest(&der)[..16])),
+                der,
+                content_type: "application/pkix-cert",
+                last_modified: http_date(a.not_before),
+                this_update: a.not_before,
+                next_update: None,
+            }),
+        );
+        if a.role != AuthorityRole::Issuing {
+            continue;
+        }
+        if let Some(c) = crls::latest(conn, a.id)?.filter(|c| !c.der.is_empty()) {
+            let der = Bytes::from(c.der);
+            published.insert(
+                format!("/crl/{}.crl", a.name),
+                Arc::new(Published {
+                    etag: format!("\"{}\"", hex::encode(&Sha256::digest(&der)[..16])),
+                    der,
+                    content_type: "application/pkix-crl",
+                    last_modified: http_date(c.this_update),
+                    this_update: c.this_update,
+                    next_update: Some(c.next_update),
+                }),
+            );
+        }
+    }
+    // The audit record's latest checkpoint and its key (docs/AUDIT.md).
+    for (path, body, content_type, at) in kxca_ca::audit_log::published(conn)? {
+        let der = Bytes::from(body);
+        published.insert(
+            path,
+            Arc::new(Published {
+                etag: format!("\"{}\"", hex::encode(&Sha256::digest(&der)[..16])),
+                der,
+                content_type,
+                last_modified: http_date(at),
+                this_update: at,
+                next_update: None,
+            }),
+        );
+    }
+    Ok(published)
+}
