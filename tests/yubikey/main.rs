@@ -5,6 +5,8 @@
 mod card;
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../softhsm/mod.rs"]
+mod softhsm;
 
 use std::path::Path;
 use std::process::Output;
@@ -13,6 +15,25 @@ use common::{assert_ok, p, run, TestCa};
 
 const NEW_PIN: &str = "24681357";
 const NEW_PUK: &str = "97531864";
+
+/// Production keeps the OCSP responder key off the CA keys' device and PIN:
+/// here it is on a SoftHSM2 token of its own. Returns the token (kept alive
+/// for the test), the responder's `init` arguments and the PIN file. The
+/// card lock serialises the tests that set SOFTHSM2_CONF.
+fn responder_token() -> Option<(softhsm::SoftHsm, Vec<String>)> {
+    if !softhsm::available() {
+        return None;
+    }
+    let hsm = softhsm::SoftHsm::new(&["KX-OCSP"]);
+    std::env::set_var("SOFTHSM2_CONF", &hsm.conf);
+    let args = vec![
+        "--responder-key".to_string(),
+        "pkcs11:token=KX-OCSP;object=ocsp-responder".to_string(),
+        "--responder-key-secret-file".to_string(),
+        hsm.pin_file.display().to_string(),
+    ];
+    Some((hsm, args))
+}
 
 fn text(out: &Output) -> String {
     format!(
@@ -151,7 +172,10 @@ fn production_ca_on_a_yubikey_from_setup_to_pin_reset() {
     // A production CA: soft keys refused, factory defaults refused, keys on the card.
     let root_ref = format!("yubikey:serial={serial};slot=9d");
     let issuing_ref = format!("yubikey:serial={serial};slot=9c");
-    let out = ca.kxca(&[
+    let Some((_responder_hsm, responder_args)) = responder_token() else {
+        return;
+    };
+    let mut args = vec![
         "init",
         "--production",
         "--root-key",
@@ -160,7 +184,9 @@ fn production_ca_on_a_yubikey_from_setup_to_pin_reset() {
         &issuing_ref,
         "--key-secret-file",
         p(&pin_file),
-    ]);
+    ];
+    args.extend(responder_args.iter().map(String::as_str));
+    let out = ca.kxca(&args);
     assert_ok(&out, "init on the YubiKey");
     no_secrets(&out, &[NEW_PIN]);
     let issued = ca.issue("1234567", "001", &[]);
@@ -250,7 +276,10 @@ fn production_refuses_a_factory_default_yubikey() {
     let pin_file = ca.dir.path().join("pin");
     std::fs::write(&pin_file, "123456\n").unwrap();
     let key = format!("yubikey:serial={serial};slot=9c");
-    let out = ca.kxca(&[
+    let Some((_responder_hsm, responder_args)) = responder_token() else {
+        return;
+    };
+    let mut args = vec![
         "init",
         "--production",
         "--root-key",
@@ -259,7 +288,9 @@ fn production_refuses_a_factory_default_yubikey() {
         &key,
         "--key-secret-file",
         p(&pin_file),
-    ]);
+    ];
+    args.extend(responder_args.iter().map(String::as_str));
+    let out = ca.kxca(&args);
     assert!(!out.status.success(), "production init on factory defaults");
     assert!(text(&out).contains("factory PIN"), "{}", text(&out));
     assert_eq!(text(&out).trim().lines().count(), 1, "{}", text(&out));
