@@ -6,11 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use kxca_ca::{rfc3339, Ca, Clock, Home};
+use kxca_ca::Home;
 
 use crate::init::InitArgs;
 use crate::issue::IssueArgs;
-use crate::output::table;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -70,8 +69,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show the audit trail.
+    /// Show the audit trail; `verify`, `export`, `checkpoint`: the signed record.
+    #[command(args_conflicts_with_subcommands = true)]
     Audit {
+        #[command(subcommand)]
+        command: Option<crate::audit::AuditCommand>,
         #[arg(long)]
         json: bool,
         #[arg(long, default_value_t = 100)]
@@ -145,31 +147,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Show { serial, json, pem } => {
             crate::certificates::show(home(&cli.home)?, &serial, json, pem)?
         }
-        Command::Audit { json, limit } => {
-            let ca = Ca::open(home(&cli.home)?, Clock::system())?;
-            let events = ca.audit(limit)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&events)?);
-            } else {
-                let rows: Vec<Vec<String>> = events
-                    .iter()
-                    .map(|e| {
-                        vec![
-                            e.id.to_string(),
-                            rfc3339(e.at),
-                            e.actor.clone(),
-                            e.action.clone(),
-                            e.serial.clone().unwrap_or_default(),
-                            e.detail.to_string(),
-                        ]
-                    })
-                    .collect();
-                print!(
-                    "{}",
-                    table(&["#", "AT", "ACTOR", "ACTION", "SERIAL", "DETAIL"], &rows)
-                );
-            }
-        }
+        Command::Audit {
+            command: Some(command),
+            ..
+        } => return crate::audit::run(home(&cli.home)?, command),
+        Command::Audit {
+            command: None,
+            json,
+            limit,
+        } => crate::audit::list(home(&cli.home)?, json, limit)?,
         Command::Doctor { json } => return crate::doctor::run(home(&cli.home)?, json),
         Command::Key { command } => crate::key::run(&cli.home, &actor, command)?,
         Command::Intake { command } => {

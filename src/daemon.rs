@@ -35,10 +35,15 @@ pub fn run(home: Home, actor: &str) -> Result<()> {
         .build()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     runtime.block_on(async move {
+        // Configuration changes are recorded before the daemon says it is ready.
+        let checkpoints = crate::audit::start_checkpoints(&home, actor, stop_rx.clone())?;
         let mail = crate::mail_schedule::start(home, actor, stop_rx.clone())?;
         println!("kxca daemon ready");
         tracing::info!("kxca daemon started");
         let mut tasks: JoinSet<Result<&'static str>> = JoinSet::new();
+        if let Some(checkpoints) = checkpoints {
+            tasks.spawn_blocking(checkpoints);
+        }
         let maint_stop = stop_rx.clone();
         tasks.spawn_blocking(move || {
             while !*maint_stop.borrow() {

@@ -44,6 +44,16 @@ pub struct InitArgs {
     /// random passphrase in <home>/ocsp; required with --production).
     #[arg(long)]
     pub responder_key_secret_file: Option<PathBuf>,
+    /// Audit checkpoint key reference (ECDSA P-256; default: a soft key in
+    /// <home>/audit; with --production: a key on a token, see docs/AUDIT.md).
+    #[arg(long)]
+    pub audit_key: Option<String>,
+    /// Environment variable holding the audit key's own passphrase or PIN.
+    #[arg(long, conflicts_with = "audit_key_secret_file")]
+    pub audit_key_secret_env: Option<String>,
+    /// File holding the audit key's own passphrase or PIN.
+    #[arg(long)]
+    pub audit_key_secret_file: Option<PathBuf>,
     /// Base URL of the publication service (CRL DP, OCSP, caIssuers).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub base_url: String,
@@ -115,6 +125,12 @@ pub fn init_options(args: &InitArgs) -> Result<InitOptions> {
             &args.responder_key_secret_env,
             &args.responder_key_secret_file,
         ) {
+            (_, Some(p)) => Some(SecretSource::File(absolute(p)?)),
+            (Some(n), None) => Some(SecretSource::Env(n.clone())),
+            (None, None) => None,
+        },
+        audit_key: args.audit_key.clone(),
+        audit_key_secret: match (&args.audit_key_secret_env, &args.audit_key_secret_file) {
             (_, Some(p)) => Some(SecretSource::File(absolute(p)?)),
             (Some(n), None) => Some(SecretSource::Env(n.clone())),
             (None, None) => None,

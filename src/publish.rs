@@ -84,6 +84,7 @@ fn remove(dir: &Path, rel: &str) -> Result<bool> {
 }
 
 pub fn run(home: Home, args: PublishArgs, actor: &str) -> Result<()> {
+    let audit_dir = kxca_ca::audit_log::publish_dir(&home);
     let ca = Ca::open(home.clone(), Clock::system())?;
     let clock = ca.clock().clone();
     // Starting the maintainer signs whatever is missing or due, exactly as
@@ -116,6 +117,16 @@ pub fn run(home: Home, args: PublishArgs, actor: &str) -> Result<()> {
         now.insert(rel);
         files += 1;
     }
+    // Every signed checkpoint of the audit record (docs/AUDIT.md), as the
+    // daemon published them under <home>/crl/audit/; the latest and the
+    // key came with the CRLs above.
+    for rel in kxca_ca::audit_log::published_files(&audit_dir)? {
+        let bytes = std::fs::read(audit_dir.join(&rel))?;
+        let rel = format!("audit/{rel}");
+        write(&dir.join(&rel), &bytes)?;
+        now.insert(rel);
+        files += 1;
+    }
     // New files first, then the stale ones go, then the manifest: a run
     // stopped half-way leaves every answer in place and the old manifest,
     // so the next run removes what this one did not.
@@ -132,7 +143,7 @@ pub fn run(home: Home, args: PublishArgs, actor: &str) -> Result<()> {
     }
     write(&dir.join(MANIFEST), manifest.as_bytes())?;
     println!(
-        "Published {responses} OCSP responses and {files} CRL/CA files to {}; removed {removed} stale files",
+        "Published {responses} OCSP responses and {files} CRL, CA and audit files to {}; removed {removed} stale files",
         dir.display()
     );
     Ok(())

@@ -56,6 +56,8 @@ fn issue(n: usize) {
             key_secret: SecretSource::File(pass),
             responder_key: None,
             responder_key_secret: None,
+            audit_key: None,
+            audit_key_secret: None,
             base_url: "http://127.0.0.1:8080".into(),
             production: false,
             policies,

@@ -35,6 +35,12 @@ pub struct InitOptions {
     /// The responder key's own passphrase or PIN, never the CA keys'. `None`
     /// (not in production): a random passphrase in `<home>/ocsp/`.
     pub responder_key_secret: Option<SecretSource>,
+    /// Audit checkpoint key reference; `None`: a soft key under
+    /// `<home>/audit/` (in production: no checkpoints until one is set).
+    pub audit_key: Option<String>,
+    /// The audit key's own passphrase or PIN; `None` (not in production):
+    /// a random passphrase in `<home>/audit/`.
+    pub audit_key_secret: Option<SecretSource>,
     /// Base URL of `kxca serve`, used for the CRL DP and AIA URLs.
     pub base_url: String,
     pub production: bool,
@@ -408,6 +414,7 @@ impl Ca {
             },
             serve: Default::default(),
             mail: None,
+            audit: crate::audit_log::init_config(home, &o)?,
         };
         let header =
             "# kxca configuration. Written by `kxca init`; reviewed by the security officers.\n\n";
@@ -554,6 +561,11 @@ impl Ca {
         )?;
         write_file(&home.ca_dir().join("issuing-1.cer"), &issuing.der)?;
         let _ = profiles;
+        if config.audit.key.is_some() {
+            // The audit key (and a soft key's secret), and the public key
+            // published for outside parties from the start.
+            crate::audit_log::init_key(&config, home)?;
+        }
         Ca::open(home.clone(), clock)
     }
 

@@ -31,6 +31,9 @@ pub struct Config {
     pub serve: crate::ServeConfig,
     #[serde(default)]
     pub mail: Option<crate::mail_config::MailConfig>,
+    /// `[audit]`: the key that signs checkpoints of the audit record.
+    #[serde(default)]
+    pub audit: crate::audit_log::AuditConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -168,6 +171,23 @@ impl Config {
         if self.union.name.trim().is_empty() {
             return Err(bad("union.name is empty".to_string()));
         }
+        if let Some(key) = &self.audit.key {
+            let key_ref: KeyRef = key
+                .parse()
+                .map_err(|e: kxca_hsm::Error| bad(format!("audit.key: {e}")))?;
+            if self.production && key_ref.is_soft() {
+                return Err(Error::SoftKeyInProduction {
+                    path: path.to_path_buf(),
+                    role: "audit".to_string(),
+                    key_ref: key.clone(),
+                });
+            }
+        }
+        if self.audit.key_secret_env.is_some() && self.audit.key_secret_file.is_some() {
+            return Err(bad(
+                "audit: set at most one of key_secret_env or key_secret_file".to_string(),
+            ));
+        }
         self.check_bounds().map_err(bad)
     }
 
@@ -243,6 +263,14 @@ impl Config {
             o.max_certificates_per_request as u64,
             1,
             1_000,
+        )?;
+        // Checkpoints are signed, not signed content; a day between them
+        // is the most an outside party should wait.
+        within(
+            "audit.checkpoint_interval_secs",
+            self.audit.checkpoint_interval_secs,
+            1,
+            86_400,
         )?;
         // X.520 upper bounds (RFC 5280 appendix A.1): ub-common-name and
         // ub-organization-name are 64 characters.

@@ -6,6 +6,7 @@
 //! through [`kxca_hsm::Signer`]: the CA never holds a private key itself.
 #![forbid(unsafe_code)]
 
+pub mod audit_log;
 mod authority;
 mod ca;
 mod clock;
@@ -17,6 +18,7 @@ mod fault;
 mod holder;
 mod home;
 mod mail_config;
+pub mod merkle;
 pub mod ocsp;
 mod password;
 mod pkcs12;

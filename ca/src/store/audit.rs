@@ -1,6 +1,11 @@
 //! The `audit` table: who did what, when, to which serial. Append-only.
+//!
+//! Each event is also a leaf of an RFC 6962 Merkle tree (crate::merkle): its
+//! leaf index and leaf hash are written with it, in the same transaction, and
+//! `kxca audit verify` recomputes them (crate::audit_log). The canonical
+//! bytes of an event are documented in docs/AUDIT.md.
 
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
 
 use super::sql;
@@ -16,7 +21,9 @@ pub struct AuditEvent {
     pub detail: serde_json::Value,
 }
 
-/// Appends one event inside the caller's transaction.
+/// Appends one event inside the caller's transaction, with its leaf index
+/// and leaf hash (the caller's transaction holds the write lock, so the
+/// next index cannot be taken twice; the unique index would refuse it).
 pub fn append(
     tx: &Transaction<'_>,
     at: i64,
@@ -25,12 +32,264 @@ pub fn append(
     serial: Option<&str>,
     detail: serde_json::Value,
 ) -> Result<(), Error> {
+    let (id, index): (i64, i64) = tx
+        .query_row(
+            "SELECT COALESCE(MAX(id), 0) + 1, COALESCE(MAX(leaf_index) + 1, 0) FROM audit",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(sql)?;
+    let leaf = leaf_of(id, index, at, actor, action, serial, &detail);
     tx.execute(
-        "INSERT INTO audit (at, actor, action, serial, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![at, actor, action, serial, detail.to_string()],
+        "INSERT INTO audit (id, at, actor, action, serial, detail, leaf_index, leaf) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            id,
+            at,
+            actor,
+            action,
+            serial,
+            detail.to_string(),
+            index,
+            &leaf[..]
+        ],
     )
     .map_err(sql)?;
     Ok(())
+}
+
+/// The canonical bytes of an event (docs/AUDIT.md): the JSON object
+/// {action, actor, at, detail, id, index, serial} with every object's keys
+/// sorted, no insignificant whitespace, non-ASCII characters as UTF-8 (the
+/// output of Python's `json.dumps(e, sort_keys=True, separators=(",", ":"),
+/// ensure_ascii=False)`).
+pub fn canonical_bytes(
+    id: i64,
+    index: i64,
+    at: i64,
+    actor: &str,
+    action: &str,
+    serial: Option<&str>,
+    detail: &serde_json::Value,
+) -> Vec<u8> {
+    let event = serde_json::json!({
+        "action": action,
+        "actor": actor,
+        "at": at,
+        "detail": detail,
+        "id": id,
+        "index": index,
+        "serial": serial,
+    });
+    let mut out = String::new();
+    canonical_json(&event, &mut out);
+    out.into_bytes()
+}
+
+/// The leaf hash of an event: SHA-256(0x00 || canonical bytes).
+pub fn leaf_of(
+    id: i64,
+    index: i64,
+    at: i64,
+    actor: &str,
+    action: &str,
+    serial: Option<&str>,
+    detail: &serde_json::Value,
+) -> crate::merkle::Hash {
+    crate::merkle::leaf_hash(&canonical_bytes(
+        id, index, at, actor, action, serial, detail,
+    ))
+}
+
+/// Writes `v` with sorted keys whatever serde_json's map order is (a
+/// dependency may turn on `preserve_order`).
+fn canonical_json(v: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String((*k).clone()).to_string());
+                out.push(':');
+                canonical_json(&map[k.as_str()], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical_json(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// One row as stored, for verification: nothing is trusted.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub serial: Option<String>,
+    /// The detail column as written; `None` when it is not JSON.
+    pub detail: Option<serde_json::Value>,
+    pub leaf_index: Option<i64>,
+    pub leaf: Option<Vec<u8>>,
+}
+
+impl StoredEvent {
+    /// The leaf hash of the row's content at its recorded index (`None`
+    /// when the row has no index or its detail is not JSON).
+    pub fn content_leaf(&self) -> Option<crate::merkle::Hash> {
+        Some(leaf_of(
+            self.id,
+            self.leaf_index?,
+            self.at,
+            &self.actor,
+            &self.action,
+            self.serial.as_deref(),
+            self.detail.as_ref()?,
+        ))
+    }
+}
+
+/// Every row in id order (the table's order), or those with id >= `from_id`.
+pub fn all_rows(conn: &Connection, from_id: i64) -> Result<Vec<StoredEvent>, Error> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, at, actor, action, serial, detail, leaf_index, leaf FROM audit \
+             WHERE id >= ?1 ORDER BY id",
+        )
+        .map_err(sql)?;
+    let rows = stmt
+        .query_map([from_id], |r| {
+            let detail: String = r.get(5)?;
+            Ok(StoredEvent {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                actor: r.get(2)?,
+                action: r.get(3)?,
+                serial: r.get(4)?,
+                detail: serde_json::from_str(&detail).ok(),
+                leaf_index: r.get(6)?,
+                leaf: r.get(7)?,
+            })
+        })
+        .map_err(sql)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql)?;
+    Ok(rows)
+}
+
+/// The number of leaves in the tree: one more than the highest leaf index.
+pub fn tree_size(conn: &Connection) -> Result<i64, Error> {
+    conn.query_row(
+        "SELECT COALESCE(MAX(leaf_index) + 1, 0) FROM audit",
+        [],
+        |r| r.get(0),
+    )
+    .map_err(sql)
+}
+
+/// Gives the events written before the Merkle tree existed their leaves,
+/// once: the migration notes the highest such id in `audit_backfill`, and
+/// the table is dropped when done, so that a row inserted later by hand
+/// is never adopted into the tree.
+pub(crate) fn backfill(tx: &Transaction<'_>) -> Result<(), Error> {
+    if !backfill_pending(tx).map_err(sql)? {
+        return Ok(());
+    }
+    let upto: i64 = tx
+        .query_row(
+            "SELECT COALESCE(MAX(upto), 0) FROM audit_backfill",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sql)?;
+    let rows: Vec<StoredEvent> = all_rows(tx, 0)?
+        .into_iter()
+        .filter(|e| e.id <= upto)
+        .collect();
+    for (index, mut e) in rows.into_iter().enumerate() {
+        e.leaf_index = Some(index as i64);
+        // A legacy detail that is not JSON is kept as the string it is.
+        let detail = e.detail.clone().unwrap_or(serde_json::Value::Null);
+        e.detail = Some(detail);
+        let leaf = e.content_leaf().unwrap_or_default();
+        tx.execute(
+            "UPDATE audit SET leaf_index = ?1, leaf = ?2 WHERE id = ?3",
+            params![index as i64, &leaf[..], e.id],
+        )
+        .map_err(sql)?;
+    }
+    tx.execute_batch("DROP TABLE audit_backfill").map_err(sql)?;
+    Ok(())
+}
+
+pub(crate) fn backfill_pending(conn: &Connection) -> Result<bool, rusqlite::Error> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_backfill'",
+            [],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+/// A signed checkpoint as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredCheckpoint {
+    pub size: i64,
+    pub root: Vec<u8>,
+    pub note: String,
+    pub signed_at: i64,
+    #[serde(skip)]
+    pub public_key: Vec<u8>,
+}
+
+pub fn insert_checkpoint(tx: &Transaction<'_>, c: &StoredCheckpoint) -> Result<(), Error> {
+    tx.execute(
+        "INSERT INTO audit_checkpoints (size, root, note, signed_at, public_key) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![c.size, c.root, c.note, c.signed_at, c.public_key],
+    )
+    .map_err(sql)?;
+    Ok(())
+}
+
+/// Every checkpoint, smallest tree first.
+pub fn checkpoints(conn: &Connection) -> Result<Vec<StoredCheckpoint>, Error> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT size, root, note, signed_at, public_key FROM audit_checkpoints ORDER BY size",
+        )
+        .map_err(sql)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(StoredCheckpoint {
+                size: r.get(0)?,
+                root: r.get(1)?,
+                note: r.get(2)?,
+                signed_at: r.get(3)?,
+                public_key: r.get(4)?,
+            })
+        })
+        .map_err(sql)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql)?;
+    Ok(rows)
 }
 
 /// Events, oldest first.
@@ -57,4 +316,83 @@ pub fn list(conn: &Connection, limit: i64) -> Result<Vec<AuditEvent>, Error> {
         .map_err(sql)?;
     rows.reverse();
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+
+    /// A store written before the Merkle tree existed: its events get their
+    /// leaves once, in id order, and a row inserted by hand afterwards is
+    /// never adopted into the tree.
+    #[test]
+    fn events_older_than_the_tree_are_backfilled_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kxca.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(super::super::migrations::CA[0].sql)
+                .unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_migrations (component TEXT NOT NULL, version INTEGER NOT NULL,
+                   description TEXT NOT NULL, applied_at INTEGER NOT NULL, PRIMARY KEY (component, version));
+                 INSERT INTO schema_migrations VALUES ('ca', 1, 'v1', 0);
+                 INSERT INTO audit (at, actor, action, serial, detail) VALUES
+                   (10, 'a', 'ca.init', NULL, '{\"b\":1,\"a\":[\"x\"]}'),
+                   (11, 'b', 'certificate.issue', '0A', '{}');",
+            )
+            .unwrap();
+        }
+        let mut store = Store::open(&path, false).unwrap();
+        let rows = all_rows(store.conn(), 0).unwrap();
+        assert_eq!(
+            rows.iter().map(|e| e.leaf_index).collect::<Vec<_>>(),
+            vec![Some(0), Some(1)]
+        );
+        for e in &rows {
+            assert_eq!(e.leaf.as_deref(), e.content_leaf().as_ref().map(|h| &h[..]));
+        }
+        store
+            .write(|tx| {
+                append(
+                    tx,
+                    12,
+                    "c",
+                    "certificate.revoke",
+                    Some("0A"),
+                    serde_json::json!({}),
+                )
+            })
+            .unwrap();
+        assert_eq!(tree_size(store.conn()).unwrap(), 3);
+        drop(store);
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "INSERT INTO audit (at, actor, action, serial, detail) VALUES (13, 'x', 'y', NULL, '{}')",
+            )
+            .unwrap();
+        let store = Store::open(&path, false).unwrap();
+        let last = all_rows(store.conn(), 4).unwrap();
+        assert_eq!(last.len(), 1);
+        assert_eq!(last[0].leaf_index, None, "a hand-inserted row was adopted");
+    }
+
+    #[test]
+    fn canonical_bytes_sort_keys_and_keep_utf8() {
+        let bytes = canonical_bytes(
+            3,
+            2,
+            100,
+            "事務",
+            "x",
+            None,
+            &serde_json::json!({"z": 1, "a": {"d": "\n", "c": true}}),
+        );
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            r#"{"action":"x","actor":"事務","at":100,"detail":{"a":{"c":true,"d":"\n"},"z":1},"id":3,"index":2,"serial":null}"#
+        );
+    }
 }

@@ -90,6 +90,27 @@ ALTER TABLE certificates ADD COLUMN pkcs12_path TEXT;
 CREATE INDEX certificates_pending ON certificates(state) WHERE state = 'pending';
 "#,
     },
+    Migration {
+        version: 3,
+        description: "audit record: Merkle leaves and signed checkpoints",
+        sql: r#"
+ALTER TABLE audit ADD COLUMN leaf_index INTEGER;
+ALTER TABLE audit ADD COLUMN leaf BLOB;
+CREATE UNIQUE INDEX audit_by_leaf ON audit(leaf_index);
+-- Events older than this migration get their leaves once, at the next open.
+CREATE TABLE audit_backfill (upto INTEGER NOT NULL);
+INSERT INTO audit_backfill SELECT COALESCE(MAX(id), 0) FROM audit;
+CREATE TABLE audit_checkpoints (
+    size       INTEGER PRIMARY KEY,
+    root       BLOB NOT NULL,
+    note       TEXT NOT NULL,
+    signed_at  INTEGER NOT NULL,
+    -- DER SPKI of the signing key, for the keyless public role to publish
+    -- (verification never trusts it: docs/AUDIT.md).
+    public_key BLOB NOT NULL
+);
+"#,
+    },
 ];
 
 pub(super) fn apply(

@@ -85,6 +85,11 @@ impl Store {
             path: path.to_path_buf(),
         };
         store.migrate("ca", migrations::CA)?;
+        // Only a store migrated from before the audit tree has work here; the
+        // read first keeps a read-only open (the public role) read-only.
+        if audit::backfill_pending(&store.conn).map_err(|e| store.err(e))? {
+            store.write(audit::backfill)?;
+        }
         Ok(store)
     }
 

@@ -281,7 +281,7 @@ async fn handle(app: &App, req: Request<Incoming>, state: &AtomicU8) -> Reply {
                 ),
             };
         }
-        if path.starts_with("/crl/") || path.starts_with("/ca/") {
+        if path.starts_with("/crl/") || path.starts_with("/ca/") || path.starts_with("/audit/") {
             app.metrics
                 .other(if path.starts_with("/crl/") { 0 } else { 1 });
             return published(app, method_name, path, req.headers(), start);

@@ -51,5 +51,20 @@ pub(crate) fn published_from_store(
             );
         }
     }
+    // The audit record's latest checkpoint and its key (docs/AUDIT.md).
+    for (path, body, content_type, at) in kxca_ca::audit_log::published(conn)? {
+        let der = Bytes::from(body);
+        published.insert(
+            path,
+            Arc::new(Published {
+                etag: format!("\"{}\"", hex::encode(&Sha256::digest(&der)[..16])),
+                der,
+                content_type,
+                last_modified: http_date(at),
+                this_update: at,
+                next_update: None,
+            }),
+        );
+    }
     Ok(published)
 }
