@@ -188,7 +188,7 @@ fn audit(
             tx,
             at,
             actor,
-            "key.generate",
+            kxca_ca::AuditAction::KeyGenerate,
             None,
             serde_json::json!({"ref": key_ref, "algorithm": algorithm.name(), "spki_sha256": fp}),
         )

@@ -142,7 +142,7 @@ fn options(home: &Option<PathBuf>) -> Result<BackendOptions> {
 fn record(
     home: &Option<PathBuf>,
     actor: &str,
-    action: &str,
+    action: kxca_ca::AuditAction,
     detail: serde_json::Value,
 ) -> Result<()> {
     let Some(dir) = home else { return Ok(()) };
@@ -218,7 +218,7 @@ pub fn run(command: YubiKeyCommand, home: &Option<PathBuf>, actor: &str) -> Resu
             record(
                 home,
                 actor,
-                "yubikey.setup",
+                kxca_ca::AuditAction::YubikeySetup,
                 serde_json::json!({
                     "serial": outcome.serial,
                     "management_key": if a.print_management_key { "printed" } else { "protected" },
@@ -253,7 +253,7 @@ pub fn run(command: YubiKeyCommand, home: &Option<PathBuf>, actor: &str) -> Resu
             record(
                 home,
                 actor,
-                "yubikey.generate",
+                kxca_ca::AuditAction::YubikeyGenerate,
                 serde_json::json!({
                     "key": signer.key_ref().to_string(),
                     "algorithm": algorithm.name(),
@@ -277,7 +277,7 @@ pub fn run(command: YubiKeyCommand, home: &Option<PathBuf>, actor: &str) -> Resu
             record(
                 home,
                 actor,
-                "yubikey.change_pin",
+                kxca_ca::AuditAction::YubikeyChangePin,
                 serde_json::json!({ "serial": serial }),
             )?;
             println!("YubiKey serial {serial}: PIN changed");
@@ -289,7 +289,7 @@ pub fn run(command: YubiKeyCommand, home: &Option<PathBuf>, actor: &str) -> Resu
             record(
                 home,
                 actor,
-                "yubikey.change_puk",
+                kxca_ca::AuditAction::YubikeyChangePuk,
                 serde_json::json!({ "serial": serial }),
             )?;
             println!("YubiKey serial {serial}: PUK changed");
@@ -301,7 +301,7 @@ pub fn run(command: YubiKeyCommand, home: &Option<PathBuf>, actor: &str) -> Resu
             record(
                 home,
                 actor,
-                "yubikey.unblock_pin",
+                kxca_ca::AuditAction::YubikeyUnblockPin,
                 serde_json::json!({ "serial": serial }),
             )?;
             println!("YubiKey serial {serial}: PIN reset with the PUK");
@@ -339,7 +339,7 @@ pub fn run(command: YubiKeyCommand, home: &Option<PathBuf>, actor: &str) -> Resu
             record(
                 home,
                 actor,
-                "yubikey.attest",
+                kxca_ca::AuditAction::YubikeyAttest,
                 serde_json::json!({
                     "serial": att.serial,
                     "slot": att.slot,

@@ -951,7 +951,7 @@ pub fn record_config(
             tx,
             now,
             actor,
-            "config.changed",
+            crate::AuditAction::ConfigChanged,
             None,
             serde_json::json!({ "files": files, "changed": changed }),
         )?;

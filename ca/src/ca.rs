@@ -523,7 +523,7 @@ impl Ca {
                 tx,
                 now,
                 actor,
-                "ca.init",
+                crate::AuditAction::CaInit,
                 None,
                 json!({
                     "union": union,
@@ -883,7 +883,7 @@ impl Ca {
                         tx,
                         now,
                         actor,
-                        "certificate.prepare",
+                        crate::AuditAction::CertificatePrepare,
                         Some(&serial_hex),
                         json!({"certificate_id": certificate_id, "profile": profile.name, "email": request.holder.email}),
                     )?;
@@ -922,7 +922,7 @@ impl Ca {
                         tx,
                         self.clock.now(),
                         actor,
-                        "certificate.sign_failed",
+                        crate::AuditAction::CertificateSignFailed,
                         Some(&serial_hex),
                         json!({"error": reason}),
                     )
@@ -971,7 +971,7 @@ impl Ca {
                 tx,
                 issued_at,
                 actor,
-                "certificate.issue",
+                crate::AuditAction::CertificateIssue,
                 Some(&serial_hex),
                 json!({"certificate_id": certificate_id, "not_after": rfc3339(not_after), "pkcs12": p12_profile.to_string(), "key": algorithm.name()}),
             )
@@ -1016,7 +1016,7 @@ impl Ca {
                 tx,
                 now,
                 actor,
-                "certificate.deliver_failed",
+                crate::AuditAction::CertificateDeliverFailed,
                 Some(serial_hex),
                 json!({"error": reason}),
             )
@@ -1048,7 +1048,7 @@ impl Ca {
                     tx,
                     now,
                     actor,
-                    "certificate.abandoned",
+                    crate::AuditAction::CertificateAbandoned,
                     Some(&row.serial),
                     json!({
                         "certificate_id": row.certificate_id,
@@ -1107,7 +1107,7 @@ impl Ca {
                 tx,
                 now,
                 actor,
-                "certificate.revoke",
+                crate::AuditAction::CertificateRevoke,
                 Some(&serial_hex),
                 json!({"reason": reason.name(), "certificate_id": record.certificate_id}),
             )?;
@@ -1208,7 +1208,7 @@ impl Ca {
                     tx,
                     now,
                     actor,
-                    "crl.sign",
+                    crate::AuditAction::CrlSign,
                     None,
                     json!({"authority": issuer.name, "number": number, "entries": out.entries}),
                 )?;

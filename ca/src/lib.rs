@@ -6,6 +6,7 @@
 //! through [`kxca_hsm::Signer`]: the CA never holds a private key itself.
 #![forbid(unsafe_code)]
 
+mod audit_action;
 pub mod audit_log;
 mod authority;
 mod ca;
@@ -30,6 +31,7 @@ mod serve_config;
 pub mod store;
 mod x509;
 
+pub use audit_action::AuditAction;
 pub use authority::{Authority, AuthorityRole};
 pub use ca::{Ca, InitOptions, IssueRequest, IssuedCertificate};
 pub use clock::{rfc3339, Clock};

@@ -186,7 +186,7 @@ impl Receiver<'_> {
                     tx,
                     now,
                     &actor,
-                    "intake.mail_duplicate",
+                    kxca_ca::AuditAction::IntakeMailDuplicate,
                     None,
                     serde_json::json!({ "mail_id": mail_id, "first": first, "message_id": mail.message_id }),
                 )?;
@@ -275,7 +275,7 @@ impl Receiver<'_> {
                             tx,
                             now,
                             &actor,
-                            "intake.application",
+                            kxca_ca::AuditAction::IntakeApplication,
                             None,
                             serde_json::json!({
                                 "application_id": id, "mail_id": mail_id, "file": a.name,
@@ -353,7 +353,7 @@ impl Receiver<'_> {
                 tx,
                 now,
                 &actor,
-                "intake.mail",
+                kxca_ca::AuditAction::IntakeMail,
                 None,
                 serde_json::json!({
                     "mail_id": mail_id, "source": source_key, "message_id": mail.message_id,
@@ -510,7 +510,7 @@ impl Receiver<'_> {
                 tx,
                 now,
                 &actor,
-                "intake.mail_rejected",
+                kxca_ca::AuditAction::IntakeMailRejected,
                 None,
                 serde_json::json!({
                     "mail_id": mail_id, "source": source_key, "code": why.code,

@@ -119,7 +119,7 @@ pub(crate) fn issue_and_record(
             tx,
             now,
             actor,
-            "ocsp.responder_certificate",
+            crate::AuditAction::OcspResponderCertificate,
             Some(&serial),
             serde_json::json!({"authority": a.name, "key": key_ref, "not_after": crate::rfc3339(issued.not_after)}),
         )?;

@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
 
 use super::sql;
-use crate::Error;
+use crate::{AuditAction, Error};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditEvent {
@@ -28,10 +28,11 @@ pub fn append(
     tx: &Transaction<'_>,
     at: i64,
     actor: &str,
-    action: &str,
+    action: AuditAction,
     serial: Option<&str>,
     detail: serde_json::Value,
 ) -> Result<(), Error> {
+    let action = action.as_str();
     let (id, index): (i64, i64) = tx
         .query_row(
             "SELECT COALESCE(MAX(id), 0) + 1, COALESCE(MAX(leaf_index) + 1, 0) FROM audit",
@@ -359,7 +360,7 @@ mod tests {
                     tx,
                     12,
                     "c",
-                    "certificate.revoke",
+                    AuditAction::CertificateRevoke,
                     Some("0A"),
                     serde_json::json!({}),
                 )

@@ -251,7 +251,7 @@ pub fn import_csv(
             tx,
             now,
             actor,
-            "offices.import",
+            kxca_ca::AuditAction::OfficesImport,
             None,
             serde_json::json!({ "file": file, "offices": n }),
         )

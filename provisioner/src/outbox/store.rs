@@ -217,7 +217,7 @@ pub fn record_delivery_report(
         tx,
         now,
         actor,
-        "outbox.delivery_report",
+        kxca_ca::AuditAction::OutboxDeliveryReport,
         None,
         serde_json::json!({ "outbox_id": outbox_id, "report_mail_id": report_mail_id, "recipients": recorded }),
     )?;
@@ -418,7 +418,7 @@ pub(super) fn mark_sent(
                 tx,
                 now,
                 actor,
-                "outbox.sent",
+                kxca_ca::AuditAction::OutboxSent,
                 None,
                 serde_json::json!({ "outbox_id": mail.id, "kind": mail.kind, "to": mail.to, "message_id": mail.message_id, "attempts": mail.attempts }),
             )?;
@@ -456,7 +456,7 @@ pub(super) fn mark_attempt_failed(
                     tx,
                     now,
                     actor,
-                    "outbox.failed",
+                    kxca_ca::AuditAction::OutboxFailed,
                     None,
                     serde_json::json!({ "outbox_id": mail.id, "kind": mail.kind, "to": mail.to, "attempts": mail.attempts, "error": error }),
                 )?;
