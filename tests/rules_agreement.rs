@@ -206,7 +206,7 @@ fn intake_and_issuance_agree_case_by_case() {
             .findings
             .iter()
             .filter(|f| f.severity == Severity::Error)
-            .map(|f| f.code)
+            .map(|f| f.code.as_str())
             .collect();
         let intake_ok = errors.is_empty();
 

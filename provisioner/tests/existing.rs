@@ -1,7 +1,7 @@
 //! Rules that depend on accounts registered before the form.
 
 use kxca_provisioner::intake::{
-    check_bytes, ExistingAccounts, ExistingContact, IntakePolicy, RowStatus,
+    check_bytes, ExistingAccounts, ExistingContact, FindingCode, IntakePolicy, RowStatus,
 };
 
 struct Accounts(Vec<(&'static str, ExistingContact)>);
@@ -70,7 +70,7 @@ fn duplicate_of_an_existing_account() {
     assert!(r.rows[0]
         .findings
         .iter()
-        .any(|f| f.code == "duplicate_existing_account"));
+        .any(|f| f.code == FindingCode::DuplicateExistingAccount));
 }
 
 #[test]
@@ -94,7 +94,7 @@ fn sharoushi_with_an_existing_office_contact_goes_to_review() {
     assert!(r.rows[0]
         .findings
         .iter()
-        .any(|f| f.code == "sharoushi_without_office_contact"));
+        .any(|f| f.code == FindingCode::SharoushiWithoutOfficeContact));
 }
 
 #[test]

@@ -21,7 +21,7 @@ use crate::sandbox::{Job, Sandbox};
 pub use error::FormError;
 pub use existing::{ExistingAccounts, ExistingContact, NoExistingAccounts};
 pub use form::RedactedCopy;
-pub use messages::FINDINGS;
+pub use messages::FindingCode;
 pub use offices::{Office, OfficeError, OfficeRegister};
 pub use policy::{Field, IntakePolicy, PasswordHandling, PolicyError, Replies};
 pub use report::{ApplicationRow, Finding, FormReport, Outcome, RowReport, RowStatus, Severity};

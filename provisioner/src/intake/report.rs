@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use super::messages::FindingCode;
+
 /// How serious a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -57,7 +59,7 @@ impl RowStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
     /// Stable English code, e.g. `contract_unit_mismatch` (see INTAKE.md).
-    pub code: &'static str,
+    pub code: FindingCode,
     pub severity: Severity,
     /// The column's title as the policy names it.
     pub column: String,

@@ -8,7 +8,7 @@ use unicode_normalization::UnicodeNormalization;
 
 use super::existing::{ExistingAccounts, ExistingContact};
 use super::form::RawRow;
-use super::messages;
+use super::messages::{self, FindingCode};
 use super::normalize::{self, Cell, CodeProblem};
 use super::policy::{Field, IntakePolicy, PasswordHandling};
 use super::report::{ApplicationRow, Finding, RowReport, RowStatus, Severity};
@@ -21,29 +21,25 @@ struct Findings<'p> {
 }
 
 impl Findings<'_> {
-    fn add(&mut self, code: &'static str, field: Field, value: &str, expected: &str, other: &str) {
-        // Every code used here is in the table; the unit test
-        // `every_code_has_a_message` keeps it so.
-        let (severity, template) =
-            messages::lookup(code).unwrap_or((Severity::Error, "{row}行目 {column}「{value}」"));
+    fn add(&mut self, code: FindingCode, field: Field, value: &str, expected: &str, other: &str) {
         let column = self.policy.columns.title(field);
         self.list.push(Finding {
             code,
-            severity,
+            severity: code.severity(),
             column: column.to_string(),
             value: value.to_string(),
-            message_ja: messages::render(template, self.row, column, value, expected, other),
+            message_ja: messages::render(code.template(), self.row, column, value, expected, other),
         });
     }
 
     fn code_problem(&mut self, p: CodeProblem, field: Field, value: &str, width: &str) {
         let code = match p {
-            CodeProblem::Fraction => "code_fraction",
-            CodeProblem::Date => "code_date",
-            CodeProblem::ENotation => "code_e_notation",
-            CodeProblem::FormulaError => "code_formula_error",
-            CodeProblem::NotDigits => "code_not_digits",
-            CodeProblem::Width => "code_width",
+            CodeProblem::Fraction => FindingCode::CodeFraction,
+            CodeProblem::Date => FindingCode::CodeDate,
+            CodeProblem::ENotation => FindingCode::CodeENotation,
+            CodeProblem::FormulaError => FindingCode::CodeFormulaError,
+            CodeProblem::NotDigits => FindingCode::CodeNotDigits,
+            CodeProblem::Width => FindingCode::CodeWidth,
         };
         self.add(code, field, value, width, "");
     }
@@ -87,13 +83,13 @@ fn digit_field(
     match normalize::digit_code(cell, width, range) {
         Ok(Some(code)) => {
             if code.padded {
-                f.add("code_padded", field, &original, &code.value, "");
+                f.add(FindingCode::CodePadded, field, &original, &code.value, "");
             }
             Some(code.value)
         }
         Ok(None) => {
             if required {
-                f.add("missing_value", field, "", "", "");
+                f.add(FindingCode::MissingValue, field, "", "", "");
             }
             None
         }
@@ -141,7 +137,7 @@ fn check_row(raw: &RawRow, policy: &IntakePolicy, existing: &dyn ExistingAccount
         Ok(Some(c)) => {
             if !policy.centres.codes.contains(&c) {
                 f.add(
-                    "centre_unknown",
+                    FindingCode::CentreUnknown,
                     Field::Centre,
                     &centre_cell.original(),
                     &policy.centres.codes.join("、"),
@@ -150,7 +146,7 @@ fn check_row(raw: &RawRow, policy: &IntakePolicy, existing: &dyn ExistingAccount
             }
             out.centre = c;
         }
-        Ok(None) => f.add("missing_value", Field::Centre, "", "", ""),
+        Ok(None) => f.add(FindingCode::MissingValue, Field::Centre, "", "", ""),
         Err(p) => f.code_problem(p, Field::Centre, &centre_cell.original(), ""),
     }
 
@@ -160,7 +156,7 @@ fn check_row(raw: &RawRow, policy: &IntakePolicy, existing: &dyn ExistingAccount
     if let Some(u) = &union {
         if *u != policy.union.code {
             f.add(
-                "union_code_mismatch",
+                FindingCode::UnionCodeMismatch,
                 Field::UnionCode,
                 &raw.cell(Field::UnionCode).original(),
                 &policy.union.code,
@@ -174,7 +170,7 @@ fn check_row(raw: &RawRow, policy: &IntakePolicy, existing: &dyn ExistingAccount
     if let Some(b) = &branch {
         if branch_name_expected.is_none() {
             f.add(
-                "branch_unknown",
+                FindingCode::BranchUnknown,
                 Field::BranchCode,
                 &raw.cell(Field::BranchCode).original(),
                 "",
@@ -194,7 +190,7 @@ fn check_row(raw: &RawRow, policy: &IntakePolicy, existing: &dyn ExistingAccount
             let expected = policy.rules.contract_unit.expected(u, b);
             if cu != expected {
                 f.add(
-                    "contract_unit_mismatch",
+                    FindingCode::ContractUnitMismatch,
                     Field::ContractUnit,
                     &raw.cell(Field::ContractUnit).original(),
                     &expected,
@@ -208,10 +204,10 @@ fn check_row(raw: &RawRow, policy: &IntakePolicy, existing: &dyn ExistingAccount
     // 組合名, 支部名
     let union_name = normalize::name_text(&normalize::text_of(raw.cell(Field::UnionName)));
     if union_name.is_empty() {
-        f.add("missing_value", Field::UnionName, "", "", "");
+        f.add(FindingCode::MissingValue, Field::UnionName, "", "", "");
     } else if name_key(&union_name) != name_key(&policy.union.name) {
         f.add(
-            "union_name_mismatch",
+            FindingCode::UnionNameMismatch,
             Field::UnionName,
             &raw.cell(Field::UnionName).original(),
             &policy.union.name,
@@ -221,11 +217,11 @@ fn check_row(raw: &RawRow, policy: &IntakePolicy, existing: &dyn ExistingAccount
     out.union_name = union_name;
     let branch_name = normalize::name_text(&normalize::text_of(raw.cell(Field::BranchName)));
     if branch_name.is_empty() {
-        f.add("missing_value", Field::BranchName, "", "", "");
+        f.add(FindingCode::MissingValue, Field::BranchName, "", "", "");
     } else if let Some(expected) = branch_name_expected {
         if name_key(&branch_name) != name_key(expected) {
             f.add(
-                "branch_name_mismatch",
+                FindingCode::BranchNameMismatch,
                 Field::BranchName,
                 &raw.cell(Field::BranchName).original(),
                 expected,
@@ -247,7 +243,13 @@ fn check_row(raw: &RawRow, policy: &IntakePolicy, existing: &dyn ExistingAccount
         .as_ref()
         .is_some_and(|b| policy.rules.is_own_row(b, office_blank, &office_name));
     if office_blank && !out.own_row {
-        f.add("office_code_required", Field::OfficeCode, "", "", "");
+        f.add(
+            FindingCode::OfficeCodeRequired,
+            Field::OfficeCode,
+            "",
+            "",
+            "",
+        );
     }
     if let Some(oc) = &office {
         if o.use_register {
@@ -255,7 +257,7 @@ fn check_row(raw: &RawRow, policy: &IntakePolicy, existing: &dyn ExistingAccount
             let b = branch.as_deref().unwrap_or("");
             if existing.office_registered(u, b, oc) == Some(false) {
                 f.add(
-                    "office_not_registered",
+                    FindingCode::OfficeNotRegistered,
                     Field::OfficeCode,
                     &raw.cell(Field::OfficeCode).original(),
                     "",
@@ -279,13 +281,13 @@ fn check_row(raw: &RawRow, policy: &IntakePolicy, existing: &dyn ExistingAccount
         let original = raw.cell(field).original();
         if value.is_empty() {
             if !(field == Field::OfficeName && out.own_row) {
-                f.add("missing_value", field, "", "", "");
+                f.add(FindingCode::MissingValue, field, "", "", "");
             }
             continue;
         }
         if let Some(p) = rules::name_problem(value, policy.rules.name_max_chars) {
             f.add(
-                p.code(),
+                FindingCode::from(p),
                 field,
                 &original,
                 &policy.rules.name_max_chars.to_string(),
@@ -293,7 +295,13 @@ fn check_row(raw: &RawRow, policy: &IntakePolicy, existing: &dyn ExistingAccount
             );
         }
         if let Some(c) = normalize::first_outside_jis_x0208(value) {
-            f.add("name_not_jis_x0208", field, &original, &c.to_string(), "");
+            f.add(
+                FindingCode::NameNotJisX0208,
+                field,
+                &original,
+                &c.to_string(),
+                "",
+            );
         }
     }
     out.office_name = office_name;
@@ -305,7 +313,7 @@ fn check_row(raw: &RawRow, policy: &IntakePolicy, existing: &dyn ExistingAccount
     if let (Some(a), Some(b)) = (&email1, &email2) {
         if a.eq_ignore_ascii_case(b) {
             f.add(
-                "email2_same_as_email1",
+                FindingCode::Email2SameAsEmail1,
                 Field::Email2,
                 &raw.cell(Field::Email2).original(),
                 "",
@@ -326,8 +334,8 @@ fn check_row(raw: &RawRow, policy: &IntakePolicy, existing: &dyn ExistingAccount
         }
         match policy.passwords.handling {
             PasswordHandling::Ignore => {}
-            PasswordHandling::Warn => f.add("password_ignored", field, "", "", ""),
-            PasswordHandling::Reject => f.add("password_not_allowed", field, "", "", ""),
+            PasswordHandling::Warn => f.add(FindingCode::PasswordIgnored, field, "", "", ""),
+            PasswordHandling::Reject => f.add(FindingCode::PasswordNotAllowed, field, "", "", ""),
         }
     }
 
@@ -377,12 +385,12 @@ fn email_field(
     let addr = rules::email_text(&normalize::text_of(cell));
     if addr.is_empty() {
         if required {
-            f.add("missing_value", field, "", "", "");
+            f.add(FindingCode::MissingValue, field, "", "", "");
         }
         return None;
     }
     if let Some(p) = rules::email_problem(&addr) {
-        f.add(p.code(), field, &original, "", "");
+        f.add(FindingCode::from(p), field, &original, "", "");
         return None;
     }
     let (_, domain) = addr.rsplit_once('@')?;
@@ -392,7 +400,7 @@ fn email_field(
         .iter()
         .any(|d| domain == *d || domain.ends_with(&format!(".{d}")))
     {
-        f.add("email_legacy_carrier", field, &original, "", "");
+        f.add(FindingCode::EmailLegacyCarrier, field, &original, "", "");
     }
     Some(addr)
 }
@@ -444,26 +452,29 @@ fn cross_rows(reports: &mut [RowReport], policy: &IntakePolicy, existing: &dyn E
         let original = r.findings.len();
         let row = r.row;
         let policy_title = policy.columns.title(Field::ContactCode).to_string();
-        let mut push = |code: &'static str, value: &str, expected: &str, other: &str| {
-            if let Some((severity, template)) = messages::lookup(code) {
-                r.findings.push(Finding {
-                    code,
-                    severity,
-                    column: policy_title.clone(),
-                    value: value.to_string(),
-                    message_ja: messages::render(
-                        template,
-                        row,
-                        &policy_title,
-                        value,
-                        expected,
-                        other,
-                    ),
-                });
-            }
+        let mut push = |code: FindingCode, value: &str, expected: &str, other: &str| {
+            r.findings.push(Finding {
+                code,
+                severity: code.severity(),
+                column: policy_title.clone(),
+                value: value.to_string(),
+                message_ja: messages::render(
+                    code.template(),
+                    row,
+                    &policy_title,
+                    value,
+                    expected,
+                    other,
+                ),
+            });
         };
         if let Some(first) = first_row.get(&(k.clone(), contact.clone())) {
-            push("duplicate_in_form", &contact, "", &first.to_string());
+            push(
+                FindingCode::DuplicateInForm,
+                &contact,
+                "",
+                &first.to_string(),
+            );
         } else {
             first_row.insert((k.clone(), contact.clone()), row);
             if existing_of(&k).iter().any(|c| c.contact_code == contact) {
@@ -472,7 +483,12 @@ fn cross_rows(reports: &mut [RowReport], policy: &IntakePolicy, existing: &dyn E
                 } else {
                     k.2.as_str()
                 };
-                push("duplicate_existing_account", office_shown, &contact, "");
+                push(
+                    FindingCode::DuplicateExistingAccount,
+                    office_shown,
+                    &contact,
+                    "",
+                );
             }
         }
         duplicate[i] = r.findings.len() > original;
@@ -500,60 +516,21 @@ fn cross_rows(reports: &mut [RowReport], policy: &IntakePolicy, existing: &dyn E
         for i in idx {
             let r = &mut reports[i];
             let title = policy.columns.title(Field::OfficeCode).to_string();
-            let mut push = |code: &'static str, value: &str| {
-                if let Some((severity, template)) = messages::lookup(code) {
-                    r.findings.push(Finding {
-                        code,
-                        severity,
-                        column: title.clone(),
-                        value: value.to_string(),
-                        message_ja: messages::render(template, r.row, &title, value, "", ""),
-                    });
-                }
+            let mut push = |code: FindingCode, value: &str| {
+                r.findings.push(Finding {
+                    code,
+                    severity: code.severity(),
+                    column: title.clone(),
+                    value: value.to_string(),
+                    message_ja: messages::render(code.template(), r.row, &title, value, "", ""),
+                });
             };
             if r.fields.sharoushi && !has_office_contact {
-                push("sharoushi_without_office_contact", &k.2);
+                push(FindingCode::SharoushiWithoutOfficeContact, &k.2);
             }
             if many {
-                push("multiple_accounts_per_office", &k.2);
+                push(FindingCode::MultipleAccountsPerOffice, &k.2);
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_code_has_a_message() {
-        let src = include_str!("validate.rs");
-        for part in src.split('"').skip(1).step_by(2) {
-            let looks_like_code = part.contains('_')
-                && part
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit())
-                && !part.starts_with('_');
-            if looks_like_code
-                && (part.starts_with("code_")
-                    || part.starts_with("email")
-                    || part.ends_with("_mismatch"))
-            {
-                assert!(messages::lookup(part).is_some(), "no message for {part}");
-            }
-        }
-    }
-
-    #[test]
-    fn every_shared_rule_code_has_a_message() {
-        for p in rules::EmailProblem::ALL {
-            assert!(messages::lookup(p.code()).is_some(), "no message for {p:?}");
-        }
-        for p in [
-            rules::NameProblem::TooLong,
-            rules::NameProblem::ControlCharacters,
-        ] {
-            assert!(messages::lookup(p.code()).is_some(), "no message for {p:?}");
         }
     }
 }
