@@ -192,7 +192,8 @@ pub fn issued_statuses(conn: &Connection) -> Result<Statuses, Error> {
         let status = match revoked_at {
             Some(at) => Status::Revoked {
                 at,
-                reason: reason.unwrap_or(0) as u8,
+                // revocations.reason is NOT NULL: a revoked_at comes with it.
+                reason: crate::store::revocations::stored_reason(reason.unwrap_or(0))?.code(),
             },
             None => Status::Good,
         };

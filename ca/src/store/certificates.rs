@@ -26,11 +26,12 @@ impl CertificateState {
             CertificateState::Failed => "failed",
         }
     }
-    fn parse(s: &str) -> CertificateState {
+    fn parse(s: &str) -> Option<CertificateState> {
         match s {
-            "issued" => CertificateState::Issued,
-            "failed" => CertificateState::Failed,
-            _ => CertificateState::Pending,
+            "pending" => Some(CertificateState::Pending),
+            "issued" => Some(CertificateState::Issued),
+            "failed" => Some(CertificateState::Failed),
+            _ => None,
         }
     }
 }
@@ -72,14 +73,27 @@ const SELECT: &str = "SELECT c.id, c.serial, c.authority_id, c.profile, c.certif
         r.revoked_at, r.reason, r.actor
     FROM certificates c LEFT JOIN revocations r ON r.certificate = c.id";
 
+/// A stored value outside its column's vocabulary, as a rusqlite error so
+/// that it leaves `from_row` like any other unreadable column.
+fn unknown_value(index: usize, column: &str, value: impl std::fmt::Display) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        index,
+        rusqlite::types::Type::Text,
+        format!("{column}: unknown value '{value}'").into(),
+    )
+}
+
 fn from_row(r: &Row<'_>) -> rusqlite::Result<CertificateRecord> {
     let holder: String = r.get(7)?;
     let state: String = r.get(11)?;
+    let state = CertificateState::parse(&state)
+        .ok_or_else(|| unknown_value(11, "certificates.state", &state))?;
     let revoked_at: Option<i64> = r.get(15)?;
     let revocation = match revoked_at {
         Some(at) => {
             let code: i64 = r.get(16)?;
-            let reason = RevocationReason::from_code(code).unwrap_or(RevocationReason::Unspecified);
+            let reason = RevocationReason::from_code(code)
+                .ok_or_else(|| unknown_value(16, "revocations.reason", code))?;
             Some(RevocationInfo {
                 revoked_at: at,
                 reason: reason.name().to_string(),
@@ -103,7 +117,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<CertificateRecord> {
         key_algorithm: r.get(8)?,
         not_before: r.get(9)?,
         not_after: r.get(10)?,
-        state: CertificateState::parse(&state),
+        state,
         der: r.get(12)?,
         created_at: r.get(13)?,
         issued_at: r.get(14)?,
@@ -334,5 +348,44 @@ mod tests {
         assert!(!owner_alive(Some("4294967295:1")));
         assert!(!owner_alive(Some("garbage")));
         assert!(!owner_alive(None));
+    }
+
+    // A value outside a column's vocabulary is refused by name, not read
+    // as `pending` or `unspecified` (which would then be signed into OCSP
+    // responses and CRLs).
+    #[test]
+    fn unknown_state_or_reason_is_an_error_naming_the_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::Store::open(&dir.path().join("kxca.db"), true).unwrap();
+        let conn = store.conn();
+        conn.execute_batch(
+            "INSERT INTO authorities (id, name, role, key_ref, certificate, subject_der, spki, key_id, not_before, not_after, active, created_at)
+               VALUES (1, 'root', 'root', 'k', x'00', x'00', x'00', x'00', 0, 10, 1, 0);
+             INSERT INTO certificates (id, serial, authority_id, profile, certificate_id, subject, email, holder, key_algorithm, not_before, not_after, state, tbs, der, created_at)
+               VALUES (1, '0A', 1, 'p', 'c1', 's', 'e@example.jp', '{}', 'ecdsa-p256', 0, 10, 'issued', x'00', x'00', 0);
+             INSERT INTO revocations (certificate, revoked_at, reason, actor) VALUES (1, 5, 7, 'a');",
+        )
+        .unwrap();
+        let err = by_serial(conn, "0A").unwrap_err().to_string();
+        assert!(
+            err.contains("revocations.reason: unknown value '7'"),
+            "{err}"
+        );
+        let err = super::super::revocations::for_each_revoked(conn, 1, 0, |_, _, _| Ok(()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("revocations.reason: unknown value 7"), "{err}");
+
+        conn.execute_batch(
+            "UPDATE revocations SET reason = 1;
+             PRAGMA ignore_check_constraints = ON;
+             UPDATE certificates SET state = 'revoked' WHERE id = 1;",
+        )
+        .unwrap();
+        let err = by_serial(conn, "0A").unwrap_err().to_string();
+        assert!(
+            err.contains("certificates.state: unknown value 'revoked'"),
+            "{err}"
+        );
     }
 }

@@ -21,6 +21,16 @@ pub(crate) fn insert(
     Ok(())
 }
 
+/// The reason of a stored `revocations.reason` code. An unknown code is an
+/// error naming it: it would otherwise be signed into a CRL or an OCSP
+/// response as something it is not.
+pub fn stored_reason(code: i64) -> Result<RevocationReason, Error> {
+    RevocationReason::from_code(code).ok_or_else(|| Error::Database {
+        path: std::path::PathBuf::new(),
+        message: format!("revocations.reason: unknown value {code}"),
+    })
+}
+
 /// Calls `f(serial_hex, revoked_at, reason_code)` for every revoked
 /// certificate of an authority whose notAfter is at or after
 /// `not_expired_at`, without loading them all at once.
@@ -45,8 +55,8 @@ pub fn for_each_revoked(
     while let Some(r) = rows.next().map_err(sql)? {
         let serial: String = r.get(0).map_err(sql)?;
         let at: i64 = r.get(1).map_err(sql)?;
-        let reason: i64 = r.get(2).map_err(sql)?;
-        f(&serial, at, reason as u8)?;
+        let reason = stored_reason(r.get(2).map_err(sql)?)?;
+        f(&serial, at, reason.code())?;
         n += 1;
     }
     Ok(n)
