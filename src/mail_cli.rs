@@ -285,7 +285,7 @@ pub fn run(command: MailCommand, home: Home, actor: &str) -> Result<()> {
                     .map(|m| {
                         vec![
                             m.id.to_string(),
-                            m.kind.clone(),
+                            m.kind.to_string(),
                             m.to.clone(),
                             m.state.as_str().to_string(),
                             m.attempts.to_string(),

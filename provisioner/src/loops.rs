@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::error::sql;
 use crate::intake::Replies;
 use crate::mail::mime::ReceivedMail;
+use crate::outbox::OutboxKind;
 
 /// Why a received mail gets no answer. Its `as_str` is what the mail's
 /// record (`intake_mails.reply`) and the audit event carry.
@@ -54,10 +55,10 @@ impl NoReply {
 /// Outbox kinds that answer a received mail: they carry
 /// `Auto-Submitted: auto-replied` and count towards the per-sender limit.
 /// Every other kind is a notice that answers nothing (`auto-generated`).
-pub const ANSWER_KINDS: &[&str] = &["intake-reply", "intake-rejected"];
+pub const ANSWER_KINDS: &[OutboxKind] = &[OutboxKind::IntakeReply, OutboxKind::IntakeRejected];
 
 /// The `Auto-Submitted` value (RFC 3834 §5) of an outbox mail of `kind`.
-pub fn auto_submitted(kind: &str) -> &'static str {
+pub fn auto_submitted(kind: OutboxKind) -> &'static str {
     if ANSWER_KINDS.contains(&kind) {
         "auto-replied"
     } else {
@@ -123,7 +124,8 @@ pub fn over_rate(
     policy: &Replies,
     now: i64,
 ) -> Result<bool, kxca_ca::Error> {
-    let kinds = serde_json::to_string(ANSWER_KINDS).unwrap_or_else(|_| "[]".into());
+    let kinds: Vec<&str> = ANSWER_KINDS.iter().map(|k| k.as_str()).collect();
+    let kinds = serde_json::to_string(&kinds).unwrap_or_else(|_| "[]".into());
     let answered: i64 = conn
         .query_row(
             "SELECT count(*) FROM outbox
@@ -237,7 +239,7 @@ From: signup@kx.test\r\nTo: nobody@office.test\r\nMessage-ID: <1.abc@kx.test>\r\
 
     #[test]
     fn kinds_say_whether_they_answer() {
-        assert_eq!(auto_submitted("intake-reply"), "auto-replied");
-        assert_eq!(auto_submitted("certificate-issued"), "auto-generated");
+        assert_eq!(auto_submitted(OutboxKind::IntakeReply), "auto-replied");
+        assert_eq!(auto_submitted(OutboxKind::IntakeRejected), "auto-replied");
     }
 }

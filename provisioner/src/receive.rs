@@ -16,7 +16,7 @@ use crate::forms::{FormCheck, FormChecker};
 use crate::intake::Replies;
 use crate::loops::{self, NoReply};
 use crate::mail::mime::{self, Limits};
-use crate::outbox::{self, NewMail};
+use crate::outbox::{self, NewMail, OutboxKind};
 use crate::reply::{self, FileOutcome, ReplyFacts};
 use crate::Error;
 
@@ -334,7 +334,7 @@ impl Receiver<'_> {
                         tx,
                         &NewMail {
                             idempotency_key: format!("intake-reply:{mail_id}"),
-                            kind: "intake-reply".into(),
+                            kind: OutboxKind::IntakeReply,
                             to: to.to_string(),
                             subject,
                             body,
@@ -494,7 +494,7 @@ impl Receiver<'_> {
                     tx,
                     &NewMail {
                         idempotency_key: format!("intake-rejected:{mail_id}"),
-                        kind: "intake-rejected".into(),
+                        kind: OutboxKind::IntakeRejected,
                         to: to.to_string(),
                         subject,
                         body,

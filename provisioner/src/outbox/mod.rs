@@ -14,5 +14,5 @@ mod store;
 pub use send::{run_once, SendSummary, Sender};
 pub use store::{
     enqueue, list, migrations, record_delivery_report, DeliveryFailure, NewMail, OutboxAttachment,
-    OutboxMail, OutboxState,
+    OutboxKind, OutboxMail, OutboxState,
 };

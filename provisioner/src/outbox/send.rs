@@ -178,7 +178,7 @@ fn build(mail: &OutboxMail, from: &Mailbox, now: i64) -> Result<Message, String>
         // RFC 3834: a responder that reads this never answers it, so kxca
         // and an office's vacation responder cannot answer each other.
         .header(AutoSubmitted(
-            crate::loops::auto_submitted(&mail.kind).to_string(),
+            crate::loops::auto_submitted(mail.kind).to_string(),
         ))
         // Exchange and Outlook ignore Auto-Submitted for their own
         // out-of-office answers but honour this.

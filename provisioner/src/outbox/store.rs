@@ -85,14 +85,62 @@ impl OutboxState {
             OutboxState::Failed => "failed",
         }
     }
-    fn parse(s: &str) -> OutboxState {
+    fn parse(s: &str) -> Option<OutboxState> {
         match s {
-            "sending" => OutboxState::Sending,
-            "sent" => OutboxState::Sent,
-            "failed" => OutboxState::Failed,
-            _ => OutboxState::Queued,
+            "queued" => Some(OutboxState::Queued),
+            "sending" => Some(OutboxState::Sending),
+            "sent" => Some(OutboxState::Sent),
+            "failed" => Some(OutboxState::Failed),
+            _ => None,
         }
     }
+}
+
+/// What an outbox mail is. Stored in `outbox.kind` (and counted by it, see
+/// crate::loops): the strings never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxKind {
+    /// The report on a received form.
+    IntakeReply,
+    /// The answer to a mail that was refused whole.
+    IntakeRejected,
+}
+
+impl OutboxKind {
+    pub const ALL: &'static [OutboxKind] = &[OutboxKind::IntakeReply, OutboxKind::IntakeRejected];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxKind::IntakeReply => "intake-reply",
+            OutboxKind::IntakeRejected => "intake-rejected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OutboxKind> {
+        OutboxKind::ALL.iter().copied().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for OutboxKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for OutboxKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// A stored value outside its column's vocabulary, as a rusqlite error so
+/// that it leaves `row` like any other unreadable column.
+fn unknown_value(index: usize, column: &str, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        index,
+        rusqlite::types::Type::Text,
+        format!("{column}: unknown value '{value}'").into(),
+    )
 }
 
 /// A file attached to an outbound mail.
@@ -110,8 +158,7 @@ pub struct OutboxAttachment {
 pub struct NewMail {
     /// Unique per logical mail: queuing the same key twice queues once.
     pub idempotency_key: String,
-    /// What the mail is, e.g. `intake-reply`.
-    pub kind: String,
+    pub kind: OutboxKind,
     pub to: String,
     pub subject: String,
     pub body: String,
@@ -125,7 +172,7 @@ pub struct NewMail {
 pub struct OutboxMail {
     pub id: i64,
     pub idempotency_key: String,
-    pub kind: String,
+    pub kind: OutboxKind,
     pub message_id: String,
     pub to: String,
     pub subject: String,
@@ -277,7 +324,7 @@ pub fn enqueue(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?9)",
         params![
             mail.idempotency_key,
-            mail.kind,
+            mail.kind.as_str(),
             message_id,
             mail.to,
             mail.subject,
@@ -302,18 +349,22 @@ pub fn enqueue(
 const COLUMNS: &str = "id, idempotency_key, kind, message_id, to_addr, subject, body, in_reply_to, refs, state, attempts, next_attempt_at, last_error, created_at, sent_at";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxMail> {
+    let kind: String = r.get(2)?;
+    let kind = OutboxKind::parse(&kind).ok_or_else(|| unknown_value(2, "outbox.kind", &kind))?;
     let state: String = r.get(9)?;
+    let state =
+        OutboxState::parse(&state).ok_or_else(|| unknown_value(9, "outbox.state", &state))?;
     Ok(OutboxMail {
         id: r.get(0)?,
         idempotency_key: r.get(1)?,
-        kind: r.get(2)?,
+        kind,
         message_id: r.get(3)?,
         to: r.get(4)?,
         subject: r.get(5)?,
         body: r.get(6)?,
         in_reply_to: r.get(7)?,
         references: crate::error::json_column(r, 8)?,
-        state: OutboxState::parse(&state),
+        state,
         attempts: r.get(10)?,
         next_attempt_at: r.get(11)?,
         last_error: r.get(12)?,
