@@ -516,3 +516,47 @@ pub(super) fn mark_attempt_failed(
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A kind or state this version does not know is refused by name, not
+    // read as some other kind (the loop limits count kinds) or as `queued`
+    // (which would send it again).
+    #[test]
+    fn unknown_kind_or_state_is_an_error_naming_the_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = kxca_ca::Store::open(&dir.path().join("kxca.db"), true).unwrap();
+        store.migrate("outbox", migrations()).unwrap();
+        let conn = store.conn();
+        conn.execute_batch(
+            "INSERT INTO outbox (idempotency_key, kind, message_id, to_addr, subject, body, state, next_attempt_at, created_at)
+               VALUES ('k', 'intake-reply', '<m@example.jp>', 'a@example.jp', 's', 'b', 'queued', 0, 0);",
+        )
+        .unwrap();
+        let rows = list(conn, 10).unwrap();
+        assert_eq!(rows[0].kind, OutboxKind::IntakeReply);
+        assert_eq!(rows[0].state, OutboxState::Queued);
+
+        conn.execute_batch("UPDATE outbox SET kind = 'certificate-issued'")
+            .unwrap();
+        let err = list(conn, 10).unwrap_err().to_string();
+        assert!(
+            err.contains("outbox.kind: unknown value 'certificate-issued'"),
+            "{err}"
+        );
+
+        conn.execute_batch(
+            "UPDATE outbox SET kind = 'intake-rejected';
+             PRAGMA ignore_check_constraints = ON;
+             UPDATE outbox SET state = 'bounced';",
+        )
+        .unwrap();
+        let err = list(conn, 10).unwrap_err().to_string();
+        assert!(
+            err.contains("outbox.state: unknown value 'bounced'"),
+            "{err}"
+        );
+    }
+}
