@@ -5,34 +5,113 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::conns::Conns;
-use crate::ocsp::Engine;
+use crate::ocsp::asn1::ResponseStatus;
+use crate::ocsp::{Engine, Status};
 
 /// Upper bounds of the latency histogram, in seconds.
 const BUCKETS: [f64; 10] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
 ];
 
-/// OCSP outcomes counted separately.
-pub(crate) const OUTCOMES: [&str; 7] = [
-    "good",
-    "revoked",
-    "unknown",
-    "malformedRequest",
-    "unauthorized",
-    "internalError",
-    "tryLater",
-];
+/// OCSP outcomes counted separately; `as_str` is the `status` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Good,
+    Revoked,
+    Unknown,
+    MalformedRequest,
+    Unauthorized,
+    InternalError,
+    TryLater,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 7] = [
+        Outcome::Good,
+        Outcome::Revoked,
+        Outcome::Unknown,
+        Outcome::MalformedRequest,
+        Outcome::Unauthorized,
+        Outcome::InternalError,
+        Outcome::TryLater,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Good => "good",
+            Outcome::Revoked => "revoked",
+            Outcome::Unknown => "unknown",
+            Outcome::MalformedRequest => "malformedRequest",
+            Outcome::Unauthorized => "unauthorized",
+            Outcome::InternalError => "internalError",
+            Outcome::TryLater => "tryLater",
+        }
+    }
+
+    /// A successful answer, by the status of the certificate.
+    pub fn of_status(s: &Status) -> Outcome {
+        match s {
+            Status::Good => Outcome::Good,
+            Status::Revoked { .. } => Outcome::Revoked,
+            Status::Unknown => Outcome::Unknown,
+        }
+    }
+
+    /// An error answer; `successful` is no error and has no counter.
+    pub fn of_error(s: ResponseStatus) -> Option<Outcome> {
+        match s {
+            ResponseStatus::Successful => None,
+            ResponseStatus::MalformedRequest => Some(Outcome::MalformedRequest),
+            ResponseStatus::Unauthorized => Some(Outcome::Unauthorized),
+            ResponseStatus::InternalError => Some(Outcome::InternalError),
+            ResponseStatus::TryLater => Some(Outcome::TryLater),
+        }
+    }
+}
+
+/// Non-OCSP requests counted separately; `as_str` is the `kind` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HttpKind {
+    Crl,
+    /// /ca/ and /audit/: the other published files.
+    Ca,
+    /// /healthz and /metrics.
+    Status,
+    NotFound,
+    /// Refused as too large (413).
+    TooLarge,
+}
+
+impl HttpKind {
+    pub const ALL: [HttpKind; 5] = [
+        HttpKind::Crl,
+        HttpKind::Ca,
+        HttpKind::Status,
+        HttpKind::NotFound,
+        HttpKind::TooLarge,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpKind::Crl => "crl",
+            HttpKind::Ca => "ca",
+            HttpKind::Status => "status",
+            HttpKind::NotFound => "not_found",
+            HttpKind::TooLarge => "too_large",
+        }
+    }
+}
 
 #[derive(Default)]
 pub(crate) struct Metrics {
-    outcomes: [AtomicU64; 7],
+    outcomes: [AtomicU64; Outcome::ALL.len()],
     cache_hits: AtomicU64,
     signed: AtomicU64,
     not_modified: AtomicU64,
     buckets: [AtomicU64; 10],
     latency_count: AtomicU64,
     latency_sum_ns: AtomicU64,
-    other_requests: [AtomicU64; 5],
+    other_requests: [AtomicU64; HttpKind::ALL.len()],
 }
 
 pub(crate) enum Source {
@@ -43,9 +122,9 @@ pub(crate) enum Source {
 }
 
 impl Metrics {
-    pub fn ocsp(&self, outcome: &str, source: Source, nanos: u64) {
-        if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
-            self.outcomes[i].fetch_add(1, Ordering::Relaxed);
+    pub fn ocsp(&self, outcome: Option<Outcome>, source: Source, nanos: u64) {
+        if let Some(o) = outcome {
+            self.outcomes[o as usize].fetch_add(1, Ordering::Relaxed);
         }
         let counter = match source {
             Source::Cache => Some(&self.cache_hits),
@@ -67,23 +146,21 @@ impl Metrics {
         self.latency_sum_ns.fetch_add(nanos, Ordering::Relaxed);
     }
 
-    /// Counts a non-OCSP request: 0 crl, 1 ca, 2 healthz/metrics, 3 not
-    /// found, 4 refused as too large (413).
-    pub fn other(&self, kind: usize) {
-        if let Some(c) = self.other_requests.get(kind) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
+    /// Counts a non-OCSP request.
+    pub fn other(&self, kind: HttpKind) {
+        self.other_requests[kind as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn render(&self, engine: &Engine, log_dropped: u64, conns: &Conns) -> String {
         let mut s = String::with_capacity(4096);
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         s.push_str("# HELP kxca_ocsp_requests_total OCSP requests by answer.\n# TYPE kxca_ocsp_requests_total counter\n");
-        for (i, o) in OUTCOMES.iter().enumerate() {
+        for o in Outcome::ALL {
             let _ = writeln!(
                 s,
-                "kxca_ocsp_requests_total{{status=\"{o}\"}} {}",
-                g(&self.outcomes[i])
+                "kxca_ocsp_requests_total{{status=\"{}\"}} {}",
+                o.as_str(),
+                g(&self.outcomes[o as usize])
             );
         }
         s.push_str("# HELP kxca_ocsp_responses_total Successful OCSP responses by source.\n# TYPE kxca_ocsp_responses_total counter\n");
@@ -123,14 +200,12 @@ impl Metrics {
         );
         let _ = writeln!(s, "kxca_ocsp_request_duration_seconds_count {count}");
         s.push_str("# HELP kxca_http_requests_total Other HTTP requests by kind.\n# TYPE kxca_http_requests_total counter\n");
-        for (i, k) in ["crl", "ca", "status", "not_found", "too_large"]
-            .iter()
-            .enumerate()
-        {
+        for k in HttpKind::ALL {
             let _ = writeln!(
                 s,
-                "kxca_http_requests_total{{kind=\"{k}\"}} {}",
-                g(&self.other_requests[i])
+                "kxca_http_requests_total{{kind=\"{}\"}} {}",
+                k.as_str(),
+                g(&self.other_requests[k as usize])
             );
         }
         s.push_str("# HELP kxca_ocsp_presigned_responses Pre-signed responses held in memory.\n# TYPE kxca_ocsp_presigned_responses gauge\n");
@@ -177,5 +252,53 @@ impl Metrics {
         s.push_str("# HELP kxca_access_log_dropped_total Request log lines dropped because the writer fell behind.\n# TYPE kxca_access_log_dropped_total counter\n");
         let _ = writeln!(s, "kxca_access_log_dropped_total {log_dropped}");
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Counters are indexed by discriminant: ALL must list every variant in
+    // declaration order, and the label strings are what dashboards query.
+    #[test]
+    fn labels_are_pinned_and_indexed_in_order() {
+        for (i, o) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(*o as usize, i);
+        }
+        for (i, k) in HttpKind::ALL.iter().enumerate() {
+            assert_eq!(*k as usize, i);
+        }
+        assert_eq!(
+            Outcome::ALL.map(Outcome::as_str),
+            [
+                "good",
+                "revoked",
+                "unknown",
+                "malformedRequest",
+                "unauthorized",
+                "internalError",
+                "tryLater"
+            ]
+        );
+        assert_eq!(
+            HttpKind::ALL.map(HttpKind::as_str),
+            ["crl", "ca", "status", "not_found", "too_large"]
+        );
+        for s in [
+            ResponseStatus::MalformedRequest,
+            ResponseStatus::Unauthorized,
+            ResponseStatus::InternalError,
+            ResponseStatus::TryLater,
+        ] {
+            assert_eq!(Outcome::of_error(s).map(Outcome::as_str), Some(s.name()));
+        }
+        for s in [
+            Status::Good,
+            Status::Revoked { at: 0, reason: 1 },
+            Status::Unknown,
+        ] {
+            assert_eq!(Outcome::of_status(&s).as_str(), s.name());
+        }
     }
 }

@@ -32,7 +32,7 @@ pub use kxca_ca::ServeConfig;
 
 use access_log::{AccessLog, OcspLine};
 use conns::{Conns, BUSY, IDLE};
-use metrics::{Metrics, Source};
+use metrics::{HttpKind, Metrics, Outcome, Source};
 
 use crate::ocsp::asn1::ResponseStatus;
 use crate::ocsp::{request, Answer, Cached, Engine};
@@ -199,7 +199,7 @@ async fn handle(app: &App, req: Request<Incoming>, state: &AtomicU8) -> Reply {
     if declared.is_some_and(|n| n > limit as u64) {
         // Refused before a byte of the body is read: waiting for it would
         // hold the socket for the whole body timeout.
-        app.metrics.other(4);
+        app.metrics.other(HttpKind::TooLarge);
         let p = path.chars().take(80).collect::<String>();
         app.log.log(|| {
             format!("http method={method} path={p:?} http=413 reason=\"declared body over ocsp.max_request_bytes\"\n")
@@ -282,16 +282,19 @@ async fn handle(app: &App, req: Request<Incoming>, state: &AtomicU8) -> Reply {
             };
         }
         if path.starts_with("/crl/") || path.starts_with("/ca/") || path.starts_with("/audit/") {
-            app.metrics
-                .other(if path.starts_with("/crl/") { 0 } else { 1 });
+            app.metrics.other(if path.starts_with("/crl/") {
+                HttpKind::Crl
+            } else {
+                HttpKind::Ca
+            });
             return published(app, method_name, path, req.headers(), start);
         }
         if path == "/healthz" {
-            app.metrics.other(2);
+            app.metrics.other(HttpKind::Status);
             return health(app);
         }
         if path == "/metrics" {
-            app.metrics.other(2);
+            app.metrics.other(HttpKind::Status);
             let text = app.metrics.render(
                 &app.engine,
                 app.log.dropped.load(Ordering::Relaxed),
@@ -305,7 +308,7 @@ async fn handle(app: &App, req: Request<Incoming>, state: &AtomicU8) -> Reply {
             return r;
         }
     }
-    app.metrics.other(3);
+    app.metrics.other(HttpKind::NotFound);
     let status = if get || method == Method::POST {
         StatusCode::NOT_FOUND
     } else {
@@ -342,7 +345,8 @@ fn cache_control(max_age: i64) -> HeaderValue {
 
 fn ocsp_error(app: &App, start: Instant, method: &str, status: ResponseStatus, why: &str) -> Reply {
     let nanos = start.elapsed().as_nanos() as u64;
-    app.metrics.ocsp(status.name(), Source::Error, nanos);
+    app.metrics
+        .ocsp(Outcome::of_error(status), Source::Error, nanos);
     app.log.log(|| {
         format!(
             "ocsp method={method} status={} reason={why:?} latency_us={}\n",
@@ -426,7 +430,8 @@ async fn ocsp(
         Answer::Cached(c) => cached(app, start, method, serial.as_deref(), &c, if_none_match),
         Answer::Fresh { der, status } => {
             let nanos = start.elapsed().as_nanos() as u64;
-            app.metrics.ocsp(status.name(), Source::Signed, nanos);
+            app.metrics
+                .ocsp(Some(Outcome::of_status(&status)), Source::Signed, nanos);
             let mut line = OcspLine::new(method, status.name(), "signed").serial(serial.as_deref());
             line.signed = Some((n, nonce));
             line.latency_us = nanos / 1000;
@@ -473,7 +478,8 @@ fn cached(
     } else {
         Source::Cache
     };
-    app.metrics.ocsp(c.status.name(), source, nanos);
+    app.metrics
+        .ocsp(Some(Outcome::of_status(&c.status)), source, nanos);
     let mut line = OcspLine::new(
         method,
         c.status.name(),
