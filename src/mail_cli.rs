@@ -221,7 +221,7 @@ pub fn run(command: MailCommand, home: Home, actor: &str) -> Result<()> {
                             rfc3339(a.received_at),
                             a.sender.clone().unwrap_or_default(),
                             a.file_name.clone(),
-                            a.status.clone(),
+                            a.status.as_str().to_string(),
                             format!("{}/{}/{}", a.rows_valid, a.rows_review, a.rows_invalid),
                         ]
                     })
@@ -262,7 +262,7 @@ pub fn run(command: MailCommand, home: Home, actor: &str) -> Result<()> {
                     app.stored_format
                 );
                 println!("sheet:        {}", app.sheet);
-                println!("status:       {}", app.status);
+                println!("status:       {}", app.status.as_str());
                 for r in &app.rows {
                     println!(
                         "  row {} (No. {}): {} {}",

@@ -182,6 +182,15 @@ impl ApplicationStatus {
         }
     }
 
+    pub fn parse(s: &str) -> Option<ApplicationStatus> {
+        [
+            ApplicationStatus::PendingReview,
+            ApplicationStatus::Rejected,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
+
     /// A form whose rows were only detected (no checker) is pending too.
     pub fn of(rows: &[CheckedRow]) -> ApplicationStatus {
         use crate::forms::RowVerdict::*;
@@ -359,7 +368,7 @@ pub struct Application {
     /// What is kept of it: [`STORED_REDACTED_XLSX`] or [`STORED_NONE`].
     pub stored_format: String,
     pub sheet: String,
-    pub status: String,
+    pub status: ApplicationStatus,
     pub rows_valid: i64,
     pub rows_review: i64,
     pub rows_invalid: i64,
@@ -373,14 +382,27 @@ pub struct Application {
 pub struct ApplicationRowRecord {
     pub row: u32,
     pub no: Option<String>,
-    pub status: String,
+    pub status: crate::forms::RowVerdict,
     pub findings: serde_json::Value,
     pub fields: serde_json::Value,
 }
 
 const COLUMNS: &str = "id, mail_id, sender, message_id, received_at, file_name, sha256, COALESCE(original_size, length(file)), sheet, status, rows_valid, rows_review, rows_invalid, created_at, original_format, stored_format";
 
+/// A stored value outside its column's vocabulary, as a rusqlite error so
+/// that it leaves the row mapping like any other unreadable column.
+fn unknown_value(index: usize, column: &str, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        index,
+        rusqlite::types::Type::Text,
+        format!("{column}: unknown value '{value}'").into(),
+    )
+}
+
 fn application(r: &rusqlite::Row<'_>) -> rusqlite::Result<Application> {
+    let status: String = r.get(9)?;
+    let status = ApplicationStatus::parse(&status)
+        .ok_or_else(|| unknown_value(9, "applications.status", &status))?;
     Ok(Application {
         id: r.get(0)?,
         mail_id: r.get(1)?,
@@ -391,7 +413,7 @@ fn application(r: &rusqlite::Row<'_>) -> rusqlite::Result<Application> {
         sha256: r.get(6)?,
         size: r.get(7)?,
         sheet: r.get(8)?,
-        status: r.get(9)?,
+        status,
         rows_valid: r.get(10)?,
         rows_review: r.get(11)?,
         rows_invalid: r.get(12)?,
@@ -433,10 +455,13 @@ pub fn get(conn: &Connection, id: i64) -> Result<Option<Application>, kxca_ca::E
         .map_err(sql)?;
     app.rows = stmt
         .query_map([id], |r| {
+            let status: String = r.get(2)?;
+            let status = crate::forms::RowVerdict::parse(&status)
+                .ok_or_else(|| unknown_value(2, "application_rows.status", &status))?;
             Ok(ApplicationRowRecord {
                 row: r.get(0)?,
                 no: r.get(1)?,
-                status: r.get(2)?,
+                status,
                 findings: crate::error::json_column(r, 3)?,
                 fields: crate::error::json_column(r, 4)?,
             })
@@ -472,4 +497,50 @@ pub fn file(conn: &Connection, id: i64) -> Result<Option<(String, Vec<u8>)>, kxc
     )
     .optional()
     .map_err(sql)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A status this version does not know is refused by name, not shown
+    // to an admin as something else.
+    #[test]
+    fn unknown_status_is_an_error_naming_the_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = kxca_ca::Store::open(&dir.path().join("kxca.db"), true).unwrap();
+        store.migrate("provisioner", migrations()).unwrap();
+        let conn = store.conn();
+        conn.execute_batch(
+            "INSERT INTO intake_mails (id, source_key, message_id, subject, received_at, outcome, detail, created_at)
+               VALUES (1, 'k', '<m@example.jp>', 's', 0, 'processed', '{}', 0);
+             INSERT INTO applications (id, mail_id, message_id, received_at, file_name, sha256, file, sheet, report, status, rows_valid, rows_review, rows_invalid, created_at)
+               VALUES (1, 1, '<m@example.jp>', 0, 'f.xlsx', 'h', x'', 'Sheet1', '{}', 'pending_review', 1, 0, 0, 0);
+             INSERT INTO application_rows (application_id, row, status, findings, fields)
+               VALUES (1, 2, 'valid', '[]', '{}');",
+        )
+        .unwrap();
+        let app = get(conn, 1).unwrap().unwrap();
+        assert_eq!(app.status, ApplicationStatus::PendingReview);
+        assert_eq!(app.rows[0].status, crate::forms::RowVerdict::Valid);
+
+        conn.execute_batch(
+            "PRAGMA ignore_check_constraints = ON;
+             UPDATE application_rows SET status = 'accepted';",
+        )
+        .unwrap();
+        let err = get(conn, 1).unwrap_err().to_string();
+        assert!(
+            err.contains("application_rows.status: unknown value 'accepted'"),
+            "{err}"
+        );
+
+        conn.execute_batch("UPDATE applications SET status = 'approved'")
+            .unwrap();
+        let err = list(conn, 10).unwrap_err().to_string();
+        assert!(
+            err.contains("applications.status: unknown value 'approved'"),
+            "{err}"
+        );
+    }
 }

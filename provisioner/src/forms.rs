@@ -34,6 +34,24 @@ impl RowVerdict {
             RowVerdict::Review => "review",
         }
     }
+
+    pub fn parse(s: &str) -> Option<RowVerdict> {
+        [RowVerdict::Valid, RowVerdict::Invalid, RowVerdict::Review]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for RowVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for RowVerdict {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone)]
