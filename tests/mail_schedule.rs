@@ -167,3 +167,45 @@ fn unreachable_mail_server_does_not_stop_the_daemon() {
     assert!(!log.contains("unused"), "a secret reached the log");
     assert!(applications(&ca).is_empty());
 }
+
+/// A missing IMAP password stops `kxca daemon` at start, named as the mail
+/// password with its variable, not as a "key secret" at the first pass.
+#[test]
+fn missing_mail_password_stops_the_daemon_at_start() {
+    let ca = TestCa::new();
+    set_mail_config(
+        &ca,
+        "\n[mail]\ninterval_seconds = 60\n\n[mail.imap]\nhost = \"127.0.0.1\"\nport = 1\n\
+         tls = \"implicit\"\nuser = \"signup@kx.test\"\n\
+         password_env = \"KXCA_TEST_IMAP_PASSWORD_NOT_SET\"\n",
+    );
+    let mut child = ca
+        .cmd()
+        .arg("daemon")
+        .env_remove("KXCA_TEST_IMAP_PASSWORD_NOT_SET")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("kxca daemon kept running without its IMAP password");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("mail password"), "{stderr}");
+    assert!(
+        stderr.contains("KXCA_TEST_IMAP_PASSWORD_NOT_SET"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("key secret"), "{stderr}");
+}

@@ -31,7 +31,11 @@ pub fn responder_secret_checked(
         message,
     };
     let secret =
-        match config.ocsp.responder_secret() {
+        match config
+            .ocsp
+            .responder_secret()
+            .map_err(|e| bad(e.to_string()))?
+        {
             Some(s) => s,
             None if config.production => return Err(bad(
                 "production: set ocsp.responder_key_secret_env or ocsp.responder_key_secret_file \
