@@ -32,6 +32,8 @@ pub struct TestCa {
 
 impl TestCa {
     /// A fresh, initialised CA with soft ECDSA keys.
+    // Not `Default`: this runs `kxca init`, which is no default value.
+    #[allow(clippy::new_without_default)]
     pub fn new() -> TestCa {
         let t = TestCa::uninitialised();
         let out = t.kxca(&["init", "--key-secret-file", t.pass_file.to_str().unwrap()]);
