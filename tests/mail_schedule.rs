@@ -3,10 +3,10 @@
 //! no `kxca intake fetch` by hand, and a mail server that cannot be
 //! reached is logged while the OCSP side keeps answering.
 
-mod common;
-mod support_intake;
-mod support_mailstack;
-mod support_ocsp;
+use kxca_test_support::common;
+use kxca_test_support::intake as support_intake;
+use kxca_test_support::mailstack as support_mailstack;
+use kxca_test_support::ocsp as support_ocsp;
 
 use common::TestCa;
 use support_intake::{row, s, set, standard};
