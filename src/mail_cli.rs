@@ -147,16 +147,7 @@ pub fn fetch_pass(
     let sandbox = kxca_provisioner::sandbox::Sandbox::current(policy.sandbox)
         .context("locating the kxca executable for the parsing worker")?;
     let replies = policy.replies.clone();
-    let checker = if policy.office.use_register {
-        let register = kxca_provisioner::intake::OfficeRegister::load(ca.store_mut())?;
-        IntakeChecker::new(policy, Box::new(register)).contained(sandbox.clone())
-    } else {
-        IntakeChecker::new(
-            policy,
-            Box::new(kxca_provisioner::intake::NoExistingAccounts),
-        )
-        .contained(sandbox.clone())
-    };
+    let checker = IntakeChecker::for_policy(policy, ca.store_mut())?.contained(sandbox.clone());
     let receiver = Receiver {
         checker: &checker,
         limits: Limits {

@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use kxca_ca::Home;
 use tokio::sync::{oneshot, watch};
 
@@ -37,6 +37,9 @@ pub fn start(
         tracing::info!("[mail] interval_seconds = 0: the mail schedule is off");
         return Ok(None);
     }
+    // A missing IMAP/SMTP password stops the daemon at start, named as a
+    // mail password, rather than failing the first pass minutes later.
+    mail.check_secrets().context("mail password")?;
     // Loaded once: a broken policy stops `kxca daemon` at start, with the
     // file named, rather than failing every pass later.
     let policy = crate::intake::policy(&Some(home.root().into()), &None)?;

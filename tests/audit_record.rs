@@ -5,8 +5,8 @@
 //! inclusion proofs with the Python recipe of docs/AUDIT.md; the daemon
 //! records configuration changes and signs checkpoints on its own.
 
-mod common;
-mod support_ocsp;
+use kxca_test_support::common;
+use kxca_test_support::ocsp as support_ocsp;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -536,7 +536,7 @@ fn daemon_records_configuration_changes_and_signs_checkpoints() {
     assert!(ok, "{stdout}");
 }
 
-mod softhsm;
+use kxca_test_support::softhsm;
 
 /// Production: the audit key lives on a token with its own PIN; a soft one
 /// is refused with nothing created.

@@ -1,7 +1,7 @@
 //! Bad input gets a one-line error naming the field or file, a non-zero
 //! exit, and leaves the store exactly as it was.
 
-mod common;
+use kxca_test_support::common;
 
 use common::{assert_ok, p, TestCa};
 

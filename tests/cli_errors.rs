@@ -2,7 +2,7 @@
 //! secret sources a newcomer gets wrong first (no passphrase, a relative
 //! secret file).
 
-mod common;
+use kxca_test_support::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -4,7 +4,7 @@
 //! PKCS#12, crash recovery and `kxca doctor`, concurrent CRL runs, and
 //! RFC 5280 3.3 for revoked certificates that expire.
 
-mod common;
+use kxca_test_support::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

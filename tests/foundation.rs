@@ -2,7 +2,7 @@
 //! by independent implementations (openssl, keytool, NSS pk12util, Python
 //! cryptography, pkilint).
 
-mod common;
+use kxca_test_support::common;
 
 use std::path::Path;
 

@@ -4,11 +4,10 @@
 //! responder keeps answering; the normal forms formatted to the sheet's
 //! last row are still read.
 
-mod common;
-mod support_hostile;
-mod support_intake;
-mod support_mailstack;
-mod support_ocsp;
+use kxca_test_support::common;
+use kxca_test_support::hostile as support_hostile;
+use kxca_test_support::mailstack as support_mailstack;
+use kxca_test_support::ocsp as support_ocsp;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,8 +1,8 @@
 //! `kxca intake check` on generated spreadsheets: every rule, each way it
 //! fails, the JSON shape and the exit status.
 
-mod common;
-mod support_intake;
+use kxca_test_support::common;
+use kxca_test_support::intake as support_intake;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -6,9 +6,9 @@
 //! case each mail becomes exactly one application and gets exactly one
 //! reply once the servers are back.
 
-mod common;
-mod support_intake;
-mod support_mailstack;
+use kxca_test_support::common;
+use kxca_test_support::intake as support_intake;
+use kxca_test_support::mailstack as support_mailstack;
 
 use std::collections::BTreeSet;
 use std::process::{Command, Output};

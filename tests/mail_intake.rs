@@ -3,8 +3,8 @@
 //! as `kxca applications` and `kxca outbox` show it. The mails are parsed
 //! back by mail-parser as an independent reader of what was built.
 
-mod common;
-mod support_intake;
+use kxca_test_support::common;
+use kxca_test_support::intake as support_intake;
 
 use common::TestCa;
 

@@ -7,9 +7,9 @@
 //!
 //! One test function: every scenario reads the same signup INBOX.
 
-mod common;
-mod support_intake;
-mod support_mailstack;
+use kxca_test_support::common;
+use kxca_test_support::intake as support_intake;
+use kxca_test_support::mailstack as support_mailstack;
 
 use common::TestCa;
 use support_intake::{row, standard};

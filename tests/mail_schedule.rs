@@ -3,10 +3,10 @@
 //! no `kxca intake fetch` by hand, and a mail server that cannot be
 //! reached is logged while the OCSP side keeps answering.
 
-mod common;
-mod support_intake;
-mod support_mailstack;
-mod support_ocsp;
+use kxca_test_support::common;
+use kxca_test_support::intake as support_intake;
+use kxca_test_support::mailstack as support_mailstack;
+use kxca_test_support::ocsp as support_ocsp;
 
 use common::TestCa;
 use support_intake::{row, s, set, standard};
@@ -166,4 +166,46 @@ fn unreachable_mail_server_does_not_stop_the_daemon() {
     );
     assert!(!log.contains("unused"), "a secret reached the log");
     assert!(applications(&ca).is_empty());
+}
+
+/// A missing IMAP password stops `kxca daemon` at start, named as the mail
+/// password with its variable, not as a "key secret" at the first pass.
+#[test]
+fn missing_mail_password_stops_the_daemon_at_start() {
+    let ca = TestCa::new();
+    set_mail_config(
+        &ca,
+        "\n[mail]\ninterval_seconds = 60\n\n[mail.imap]\nhost = \"127.0.0.1\"\nport = 1\n\
+         tls = \"implicit\"\nuser = \"signup@kx.test\"\n\
+         password_env = \"KXCA_TEST_IMAP_PASSWORD_NOT_SET\"\n",
+    );
+    let mut child = ca
+        .cmd()
+        .arg("daemon")
+        .env_remove("KXCA_TEST_IMAP_PASSWORD_NOT_SET")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("kxca daemon kept running without its IMAP password");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("mail password"), "{stderr}");
+    assert!(
+        stderr.contains("KXCA_TEST_IMAP_PASSWORD_NOT_SET"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("key secret"), "{stderr}");
 }

@@ -3,9 +3,9 @@
 //! IMAP+STARTTLS, replies submitted to Postfix with STARTTLS + AUTH and
 //! read back from the applicant's mailbox by Python's imaplib and email.
 
-mod common;
-mod support_intake;
-mod support_mailstack;
+use kxca_test_support::common;
+use kxca_test_support::intake as support_intake;
+use kxca_test_support::mailstack as support_mailstack;
 
 use common::TestCa;
 use support_intake::{row, s, set, standard};

@@ -1,7 +1,7 @@
 //! The revocation service against real peers: openssl ocsp, curl, pkilint.
 
-mod common;
-mod support_ocsp;
+use kxca_test_support::common;
+use kxca_test_support::ocsp as support_ocsp;
 
 use base64::Engine as _;
 use common::{assert_ok, p, TestCa};

@@ -2,8 +2,8 @@
 //! 127.0.0.1): connection floods, slow and huge bodies, random-serial floods.
 //! Every loop is bounded in count and time.
 
-mod common;
-mod support_ocsp;
+use kxca_test_support::common;
+use kxca_test_support::ocsp as support_ocsp;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -3,9 +3,9 @@
 //! checked by openssl and pkilint, and the keys checked non-extractable by
 //! OpenSC's pkcs11-tool.
 
-mod common;
-mod softhsm;
-mod support_ocsp;
+use kxca_test_support::common;
+use kxca_test_support::ocsp as support_ocsp;
+use kxca_test_support::softhsm;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -1,8 +1,8 @@
 //! `kxca publish DIR` served by Debian's nginx on 127.0.0.1, queried as
 //! RFC 5019 clients do (GET, no nonce) and checked with openssl ocsp.
 
-mod common;
-mod support_ocsp;
+use kxca_test_support::common;
+use kxca_test_support::ocsp as support_ocsp;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

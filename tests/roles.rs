@@ -5,9 +5,9 @@
 //! tests run as root, so file modes would not stop it), with soft keys and
 //! with SoftHSM2 tokens in production mode.
 
-mod common;
-mod softhsm;
-mod support_ocsp;
+use kxca_test_support::common;
+use kxca_test_support::ocsp as support_ocsp;
+use kxca_test_support::softhsm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

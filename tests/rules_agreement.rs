@@ -3,8 +3,8 @@
 //! (`--from holder.json`), which must agree case by case: a row intake
 //! calls valid is issuable, and a row it refuses is refused by issuance.
 
-mod common;
-mod support_intake;
+use kxca_test_support::common;
+use kxca_test_support::intake as support_intake;
 
 use common::{assert_ok, TestCa};
 use kxca_provisioner::intake::{self, IntakePolicy, NoExistingAccounts, Severity};

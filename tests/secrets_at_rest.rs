@@ -6,9 +6,9 @@
 //! inside every zip decompressed, every BLOB in the store, the WAL — and
 //! the store and issued files are 0600 (directories 0700) under umask 022.
 
-mod common;
-mod support_intake;
-mod support_mailstack;
+use kxca_test_support::common;
+use kxca_test_support::intake as support_intake;
+use kxca_test_support::mailstack as support_mailstack;
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;

@@ -2,7 +2,7 @@
 //! verify` accepts them, they carry the hardening the roles rely on, and the
 //! public unit cannot reach the CA key files or the CA key secret.
 
-mod common;
+use kxca_test_support::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

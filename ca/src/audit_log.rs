@@ -109,12 +109,21 @@ fn key_secret(config: &Config, home: &Home, create: bool) -> Result<SecretSource
     let a = &config.audit;
     let dir = home.root().join("audit");
     let path = dir.join("audit.secret");
-    match (&a.key_secret_env, &a.key_secret_file) {
+    let configured = SecretSource::from_config(
+        a.key_secret_env.as_deref(),
+        a.key_secret_file.as_deref(),
+        "[audit] key_secret_env / key_secret_file",
+    )
+    .map_err(|e| Error::Config {
+        path: home.config(),
+        message: e.to_string(),
+    })?;
+    match configured {
         // `kxca init` names the default file before it exists.
-        (_, Some(f)) if *f != path || config.production => {
-            return Ok(SecretSource::File(f.clone()))
+        Some(SecretSource::File(f)) if f != path || config.production => {
+            return Ok(SecretSource::File(f))
         }
-        (Some(e), None) => return Ok(SecretSource::Env(e.clone())),
+        Some(env @ SecretSource::Env(_)) => return Ok(env),
         _ => {}
     }
     if config.production {

@@ -4,8 +4,7 @@
 //! `cargo bench -p kxca-hsm --bench signers` (needs SoftHSM2; set
 //! KXCA_BENCH_SECS to change the 2 s measured per case).
 
-#[path = "../../tests/softhsm/mod.rs"]
-mod softhsm;
+use kxca_test_support::softhsm;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -3,8 +3,7 @@
 //! backend's back (sessions closed, library finalised, token directory
 //! replaced) — the next signature heals or fails clearly, never hangs.
 
-#[path = "../../tests/softhsm/mod.rs"]
-mod softhsm;
+use kxca_test_support::softhsm;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -25,12 +25,11 @@ struct Card {
 /// message) when the service is not running under bare `cargo test`.
 fn card() -> Option<Card> {
     let Some(locked) = piv_card::locked_card() else {
-        if std::env::var("KXCA_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
-            panic!("the virtual PIV card is required (KXCA_TEST_REQUIRE_SERVICES=1) but tests/services/piv.sh is not running");
-        }
-        eprintln!("\n=============================================================");
-        eprintln!("SKIPPED: virtual PIV card not running (tests/run starts tests/services/piv.sh)");
-        eprintln!("=============================================================\n");
+        kxca_test_support::require(
+            "the virtual PIV card",
+            false,
+            "tests/run starts tests/services/piv.sh",
+        );
         return None;
     };
     Some(Card {
@@ -273,11 +272,11 @@ fn setup_replaces_factory_secrets_and_production_refuses_defaults() {
 fn ykcs11_signs_through_the_pkcs11_backend() {
     let Some(card) = card() else { return };
     let module = "/usr/lib/x86_64-linux-gnu/libykcs11.so";
-    if !Path::new(module).exists() {
-        if std::env::var("KXCA_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
-            panic!("{module} (Debian ykcs11) is required but missing");
-        }
-        eprintln!("SKIPPED: {module} (Debian ykcs11) is not installed");
+    if !kxca_test_support::require(
+        &format!("{module} (Debian ykcs11)"),
+        Path::new(module).exists(),
+        "tests/deps/apt.txt lists ykcs11",
+    ) {
         return;
     }
     let pin = card.secret("pin", FACTORY_PIN);

@@ -109,6 +109,21 @@ impl IntakeChecker {
         }
     }
 
+    /// The checker the policy asks for: against the office register read
+    /// from `store` when `[office] use_register`, else against no existing
+    /// accounts. The one place that choice is made for the mail pass.
+    pub fn for_policy(
+        policy: crate::intake::IntakePolicy,
+        store: &mut kxca_ca::Store,
+    ) -> Result<IntakeChecker, crate::intake::OfficeError> {
+        let existing: Box<dyn crate::intake::ExistingAccounts> = if policy.office.use_register {
+            Box::new(crate::intake::OfficeRegister::load(store)?)
+        } else {
+            Box::new(crate::intake::NoExistingAccounts)
+        };
+        Ok(IntakeChecker::new(policy, existing))
+    }
+
     /// Parses every file in a worker process: the setting for files from
     /// outside (see [`crate::sandbox`]).
     pub fn contained(mut self, sandbox: crate::sandbox::Sandbox) -> IntakeChecker {

@@ -2,11 +2,8 @@
 //! driven through the real binary; certificates and CRLs checked by
 //! openssl, the card's state by yubico-piv-tool.
 
-mod card;
-#[path = "../common/mod.rs"]
-mod common;
-#[path = "../softhsm/mod.rs"]
-mod softhsm;
+use kxca_test_support::piv as card;
+use kxca_test_support::{common, softhsm};
 
 use std::path::Path;
 use std::process::Output;

@@ -98,15 +98,13 @@ impl OcspConfig {
     /// The responder key's own secret source, when one is configured. `None`
     /// (homes made before the two roles) means the CA key secret is used,
     /// which `kxca serve` then needs too: it warns about it.
-    pub fn responder_secret(&self) -> Option<SecretSource> {
-        match (
-            &self.responder_key_secret_env,
-            &self.responder_key_secret_file,
-        ) {
-            (_, Some(file)) => Some(SecretSource::File(file.clone())),
-            (Some(env), None) => Some(SecretSource::Env(env.clone())),
-            (None, None) => None,
-        }
+    /// Both keys set is an error naming them, not a silent preference.
+    pub fn responder_secret(&self) -> Result<Option<SecretSource>, kxca_hsm::Error> {
+        SecretSource::from_config(
+            self.responder_key_secret_env.as_deref(),
+            self.responder_key_secret_file.as_deref(),
+            "[ocsp] responder_key_secret_env / responder_key_secret_file",
+        )
     }
 
     /// Checks the numbers make sense together; returns the offending field.

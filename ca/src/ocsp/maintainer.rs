@@ -79,14 +79,16 @@ impl Maintainer {
             data_version: -1,
             last_sweep: 0,
         };
-        m.open_ca_signers();
+        m.open_ca_signers()?;
         m.ensure_responder_certs()?;
         m.reload(true)?;
         Ok(m)
     }
 
-    fn open_ca_signers(&mut self) {
-        let authorities = self.ca.authorities().unwrap_or_default();
+    /// A CA key that cannot be opened is a warning (the responder still serves
+    /// what is signed); a store that cannot be read is an error, not "no CAs".
+    fn open_ca_signers(&mut self) -> Result<(), Error> {
+        let authorities = self.ca.authorities()?;
         for a in authorities
             .iter()
             .filter(|a| a.role == AuthorityRole::Issuing)
@@ -100,6 +102,7 @@ impl Maintainer {
                 }
             }
         }
+        Ok(())
     }
 
     /// Makes sure each issuing CA has a responder certificate for the current

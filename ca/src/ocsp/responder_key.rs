@@ -31,7 +31,11 @@ pub fn responder_secret_checked(
         message,
     };
     let secret =
-        match config.ocsp.responder_secret() {
+        match config
+            .ocsp
+            .responder_secret()
+            .map_err(|e| bad(e.to_string()))?
+        {
             Some(s) => s,
             None if config.production => return Err(bad(
                 "production: set ocsp.responder_key_secret_env or ocsp.responder_key_secret_file \
@@ -58,17 +62,16 @@ pub fn responder_secret_checked(
             Ok(KeyRef::Pkcs11 { attributes }) => attributes.get("token").cloned(),
             _ => None,
         };
-        let mine = token(text);
-        if mine.is_some()
-            && [&config.ca.root_key, &config.ca.issuing_key]
+        if let Some(mine) = token(text) {
+            if [&config.ca.root_key, &config.ca.issuing_key]
                 .iter()
-                .any(|k| token(k) == mine)
-        {
-            return Err(bad(format!(
-                "production: the OCSP responder key must be on its own token (with its own PIN), \
-                 not on the CA keys' token {:?}",
-                mine.unwrap_or_default()
-            )));
+                .any(|k| token(k).as_ref() == Some(&mine))
+            {
+                return Err(bad(format!(
+                    "production: the OCSP responder key must be on its own token (with its own PIN), \
+                     not on the CA keys' token {mine:?}"
+                )));
+            }
         }
     }
     Ok(secret)

@@ -4,7 +4,7 @@
 //! [`Publisher`](super::Publisher) fills it from the store; it holds no CA key.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use kxca_ca::ocsp::asn1::ResponseStatus;
 use kxca_ca::ocsp::issuer::{cert_id, Issuer};
@@ -251,8 +251,12 @@ impl Engine {
         self.shared
             .published
             .read()
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), Arc::clone(v))).collect())
-            .unwrap_or_default()
+            // Writers only swap the whole map (publisher.rs), so a poisoned lock
+            // still holds a complete map: serve it rather than "nothing published".
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .collect()
     }
 
     /// Every pre-signed response with the GET path (after `/ocsp/`) of the
@@ -320,8 +324,10 @@ impl Engine {
             .shared
             .health
             .read()
-            .map(|h| h.clone())
-            .unwrap_or_default();
+            // Whole-value swaps only (set_health): a poisoned lock still holds a
+            // complete list, and dropping it would hide failing checks.
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let now = self.shared.clock.now();
         if let Ok(issuers) = self.shared.issuers.read() {
             for i in issuers.iter() {

@@ -69,10 +69,14 @@ pub struct Published {
 
 /// RFC 9110 IMF-fixdate.
 pub fn http_date(unix: i64) -> String {
+    // The times come from parsed X.509 (CRL thisUpdate, notBefore), which are
+    // always within years 1950..9999, so the fallback is never taken in practice.
     let t =
         time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let fmt = time::macros::format_description!(
         "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
     );
+    // Infallible: a full OffsetDateTime has every component this description
+    // names, and writing into a String cannot fail with an I/O error.
     t.format(&fmt).unwrap_or_default()
 }

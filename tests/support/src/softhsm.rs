@@ -4,25 +4,28 @@
 //! SoftHSM2 reads SOFTHSM2_CONF once, at C_Initialize, for the whole
 //! process; tests that load the module in-process therefore run each in a
 //! child process of their own (`isolated`).
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The SoftHSM2 PKCS#11 module (Debian's path).
 pub const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+/// Every test token's user PIN.
 pub const USER_PIN: &str = "kx-user-4821";
+/// Every test token's security-officer PIN.
 pub const SO_PIN: &str = "kx-so-93017";
 const CHILD_ENV: &str = "KXCA_TEST_SOFTHSM_CHILD";
 
+/// A private SoftHSM2 configuration and token directory, removed on drop.
 pub struct SoftHsm {
+    /// The temp directory holding everything below.
     pub dir: tempfile::TempDir,
+    /// The SOFTHSM2_CONF file.
     pub conf: PathBuf,
+    /// The token directory.
     pub tokens: PathBuf,
+    /// A file holding [`USER_PIN`].
     pub pin_file: PathBuf,
-}
-
-fn required() -> bool {
-    std::env::var("KXCA_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
 }
 
 /// True when SoftHSM2 (module and softhsm2-util) is installed; otherwise a
@@ -33,15 +36,11 @@ pub fn available() -> bool {
             .arg("--version")
             .output()
             .is_ok_and(|o| o.status.success());
-    if !ok {
-        if required() {
-            panic!("SoftHSM2 is required (KXCA_TEST_REQUIRE_SERVICES=1) but {MODULE} or softhsm2-util is missing");
-        }
-        eprintln!("\n=============================================================");
-        eprintln!("SKIPPED: SoftHSM2 is not installed (run tests/run to install it)");
-        eprintln!("=============================================================\n");
-    }
-    ok
+    crate::require(
+        &format!("SoftHSM2 ({MODULE} and softhsm2-util)"),
+        ok,
+        "run tests/run to install it",
+    )
 }
 
 impl SoftHsm {
@@ -73,6 +72,7 @@ impl SoftHsm {
         hsm
     }
 
+    /// Initialises one more token with this label and the test PINs.
     pub fn init_token(&self, label: &str) {
         let out = self
             .util()

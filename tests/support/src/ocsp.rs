@@ -1,6 +1,5 @@
 //! Helpers for the revocation service tests: a running `kxca serve` (and
 //! `kxca daemon`), curl, openssl ocsp and pkilint.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -62,6 +61,7 @@ fn log_path(ca: &TestCa, what: &str) -> PathBuf {
 /// A `kxca daemon` child process (the private role), stopped with SIGTERM on drop.
 pub struct Daemon {
     child: Option<Child>,
+    /// The child's stderr (its log), as a file.
     pub log: PathBuf,
 }
 
@@ -86,6 +86,7 @@ impl Daemon {
         }
     }
 
+    /// Starts the daemon for this CA.
     pub fn start(ca: &TestCa) -> Daemon {
         Daemon::start_with(ca, &[])
     }
@@ -95,6 +96,7 @@ impl Daemon {
         terminate(self.child.take())
     }
 
+    /// The log written so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -110,12 +112,16 @@ impl Drop for Daemon {
 /// `kxca daemon` beside it to sign; both stopped with SIGTERM on drop.
 pub struct Server {
     child: Option<Child>,
+    /// The signing daemon beside it, when started with one.
     pub daemon: Option<Daemon>,
+    /// The address it listens on, `host:port`.
     pub addr: String,
+    /// The server's stderr (its log), as a file.
     pub log: PathBuf,
 }
 
 impl Server {
+    /// Starts the server and its daemon for this CA.
     pub fn start(ca: &TestCa) -> Server {
         Server::start_with(ca, &[])
     }
@@ -176,10 +182,12 @@ impl Server {
         }
     }
 
+    /// The server process id (0 once stopped).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
     }
 
+    /// An http:// URL on the server.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
@@ -332,6 +340,7 @@ pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     panic!("gave up waiting for: {what}");
 }
 
+/// openssl, curl and pkilint present (skip-or-fail for each).
 pub fn tools_present() -> bool {
     crate::common::require_tool("openssl", &["version"])
         && crate::common::require_tool("curl", &["--version"])

@@ -1,6 +1,5 @@
 //! Building application forms for the intake tests with rust_xlsxwriter,
 //! laid out like the union's real form unless a test says otherwise.
-#![allow(dead_code)]
 
 use rust_xlsxwriter::{ExcelDateTime, Format, Formula, Workbook};
 
@@ -26,15 +25,19 @@ pub const TITLES: [&str; 15] = [
 /// A cell value as a clerk's Excel would store it.
 #[derive(Clone, Debug)]
 pub enum V {
+    /// Text.
     S(String),
+    /// A number.
     N(f64),
     /// A date (year, month, day).
     Date(u16, u8, u8),
     /// A formula whose cached result is an error such as "#DIV/0!".
     Err(&'static str),
+    /// An empty cell.
     Blank,
 }
 
+/// A text cell.
 pub fn s(t: &str) -> V {
     V::S(t.to_string())
 }
@@ -73,11 +76,14 @@ pub fn col(title: &str) -> usize {
     TITLES.iter().position(|t| *t == title).unwrap()
 }
 
+/// Sets the cell of a form row under the column titled `title`.
 pub fn set(r: &mut [V], title: &str, v: V) {
     r[col(title)] = v;
 }
 
+/// A worksheet to write: cells and merged ranges.
 pub struct Sheet {
+    /// The sheet tab name.
     pub name: String,
     /// (row, col, value), 0-based.
     pub cells: Vec<(u32, u16, V)>,
@@ -86,6 +92,7 @@ pub struct Sheet {
 }
 
 impl Sheet {
+    /// An empty sheet.
     pub fn new(name: &str) -> Sheet {
         Sheet {
             name: name.to_string(),
@@ -94,6 +101,7 @@ impl Sheet {
         }
     }
 
+    /// Adds a cell (0-based row and column).
     pub fn put(&mut self, r: u32, c: u16, v: V) {
         self.cells.push((r, c, v));
     }
@@ -149,6 +157,7 @@ pub fn standard(rows: &[Vec<V>]) -> Vec<u8> {
     xlsx(&[form_sheet("申込書", 3, 0, &TITLES, rows)])
 }
 
+/// The sheets as an .xlsx file, written by rust_xlsxwriter.
 pub fn xlsx(sheets: &[Sheet]) -> Vec<u8> {
     let mut wb = Workbook::new();
     let date_format = Format::new().set_num_format("yyyy/mm/dd");

@@ -1,16 +1,13 @@
 //! Helpers shared by the end-to-end tests: a CA home in a temp directory,
 //! running the real `kxca` binary, and checking external tools are there.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The key passphrase every test CA is initialised with.
 pub const PASSPHRASE: &str = "test-passphrase-Kx7";
 
-/// True when `tests/run` asked for every service and tool to be present.
-pub fn services_required() -> bool {
-    std::env::var("KXCA_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
-}
+pub use crate::services_required;
 
 /// Checks an external program is installed. When it is not: a loud skip
 /// under bare `cargo test`, a failure under `tests/run`.
@@ -20,25 +17,23 @@ pub fn require_tool(name: &str, probe: &[&str]) -> bool {
         .output()
         .map(|o| o.status.success() || !o.stdout.is_empty() || !o.stderr.is_empty())
         .unwrap_or(false);
-    if !ok {
-        if services_required() {
-            panic!("{name} is required (KXCA_TEST_REQUIRE_SERVICES=1) but is not installed");
-        }
-        eprintln!("\n=============================================================");
-        eprintln!("SKIPPED: {name} is not available (run tests/run to install it)");
-        eprintln!("=============================================================\n");
-    }
-    ok
+    crate::require(name, ok, "run tests/run to install it")
 }
 
+/// A CA home in a temp directory, driven through the real `kxca` binary.
 pub struct TestCa {
+    /// The temp directory holding the home and the passphrase file; removed on drop.
     pub dir: tempfile::TempDir,
+    /// KXCA_HOME.
     pub home: PathBuf,
+    /// The file holding [`PASSPHRASE`], for `--key-secret-file`.
     pub pass_file: PathBuf,
 }
 
 impl TestCa {
     /// A fresh, initialised CA with soft ECDSA keys.
+    // Not `Default`: this runs `kxca init`, which is no default value.
+    #[allow(clippy::new_without_default)]
     pub fn new() -> TestCa {
         let t = TestCa::uninitialised();
         let out = t.kxca(&["init", "--key-secret-file", t.pass_file.to_str().unwrap()]);
@@ -46,6 +41,7 @@ impl TestCa {
         t
     }
 
+    /// A home directory and passphrase file, with no `kxca init` run yet.
     pub fn uninitialised() -> TestCa {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("home");
@@ -58,8 +54,9 @@ impl TestCa {
         }
     }
 
+    /// A `kxca` command for this home, with no passphrase or log level inherited from the caller.
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_kxca"));
+        let mut c = Command::new(crate::kxca_bin());
         c.env("KXCA_HOME", &self.home)
             .env("KXCA_ACTOR", "test")
             .env_remove("KXCA_KEY_PASSPHRASE")
@@ -67,10 +64,12 @@ impl TestCa {
         c
     }
 
+    /// Runs `kxca ARGS` for this home and returns its output.
     pub fn kxca(&self, args: &[&str]) -> Output {
         self.cmd().args(args).output().unwrap()
     }
 
+    /// A path inside the home.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.home.join(rel)
     }
@@ -119,15 +118,22 @@ impl TestCa {
     }
 }
 
+/// What `issue` produced.
 #[derive(Debug, Clone)]
 pub struct Issued {
+    /// Serial number as `kxca` prints it.
     pub serial: String,
+    /// The certificate id in the CA database.
     pub certificate_id: String,
+    /// The PKCS#12 file handed to the subscriber.
     pub p12: PathBuf,
+    /// The certificate, PEM.
     pub cert: PathBuf,
+    /// The PKCS#12 password, when `kxca` generated one.
     pub password: Option<String>,
 }
 
+/// Panics with stdout and stderr unless the command succeeded.
 pub fn assert_ok(out: &Output, what: &str) {
     assert!(
         out.status.success(),
@@ -152,6 +158,7 @@ pub fn run(program: &str, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// A path as a command-line argument (temp paths are UTF-8).
 pub fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }

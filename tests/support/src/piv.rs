@@ -5,9 +5,9 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::common::services_required;
-
+/// The virtual card, locked for one test until drop.
 pub struct Card {
+    /// The card serial number (from piv.env).
     pub serial: u32,
     _lock: File,
 }
@@ -20,12 +20,11 @@ pub fn card() -> Option<Card> {
         .map(|d| d.join("piv.env"))
         .filter(|p| p.exists());
     let Some(env) = env else {
-        if services_required() {
-            panic!("the virtual PIV card is required (KXCA_TEST_REQUIRE_SERVICES=1) but tests/services/piv.sh is not running");
-        }
-        eprintln!("\n=============================================================");
-        eprintln!("SKIPPED: virtual PIV card not running (tests/run starts tests/services/piv.sh)");
-        eprintln!("=============================================================\n");
+        crate::require(
+            "the virtual PIV card",
+            false,
+            "tests/run starts tests/services/piv.sh",
+        );
         return None;
     };
     let text = std::fs::read_to_string(&env).unwrap();

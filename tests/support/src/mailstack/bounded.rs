@@ -14,6 +14,7 @@ pub const DEADLINE: Duration = Duration::from_secs(90);
 
 /// A child whose stdout and stderr go to files.
 pub struct Running {
+    /// The child process.
     pub child: Child,
     what: String,
     _dir: tempfile::TempDir,
@@ -21,6 +22,7 @@ pub struct Running {
     err: PathBuf,
 }
 
+/// Spawns `cmd` with stdout and stderr captured to files; `what` names it in panics.
 pub fn spawn(cmd: &mut Command, what: &str) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("stdout");

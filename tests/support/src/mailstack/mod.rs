@@ -1,24 +1,20 @@
 //! The real mail stack of tests/services/mail.sh: connection info from its
 //! mail.env, private instances for tests that stop and start the servers,
-//! and Python's smtplib/imaplib/email (support_mailstack/mailtool.py) as
+//! and Python's smtplib/imaplib/email (tests/support/mailtool.py) as
 //! the independent client that delivers signup mails and reads replies.
 // Each test crate uses a different part of it.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::services_required;
-
 pub mod bounded;
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/services/mail.sh");
-const TOOL: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/support_mailstack/mailtool.py"
-);
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../services/mail.sh");
+/// The SMTP/IMAP client script, by path (tests and humans run it directly).
+pub const TOOL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/mailtool.py");
 
+/// A running Postfix + Dovecot, described by its mail.env.
 pub struct MailStack {
     env: HashMap<String, String>,
     /// Set for a private instance, stopped on drop.
@@ -48,14 +44,10 @@ pub fn shared() -> Option<MailStack> {
             private: None,
         }),
         _ => {
-            assert!(
-                !services_required(),
-                "KXCA_TEST_REQUIRE_SERVICES=1 but $KXCA_TEST_RUN_DIR/mail.env is missing: \
-                 tests/services/mail.sh did not start"
-            );
-            eprintln!(
-                "\n!!! SKIPPED: no mail stack ($KXCA_TEST_RUN_DIR/mail.env missing); \
-                 run tests/run to start Postfix and Dovecot !!!\n"
+            crate::require(
+                "the shared mail stack ($KXCA_TEST_RUN_DIR/mail.env)",
+                false,
+                "tests/run starts Postfix and Dovecot with tests/services/mail.sh",
             );
             None
         }
@@ -82,6 +74,7 @@ pub fn private(name: &str, port_base: u16) -> Option<MailStack> {
 }
 
 impl MailStack {
+    /// A value from mail.env (ports, users, CA file); panics when absent.
     pub fn get(&self, key: &str) -> &str {
         &self.env[key]
     }
@@ -181,6 +174,7 @@ impl MailStack {
         self.tool_with("copy", user, mailbox, &[dest]);
     }
 
+    /// The number of messages in a user's mailbox, over IMAP.
     pub fn count(&self, user: &str, mailbox: &str) -> usize {
         self.tool("count", user, mailbox).trim().parse().unwrap()
     }

@@ -3,19 +3,14 @@
 //! files, zip bombs, and mails no MIME parser should be trusted with; and
 //! next to them the normal forms whose formatting reaches the sheet's last
 //! row, which must still be read.
-#![allow(dead_code)]
 
 use std::io::Write;
 
-use crate::support_intake::{row, standard, TITLES, V};
+use crate::intake::{row, standard, TITLES, V};
 
 /// The committed .xls fixture (a real Excel 97-2003 form), patched below.
 pub fn xls_form() -> Vec<u8> {
-    std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/provisioner/tests/fixtures/form.xls"
-    ))
-    .unwrap()
+    std::fs::read(crate::repo_root().join("provisioner/tests/fixtures/form.xls")).unwrap()
 }
 
 fn find_all(hay: &[u8], needle: &[u8]) -> Vec<usize> {
