@@ -71,7 +71,7 @@ pub fn run(home: Home, command: AuditCommand) -> Result<ExitCode> {
             }
             let store = Store::open(&home.database(), false)?;
             let report = audit_log::verify(
-                store.conn(),
+                &store,
                 &audit_log::origin(&config),
                 public.as_deref(),
                 &extra,
@@ -110,14 +110,14 @@ pub fn run(home: Home, command: AuditCommand) -> Result<ExitCode> {
                 Some(path) => {
                     let mut f = std::fs::File::create(path)
                         .with_context(|| format!("creating {}", path.display()))?;
-                    let r = audit_log::export(store.conn(), since, &mut f)?;
+                    let r = audit_log::export(&store, since, &mut f)?;
                     f.flush()?;
                     r
                 }
                 None => {
                     let stdout = std::io::stdout();
                     let mut lock = stdout.lock();
-                    audit_log::export(store.conn(), since, &mut lock)?
+                    audit_log::export(&store, since, &mut lock)?
                 }
             };
             eprintln!("exported {n} events with inclusion proofs to checkpoint {size}");

@@ -520,12 +520,14 @@ fn check_rows(rows: &[StoredEvent]) -> Checked {
 /// published, so any checkpoint is a finding) and the tree, and each later
 /// checkpoint's consistency with the one before it.
 pub fn verify(
-    conn: &Connection,
+    store: &Store,
     origin: &str,
     public_key_der: Option<&[u8]>,
     extra: &[(String, String)],
 ) -> Result<Report, Error> {
-    Ok(verify_tree(conn, origin, public_key_der, extra)?.0)
+    verify_tree(store.conn(), origin, public_key_der, extra)
+        .map(|(report, _)| report)
+        .map_err(|e| e.in_database(store.path()))
 }
 
 /// `verify`, also returning the tree it rebuilt.
@@ -828,6 +830,14 @@ pub enum Since {
 /// `since`, each with its leaf index, leaf hash and inclusion proof.
 /// Returns (lines written, checkpoint size).
 pub fn export(
+    store: &Store,
+    since: Since,
+    out: &mut dyn std::io::Write,
+) -> Result<(usize, i64), Error> {
+    export_from(store.conn(), since, out).map_err(|e| e.in_database(store.path()))
+}
+
+fn export_from(
     conn: &Connection,
     since: Since,
     out: &mut dyn std::io::Write,

@@ -510,7 +510,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = kxca_ca::Store::open(&dir.path().join("kxca.db"), true).unwrap();
         store.migrate("provisioner", migrations()).unwrap();
-        let conn = store.conn();
+        // The setup and the tampering come from outside, as another
+        // program writing the file would.
+        let conn = rusqlite::Connection::open(dir.path().join("kxca.db")).unwrap();
         conn.execute_batch(
             "INSERT INTO intake_mails (id, source_key, message_id, subject, received_at, outcome, detail, created_at)
                VALUES (1, 'k', '<m@example.jp>', 's', 0, 'processed', '{}', 0);
@@ -520,7 +522,7 @@ mod tests {
                VALUES (1, 2, 'valid', '[]', '{}');",
         )
         .unwrap();
-        let app = get(conn, 1).unwrap().unwrap();
+        let app = store.read(|c| get(c, 1)).unwrap().unwrap();
         assert_eq!(app.status, ApplicationStatus::PendingReview);
         assert_eq!(app.rows[0].status, crate::forms::RowVerdict::Valid);
 
@@ -529,7 +531,7 @@ mod tests {
              UPDATE application_rows SET status = 'accepted';",
         )
         .unwrap();
-        let err = get(conn, 1).unwrap_err().to_string();
+        let err = store.read(|c| get(c, 1)).unwrap_err().to_string();
         assert!(
             err.contains("application_rows.status: unknown value 'accepted'"),
             "{err}"
@@ -537,7 +539,7 @@ mod tests {
 
         conn.execute_batch("UPDATE applications SET status = 'approved'")
             .unwrap();
-        let err = list(conn, 10).unwrap_err().to_string();
+        let err = store.read(|c| list(c, 10)).unwrap_err().to_string();
         assert!(
             err.contains("applications.status: unknown value 'approved'"),
             "{err}"

@@ -66,13 +66,16 @@ fn upgrade_scrubs_forms_stored_whole_from_the_file_and_the_wal() {
     {
         let mut store = Store::open(&path, false).unwrap();
         kxca_provisioner::migrate(&mut store).unwrap();
-        let apps = kxca_provisioner::applications::list(store.conn(), 10).unwrap();
+        let apps = store
+            .read(|c| kxca_provisioner::applications::list(c, 10))
+            .unwrap();
         assert_eq!(apps.len(), 1);
         assert_eq!(apps[0].size, size, "the original size is kept");
         assert_eq!(apps[0].original_format.as_deref(), Some("xls"));
         assert_eq!(apps[0].stored_format, "none");
         assert_eq!(apps[0].sha256, "abc");
-        let (_, kept) = kxca_provisioner::applications::file(store.conn(), apps[0].id)
+        let (_, kept) = store
+            .read(|c| kxca_provisioner::applications::file(c, apps[0].id))
             .unwrap()
             .unwrap();
         assert!(kept.is_empty());

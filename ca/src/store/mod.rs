@@ -144,8 +144,35 @@ impl Store {
         f(&tx).map_err(|e| e.in_database(&self.path))
     }
 
-    /// Read-only access for queries.
-    pub fn conn(&self) -> &Connection {
+    /// The newest applied migration of `component` (0: none yet). A failed
+    /// read is an error, not "nothing applied".
+    pub fn schema_version(&self, component: &str) -> Result<i64, Error> {
+        self.conn
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations WHERE component = ?1",
+                [component],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Copies the WAL into the database file and empties it, so bytes an
+    /// overwrite or delete removed (secure_delete zeroes the file's pages)
+    /// do not stay behind in WAL frames. `why` says what for, in the error.
+    pub fn truncate_wal(&self, why: &str) -> Result<(), Error> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(|e| Error::Database {
+                path: self.path.clone(),
+                message: format!("truncating the WAL {why}: {e}"),
+            })
+    }
+
+    /// The connection stays inside this crate: other crates reach the
+    /// store only through [`Store::write`], [`Store::read`] and the
+    /// operations above, so none can commit, begin or change pragmas
+    /// behind a state change's transaction.
+    pub(crate) fn conn(&self) -> &Connection {
         &self.conn
     }
 }

@@ -99,24 +99,26 @@ impl ExistingAccounts for OfficeRegister {
 /// Every registered office, ordered by code.
 pub fn list(store: &mut Store) -> Result<Vec<Office>, OfficeError> {
     store.migrate(COMPONENT, MIGRATIONS)?;
-    let store = &*store;
-    let db = |e| store.err(e);
-    let mut stmt = store
-        .conn()
-        .prepare("SELECT union_code, branch_code, office_code, name FROM offices ORDER BY 1, 2, 3")
-        .map_err(db)?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok(Office {
-                union_code: r.get(0)?,
-                branch_code: r.get(1)?,
-                office_code: r.get(2)?,
-                name: r.get(3)?,
+    let rows = store.read(|c| {
+        let mut stmt = c
+            .prepare(
+                "SELECT union_code, branch_code, office_code, name FROM offices ORDER BY 1, 2, 3",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Office {
+                    union_code: r.get(0)?,
+                    branch_code: r.get(1)?,
+                    office_code: r.get(2)?,
+                    name: r.get(3)?,
+                })
             })
-        })
-        .map_err(db)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(db)?;
+            .map_err(db)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db)?;
+        Ok(rows)
+    })?;
     Ok(rows)
 }
 

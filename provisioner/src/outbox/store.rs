@@ -529,19 +529,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = kxca_ca::Store::open(&dir.path().join("kxca.db"), true).unwrap();
         store.migrate("outbox", migrations()).unwrap();
-        let conn = store.conn();
+        // The setup and the tampering come from outside, as another
+        // program writing the file would.
+        let conn = rusqlite::Connection::open(dir.path().join("kxca.db")).unwrap();
         conn.execute_batch(
             "INSERT INTO outbox (idempotency_key, kind, message_id, to_addr, subject, body, state, next_attempt_at, created_at)
                VALUES ('k', 'intake-reply', '<m@example.jp>', 'a@example.jp', 's', 'b', 'queued', 0, 0);",
         )
         .unwrap();
-        let rows = list(conn, 10).unwrap();
+        let rows = store.read(|c| list(c, 10)).unwrap();
         assert_eq!(rows[0].kind, OutboxKind::IntakeReply);
         assert_eq!(rows[0].state, OutboxState::Queued);
 
         conn.execute_batch("UPDATE outbox SET kind = 'certificate-issued'")
             .unwrap();
-        let err = list(conn, 10).unwrap_err().to_string();
+        let err = store.read(|c| list(c, 10)).unwrap_err().to_string();
         assert!(
             err.contains("outbox.kind: unknown value 'certificate-issued'"),
             "{err}"
@@ -553,7 +555,7 @@ mod tests {
              UPDATE outbox SET state = 'bounced';",
         )
         .unwrap();
-        let err = list(conn, 10).unwrap_err().to_string();
+        let err = store.read(|c| list(c, 10)).unwrap_err().to_string();
         assert!(
             err.contains("outbox.state: unknown value 'bounced'"),
             "{err}"

@@ -18,7 +18,20 @@ pub(crate) fn published_from_store(
     store: &Store,
     authorities: &[Authority],
 ) -> Result<HashMap<String, Arc<Published>>, Error> {
-    let conn = store.conn();
+    // One read snapshot for the CRLs and the audit checkpoint.
+    let (latest_crls, audit) = store.read(|c| {
+        let mut latest = HashMap::new();
+        for a in authorities
+            .iter()
+            .filter(|a| a.role == AuthorityRole::Issuing)
+        {
+            if let Some(crl) = crls::latest(c, a.id)? {
+                latest.insert(a.id, crl);
+            }
+        }
+        Ok((latest, kxca_ca::audit_log::published(c)?))
+    })?;
+    let mut latest_crls = latest_crls;
     let mut published = HashMap::new();
     for a in authorities {
         let der = Bytes::from(a.certificate.clone());
@@ -36,7 +49,7 @@ pub(crate) fn published_from_store(
         if a.role != AuthorityRole::Issuing {
             continue;
         }
-        if let Some(c) = crls::latest(conn, a.id)?.filter(|c| !c.der.is_empty()) {
+        if let Some(c) = latest_crls.remove(&a.id).filter(|c| !c.der.is_empty()) {
             let der = Bytes::from(c.der);
             published.insert(
                 format!("/crl/{}.crl", a.name),
@@ -52,7 +65,7 @@ pub(crate) fn published_from_store(
         }
     }
     // The audit record's latest checkpoint and its key (docs/AUDIT.md).
-    for (path, body, content_type, at) in kxca_ca::audit_log::published(conn)? {
+    for (path, body, content_type, at) in audit {
         let der = Bytes::from(body);
         published.insert(
             path,

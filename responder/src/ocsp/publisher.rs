@@ -94,7 +94,7 @@ impl Publisher {
     /// call about once a second) or when the last read is getting old.
     pub fn tick(&mut self) -> Result<(), Error> {
         let now = self.clock.now();
-        let version = ostore::data_version(self.store.conn())?;
+        let version = self.store.read(|c| ostore::data_version(c))?;
         if version != self.data_version || now - self.last_reload >= PUBLISHER_RELOAD_SECONDS {
             self.reload()?;
         } else {
@@ -105,25 +105,39 @@ impl Publisher {
 
     fn reload(&mut self) -> Result<(), Error> {
         let now = self.clock.now();
-        let conn = self.store.conn();
-        self.data_version = ostore::data_version(conn)?;
-        let authorities = authorities::all(conn)?;
+        // One read snapshot: the version, the authorities, their responder
+        // certificates, the statuses and the answers agree with each other.
+        let (version, authorities, certs, statuses, stored) = self.store.read(|c| {
+            let authorities = authorities::all(c)?;
+            let mut certs = Vec::new();
+            for a in authorities
+                .iter()
+                .filter(|a| a.role == AuthorityRole::Issuing)
+            {
+                certs.push((a.clone(), ostore::latest_responder_cert(c, a.id)?));
+            }
+            Ok((
+                ostore::data_version(c)?,
+                authorities,
+                certs,
+                ostore::issued_statuses(c)?,
+                ostore::all_responses(c)?,
+            ))
+        })?;
+        self.data_version = version;
         let mut issuers = Vec::new();
         let mut missing = Vec::new();
-        for a in authorities
-            .iter()
-            .filter(|a| a.role == AuthorityRole::Issuing)
-        {
+        for (a, row) in certs {
             // The key behind the reference may have been replaced (a token
             // re-initialised): a certificate for another key would make every
             // answer fail verification, so it does not count.
-            let row = ostore::latest_responder_cert(conn, a.id)?.filter(|c| {
+            let row = row.filter(|c| {
                 c.key_ref == self.responder_ref
                     && c.not_after > now
                     && certifies(&c.certificate, self.responder_key.as_ref())
             });
             match row {
-                Some(row) => issuers.push(issuer_for(a, row, &self.responder_key)?),
+                Some(row) => issuers.push(issuer_for(&a, row, &self.responder_key)?),
                 None => missing.push(a.name.clone()),
             }
         }
@@ -136,10 +150,9 @@ impl Publisher {
             }
             self.served = served;
         }
-        let statuses = ostore::issued_statuses(conn)?;
         let mut responses: Responses = HashMap::new();
         let mut earliest: Option<i64> = None;
-        for r in ostore::all_responses(conn)? {
+        for r in stored {
             if !issuers.iter().any(|i| i.authority.id == r.authority_id) {
                 continue;
             }
