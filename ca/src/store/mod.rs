@@ -1,6 +1,13 @@
 //! The SQLite store. One module owns each table; every state change is one
 //! transaction that also appends to `audit`.
 //!
+//! Only this crate holds the connection (`Store::conn` is crate-private):
+//! other crates get a state change's transaction from [`Store::write`], a
+//! read snapshot from [`Store::read`], or a named operation
+//! ([`Store::schema_version`], [`Store::truncate_wal`], `audit_log::verify`
+//! / `export`), so nothing outside can begin, commit or change pragmas on
+//! its own. tests/layering.rs keeps it so.
+//!
 //! Migrations are numbered per component ("ca", "provisioner", ...) so that
 //! crates built on the CA add their own tables without touching these.
 
