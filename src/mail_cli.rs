@@ -4,9 +4,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use kxca_ca::{rfc3339, Ca, Clock, Home};
-use kxca_provisioner::forms::IntakeChecker;
-use kxca_provisioner::mail::mime::Limits;
-use kxca_provisioner::{applications, outbox, Receiver};
+use kxca_provisioner::{applications, outbox};
 
 use crate::output::table;
 
@@ -57,121 +55,7 @@ fn open(home: Home) -> Result<Ca> {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-}
-
-/// What one pass over the signup mailbox did: the fetch, then the send
-/// (`None` when sending was not asked for or no `[mail.smtp]` is set).
-pub struct Pass {
-    pub fetch: kxca_provisioner::FetchSummary,
-    pub send: Option<outbox::SendSummary>,
-}
-
-impl Pass {
-    /// Nothing fetched and nothing sent or due: not worth a log line at
-    /// info every interval.
-    pub fn is_idle(&self) -> bool {
-        self.fetch.processed == 0
-            && self.fetch.already_processed == 0
-            && self.fetch.rejected == 0
-            && self.fetch.deferred == 0
-            && self
-                .send
-                .as_ref()
-                .is_none_or(|s| s.sent == 0 && s.retrying == 0 && s.failed == 0)
-    }
-
-    /// One line for a human or a log.
-    pub fn describe(&self) -> String {
-        let f = &self.fetch;
-        let mut line = format!(
-            "fetched: {} processed, {} application(s), {} duplicate mail(s), {} duplicate file(s), {} rejected, {} finished from an earlier pass, {} not answered, {} left for the next pass",
-            f.processed,
-            f.applications,
-            f.duplicate_mails,
-            f.duplicate_files,
-            f.rejected,
-            f.already_processed,
-            f.not_answered,
-            f.deferred
-        );
-        if let Some(s) = &self.send {
-            line.push_str(&format!(
-                "; sent: {} sent, {} to retry, {} failed",
-                s.sent, s.retrying, s.failed
-            ));
-        }
-        line
-    }
-}
-
-/// One pass over the signup mailbox, forms checked against `policy`, then
-/// the due replies sent (unless `no_send`). Shared by `kxca intake fetch`
-/// and the schedule of `kxca serve`; it builds its own single-threaded
-/// runtime, so call it from a plain thread, never from async code.
-pub fn fetch_pass(
-    home: Home,
-    policy: kxca_provisioner::intake::IntakePolicy,
-    no_send: bool,
-    actor: &str,
-) -> Result<Pass> {
-    let mut ca = open(home)?;
-    let config = ca
-        .config()
-        .mail
-        .clone()
-        .context("no [mail] section in kxca.toml (see provisioner/MAIL.md)")?;
-    config.check_secrets().context("mail password")?;
-    // lettre's connection pool closes its connections on drop by
-    // spawning on the Tokio runtime: the sender must live inside it.
-    let rt = runtime()?;
-    let _in_runtime = rt.enter();
-    let sender = match (&config.smtp, no_send) {
-        (Some(smtp), false) => Some(outbox::Sender::new(smtp)?),
-        _ => None,
-    };
-    let reply_domain = sender
-        .as_ref()
-        .map(|s| s.domain())
-        .or_else(|| {
-            config
-                .smtp
-                .as_ref()
-                .and_then(|s| s.from.rsplit('@').next().map(str::to_string))
-        })
-        .unwrap_or_else(|| "kxca.invalid".to_string());
-    // Every mail and attached file is parsed by a worker process.
-    let sandbox = kxca_provisioner::sandbox::Sandbox::current(policy.sandbox)
-        .context("locating the kxca executable for the parsing worker")?;
-    let replies = policy.replies.clone();
-    let checker = IntakeChecker::for_policy(policy, ca.store_mut())?.contained(sandbox.clone());
-    let receiver = Receiver {
-        checker: &checker,
-        limits: Limits {
-            max_message_bytes: config.max_message_bytes,
-            max_depth: config.max_mime_depth,
-            max_parts: config.max_mime_parts,
-        },
-        reply_domain,
-        actor: actor.to_string(),
-        sandbox: Some(sandbox),
-        replies,
-    };
-    let clock = ca.clock().clone();
-    let fetch = rt.block_on(kxca_provisioner::fetch_once(
-        &config,
-        ca.store_mut(),
-        &receiver,
-        &clock,
-    ))?;
-    let send = match &sender {
-        Some(s) => Some(rt.block_on(outbox::run_once(ca.store_mut(), s, &clock, actor))?),
-        None => None,
-    };
-    Ok(Pass { fetch, send })
+    Ok(kxca_provisioner::pass::runtime()?)
 }
 
 /// `kxca intake fetch`: one pass, printed.
@@ -182,7 +66,7 @@ pub fn fetch(
     no_send: bool,
     actor: &str,
 ) -> Result<()> {
-    let pass = fetch_pass(home, policy, no_send, actor)?;
+    let pass = kxca_provisioner::pass::run(home, policy, no_send, actor)?;
     if json {
         println!(
             "{}",

@@ -1,7 +1,8 @@
 //! The mail side of `kxca daemon`: one intake pass (fetch the signup
 //! mailbox, then send the due outbox mail) every `[mail] interval_seconds`.
 //!
-//! A pass is the same code as `kxca intake fetch`, so the schedule and the
+//! A pass is `kxca_provisioner::pass::run`, the same code as
+//! `kxca intake fetch`, so the schedule and the
 //! CLI can never disagree about what a pass does. It runs on its own OS
 //! thread because a pass drives its own single-threaded runtime (lettre's
 //! pool must be dropped inside the runtime that made it), which cannot be
@@ -59,7 +60,8 @@ pub fn start(
                 // left in this process's own intake code still ends here,
                 // as one failed pass, not as the end of the responder.
                 let pass = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    crate::mail_cli::fetch_pass(home.clone(), policy.clone(), false, &actor)
+                    kxca_provisioner::pass::run(home.clone(), policy.clone(), false, &actor)
+                        .map_err(anyhow::Error::from)
                 }))
                 .unwrap_or_else(|panic| {
                     let what = panic

@@ -129,6 +129,31 @@ fn mail_password_missing_is_named_as_such() {
     assert!(line.contains("mail password"), "{line}");
     assert!(line.contains("KX_TEST_SMTP_PW_UNSET"), "{line}");
     assert!(!line.contains("key secret"), "{line}");
+
+    // The mail pass (kxca_provisioner::pass) checks the same before it
+    // touches the mailbox, in the same words.
+    let out = ca
+        .cmd()
+        .env_remove("KX_TEST_SMTP_PW_UNSET")
+        .args(["intake", "fetch"])
+        .output()
+        .unwrap();
+    let line = error_line("intake fetch without its password", &out);
+    assert!(line.starts_with("error: mail password: "), "{line}");
+    assert!(line.contains("KX_TEST_SMTP_PW_UNSET"), "{line}");
+}
+
+#[test]
+fn intake_fetch_without_mail_names_the_section() {
+    let ca = TestCa::new();
+    let line = error_line(
+        "intake fetch without [mail]",
+        &ca.kxca(&["intake", "fetch"]),
+    );
+    assert_eq!(
+        line,
+        "error: no [mail] section in kxca.toml (see provisioner/MAIL.md)"
+    );
 }
 
 #[test]

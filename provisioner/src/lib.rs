@@ -10,6 +10,7 @@ pub mod intake;
 pub mod loops;
 pub mod mail;
 pub mod outbox;
+pub mod pass;
 pub mod receive;
 pub mod reply;
 pub mod sandbox;

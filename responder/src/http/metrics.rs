@@ -74,7 +74,7 @@ impl Outcome {
 pub(crate) enum HttpKind {
     Crl,
     /// /ca/ and /audit/: the other published files.
-    Ca,
+    CaCertificate,
     /// /healthz and /metrics.
     Status,
     NotFound,
@@ -85,7 +85,7 @@ pub(crate) enum HttpKind {
 impl HttpKind {
     pub const ALL: [HttpKind; 5] = [
         HttpKind::Crl,
-        HttpKind::Ca,
+        HttpKind::CaCertificate,
         HttpKind::Status,
         HttpKind::NotFound,
         HttpKind::TooLarge,
@@ -94,7 +94,7 @@ impl HttpKind {
     pub fn as_str(self) -> &'static str {
         match self {
             HttpKind::Crl => "crl",
-            HttpKind::Ca => "ca",
+            HttpKind::CaCertificate => "ca",
             HttpKind::Status => "status",
             HttpKind::NotFound => "not_found",
             HttpKind::TooLarge => "too_large",

@@ -285,7 +285,7 @@ async fn handle(app: &App, req: Request<Incoming>, state: &AtomicU8) -> Reply {
             app.metrics.other(if path.starts_with("/crl/") {
                 HttpKind::Crl
             } else {
-                HttpKind::Ca
+                HttpKind::CaCertificate
             });
             return published(app, method_name, path, req.headers(), start);
         }
