@@ -8,13 +8,12 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use kxca_ca::ocsp::Maintainer;
 use kxca_ca::{Ca, Clock, Home};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
-use crate::serve::signal;
+use crate::supervise::{StopSignal, Tasks};
 
 /// How often the maintainer looks at the store: a revocation by the CLI is
 /// signed (CRL and OCSP answer) within about this time.
@@ -38,9 +37,11 @@ pub fn run(home: Home, actor: &str) -> Result<()> {
         // Configuration changes are recorded before the daemon says it is ready.
         let checkpoints = crate::audit::start_checkpoints(&home, actor, stop_rx.clone())?;
         let mail = crate::mail_schedule::start(home, actor, stop_rx.clone())?;
+        // Before "ready": a stop sent right after it must be a clean stop.
+        let signal = StopSignal::install();
         println!("kxca daemon ready");
         tracing::info!("kxca daemon started");
-        let mut tasks: JoinSet<Result<&'static str>> = JoinSet::new();
+        let mut tasks = Tasks::new();
         if let Some(checkpoints) = checkpoints {
             tasks.spawn_blocking(checkpoints);
         }
@@ -61,30 +62,6 @@ pub fn run(home: Home, actor: &str) -> Result<()> {
                 Ok("mail schedule")
             });
         }
-        let early = tokio::select! {
-            _ = signal() => None,
-            done = tasks.join_next() => done,
-        };
-        let _ = stop_tx.send(true);
-        let drained = tokio::time::timeout(GRACE, async {
-            while let Some(r) = tasks.join_next().await {
-                if let Ok(Err(e)) = r {
-                    tracing::warn!(error = %e, "task ended with an error during shutdown");
-                }
-            }
-        })
-        .await;
-        if drained.is_err() {
-            tasks.abort_all();
-        }
-        match early {
-            Some(Ok(Ok(name))) => bail!("{name} task stopped unexpectedly"),
-            Some(Ok(Err(e))) => Err(e),
-            Some(Err(e)) => bail!("a task panicked: {e}"),
-            None => {
-                tracing::info!("kxca daemon stopped");
-                Ok(())
-            }
-        }
+        crate::supervise::until_stopped("kxca daemon", signal, tasks, stop_tx, GRACE).await
     })
 }

@@ -17,6 +17,7 @@ mod output;
 mod policies;
 mod publish;
 mod serve;
+mod supervise;
 mod yubikey;
 
 use std::process::ExitCode;

@@ -6,12 +6,13 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use kxca_ca::{Clock, Config, Home};
 use kxca_responder::Publisher;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
+
+use crate::supervise::{StopSignal, Tasks};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -19,26 +20,6 @@ pub struct ServeArgs {
     /// the address actually bound is printed on stdout).
     #[arg(long)]
     pub listen: Option<String>,
-}
-
-/// Resolves when the shutdown flag is raised.
-async fn raised(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
-}
-
-pub(crate) async fn signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 pub fn run(home: Home, args: ServeArgs) -> Result<()> {
@@ -57,10 +38,11 @@ pub fn run(home: Home, args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {listen} ([serve] listen / --listen)"))?;
         let addr = listener.local_addr()?;
+        let signal = StopSignal::install();
         println!("listening on http://{addr}");
         tracing::info!(%addr, "kxca serve started");
-        let mut tasks: JoinSet<Result<&'static str>> = JoinSet::new();
-        let http_stop = raised(stop_rx.clone());
+        let mut tasks = Tasks::new();
+        let http_stop = crate::supervise::raised(stop_rx.clone());
         tasks.spawn(async move {
             kxca_responder::serve(engine, listener, config, http_stop).await?;
             Ok("http")
@@ -77,30 +59,6 @@ pub fn run(home: Home, args: ServeArgs) -> Result<()> {
             }
             Ok("publisher")
         });
-        let early = tokio::select! {
-            _ = signal() => None,
-            done = tasks.join_next() => done,
-        };
-        let _ = stop_tx.send(true);
-        let drained = tokio::time::timeout(grace, async {
-            while let Some(r) = tasks.join_next().await {
-                if let Ok(Err(e)) = r {
-                    tracing::warn!(error = %e, "task ended with an error during shutdown");
-                }
-            }
-        })
-        .await;
-        if drained.is_err() {
-            tasks.abort_all();
-        }
-        match early {
-            Some(Ok(Ok(name))) => bail!("{name} task stopped unexpectedly"),
-            Some(Ok(Err(e))) => Err(e),
-            Some(Err(e)) => bail!("a task panicked: {e}"),
-            None => {
-                tracing::info!("kxca serve stopped");
-                Ok(())
-            }
-        }
+        crate::supervise::until_stopped("kxca serve", signal, tasks, stop_tx, grace).await
     })
 }
