@@ -33,12 +33,33 @@ fn assert_der(bytes: &[u8], depth: usize) {
             "non-canonical TLV at depth {depth}"
         );
         let tag = any.tag();
-        let holds_der =
-            tag == der::Tag::OctetString && der::asn1::AnyRef::from_der(any.value()).is_ok();
+        // An OCTET STRING is walked only when all of it is DER: random bytes
+        // (a key, a signature, a hash) can start like a TLV by chance.
+        let holds_der = tag == der::Tag::OctetString && is_der(any.value());
         if tag.is_constructed() || holds_der {
             assert_der(any.value(), depth + 1);
         }
     }
+}
+
+/// Whether `bytes` is a sequence of DER TLVs all the way down, without panicking.
+fn is_der(bytes: &[u8]) -> bool {
+    use der::{Decode, Reader, Tagged};
+    let Ok(mut reader) = der::SliceReader::new(bytes) else {
+        return false;
+    };
+    if reader.is_finished() {
+        return false;
+    }
+    while !reader.is_finished() {
+        let Ok(any) = der::asn1::AnyRef::decode(&mut reader) else {
+            return false;
+        };
+        if any.tag().is_constructed() && !any.value().is_empty() && !is_der(any.value()) {
+            return false;
+        }
+    }
+    true
 }
 
 fn check_pkcs12(ca: &TestCa, i: &Issued, legacy: bool) {
