@@ -179,27 +179,15 @@ pub fn open_key(config: &Config, home: &Home, create: bool) -> Result<Box<dyn Si
     }
     let secret = key_secret(config, home, create)?;
     let backend = config.backend_options();
-    let signer = match &key_ref {
-        KeyRef::Soft { path } if !path.exists() => {
-            if !create {
-                return Err(bad(format!(
-                    "the audit key {text} does not exist yet: `kxca daemon` (or `kxca audit \
-                     checkpoint`) creates it"
-                )));
-            }
-            if let Some(dir) = path.parent() {
-                fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-            }
-            kxca_hsm::generate_with(&key_ref, KeyAlgorithm::EcdsaP256, &secret, &backend)?
-        }
-        KeyRef::Pkcs11 { .. } if create => match kxca_hsm::open_with(&key_ref, &secret, &backend) {
-            Err(kxca_hsm::Error::TokenKeyMissing { .. }) => {
-                kxca_hsm::generate_with(&key_ref, KeyAlgorithm::EcdsaP256, &secret, &backend)?
-            }
-            other => other?,
-        },
-        _ => kxca_hsm::open_with(&key_ref, &secret, &backend)?,
-    };
+    let signer = crate::delegated_key::open_or_create(
+        &key_ref,
+        &text,
+        &secret,
+        &backend,
+        create,
+        bad,
+        "`kxca daemon` (or `kxca audit checkpoint`) creates the audit key",
+    )?;
     if signer.algorithm() != KeyAlgorithm::EcdsaP256 {
         return Err(bad(format!(
             "audit.key {text} is {}: checkpoints are signed with ECDSA P-256 only (C2SP \

@@ -13,6 +13,7 @@ mod ca;
 mod clock;
 mod config;
 mod crl;
+mod delegated_key;
 pub mod doctor;
 mod error;
 mod fault;

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use kxca_hsm::{KeyAlgorithm, KeyRef, SecretSource, Signer};
+use kxca_hsm::{KeyRef, SecretSource, Signer};
 
 use crate::{Config, Error, Home};
 
@@ -102,29 +102,15 @@ pub fn open_responder_key(
     }
     let secret = responder_secret_checked(config, home, &text)?;
     let backend = config.backend_options();
-    // P-256: live (nonce) responses are signed per request, and ECDSA is cheap.
-    let signer = match &key_ref {
-        KeyRef::Soft { path } if !path.exists() => {
-            if !create {
-                return Err(bad(format!(
-                    "the OCSP responder key {text} does not exist yet: run `kxca daemon` \
-                     (or `kxca init`), which creates and certifies it"
-                )));
-            }
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-            }
-            kxca_hsm::generate_with(&key_ref, KeyAlgorithm::EcdsaP256, &secret, &backend)?
-        }
-        // A responder key on a token is created on first use, as `kxca init` does for CA keys.
-        KeyRef::Pkcs11 { .. } if create => match kxca_hsm::open_with(&key_ref, &secret, &backend) {
-            Err(kxca_hsm::Error::TokenKeyMissing { .. }) => {
-                kxca_hsm::generate_with(&key_ref, KeyAlgorithm::EcdsaP256, &secret, &backend)?
-            }
-            other => other?,
-        },
-        _ => kxca_hsm::open_with(&key_ref, &secret, &backend)?,
-    };
+    let signer = crate::delegated_key::open_or_create(
+        &key_ref,
+        &text,
+        &secret,
+        &backend,
+        create,
+        bad,
+        "run `kxca daemon` (or `kxca init`), which creates and certifies the OCSP responder key",
+    )?;
     Ok((Arc::from(signer), text))
 }
 
