@@ -2,6 +2,7 @@
 //! Parses arguments and hands off to the library crates.
 
 mod audit;
+mod ceremony;
 mod certificates;
 mod cli;
 mod daemon;

@@ -32,6 +32,12 @@ pub enum AuditAction {
     OutboxSent,
     OutboxFailed,
     OutboxDeliveryReport,
+    OfficerEnrol,
+    CeremonyApprove,
+    CeremonyStep,
+    CeremonyRun,
+    AuthorityRevoke,
+    AuthorityRetire,
 }
 
 impl AuditAction {
@@ -61,6 +67,12 @@ impl AuditAction {
         AuditAction::OutboxSent,
         AuditAction::OutboxFailed,
         AuditAction::OutboxDeliveryReport,
+        AuditAction::OfficerEnrol,
+        AuditAction::CeremonyApprove,
+        AuditAction::CeremonyStep,
+        AuditAction::CeremonyRun,
+        AuditAction::AuthorityRevoke,
+        AuditAction::AuthorityRetire,
     ];
 
     /// The stored name (hashed into the leaf: never change an existing one).
@@ -91,6 +103,12 @@ impl AuditAction {
             AuditAction::OutboxSent => "outbox.sent",
             AuditAction::OutboxFailed => "outbox.failed",
             AuditAction::OutboxDeliveryReport => "outbox.delivery_report",
+            AuditAction::OfficerEnrol => "officer.enrol",
+            AuditAction::CeremonyApprove => "ceremony.approve",
+            AuditAction::CeremonyStep => "ceremony.step",
+            AuditAction::CeremonyRun => "ceremony.run",
+            AuditAction::AuthorityRevoke => "authority.revoke",
+            AuditAction::AuthorityRetire => "authority.retire",
         }
     }
 
@@ -143,6 +161,12 @@ mod tests {
                 "outbox.sent",
                 "outbox.failed",
                 "outbox.delivery_report",
+                "officer.enrol",
+                "ceremony.approve",
+                "ceremony.step",
+                "ceremony.run",
+                "authority.revoke",
+                "authority.retire",
             ]
         );
         for a in AuditAction::ALL {

@@ -64,6 +64,8 @@ pub enum Error {
     Password(String),
     #[error("the system random number generator failed ({what}): {message}")]
     Random { what: String, message: String },
+    #[error("ceremony {path}: {message}")]
+    Ceremony { path: PathBuf, message: String },
     #[error("no active {role} CA in the store")]
     NoAuthority { role: String },
 }

@@ -92,6 +92,8 @@ impl Store {
             path: path.to_path_buf(),
         };
         store.migrate("ca", migrations::CA)?;
+        // Officers, ceremonies, link certificates, retired and revoked CAs.
+        store.migrate("ceremony", crate::ceremony::MIGRATIONS)?;
         // Only a store migrated from before the audit tree has work here; the
         // read first keeps a read-only open (the public role) read-only.
         if audit::backfill_pending(&store.conn).map_err(|e| store.err(e))? {

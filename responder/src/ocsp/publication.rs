@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kxca_ca::store::crls;
-use kxca_ca::{Authority, AuthorityRole, Error, Store};
+use kxca_ca::{Authority, Error, Store};
 use sha2::{Digest, Sha256};
 
 use super::headers::{http_date, Published};
@@ -21,10 +21,8 @@ pub(crate) fn published_from_store(
     // One read snapshot for the CRLs and the audit checkpoint.
     let (latest_crls, audit) = store.read(|c| {
         let mut latest = HashMap::new();
-        for a in authorities
-            .iter()
-            .filter(|a| a.role == AuthorityRole::Issuing)
-        {
+        // Roots too: a root CRL signed in a ceremony (docs/CEREMONIES.md).
+        for a in authorities {
             if let Some(crl) = crls::latest(c, a.id)? {
                 latest.insert(a.id, crl);
             }
@@ -46,9 +44,6 @@ pub(crate) fn published_from_store(
                 next_update: None,
             }),
         );
-        if a.role != AuthorityRole::Issuing {
-            continue;
-        }
         if let Some(c) = latest_crls.remove(&a.id).filter(|c| !c.der.is_empty()) {
             let der = Bytes::from(c.der);
             published.insert(
