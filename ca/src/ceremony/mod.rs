@@ -1025,7 +1025,7 @@ impl Ctx<'_> {
             crl.number,
             fingerprint(&crl.der)
         ));
-        t.line("restart kxca daemon so that it holds the new issuing key (it signs the new CA's CRLs and OCSP answers)".to_string());
+        t.line("kxca daemon takes up the new issuing key at its next sweep (within a minute) or restart".to_string());
         Ok(new)
     }
 
