@@ -112,7 +112,10 @@ fn crl_verifies(crl: &Path, issuer: &Path) -> String {
             "-text",
         ],
     );
-    assert!(ok && text.contains("verify OK"), "openssl crl {crl:?}: {text}");
+    assert!(
+        ok && text.contains("verify OK"),
+        "openssl crl {crl:?}: {text}"
+    );
     text
 }
 
@@ -132,7 +135,10 @@ fn ocsp_status(ca: &TestCa, server: &Server, issuer: &Path, cert: &Path) -> Stri
             p(cert),
         ],
     );
-    assert!(ok && text.contains("Response verify OK"), "openssl ocsp: {text}");
+    assert!(
+        ok && text.contains("Response verify OK"),
+        "openssl ocsp: {text}"
+    );
     text
 }
 
@@ -194,7 +200,8 @@ fn dual_control_refusals_and_check_refusals_change_nothing() {
     std::fs::write(ca.path("ca/issuing-2-ceremony.pem"), "keep me").unwrap();
     let out = ca.kxca(&["ceremony", "check", p(&file)]);
     assert!(
-        !out.status.success() && stderr(&out).contains("already exists; a ceremony never overwrites"),
+        !out.status.success()
+            && stderr(&out).contains("already exists; a ceremony never overwrites"),
         "{}",
         stderr(&out)
     );
@@ -286,21 +293,34 @@ fn issuing_rollover_both_cas_answer_then_the_old_one_retires() {
     let out = run_ceremony(&ca, &file, &[("officer-a", &a), ("officer-b", &b)]);
     assert_ok(&out, "ceremony run");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("throwaway certificate linted clean"), "{stdout}");
+    assert!(
+        stdout.contains("throwaway certificate linted clean"),
+        "{stdout}"
+    );
     assert!(stdout.contains("matches the throwaway"), "{stdout}");
 
     // The transcript names every fingerprint, in the file and the audit log.
     let transcript = std::fs::read_to_string(ca.path("ceremonies/issuing-2.txt")).unwrap();
     let (_, fp) = run(
         "openssl",
-        &["x509", "-in", p(&ca.path("ca/issuing-2.pem")), "-noout", "-fingerprint", "-sha256"],
+        &[
+            "x509",
+            "-in",
+            p(&ca.path("ca/issuing-2.pem")),
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+        ],
     );
     let fp = fp.trim().rsplit('=').next().unwrap().to_string();
     assert!(transcript.contains(&fp), "{fp} not in {transcript}");
     assert!(transcript.contains("approved by 2 of 2 required officers: officer-a, officer-b"));
     let audit = ca.kxca(&["audit", "--json", "--limit", "100"]);
     let audit = String::from_utf8_lossy(&audit.stdout);
-    assert!(audit.contains("ceremony.run") && audit.contains(&fp), "{audit}");
+    assert!(
+        audit.contains("ceremony.run") && audit.contains(&fp),
+        "{audit}"
+    );
     assert!(audit.contains("ceremony.approve"), "{audit}");
     assert_ok(&ca.kxca(&["audit", "verify"]), "audit verify");
 
@@ -318,7 +338,10 @@ fn issuing_rollover_both_cas_answer_then_the_old_one_retires() {
     assert_verifies(&root, &[&issuing1], &old_kept.cert, "old CA's certificate");
     assert_verifies(&root, &[&issuing2], &new.cert, "new CA's certificate");
     let (ok, _) = verify(&root, &[&issuing1], &new.cert);
-    assert!(!ok, "the new certificate must not chain to the old issuing CA");
+    assert!(
+        !ok,
+        "the new certificate must not chain to the old issuing CA"
+    );
 
     for (serial, what) in [(&old_revoked.serial, "old"), (&new_revoked.serial, "new")] {
         assert_ok(
@@ -334,7 +357,13 @@ fn issuing_rollover_both_cas_answer_then_the_old_one_retires() {
             .all(|(name, r)| {
                 let (_, text) = run(
                     "openssl",
-                    &["crl", "-in", p(&ca.path(&format!("crl/{name}.pem"))), "-noout", "-text"],
+                    &[
+                        "crl",
+                        "-in",
+                        p(&ca.path(&format!("crl/{name}.pem"))),
+                        "-noout",
+                        "-text",
+                    ],
                 );
                 text.to_uppercase().contains(&r.serial.to_uppercase())
             })
@@ -353,7 +382,8 @@ fn issuing_rollover_both_cas_answer_then_the_old_one_retires() {
     }
     // Distinct CRL URLs, both served.
     for name in ["issuing-1", "issuing-2"] {
-        let (code, _, _) = support_ocsp::get(&server.url(&format!("/crl/{name}.crl")), &[], ca.dir.path());
+        let (code, _, _) =
+            support_ocsp::get(&server.url(&format!("/crl/{name}.crl")), &[], ca.dir.path());
         assert_eq!(code, 200, "/crl/{name}.crl");
     }
     drop(server);
@@ -395,7 +425,8 @@ transcript = "ceremonies/retire-issuing-1.txt"
     assert!(!ca.path("keys/issuing-1.p8").exists(), "key destroyed");
     let text = crl_verifies(&ca.path("crl/issuing-1-final.pem"), &issuing1);
     assert!(
-        text.to_uppercase().contains(&old_kept.serial.to_uppercase()),
+        text.to_uppercase()
+            .contains(&old_kept.serial.to_uppercase()),
         "{text}"
     );
     common::pkilint_certificates_and_crl(&[], &ca.path("crl/issuing-1-final.pem"));
@@ -477,11 +508,19 @@ transcript = "ceremonies/root-2.txt"
     let old_by_new = ca.path("ca/root-by-root-2.pem");
     let issuing1 = ca.path("ca/issuing-1.pem");
     let issuing2 = ca.path("ca/issuing-2.pem");
-    let (_, text) = run("openssl", &["x509", "-in", p(&issuing2), "-noout", "-issuer", "-text"]);
+    let (_, text) = run(
+        "openssl",
+        &["x509", "-in", p(&issuing2), "-noout", "-issuer", "-text"],
+    );
     assert!(text.contains("Authority Key Identifier"), "{text}");
 
     // New leaf: from the new root alone, and from the old root through NewWithOld.
-    assert_verifies(&new_root, &[&issuing2], &new_leaf.cert, "new leaf, new root");
+    assert_verifies(
+        &new_root,
+        &[&issuing2],
+        &new_leaf.cert,
+        "new leaf, new root",
+    );
     assert_verifies(
         &old_root,
         &[&issuing2, &new_by_old],
@@ -489,9 +528,17 @@ transcript = "ceremonies/root-2.txt"
         "new leaf, old root + NewWithOld",
     );
     let (ok, _) = verify(&old_root, &[&issuing2], &new_leaf.cert);
-    assert!(!ok, "without the link the old root cannot reach the new leaf");
+    assert!(
+        !ok,
+        "without the link the old root cannot reach the new leaf"
+    );
     // Old leaf: from the old root, and from the new root through OldWithNew.
-    assert_verifies(&old_root, &[&issuing1], &old_leaf.cert, "old leaf, old root");
+    assert_verifies(
+        &old_root,
+        &[&issuing1],
+        &old_leaf.cert,
+        "old leaf, old root",
+    );
     assert_verifies(
         &new_root,
         &[&issuing1, &old_by_new],
@@ -511,7 +558,11 @@ transcript = "ceremonies/root-2.txt"
             "{text}"
         );
         // Neither outlives the old root (the shorter-lived of the two).
-        assert_eq!(root_pem_enddate(link), root_pem_enddate(&old_root), "{link:?}");
+        assert_eq!(
+            root_pem_enddate(link),
+            root_pem_enddate(&old_root),
+            "{link:?}"
+        );
     }
     common::pkilint_certificates_and_crl(
         &[
@@ -535,7 +586,10 @@ fn compromise_revokes_the_issuing_ca_at_the_root_and_lists_live_certificates() {
     let (a, b) = enrol(&ca);
     let live = ca.issue("1234567", "001", &[]);
     let gone = ca.issue("1234568", "001", &[]);
-    assert_ok(&ca.kxca(&["revoke", &gone.serial, "--reason", "superseded"]), "revoke");
+    assert_ok(
+        &ca.kxca(&["revoke", &gone.serial, "--reason", "superseded"]),
+        "revoke",
+    );
     let file = ceremony_file(
         &ca,
         "compromise.toml",
@@ -572,11 +626,22 @@ transcript = "ceremonies/compromise-issuing-1.txt"
     let root_crl = ca.path("crl/root-compromise.pem");
     let text = crl_verifies(&root_crl, &root);
     assert!(text.contains("Key Compromise"), "{text}");
-    assert_eq!(std::fs::read(&root_crl).unwrap(), std::fs::read(ca.path("crl/root.pem")).unwrap());
+    assert_eq!(
+        std::fs::read(&root_crl).unwrap(),
+        std::fs::read(ca.path("crl/root.pem")).unwrap()
+    );
     // With the root CRL the compromised issuing CA no longer verifies.
     let (ok, t) = run(
         "openssl",
-        &["verify", "-crl_check", "-CAfile", p(&root), "-CRLfile", p(&root_crl), p(&issuing1)],
+        &[
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            p(&root),
+            "-CRLfile",
+            p(&root_crl),
+            p(&issuing1),
+        ],
     );
     assert!(!ok && t.contains("certificate revoked"), "{t}");
     let (ok, t) = run("openssl", &["verify", "-CAfile", p(&root), p(&issuing1)]);
@@ -589,7 +654,12 @@ transcript = "ceremonies/compromise-issuing-1.txt"
     assert_eq!(row["new_issuer"], "issuing-3");
     // New issuance is under the new key.
     let new: Issued = ca.issue("1234569", "001", &[]);
-    assert_verifies(&root, &[&ca.path("ca/issuing-3.pem")], &new.cert, "after compromise");
+    assert_verifies(
+        &root,
+        &[&ca.path("ca/issuing-3.pem")],
+        &new.cert,
+        "after compromise",
+    );
     common::pkilint_certificates_and_crl(
         &[ca.path("ca/issuing-3.pem"), new.cert.clone()],
         &root_crl,

@@ -46,7 +46,10 @@ fn ocsp(ca: &TestCa, server: &Server, issuer: &Path, cert: &Path) -> String {
             p(cert),
         ],
     );
-    assert!(ok && text.contains("Response verify OK"), "openssl ocsp: {text}");
+    assert!(
+        ok && text.contains("Response verify OK"),
+        "openssl ocsp: {text}"
+    );
     text
 }
 
@@ -81,7 +84,11 @@ fn issuing_rollover_on_a_softhsm_token() {
         let f = ca.dir.path().join(format!("{name}.pass"));
         std::fs::write(&f, format!("token ceremony passphrase {name}\n")).unwrap();
         assert_ok(
-            &kxca(&ca, &hsm, &["officer", "add", name, "--passphrase-file", p(&f)]),
+            &kxca(
+                &ca,
+                &hsm,
+                &["officer", "add", name, "--passphrase-file", p(&f)],
+            ),
             "officer add",
         );
         passes.push(f);
@@ -134,7 +141,13 @@ transcript = "ceremonies/issuing-2.txt"
         &ca,
         &hsm,
         &[
-            "ceremony", "run", p(&file), "--approve", &approve_a, "--approve", &approve_b,
+            "ceremony",
+            "run",
+            p(&file),
+            "--approve",
+            &approve_a,
+            "--approve",
+            &approve_b,
         ],
     );
     assert_ok(&out, "ceremony run");
@@ -190,7 +203,14 @@ transcript = "ceremonies/issuing-2.txt"
         &kxca(
             &ca,
             &hsm,
-            &["key", "generate", "--ref", &key_ref("spare"), pin[0], pin[1]],
+            &[
+                "key",
+                "generate",
+                "--ref",
+                &key_ref("spare"),
+                pin[0],
+                pin[1],
+            ],
         ),
         "key generate",
     );

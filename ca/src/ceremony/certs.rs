@@ -106,8 +106,7 @@ pub(super) fn make(
         ));
     }
     lint(&real, &expect).map_err(|m| Error::encoding(what, m))?;
-    let cert = x509_cert::Certificate::from_der(&real)
-        .map_err(|e| Error::encoding(what, e))?;
+    let cert = x509_cert::Certificate::from_der(&real).map_err(|e| Error::encoding(what, e))?;
     t.line(format!(
         "{what}: signed; matches the throwaway; serial {}, subject key id {}, SHA-256 {}",
         hex::encode(cert.tbs_certificate().serial_number().as_bytes()),
@@ -177,7 +176,11 @@ fn lint(der: &[u8], e: &Expect<'_>) -> Result<(), String> {
         .map_err(|e| format!("basicConstraints: {e}"))?
     {
         Some((true, bc)) if bc.ca && bc.path_len_constraint == e.path_len => {}
-        _ => return Err("basicConstraints must be critical, CA:TRUE, with the intended pathLen".into()),
+        _ => {
+            return Err(
+                "basicConstraints must be critical, CA:TRUE, with the intended pathLen".into(),
+            )
+        }
     }
     match tbs
         .get_extension::<KeyUsage>()

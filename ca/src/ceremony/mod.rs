@@ -34,7 +34,8 @@ pub use officers::{enrol, enrolled, verify_approvals, Approval, CeremonyPolicy};
 /// never collide with the CA's numbering.
 pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
-    description: "security officers, ceremonies, link certificates, retired and revoked authorities",
+    description:
+        "security officers, ceremonies, link certificates, retired and revoked authorities",
     sql: r#"
 CREATE TABLE officers (
     name         TEXT PRIMARY KEY,
@@ -229,7 +230,10 @@ pub fn check(ca: &Ca, path: &Path) -> Result<Checked, Error> {
         matches!(
             (kind, section),
             (Kind::Key, "key")
-                | (Kind::Root | Kind::Intermediate | Kind::Compromise, "key" | "certificate")
+                | (
+                    Kind::Root | Kind::Intermediate | Kind::Compromise,
+                    "key" | "certificate"
+                )
                 | (Kind::Cross, "link")
                 | (Kind::Crl, "crl")
                 | (Kind::Compromise, "compromise")
@@ -309,7 +313,10 @@ pub fn check(ca: &Ca, path: &Path) -> Result<Checked, Error> {
     };
     let reachable = |a: &Authority| -> Result<(), Error> {
         if states.get(&a.id).and_then(|s| s.retired_at).is_some() {
-            return Err(bad(format!("authority {} is retired: its key is gone", a.name)));
+            return Err(bad(format!(
+                "authority {} is retired: its key is gone",
+                a.name
+            )));
         }
         ca.signer(a)
             .map(drop)
@@ -379,7 +386,10 @@ pub fn check(ca: &Ca, path: &Path) -> Result<Checked, Error> {
             reachable(&root)?;
             window(&checked, &root)?;
             if kind == Kind::Compromise {
-                let section = spec.compromise.as_ref().ok_or_else(|| bad("[compromise]".into()))?;
+                let section = spec
+                    .compromise
+                    .as_ref()
+                    .ok_or_else(|| bad("[compromise]".into()))?;
                 let old = find(&section.authority)?;
                 if old.role != AuthorityRole::Issuing {
                     return Err(bad(format!(
@@ -407,7 +417,10 @@ pub fn check(ca: &Ca, path: &Path) -> Result<Checked, Error> {
                 ));
                 checked.subject = Some(old);
             }
-            let c = spec.certificate.as_ref().ok_or_else(|| bad("[certificate]".into()))?;
+            let c = spec
+                .certificate
+                .as_ref()
+                .ok_or_else(|| bad("[certificate]".into()))?;
             steps.push(format!(
                 "build, lint and sign issuing CA {} (CN={}) under {}, valid {} .. {}",
                 c.name,
@@ -426,7 +439,10 @@ pub fn check(ca: &Ca, path: &Path) -> Result<Checked, Error> {
         Kind::Root => {
             let old = ca.authority(AuthorityRole::Root)?;
             reachable(&old)?;
-            let c = spec.certificate.as_ref().ok_or_else(|| bad("[certificate]".into()))?;
+            let c = spec
+                .certificate
+                .as_ref()
+                .ok_or_else(|| bad("[certificate]".into()))?;
             let link_end = checked.not_after.min(old.not_after);
             steps.push(format!(
                 "build, lint and sign root {} (CN={}), valid {} .. {}",
@@ -451,7 +467,9 @@ pub fn check(ca: &Ca, path: &Path) -> Result<Checked, Error> {
             let issuer = find(&l.issuer)?;
             let subject = find(&l.subject)?;
             if issuer.id == subject.id {
-                return Err(bad("link.issuer and link.subject are the same authority".into()));
+                return Err(bad(
+                    "link.issuer and link.subject are the same authority".into()
+                ));
             }
             reachable(&issuer)?;
             checked.not_after = issuer.not_after.min(subject.not_after);
@@ -470,7 +488,9 @@ pub fn check(ca: &Ca, path: &Path) -> Result<Checked, Error> {
             reachable(&a)?;
             if s.final_crl {
                 if a.role != AuthorityRole::Issuing {
-                    return Err(bad("crl.final: only an issuing CA is retired with a final CRL".into()));
+                    return Err(bad(
+                        "crl.final: only an issuing CA is retired with a final CRL".into(),
+                    ));
                 }
                 if a.active {
                     return Err(bad(format!(
@@ -560,11 +580,7 @@ fn check_output(ca: &Ca, path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn check_new_key(
-    ca: &Ca,
-    k: &file::KeySection,
-    all: &[Authority],
-) -> Result<NewKey, String> {
+fn check_new_key(ca: &Ca, k: &file::KeySection, all: &[Authority]) -> Result<NewKey, String> {
     let key_ref: KeyRef = k.key_ref.parse().map_err(|e| format!("ref: {e}"))?;
     let algorithm: KeyAlgorithm = k.algorithm.parse().map_err(|e| format!("algorithm: {e}"))?;
     if ca.config().production && key_ref.is_soft() {
@@ -750,10 +766,7 @@ pub fn run(
         t.line(format!("FAILED: {e}"));
     }
     let Ctx {
-        ca,
-        written,
-        reset,
-        ..
+        ca, written, reset, ..
     } = ctx;
     // The transcript is recorded whether the ceremony finished or not: a
     // half-done ceremony is exactly what the record must show.
@@ -782,7 +795,10 @@ pub fn run(
             }),
         )
     })?;
-    write_new(&checked.outputs["transcript"], format!("{transcript}\n").as_bytes())?;
+    write_new(
+        &checked.outputs["transcript"],
+        format!("{transcript}\n").as_bytes(),
+    )?;
     result?;
     let mut outputs = written;
     outputs.push(checked.outputs["transcript"].clone());
@@ -856,10 +872,7 @@ impl Ctx<'_> {
                     json!({"ceremony": self.ceremony_id, "key": nk.text, "algorithm": nk.algorithm.name(), "spki_sha256": spki}),
                 )
             })?;
-            t.line(format!(
-                "generated {} key {}",
-                nk.algorithm, nk.text
-            ));
+            t.line(format!("generated {} key {}", nk.algorithm, nk.text));
             s
         } else {
             t.line(format!("opened {} key {}", nk.algorithm, nk.text));
@@ -885,7 +898,11 @@ impl Ctx<'_> {
     /// The issuing-CA rollover: a new issuing CA under the active root
     /// takes over new issuance at once. Returns it.
     fn intermediate(&mut self, t: &mut Transcript<'_>) -> Result<Authority, Error> {
-        let root = self.checked.issuer.clone().ok_or_else(|| self.missing("issuer"))?;
+        let root = self
+            .checked
+            .issuer
+            .clone()
+            .ok_or_else(|| self.missing("issuer"))?;
         let root_signer = self.ca.signer(&root)?;
         t.line(format!(
             "opened the key of {} ({})",
@@ -933,7 +950,12 @@ impl Ctx<'_> {
                     name: &c.name,
                     role: AuthorityRole::Issuing,
                     parent_id: Some(root.id),
-                    key_ref: &self.checked.new_key.as_ref().map(|k| k.text.clone()).unwrap_or_default(),
+                    key_ref: &self
+                        .checked
+                        .new_key
+                        .as_ref()
+                        .map(|k| k.text.clone())
+                        .unwrap_or_default(),
                     certificate: &der,
                     subject_der: &subject_der,
                     spki: key.public_key_der(),
@@ -971,15 +993,14 @@ impl Ctx<'_> {
                 ))
                 .unwrap_or_default()
         ));
-        self.output(
-            "certificate",
-            pem("CERTIFICATE", &der).as_bytes(),
-            t,
-        )?;
+        self.output("certificate", pem("CERTIFICATE", &der).as_bytes(), t)?;
         // The CA certificate under the home's ca/ too, as `kxca init` does
         // for the first one; only when not there yet.
         for (file, bytes) in [
-            (format!("{}.pem", new.name), pem("CERTIFICATE", &der).into_bytes()),
+            (
+                format!("{}.pem", new.name),
+                pem("CERTIFICATE", &der).into_bytes(),
+            ),
             (format!("{}.cer", new.name), der.clone()),
         ] {
             let p = self.ca.home().ca_dir().join(file);
@@ -1038,7 +1059,11 @@ impl Ctx<'_> {
 
     /// A new root, and link certificates both ways with the current one.
     fn root(&mut self, t: &mut Transcript<'_>) -> Result<(), Error> {
-        let old = self.checked.issuer.clone().ok_or_else(|| self.missing("issuer"))?;
+        let old = self
+            .checked
+            .issuer
+            .clone()
+            .ok_or_else(|| self.missing("issuer"))?;
         let old_signer = self.ca.signer(&old)?;
         t.line(format!("opened the key of {} ({})", old.name, old.key_ref));
         let key = self.new_key(t)?;
@@ -1172,7 +1197,10 @@ impl Ctx<'_> {
             t,
         )?;
         for (file, bytes) in [
-            (format!("{}.pem", new.name), pem("CERTIFICATE", &root_der).into_bytes()),
+            (
+                format!("{}.pem", new.name),
+                pem("CERTIFICATE", &root_der).into_bytes(),
+            ),
             (format!("{}.cer", new.name), root_der.clone()),
         ] {
             let p = self.ca.home().ca_dir().join(file);
@@ -1184,15 +1212,30 @@ impl Ctx<'_> {
     }
 
     fn cross(&mut self, t: &mut Transcript<'_>) -> Result<(), Error> {
-        let issuer = self.checked.issuer.clone().ok_or_else(|| self.missing("issuer"))?;
-        let subject = self.checked.subject.clone().ok_or_else(|| self.missing("subject"))?;
+        let issuer = self
+            .checked
+            .issuer
+            .clone()
+            .ok_or_else(|| self.missing("issuer"))?;
+        let subject = self
+            .checked
+            .subject
+            .clone()
+            .ok_or_else(|| self.missing("subject"))?;
         let signer = self.ca.signer(&issuer)?;
-        t.line(format!("opened the key of {} ({})", issuer.name, issuer.key_ref));
+        t.line(format!(
+            "opened the key of {} ({})",
+            issuer.name, issuer.key_ref
+        ));
         let subject_name = der::asn1::Any::from_der(&subject.subject_der)
             .map_err(|e| Error::encoding("subject", e))?;
         let now = self.ca.clock().now();
         let start = now.max(issuer.not_before).max(subject.not_before) - 300;
-        let path_len = if subject.role == AuthorityRole::Root { 1 } else { 0 };
+        let path_len = if subject.role == AuthorityRole::Root {
+            1
+        } else {
+            0
+        };
         let der = certs::make(
             t,
             &format!("link {} certified by {}", subject.name, issuer.name),
@@ -1225,7 +1268,11 @@ impl Ctx<'_> {
     }
 
     fn crl(&mut self, t: &mut Transcript<'_>) -> Result<(), Error> {
-        let a = self.checked.issuer.clone().ok_or_else(|| self.missing("issuer"))?;
+        let a = self
+            .checked
+            .issuer
+            .clone()
+            .ok_or_else(|| self.missing("issuer"))?;
         let s = self
             .checked
             .spec
@@ -1243,7 +1290,15 @@ impl Ctx<'_> {
                 None => now + i64::from(self.ca.config().crl.validity_hours) * 3600,
             }
         };
-        let der = sign_crl(self.ca, &a, signer.as_ref(), now, next_update, self.actor, t)?;
+        let der = sign_crl(
+            self.ca,
+            &a,
+            signer.as_ref(),
+            now,
+            next_update,
+            self.actor,
+            t,
+        )?;
         self.output("crl", pem("X509 CRL", &der).as_bytes(), t)?;
         if s.final_crl {
             let disposal = match s.retire {
@@ -1282,7 +1337,11 @@ impl Ctx<'_> {
     }
 
     fn compromise(&mut self, t: &mut Transcript<'_>) -> Result<(), Error> {
-        let old = self.checked.subject.clone().ok_or_else(|| self.missing("subject"))?;
+        let old = self
+            .checked
+            .subject
+            .clone()
+            .ok_or_else(|| self.missing("subject"))?;
         let section = self
             .checked
             .spec
@@ -1293,7 +1352,10 @@ impl Ctx<'_> {
         let parent_id = old.parent_id.ok_or_else(|| self.missing("parent"))?;
         let parent = self.ca.store().read(|c| authorities::by_id(c, parent_id))?;
         let parent_signer = self.ca.signer(&parent)?;
-        t.line(format!("opened the key of {} ({})", parent.name, parent.key_ref));
+        t.line(format!(
+            "opened the key of {} ({})",
+            parent.name, parent.key_ref
+        ));
         let now = self.ca.clock().now();
         // The revocation first, in its own transaction: whatever happens
         // next, the compromised CA is revoked.
@@ -1327,7 +1389,10 @@ impl Ctx<'_> {
         self.output("crl", pem("X509 CRL", &der).as_bytes(), t)?;
         drop(parent_signer);
         let new = self.intermediate(t)?;
-        let live = self.ca.store().read(|c| live_certificates(c, old.id, now))?;
+        let live = self
+            .ca
+            .store()
+            .read(|c| live_certificates(c, old.id, now))?;
         let mut list = String::new();
         for (serial, id, email, not_after) in &live {
             list.push_str(
@@ -1458,11 +1523,14 @@ fn sign_crl(
     Ok(out.der)
 }
 
-/// Issuing CAs of a root revoked at it: (authority, (revoked_at, reason)).
+/// An issuing CA revoked at its root: (authority, (revoked_at, reason)).
+type RevokedChild = (Authority, (i64, i64));
+
+/// Issuing CAs of a root revoked at it.
 fn revoked_children(
     conn: &Transaction<'_>,
     root_id: i64,
-) -> Result<Vec<(Authority, (i64, i64))>, Error> {
+) -> Result<Vec<RevokedChild>, Error> {
     let states = authority_states(conn)?;
     let mut out = Vec::new();
     for a in authorities::all(conn)? {

@@ -200,7 +200,7 @@ pub fn verify_approvals(
     };
     let mut approved: Vec<String> = Vec::new();
     for a in approvals {
-        if !policy.officers.iter().any(|o| *o == a.officer) {
+        if !policy.officers.contains(&a.officer) {
             return Err(refuse(format!(
                 "{:?} is not a security officer (officers: {})",
                 a.officer,
@@ -219,12 +219,11 @@ pub fn verify_approvals(
                 a.officer, a.officer
             )));
         };
-        let parsed = argon2::password_hash::phc::PasswordHash::new(&phc).map_err(|e| {
-            Error::Database {
+        let parsed =
+            argon2::password_hash::phc::PasswordHash::new(&phc).map_err(|e| Error::Database {
                 path: store.path().to_path_buf(),
                 message: format!("officers.phc of {}: {e}", a.officer),
-            }
-        })?;
+            })?;
         if Argon2::default()
             .verify_password(a.passphrase.expose_secret().as_bytes(), &parsed)
             .is_err()
