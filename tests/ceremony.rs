@@ -664,6 +664,14 @@ transcript = "ceremonies/compromise-issuing-1.txt"
         &[ca.path("ca/issuing-3.pem"), new.cert.clone()],
         &root_crl,
     );
+    // kxca serve publishes the root CRL beside the issuing CAs'.
+    if support_ocsp::tools_present() {
+        let server = Server::start(&ca);
+        let (code, _, body) =
+            support_ocsp::get(&server.url("/crl/root.crl"), &[], ca.dir.path());
+        assert_eq!(code, 200, "/crl/root.crl");
+        assert_eq!(body, std::fs::read(ca.path("crl/root.crl")).unwrap());
+    }
     // A compromise is recorded once: the same CA cannot be revoked again.
     let again = ceremony_file(
         &ca,
