@@ -1046,7 +1046,7 @@ impl Ctx<'_> {
             crl.number,
             fingerprint(&crl.der)
         ));
-        t.line("kxca daemon takes up the new issuing key at its next sweep (within a minute) or restart".to_string());
+        t.line("a running kxca daemon takes up the new issuing key within seconds".to_string());
         Ok(new)
     }
 
@@ -1527,10 +1527,7 @@ fn sign_crl(
 type RevokedChild = (Authority, (i64, i64));
 
 /// Issuing CAs of a root revoked at it.
-fn revoked_children(
-    conn: &Transaction<'_>,
-    root_id: i64,
-) -> Result<Vec<RevokedChild>, Error> {
+fn revoked_children(conn: &Transaction<'_>, root_id: i64) -> Result<Vec<RevokedChild>, Error> {
     let states = authority_states(conn)?;
     let mut out = Vec::new();
     for a in authorities::all(conn)? {

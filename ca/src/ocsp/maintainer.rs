@@ -91,7 +91,8 @@ impl Maintainer {
 
     /// A CA key that cannot be opened is a warning (the responder still serves
     /// what is signed); a store that cannot be read is an error, not "no CAs".
-    fn open_ca_signers(&mut self) -> Result<(), Error> {
+    /// Returns whether an issuing CA not seen before was found.
+    fn open_ca_signers(&mut self) -> Result<bool, Error> {
         let authorities = self.ca.authorities()?;
         // A retired CA's key is gone: nothing more is signed for it.
         let retired = crate::ceremony::retired_ids(self.ca.store().conn())?;
@@ -103,6 +104,7 @@ impl Maintainer {
                     && !self.ca_tried.contains(&a.id)
             })
             .collect();
+        let found = !untried.is_empty();
         for a in untried {
             self.ca_tried.insert(a.id);
             match self.ca.signer(a) {
@@ -114,7 +116,7 @@ impl Maintainer {
                 }
             }
         }
-        Ok(())
+        Ok(found)
     }
 
     /// Makes sure each issuing CA has a responder certificate for the current
@@ -179,11 +181,12 @@ impl Maintainer {
         if sweep {
             // Rows a crashed `kxca issue` left pending while the daemon runs.
             self.ca.resolve_abandoned(&self.actor)?;
-            // An issuing CA a ceremony made meanwhile.
-            self.open_ca_signers()?;
         }
+        // An issuing CA a ceremony made meanwhile: its key is opened and its
+        // responder certificate checked at once, not at the next start.
+        let new_ca = (version != self.data_version || sweep) && self.open_ca_signers()?;
         if version != self.data_version || sweep {
-            if sweep && self.ensure_responder_certs()? {
+            if (sweep || new_ca) && self.ensure_responder_certs()? {
                 self.reload(true)?;
             } else {
                 self.reload(sweep)?;
