@@ -153,6 +153,16 @@ fn within(seconds: u64, what: &str, mut f: impl FnMut() -> bool) {
     panic!("not within {seconds} s: {what}");
 }
 
+/// The DER inside a one-certificate PEM file.
+fn pem_der(path: &Path) -> Vec<u8> {
+    use base64::Engine;
+    let text = std::fs::read_to_string(path).unwrap();
+    let b64: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
+}
+
 fn tools() -> bool {
     require_tool("openssl", &["version"])
 }
@@ -577,6 +587,19 @@ transcript = "ceremonies/root-2.txt"
             root_pem_enddate(&old_root),
             "{link:?}"
         );
+    }
+    // kxca serve publishes both links and the new root.
+    if support_ocsp::tools_present() {
+        let server = Server::start(&ca);
+        for (path, file) in [
+            ("/ca/root-2-by-root.cer", &new_by_old),
+            ("/ca/root-by-root-2.cer", &old_by_new),
+            ("/ca/root-2.cer", &new_root),
+        ] {
+            let (code, _, body) = support_ocsp::get(&server.url(path), &[], ca.dir.path());
+            assert_eq!(code, 200, "{path}");
+            assert_eq!(body, pem_der(file), "{path}");
+        }
     }
     common::pkilint_certificates_and_crl(
         &[

@@ -1554,28 +1554,20 @@ fn certificate_serial(der: &[u8]) -> Result<Vec<u8>, Error> {
     })
 }
 
-/// Whether an authority has been revoked at its root (for `kxca doctor`
-/// and the publication).
-pub fn is_revoked(conn: &Connection, authority_id: i64) -> Result<bool, Error> {
-    Ok(conn
-        .query_row(
-            "SELECT revoked_at FROM authority_states WHERE authority_id = ?1",
-            [authority_id],
-            |r| r.get::<_, Option<i64>>(0),
-        )
-        .optional()
-        .map_err(sql)?
-        .flatten()
-        .is_some())
-}
+/// A link certificate as stored: issuer and subject authority ids, its
+/// DER, and when its ceremony ran.
+pub type LinkCertificate = (i64, i64, Vec<u8>, i64);
 
-/// The link certificates made so far (issuer name, subject name, DER).
-pub fn link_certificates(conn: &Connection) -> Result<Vec<(i64, i64, Vec<u8>)>, Error> {
+/// The link certificates made so far, oldest first.
+pub fn link_certificates(conn: &Connection) -> Result<Vec<LinkCertificate>, Error> {
     let mut stmt = conn
-        .prepare("SELECT issuer_id, subject_id, certificate FROM link_certificates ORDER BY id")
+        .prepare(
+            "SELECT l.issuer_id, l.subject_id, l.certificate, c.started_at FROM link_certificates l
+             JOIN ceremonies c ON c.id = l.ceremony_id ORDER BY l.id",
+        )
         .map_err(sql)?;
     let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .map_err(sql)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(sql)
 }

@@ -19,7 +19,7 @@ pub(crate) fn published_from_store(
     authorities: &[Authority],
 ) -> Result<HashMap<String, Arc<Published>>, Error> {
     // One read snapshot for the CRLs and the audit checkpoint.
-    let (latest_crls, audit) = store.read(|c| {
+    let (latest_crls, audit, links) = store.read(|c| {
         let mut latest = HashMap::new();
         // Roots too: a root CRL signed in a ceremony (docs/CEREMONIES.md).
         for a in authorities {
@@ -27,10 +27,39 @@ pub(crate) fn published_from_store(
                 latest.insert(a.id, crl);
             }
         }
-        Ok((latest, kxca_ca::audit_log::published(c)?))
+        Ok((
+            latest,
+            kxca_ca::audit_log::published(c)?,
+            kxca_ca::ceremony::link_certificates(c)?,
+        ))
     })?;
     let mut latest_crls = latest_crls;
     let mut published = HashMap::new();
+    // Link certificates of a root rollover, for relying parties that trust
+    // only one of the two roots: /ca/<subject>-by-<issuer>.cer.
+    let name = |id: i64| {
+        authorities
+            .iter()
+            .find(|a| a.id == id)
+            .map(|a| a.name.clone())
+    };
+    for (issuer, subject, cert, at) in links {
+        let (Some(issuer), Some(subject)) = (name(issuer), name(subject)) else {
+            continue;
+        };
+        let der = Bytes::from(cert);
+        published.insert(
+            format!("/ca/{subject}-by-{issuer}.cer"),
+            Arc::new(Published {
+                etag: format!("\"{}\"", hex::encode(&Sha256::digest(&der)[..16])),
+                der,
+                content_type: "application/pkix-cert",
+                last_modified: http_date(at),
+                this_update: at,
+                next_update: None,
+            }),
+        );
+    }
     for a in authorities {
         let der = Bytes::from(a.certificate.clone());
         published.insert(
