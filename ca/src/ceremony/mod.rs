@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use der::Decode;
 use kxca_hsm::{KeyAlgorithm, KeyRef, Signer};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, Transaction};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
