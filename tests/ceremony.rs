@@ -727,3 +727,74 @@ transcript = "ceremonies/compromise-issuing-1.txt"
     );
     assert_ok(&ca.kxca(&["audit", "verify"]), "audit verify");
 }
+
+#[test]
+fn officers_approve_on_a_terminal_without_echo() {
+    if !(tools() && require_tool("script", &["--version"])) {
+        return;
+    }
+    let ca = TestCa::new();
+    enrol(&ca);
+    let file = ceremony_file(
+        &ca,
+        "key.toml",
+        &format!(
+            r#"type = "key"
+[key]
+ref = "soft:{}"
+algorithm = "ecdsa-p256"
+generate = true
+[outputs]
+public_key = "ceremonies/spare.pub.pem"
+transcript = "ceremonies/spare.txt"
+"#,
+            p(&ca.path("keys/spare.p8"))
+        ),
+    );
+    // util-linux `script` gives kxca a terminal; the officers type into it.
+    let command = format!(
+        "{} ceremony run {}",
+        kxca_test_support::kxca_bin().display(),
+        p(&file)
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("KXCA_HOME", &ca.home)
+        .env("KXCA_ACTOR", "test")
+        .env_remove("KXCA_KEY_PASSPHRASE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let stdin = child.stdin.as_mut().unwrap();
+        for line in [
+            "officer-a",
+            "long passphrase of officer-a",
+            "officer-b",
+            "long passphrase of officer-b",
+        ] {
+            std::thread::sleep(std::time::Duration::from_millis(700));
+            writeln!(stdin, "{line}").unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("Officer 1 of 2, name:") && text.contains("approved by 2 of 2"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("long passphrase"),
+        "a passphrase was echoed: {text}"
+    );
+    let public = std::fs::read_to_string(ca.path("ceremonies/spare.pub.pem")).unwrap();
+    assert!(public.starts_with("-----BEGIN PUBLIC KEY-----"), "{public}");
+    let transcript = std::fs::read_to_string(ca.path("ceremonies/spare.txt")).unwrap();
+    assert!(
+        transcript.contains("public key SHA-256 (SPKI)"),
+        "{transcript}"
+    );
+}

@@ -376,3 +376,22 @@ impl Config {
         Ok(s.parse()?)
     }
 }
+
+#[cfg(test)]
+mod publication_tests {
+    use super::replace_file_stem;
+
+    #[test]
+    fn each_issuing_ca_gets_its_own_file_name() {
+        assert_eq!(
+            replace_file_stem("http://h:8080/crl/issuing-1.crl", "issuing-2"),
+            "http://h:8080/crl/issuing-2.crl"
+        );
+        assert_eq!(
+            replace_file_stem("https://h/ca/issuing-1.cer", "issuing-3"),
+            "https://h/ca/issuing-3.cer"
+        );
+        // No file extension: nothing to replace.
+        assert_eq!(replace_file_stem("http://h/crl", "x"), "http://h/crl");
+    }
+}

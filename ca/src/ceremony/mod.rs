@@ -421,6 +421,13 @@ pub fn check(ca: &Ca, path: &Path) -> Result<Checked, Error> {
                 .certificate
                 .as_ref()
                 .ok_or_else(|| bad("[certificate]".into()))?;
+            let publication = &ca.config().publication;
+            if publication.crl_url_for(&c.name) == publication.crl_url {
+                return Err(bad(format!(
+                    "publication.crl_url {} has no file name kxca can vary per CA: the two issuing CAs' CRL URLs would be the same (use .../crl/issuing-1.crl)",
+                    publication.crl_url
+                )));
+            }
             steps.push(format!(
                 "build, lint and sign issuing CA {} (CN={}) under {}, valid {} .. {}",
                 c.name,

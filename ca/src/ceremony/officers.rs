@@ -248,3 +248,45 @@ pub fn verify_approvals(
     }
     Ok(approved)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::CeremonyPolicy;
+    use crate::Home;
+
+    fn load(text: &str) -> Result<CeremonyPolicy, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path());
+        std::fs::create_dir_all(home.policies()).unwrap();
+        std::fs::write(CeremonyPolicy::path(&home), text).unwrap();
+        CeremonyPolicy::load(&home).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn dual_control_is_at_least_two_distinct_listed_officers() {
+        let ok = load("required = 2\nofficers = [\"a\", \"b\", \"c\"]\n").unwrap();
+        assert_eq!((ok.required, ok.officers.len()), (2, 3));
+        for (text, expected) in [
+            ("required = 1\nofficers = [\"a\", \"b\"]\n", "at least 2"),
+            (
+                "required = 3\nofficers = [\"a\", \"b\"]\n",
+                "only 2 officers",
+            ),
+            ("required = 2\nofficers = [\"a\", \"a\"]\n", "listed twice"),
+            (
+                "required = 2\nofficers = [\"a\", \"B c\"]\n",
+                "officer name",
+            ),
+            (
+                "required = 2\nofficers = [\"a\", \"b\"]\nquorum = 1\n",
+                "quorum",
+            ),
+        ] {
+            let err = load(text).unwrap_err();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let err = CeremonyPolicy::load(&Home::new(dir.path())).unwrap_err();
+        assert!(err.to_string().contains("missing"), "{err}");
+    }
+}
