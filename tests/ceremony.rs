@@ -432,6 +432,8 @@ crl = "crl/issuing-1-final.pem"
 transcript = "ceremonies/retire-issuing-1.txt"
 "#,
     );
+    let doctor = ca.kxca(&["doctor"]);
+    assert!(!String::from_utf8_lossy(&doctor.stdout).contains("retire_due"));
     let out = ca.kxca(&["ceremony", "check", p(&retire)]);
     assert!(
         !out.status.success() && stderr(&out).contains("are still live"),
@@ -442,10 +444,19 @@ transcript = "ceremonies/retire-issuing-1.txt"
         &ca.kxca(&["revoke", &old_kept.serial, "--reason", "superseded"]),
         "revoke the last one",
     );
+    // kxca doctor says the old CA is due for retirement, until it is.
+    let doctor = ca.kxca(&["doctor", "--json"]);
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        text.contains("retire_due") && text.contains("issuing-1"),
+        "{text}"
+    );
     assert_ok(
         &run_ceremony(&ca, &retire, &[("officer-b", &b), ("officer-a", &a)]),
         "retire",
     );
+    let doctor = ca.kxca(&["doctor", "--json"]);
+    assert!(!String::from_utf8_lossy(&doctor.stdout).contains("retire_due"));
     assert!(!ca.path("keys/issuing-1.p8").exists(), "key destroyed");
     let text = crl_verifies(&ca.path("crl/issuing-1-final.pem"), &issuing1);
     assert!(
@@ -708,6 +719,32 @@ transcript = "ceremonies/compromise-issuing-1.txt"
         assert_eq!(code, 200, "/crl/root.crl");
         assert_eq!(body, std::fs::read(ca.path("crl/root.crl")).unwrap());
     }
+    // The root CRL is renewed in a crl ceremony; one about to expire is
+    // reported by kxca doctor.
+    let renew = ceremony_file(
+        &ca,
+        "root-crl.toml",
+        r#"type = "crl"
+[crl]
+authority = "root"
+next_update_days = 2
+[outputs]
+crl = "crl/root-renewed.pem"
+transcript = "ceremonies/root-crl.txt"
+"#,
+    );
+    assert_ok(
+        &run_ceremony(&ca, &renew, &[("officer-a", &a), ("officer-b", &b)]),
+        "root CRL ceremony",
+    );
+    let text = crl_verifies(&ca.path("crl/root-renewed.pem"), &root);
+    assert!(
+        text.contains("Key Compromise") && text.contains("CRL Number: \n                2"),
+        "{text}"
+    );
+    let doctor = ca.kxca(&["doctor", "--json"]);
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(text.contains("root_crl_due"), "{text}");
     // A compromise is recorded once: the same CA cannot be revoked again.
     let again = ceremony_file(
         &ca,
