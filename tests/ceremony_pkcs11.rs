@@ -198,6 +198,67 @@ transcript = "ceremonies/issuing-2.txt"
         &ca.path("crl/issuing-2.pem"),
     );
 
+    // Once nothing it issued is live, issuing-1 is retired and its key
+    // pair destroyed on the token.
+    assert_ok(
+        &kxca(
+            &ca,
+            &hsm,
+            &["revoke", &old.serial, "--reason", "superseded"],
+        ),
+        "revoke",
+    );
+    let retire = ca.path("retire.toml");
+    std::fs::write(
+        &retire,
+        r#"type = "crl"
+[crl]
+authority = "issuing-1"
+final = true
+retire = "destroy"
+[outputs]
+crl = "crl/issuing-1-final.pem"
+transcript = "ceremonies/retire-issuing-1.txt"
+"#,
+    )
+    .unwrap();
+    assert!(token_keys(&ca, &hsm).contains("\"issuing-1\""));
+    assert_ok(
+        &kxca(
+            &ca,
+            &hsm,
+            &[
+                "ceremony",
+                "run",
+                p(&retire),
+                "--approve",
+                &approve_b,
+                "--approve",
+                &approve_a,
+            ],
+        ),
+        "retire issuing-1",
+    );
+    let keys = token_keys(&ca, &hsm);
+    assert!(
+        !keys.contains("\"issuing-1\"") && keys.contains("\"issuing-2\""),
+        "{keys}"
+    );
+    let (ok, text) = run(
+        "openssl",
+        &[
+            "crl",
+            "-in",
+            p(&ca.path("crl/issuing-1-final.pem")),
+            "-CAfile",
+            p(&issuing1),
+            "-verify",
+            "-noout",
+        ],
+    );
+    assert!(ok && text.contains("verify OK"), "{text}");
+    common::pkilint_certificates_and_crl(&[], &ca.path("crl/issuing-1-final.pem"));
+
     // A key already on the token is never generated over.
     assert_ok(
         &kxca(

@@ -529,9 +529,9 @@ pub fn check(ca: &Ca, path: &Path) -> Result<Checked, Error> {
                     }
                     (Some(Retire::Destroy), _) => {
                         let key_ref: KeyRef = a.key_ref.parse()?;
-                        if !key_ref.is_soft() {
+                        if matches!(key_ref, KeyRef::YubiKey { .. }) {
                             return Err(bad(format!(
-                                "crl.retire = \"destroy\": kxca destroys soft keys only; destroy {} with the token's own tool (and record it with retire = \"archive\", archive_location = \"destroyed on ...\")",
+                                "crl.retire = \"destroy\": clear the YubiKey slot of {} with the vendor's tool (ykman piv keys delete) and record it with retire = \"archive\", archive_location = \"destroyed on ...\"",
                                 a.key_ref
                             )));
                         }
@@ -1312,8 +1312,14 @@ impl Ctx<'_> {
                 Some(Retire::Destroy) => {
                     let key_ref: KeyRef = a.key_ref.parse()?;
                     drop(signer);
-                    if let KeyRef::Soft { path } = &key_ref {
-                        destroy_soft_key(path)?;
+                    match &key_ref {
+                        KeyRef::Soft { path } => destroy_soft_key(path)?,
+                        _ => kxca_hsm::destroy_with(
+                            &key_ref,
+                            &self.ca.config().key_secret(),
+                            &self.ca.config().backend_options(),
+                            &a.spki,
+                        )?,
                     }
                     format!("destroyed ({})", a.key_ref)
                 }

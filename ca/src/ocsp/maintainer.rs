@@ -96,6 +96,8 @@ impl Maintainer {
         let authorities = self.ca.authorities()?;
         // A retired CA's key is gone: nothing more is signed for it.
         let retired = crate::ceremony::retired_ids(self.ca.store().conn())?;
+        // Retired while this daemon runs: its key is closed here too.
+        self.ca_signers.retain(|id, _| !retired.contains(id));
         let untried: Vec<_> = authorities
             .iter()
             .filter(|a| {
