@@ -32,11 +32,17 @@ pub enum AuditAction {
     OutboxSent,
     OutboxFailed,
     OutboxDeliveryReport,
+    /// A security officer enrolled with their passphrase (hash not recorded).
     OfficerEnrol,
+    /// An officer's approval of a ceremony, counted after their passphrase verified.
     CeremonyApprove,
+    /// One state change of a ceremony: a rollover, links, a reset list.
     CeremonyStep,
+    /// A ceremony ended: its transcript, with every fingerprint.
     CeremonyRun,
+    /// An issuing CA revoked at its root (compromise).
     AuthorityRevoke,
+    /// An issuing CA retired after its final CRL; its key destroyed or archived.
     AuthorityRetire,
 }
 

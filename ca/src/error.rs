@@ -64,8 +64,14 @@ pub enum Error {
     Password(String),
     #[error("the system random number generator failed ({what}): {message}")]
     Random { what: String, message: String },
+    /// A ceremony file is wrong, or what it asks cannot be done.
     #[error("ceremony {path}: {message}")]
-    Ceremony { path: PathBuf, message: String },
+    Ceremony {
+        /// The ceremony file.
+        path: PathBuf,
+        /// What is wrong, naming the field.
+        message: String,
+    },
     #[error("no active {role} CA in the store")]
     NoAuthority { role: String },
 }

@@ -11,6 +11,7 @@ use crate::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
+/// What a ceremony makes or signs: the file's `type`.
 pub enum Kind {
     /// Generate a CA key and write its public key.
     Key,
@@ -27,6 +28,7 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The `type` value in a ceremony file.
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Key => "key",
@@ -41,10 +43,13 @@ impl Kind {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// A ceremony file, as parsed (unknown keys refused).
 pub struct CeremonyFile {
     #[serde(rename = "type")]
+    /// root, intermediate, cross, crl, compromise or key.
     pub kind: Kind,
     #[serde(default)]
+    /// Free text for the officers and the transcript.
     pub description: String,
     /// The new key (key, root, intermediate, compromise).
     pub key: Option<KeySection>,
@@ -56,6 +61,7 @@ pub struct CeremonyFile {
     pub crl: Option<CrlSection>,
     /// The compromised issuing CA (compromise).
     pub compromise: Option<CompromiseSection>,
+    /// Where the results go.
     pub outputs: Outputs,
 }
 
@@ -96,6 +102,7 @@ pub struct LinkSection {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
+/// What happens to a retired CA's key.
 pub enum Retire {
     /// The key is kept offline (the location is recorded).
     Archive,
@@ -161,6 +168,7 @@ pub struct Outputs {
 }
 
 impl CeremonyFile {
+    /// Reads and parses a ceremony file; a syntax error or unknown key names the file.
     pub fn load(path: &Path) -> Result<CeremonyFile, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         toml::from_str(&text).map_err(|e| Error::Ceremony {

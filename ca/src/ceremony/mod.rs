@@ -6,6 +6,8 @@
 //! to-be-signed bytes, and records a transcript with every fingerprint in
 //! the audit log and a file.
 
+#![warn(missing_docs)]
+
 mod certs;
 mod file;
 pub mod officers;
@@ -75,12 +77,17 @@ CREATE TABLE authority_states (
 /// An authority's ceremony-made state: revoked at its root, retired.
 #[derive(Debug, Clone, Default)]
 pub struct AuthorityState {
+    /// When it was revoked at its root.
     pub revoked_at: Option<i64>,
+    /// RFC 5280 CRLReason code of that revocation.
     pub revocation_reason: Option<i64>,
+    /// When its final CRL was signed and it was retired.
     pub retired_at: Option<i64>,
+    /// What became of its key (destroyed, archived where).
     pub key_disposal: Option<String>,
 }
 
+/// The ceremony-made state of every authority that has one, by authority id.
 pub fn authority_states(conn: &Connection) -> Result<HashMap<i64, AuthorityState>, Error> {
     let mut stmt = conn
         .prepare("SELECT authority_id, revoked_at, revocation_reason, retired_at, key_disposal FROM authority_states")
@@ -145,7 +152,9 @@ struct NewKey {
 /// A checked ceremony: what [`run`] will do, resolved against the home.
 #[derive(Debug)]
 pub struct Checked {
+    /// The ceremony file checked.
     pub file: PathBuf,
+    /// Its contents.
     pub spec: CeremonyFile,
     /// SHA-256 of the ceremony file, recorded with the transcript.
     pub sha256: String,
@@ -679,9 +688,13 @@ impl Transcript<'_> {
 /// What a ceremony did.
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// Row id in the `ceremonies` table.
     pub ceremony_id: i64,
+    /// The officers whose approvals counted.
     pub officers: Vec<String>,
+    /// Every line printed, as recorded in the audit log and the transcript file.
     pub transcript: Vec<String>,
+    /// The files written, the transcript last.
     pub outputs: Vec<PathBuf>,
     /// Compromise: the live certificates of the compromised CA (serial,
     /// certificate id, e-mail) that need new ones.

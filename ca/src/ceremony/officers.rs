@@ -29,10 +29,12 @@ pub struct CeremonyPolicy {
     /// N: the officers who may approve, by login-like name.
     pub officers: Vec<String>,
     #[serde(skip)]
+    /// The file it was read from, for error messages.
     pub path: PathBuf,
 }
 
 impl CeremonyPolicy {
+    /// `<home>/policies/ceremony.toml`.
     pub fn path(home: &Home) -> PathBuf {
         home.policies().join("ceremony.toml")
     }
@@ -95,7 +97,9 @@ fn check_name(name: &str) -> Result<(), String> {
 
 /// An officer's name and passphrase, as given for one ceremony.
 pub struct Approval {
+    /// The officer's name, as listed in the policy.
     pub officer: String,
+    /// The passphrase they typed; compared with their Argon2id hash only.
     pub passphrase: SecretString,
 }
 
