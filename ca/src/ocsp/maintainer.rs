@@ -95,7 +95,7 @@ impl Maintainer {
     fn open_ca_signers(&mut self) -> Result<bool, Error> {
         let authorities = self.ca.authorities()?;
         // A retired CA's key is gone: nothing more is signed for it.
-        let retired = crate::ceremony::retired_ids(self.ca.store().conn())?;
+        let retired = self.ca.store().read(|c| crate::ceremony::retired_ids(c))?;
         // Retired while this daemon runs: its key is closed here too.
         self.ca_signers.retain(|id, _| !retired.contains(id));
         let untried: Vec<_> = authorities
