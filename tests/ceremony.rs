@@ -599,6 +599,36 @@ transcript = "ceremonies/root-2.txt"
             "{link:?}"
         );
     }
+    // A cross certificate: issuing-1's key certified by root-2, so old
+    // leaves chain to the new root without the root link.
+    let cross = ceremony_file(
+        &ca,
+        "cross.toml",
+        r#"type = "cross"
+[link]
+issuer = "root-2"
+subject = "issuing-1"
+[outputs]
+certificate = "ca/issuing-1-by-root-2.pem"
+transcript = "ceremonies/cross.txt"
+"#,
+    );
+    assert_ok(
+        &run_ceremony(&ca, &cross, &[("officer-a", &a), ("officer-b", &b)]),
+        "cross ceremony",
+    );
+    let issuing1_by_new = ca.path("ca/issuing-1-by-root-2.pem");
+    assert_verifies(
+        &new_root,
+        &[&issuing1_by_new],
+        &old_leaf.cert,
+        "old leaf, new root + cross-certified issuing-1",
+    );
+    // It does not outlive issuing-1.
+    assert_eq!(
+        root_pem_enddate(&issuing1_by_new),
+        root_pem_enddate(&issuing1)
+    );
     // kxca serve publishes both links and the new root.
     if support_ocsp::tools_present() {
         let server = Server::start(&ca);
@@ -617,6 +647,7 @@ transcript = "ceremonies/root-2.txt"
             new_root.clone(),
             new_by_old.clone(),
             old_by_new.clone(),
+            issuing1_by_new.clone(),
             issuing2.clone(),
             new_leaf.cert.clone(),
         ],
