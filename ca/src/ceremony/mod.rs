@@ -1119,7 +1119,9 @@ impl Ctx<'_> {
         // one that signs it.
         let link_end = self.checked.not_after.min(old.not_after);
         let now = self.ca.clock().now();
-        let link_start = now.max(old.not_before).max(self.checked.not_before) - 300;
+        // Backdated a little for slow clocks, but never before either root's
+        // own notBefore (BR 7.1.2.2.1's rule for cross-certificates).
+        let link_start = (now - 300).max(old.not_before).max(self.checked.not_before);
         let new_by_old = certs::make(
             t,
             &format!("link {} certified by {} (NewWithOld)", c.name, old.name),
@@ -1250,7 +1252,7 @@ impl Ctx<'_> {
         let subject_name = der::asn1::Any::from_der(&subject.subject_der)
             .map_err(|e| Error::encoding("subject", e))?;
         let now = self.ca.clock().now();
-        let start = now.max(issuer.not_before).max(subject.not_before) - 300;
+        let start = (now - 300).max(issuer.not_before).max(subject.not_before);
         let path_len = if subject.role == AuthorityRole::Root {
             1
         } else {
