@@ -598,6 +598,9 @@ transcript = "ceremonies/root-2.txt"
             root_pem_enddate(&old_root),
             "{link:?}"
         );
+        // Nor starts before the new root.
+        let start = |c: &Path| run("openssl", &["x509", "-in", p(c), "-noout", "-startdate"]).1;
+        assert_eq!(start(link), start(&new_root), "{link:?}");
     }
     // A cross certificate: issuing-1's key certified by root-2, so old
     // leaves chain to the new root without the root link.
