@@ -26,6 +26,10 @@ pub enum OfficerCommand {
         /// terminal or KXCA_OFFICER_PASSPHRASE.
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
+        /// Once enough officers are enrolled, a new one needs their
+        /// approvals: NAME=PASSPHRASE_FILE (repeat), else asked on the terminal.
+        #[arg(long = "approve", value_name = "NAME=FILE")]
+        approvals: Vec<String>,
     },
     /// The officers of the policy and whether each is enrolled.
     List,
@@ -74,12 +78,37 @@ pub fn run_officer(home: Home, command: OfficerCommand, actor: &str) -> Result<(
         OfficerCommand::Add {
             name,
             passphrase_file,
+            approvals,
         } => {
+            let policy = CeremonyPolicy::load(ca.home())?;
+            let enrolled = ceremony::enrolled(ca.store())?
+                .into_iter()
+                .filter(|o| policy.officers.contains(o))
+                .count();
+            let approvals = if !approvals.is_empty() {
+                approvals_from_args(&approvals)?
+            } else if enrolled >= policy.required && std::io::stdin().is_terminal() {
+                eprintln!(
+                    "{enrolled} officers are enrolled: {} of them approve enrolling {name}",
+                    policy.required
+                );
+                approvals_from_terminal(policy.required)?
+            } else {
+                Vec::new()
+            };
             let pass = officer_passphrase(&passphrase_file, &name)?;
             let now = ca.clock().now();
             let home = ca.home().clone();
-            ceremony::enrol(ca.store_mut(), &home, &name, &pass, actor, now)?;
-            println!("Officer {name} enrolled");
+            let approvers =
+                ceremony::enrol(ca.store_mut(), &home, &name, &pass, &approvals, actor, now)?;
+            if approvers.is_empty() {
+                println!("Officer {name} enrolled");
+            } else {
+                println!(
+                    "Officer {name} enrolled, approved by {}",
+                    approvers.join(", ")
+                );
+            }
         }
         OfficerCommand::List => {
             let policy = CeremonyPolicy::load(ca.home())?;

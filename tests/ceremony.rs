@@ -283,6 +283,50 @@ fn dual_control_refusals_and_check_refusals_change_nothing() {
     );
     assert_eq!(ca.snapshot(), before);
 
+    // With two officers enrolled, a third needs their approval: one person
+    // cannot enrol a second name and approve ceremonies alone.
+    let c = ca.dir.path().join("officer-c.pass");
+    std::fs::write(&c, "long passphrase of officer-c\n").unwrap();
+    let out = ca.kxca(&["officer", "add", "officer-c", "--passphrase-file", p(&c)]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("needs the approval of 2"),
+        "{}",
+        stderr(&out)
+    );
+    let approve_a = format!("officer-a={}", p(&a));
+    let approve_wrong = format!("officer-b={}", p(&wrong));
+    let out = ca.kxca(&[
+        "officer",
+        "add",
+        "officer-c",
+        "--passphrase-file",
+        p(&c),
+        "--approve",
+        &approve_a,
+        "--approve",
+        &approve_wrong,
+    ]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("wrong passphrase"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(ca.snapshot(), before);
+    let approve_b = format!("officer-b={}", p(&b));
+    assert_ok(
+        &ca.kxca(&[
+            "officer",
+            "add",
+            "officer-c",
+            "--passphrase-file",
+            p(&c),
+            "--approve",
+            &approve_a,
+            "--approve",
+            &approve_b,
+        ]),
+        "officer add with approvals",
+    );
     // An officer enrols once; a name outside the policy not at all.
     let out = ca.kxca(&["officer", "add", "officer-a", "--passphrase-file", p(&a)]);
     assert!(!out.status.success() && stderr(&out).contains("already enrolled"));

@@ -133,14 +133,19 @@ pub fn enrolled(store: &Store) -> Result<Vec<String>, Error> {
 /// Enrols an officer listed in the policy: the passphrase is kept only as
 /// an Argon2id PHC string; an officer already enrolled is refused (a
 /// forgotten passphrase is replaced in a ceremony, not by overwriting).
+///
+/// Once `required` officers are enrolled, a new one needs `required`
+/// enrolled officers' approvals too: otherwise one person could list a
+/// second name and approve every ceremony alone.
 pub fn enrol(
     store: &mut Store,
     home: &Home,
     name: &str,
     passphrase: &SecretString,
+    approvals: &[Approval],
     actor: &str,
     now: i64,
-) -> Result<(), Error> {
+) -> Result<Vec<String>, Error> {
     let policy = CeremonyPolicy::load(home)?;
     if !policy.officers.iter().any(|o| o == name) {
         return Err(Error::Policy {
@@ -157,6 +162,32 @@ pub fn enrol(
             format!("officer {name}: at least {MIN_PASSPHRASE_CHARS} characters"),
         ));
     }
+    if store.read(|c| stored_hash(c, name))?.is_some() {
+        return Err(Error::field(
+            "officer",
+            format!("{name} is already enrolled"),
+        ));
+    }
+    let already = enrolled(store)?
+        .into_iter()
+        .filter(|o| policy.officers.contains(o))
+        .count();
+    let approvers = if already >= policy.required {
+        if approvals.is_empty() {
+            return Err(Error::Policy {
+                path: policy.path.clone(),
+                message: format!(
+                    "{already} officers are enrolled: enrolling {name} needs the approval of {} of them (--approve NAME=PASSPHRASE_FILE, or on the terminal); nothing was done",
+                    policy.required
+                ),
+            });
+        }
+        verify_approvals(store, &policy, approvals)?
+    } else {
+        // The first officers enrol on their own: there is nobody yet to
+        // approve them (the home's set-up, itself audited).
+        Vec::new()
+    };
     let phc = Argon2::default()
         .hash_password(passphrase.expose_secret().as_bytes())
         .map_err(|e| Error::Password(format!("hashing officer {name}'s passphrase: {e}")))?
@@ -175,9 +206,10 @@ pub fn enrol(
             actor,
             AuditAction::OfficerEnrol,
             None,
-            json!({"officer": name, "hash": "argon2id"}),
+            json!({"officer": name, "hash": "argon2id", "approved_by": approvers}),
         )
-    })
+    })?;
+    Ok(approvers)
 }
 
 fn insert(tx: &Transaction<'_>, name: &str, phc: &str, now: i64, actor: &str) -> Result<(), Error> {
