@@ -208,3 +208,113 @@ fn lint(der: &[u8], e: &Expect<'_>) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{lint, Expect};
+    use crate::x509::{self, DnAttr, TbsCertificate};
+    use crate::Serial;
+    use kxca_hsm::{EphemeralKey, KeyAlgorithm};
+    use x509_cert::ext::pkix::KeyUsages;
+    use x509_cert::ext::Extension;
+
+    /// A CA certificate with these extensions (its signature is not checked
+    /// by the lint), and what the lint expects of it.
+    fn lint_with(extensions: impl FnOnce(&[u8], &[u8]) -> Vec<Extension>) -> Result<(), String> {
+        let subject_key = EphemeralKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let issuer_key = EphemeralKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let ski = x509::key_id(subject_key.public_key_der()).unwrap();
+        let aki = x509::key_id(issuer_key.public_key_der()).unwrap();
+        let issuer = x509::name(&[DnAttr::Country("JP"), DnAttr::CommonName("Root")]).unwrap();
+        let subject = x509::name(&[DnAttr::Country("JP"), DnAttr::CommonName("Sub")]).unwrap();
+        let alg = KeyAlgorithm::EcdsaP256.signature_algorithm();
+        let tbs = TbsCertificate {
+            version: 2,
+            serial_number: x509::serial_number(Serial::random().as_bytes()).unwrap(),
+            signature: alg.clone(),
+            issuer: issuer.clone(),
+            validity: x509::validity(1_800_000_000, 1_900_000_000).unwrap(),
+            subject: subject.clone(),
+            subject_public_key_info: x509::spki(subject_key.public_key_der()).unwrap(),
+            extensions: extensions(&ski, &aki),
+        };
+        let tbs = x509::enc("tbs", &tbs).unwrap();
+        let der = x509::assemble(&tbs, alg, &[0u8; 8]).unwrap();
+        let issuer_der = x509::enc("issuer", &issuer).unwrap();
+        let subject_der = x509::enc("subject", &subject).unwrap();
+        lint(
+            &der,
+            &Expect {
+                issuer: &issuer_der,
+                issuer_key_id: &aki,
+                subject: &subject_der,
+                spki: subject_key.public_key_der(),
+                path_len: Some(0),
+                not_before: 1_800_000_000,
+                not_after: 1_900_000_000,
+            },
+        )
+    }
+
+    fn ku() -> Extension {
+        x509::key_usage(&[KeyUsages::KeyCertSign, KeyUsages::CRLSign], true).unwrap()
+    }
+
+    #[test]
+    fn the_throwaway_lint_refuses_what_openssl_cannot_chain() {
+        let good = |ski: &[u8], aki: &[u8]| {
+            vec![
+                x509::basic_constraints(true, Some(0)).unwrap(),
+                ku(),
+                x509::subject_key_id(ski).unwrap(),
+                x509::authority_key_id(aki).unwrap(),
+            ]
+        };
+        lint_with(good).unwrap();
+        let cases: [(&str, fn(&[u8], &[u8]) -> Vec<Extension>); 5] = [
+            ("authorityKeyIdentifier", |ski, _| {
+                vec![
+                    x509::basic_constraints(true, Some(0)).unwrap(),
+                    ku(),
+                    x509::subject_key_id(ski).unwrap(),
+                ]
+            }),
+            ("subjectKeyIdentifier", |_, aki| {
+                vec![
+                    x509::basic_constraints(true, Some(0)).unwrap(),
+                    ku(),
+                    x509::authority_key_id(aki).unwrap(),
+                ]
+            }),
+            ("basicConstraints", |ski, aki| {
+                vec![
+                    x509::basic_constraints(true, Some(1)).unwrap(),
+                    ku(),
+                    x509::subject_key_id(ski).unwrap(),
+                    x509::authority_key_id(aki).unwrap(),
+                ]
+            }),
+            ("keyUsage", |ski, aki| {
+                vec![
+                    x509::basic_constraints(true, Some(0)).unwrap(),
+                    x509::key_usage(&[KeyUsages::KeyCertSign], true).unwrap(),
+                    x509::subject_key_id(ski).unwrap(),
+                    x509::authority_key_id(aki).unwrap(),
+                ]
+            }),
+            ("twice", |ski, aki| {
+                vec![
+                    x509::basic_constraints(true, Some(0)).unwrap(),
+                    ku(),
+                    ku(),
+                    x509::subject_key_id(ski).unwrap(),
+                    x509::authority_key_id(aki).unwrap(),
+                ]
+            }),
+        ];
+        for (expected, exts) in cases {
+            let err = lint_with(exts).unwrap_err();
+            assert!(err.contains(expected), "{expected}: {err}");
+        }
+    }
+}
