@@ -256,6 +256,9 @@ mod tests {
         )
     }
 
+    /// Extensions made from (SKI, AKI).
+    type Extensions = fn(&[u8], &[u8]) -> Vec<Extension>;
+
     fn ku() -> Extension {
         x509::key_usage(&[KeyUsages::KeyCertSign, KeyUsages::CRLSign], true).unwrap()
     }
@@ -271,7 +274,7 @@ mod tests {
             ]
         };
         lint_with(good).unwrap();
-        let cases: [(&str, fn(&[u8], &[u8]) -> Vec<Extension>); 5] = [
+        let cases: [(&str, Extensions); 5] = [
             ("authorityKeyIdentifier", |ski, _| {
                 vec![
                     x509::basic_constraints(true, Some(0)).unwrap(),
