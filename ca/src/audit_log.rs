@@ -13,12 +13,13 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use kxca_hsm::{KeyAlgorithm, KeyRef, SecretSource, Signer};
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::OptionalExtension;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::merkle::{self, Hash, Tree};
 use crate::store::audit::{self, StoredCheckpoint, StoredEvent};
+use crate::store::Snapshot;
 use crate::{Config, Error, Home, Store};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -513,22 +514,21 @@ pub fn verify(
     public_key_der: Option<&[u8]>,
     extra: &[(String, String)],
 ) -> Result<Report, Error> {
-    verify_tree(store.conn(), origin, public_key_der, extra)
+    store
+        .read(|snapshot| verify_tree(snapshot, origin, public_key_der, extra))
         .map(|(report, _)| report)
-        .map_err(|e| e.in_database(store.path()))
 }
 
 /// `verify`, also returning the tree it rebuilt.
 fn verify_tree(
-    conn: &Connection,
+    snapshot: &Snapshot<'_>,
     origin: &str,
     public_key_der: Option<&[u8]>,
     extra: &[(String, String)],
 ) -> Result<(Report, Tree), Error> {
     // One read snapshot for the rows and the checkpoints: a checkpoint
     // signed meanwhile must not look like it covers missing events.
-    let snapshot = conn.unchecked_transaction().map_err(crate::store::sql)?;
-    let rows = audit::all_rows(&snapshot, 0)?;
+    let rows = audit::all_rows(snapshot, 0)?;
     let Checked {
         mut findings,
         order,
@@ -539,7 +539,7 @@ fn verify_tree(
             .get(leaf as usize)
             .map_or(format!("leaf {leaf}"), |(_, id)| format!("event {id}"))
     };
-    let mut notes: Vec<(String, String)> = audit::checkpoints(&snapshot)?
+    let mut notes: Vec<(String, String)> = audit::checkpoints(snapshot)?
         .into_iter()
         .map(|c| (format!("checkpoint {}", c.size), c.note))
         .collect();
@@ -688,12 +688,18 @@ pub fn checkpoint(
     let origin = origin(config);
     let public = signer.public_key_der().to_vec();
     publish_key(home, &public)?;
-    let last = audit::checkpoints(store.conn())?.last().map(|c| c.size);
-    let size = audit::tree_size(store.conn())?;
-    if Some(size) == last || size == 0 {
+    let Some((size, report, tree)) = store.read(|snapshot| {
+        let last = audit::checkpoints(snapshot)?.last().map(|c| c.size);
+        let size = audit::tree_size(snapshot)?;
+        if Some(size) == last || size == 0 {
+            return Ok(None);
+        }
+        let (report, tree) = verify_tree(snapshot, &origin, Some(&public), &[])?;
+        Ok(Some((size, report, tree)))
+    })?
+    else {
         return Ok(None);
-    }
-    let (report, tree) = verify_tree(store.conn(), &origin, Some(&public), &[])?;
+    };
     if let Some(f) = report.findings.first() {
         return Err(Error::Database {
             path: store.path().to_path_buf(),
@@ -757,7 +763,7 @@ pub type PublishedFile = (String, Vec<u8>, &'static str, i64);
 /// What `kxca serve` publishes of the record, from the store: (URL path,
 /// body, content type, signing time) of `/audit/checkpoint` (the latest)
 /// and `/audit/audit-key.pem` (the key that signed it).
-pub fn published(conn: &Connection) -> Result<Vec<PublishedFile>, Error> {
+pub fn published(conn: &Snapshot<'_>) -> Result<Vec<PublishedFile>, Error> {
     let latest: Option<(String, i64, Vec<u8>)> = conn
         .query_row(
             "SELECT note, signed_at, public_key FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
@@ -822,22 +828,21 @@ pub fn export(
     since: Since,
     out: &mut dyn std::io::Write,
 ) -> Result<(usize, i64), Error> {
-    export_from(store.conn(), since, out).map_err(|e| e.in_database(store.path()))
+    store.read(|snapshot| export_from(snapshot, since, out))
 }
 
 fn export_from(
-    conn: &Connection,
+    snapshot: &Snapshot<'_>,
     since: Since,
     out: &mut dyn std::io::Write,
 ) -> Result<(usize, i64), Error> {
-    let snapshot = conn.unchecked_transaction().map_err(crate::store::sql)?;
-    let Some(latest) = audit::checkpoints(&snapshot)?.pop() else {
+    let Some(latest) = audit::checkpoints(snapshot)?.pop() else {
         return Err(Error::field(
             "audit",
             "no checkpoint yet: run `kxca daemon` or `kxca audit checkpoint` first",
         ));
     };
-    let rows = audit::all_rows(&snapshot, 0)?;
+    let rows = audit::all_rows(snapshot, 0)?;
     let checked = check_rows(&rows);
     let n = latest.size as usize;
     if checked.tree.size() < n || checked.tree.root(n)[..] != latest.root[..] {

@@ -622,7 +622,7 @@ impl Ca {
 
     /// Every authority the store knows, current and previous.
     pub fn authorities(&self) -> Result<Vec<Authority>, Error> {
-        self.store.read(|c| authorities::all(c))
+        self.store.read(authorities::all)
     }
 
     /// Opens the signer of an authority, checking it matches the stored certificate.
@@ -1030,7 +1030,7 @@ impl Ca {
     pub fn resolve_abandoned(&mut self, actor: &str) -> Result<usize, Error> {
         let stale: Vec<_> = self
             .store
-            .read(|c| certificates::pending(c))?
+            .read(certificates::pending)?
             .into_iter()
             .filter(|row| !certificates::owner_alive(row.owner.as_deref()))
             .collect();

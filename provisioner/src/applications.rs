@@ -3,7 +3,9 @@
 //! `applications` and `application_rows` tables.
 
 use kxca_ca::store::Migration;
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, OptionalExtension};
+
+use kxca_ca::store::{Snapshot, Tx};
 use serde::Serialize;
 
 use crate::error::sql;
@@ -115,7 +117,7 @@ pub const STORED_NONE: &str = "none";
 /// before the mail is parsed: a mail that kills its reader, or the pass,
 /// is still counted. Returns the attempts so far, this one included.
 pub(crate) fn record_attempt(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     source_key: &str,
     size: usize,
     sha256: &str,
@@ -138,10 +140,7 @@ pub(crate) fn record_attempt(
 
 /// Takes back an attempt that failed for a reason of the host's (the
 /// worker could not be started), not of the mail.
-pub(crate) fn uncount_attempt(
-    tx: &Transaction<'_>,
-    source_key: &str,
-) -> Result<(), kxca_ca::Error> {
+pub(crate) fn uncount_attempt(tx: &Tx<'_>, source_key: &str) -> Result<(), kxca_ca::Error> {
     tx.execute(
         "UPDATE intake_attempts SET attempts = attempts - 1 WHERE source_key = ?1 AND attempts > 0",
         [source_key],
@@ -152,7 +151,7 @@ pub(crate) fn uncount_attempt(
 
 /// Notes why the last attempt at a mail failed.
 pub(crate) fn note_attempt_error(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     source_key: &str,
     error: &str,
 ) -> Result<(), kxca_ca::Error> {
@@ -214,7 +213,7 @@ pub struct NewIntakeMail<'a> {
     pub detail: serde_json::Value,
 }
 
-pub(crate) fn mail_seen(conn: &Connection, source_key: &str) -> Result<bool, kxca_ca::Error> {
+pub(crate) fn mail_seen(conn: &Snapshot<'_>, source_key: &str) -> Result<bool, kxca_ca::Error> {
     conn.query_row(
         "SELECT 1 FROM intake_mails WHERE source_key = ?1",
         [source_key],
@@ -227,7 +226,7 @@ pub(crate) fn mail_seen(conn: &Connection, source_key: &str) -> Result<bool, kxc
 
 /// The recorded outcome of the mail under this source key, if any.
 pub(crate) fn mail_outcome(
-    conn: &Connection,
+    conn: &Snapshot<'_>,
     source_key: &str,
 ) -> Result<Option<String>, kxca_ca::Error> {
     conn.query_row(
@@ -241,7 +240,7 @@ pub(crate) fn mail_outcome(
 
 /// The first mail recorded with this Message-ID, if any.
 pub(crate) fn mail_by_message_id(
-    conn: &Connection,
+    conn: &Snapshot<'_>,
     message_id: &str,
 ) -> Result<Option<i64>, kxca_ca::Error> {
     conn.query_row(
@@ -254,7 +253,7 @@ pub(crate) fn mail_by_message_id(
 }
 
 pub(crate) fn insert_mail(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     m: &NewIntakeMail<'_>,
     now: i64,
 ) -> Result<i64, kxca_ca::Error> {
@@ -279,7 +278,7 @@ pub(crate) fn insert_mail(
 
 /// The application already holding a file with this SHA-256, if any.
 pub(crate) fn application_by_hash(
-    conn: &Connection,
+    conn: &Snapshot<'_>,
     sha256: &str,
 ) -> Result<Option<i64>, kxca_ca::Error> {
     conn.query_row(
@@ -309,7 +308,7 @@ pub(crate) struct NewApplication<'a> {
 }
 
 pub(crate) fn insert_application(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     a: &NewApplication<'_>,
     now: i64,
 ) -> Result<(i64, ApplicationStatus), kxca_ca::Error> {
@@ -425,7 +424,7 @@ fn application(r: &rusqlite::Row<'_>) -> rusqlite::Result<Application> {
 }
 
 /// Applications, oldest first.
-pub fn list(conn: &Connection, limit: i64) -> Result<Vec<Application>, kxca_ca::Error> {
+pub fn list(conn: &Snapshot<'_>, limit: i64) -> Result<Vec<Application>, kxca_ca::Error> {
     let mut stmt = conn
         .prepare(&format!(
             "SELECT {COLUMNS} FROM applications ORDER BY id LIMIT ?1"
@@ -440,7 +439,7 @@ pub fn list(conn: &Connection, limit: i64) -> Result<Vec<Application>, kxca_ca::
 }
 
 /// One application with its rows.
-pub fn get(conn: &Connection, id: i64) -> Result<Option<Application>, kxca_ca::Error> {
+pub fn get(conn: &Snapshot<'_>, id: i64) -> Result<Option<Application>, kxca_ca::Error> {
     let app = conn
         .query_row(
             &format!("SELECT {COLUMNS} FROM applications WHERE id = ?1"),
@@ -474,11 +473,7 @@ pub fn get(conn: &Connection, id: i64) -> Result<Option<Application>, kxca_ca::E
 
 /// Records why a mail was not answered (a [`crate::loops::NoReply`]), or
 /// `queued` when it was.
-pub(crate) fn set_reply(
-    tx: &Transaction<'_>,
-    mail_id: i64,
-    reply: &str,
-) -> Result<(), kxca_ca::Error> {
+pub(crate) fn set_reply(tx: &Tx<'_>, mail_id: i64, reply: &str) -> Result<(), kxca_ca::Error> {
     tx.execute(
         "UPDATE intake_mails SET reply = ?2 WHERE id = ?1",
         params![mail_id, reply],
@@ -489,7 +484,7 @@ pub(crate) fn set_reply(
 
 /// The stored copy of an application's file (see `stored_format`): the
 /// form's sheet without passwords, never the file as received.
-pub fn file(conn: &Connection, id: i64) -> Result<Option<(String, Vec<u8>)>, kxca_ca::Error> {
+pub fn file(conn: &Snapshot<'_>, id: i64) -> Result<Option<(String, Vec<u8>)>, kxca_ca::Error> {
     conn.query_row(
         "SELECT file_name, file FROM applications WHERE id = ?1",
         [id],

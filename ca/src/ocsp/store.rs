@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, OptionalExtension};
+
+use crate::store::{Snapshot, Tx};
 
 use super::asn1::HashAlg;
 use super::response::Status;
@@ -58,7 +60,7 @@ pub struct ResponderCertRow {
 
 /// The newest responder certificate of an authority.
 pub fn latest_responder_cert(
-    conn: &Connection,
+    conn: &Snapshot<'_>,
     authority_id: i64,
 ) -> Result<Option<ResponderCertRow>, Error> {
     conn.query_row(
@@ -80,7 +82,7 @@ pub fn latest_responder_cert(
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn insert_responder_cert(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     authority_id: i64,
     key_ref: &str,
     serial: &str,
@@ -111,7 +113,7 @@ pub struct ResponseRow {
     pub der: Vec<u8>,
 }
 
-pub(crate) fn upsert_response(tx: &Transaction<'_>, r: &ResponseRow) -> Result<(), Error> {
+pub(crate) fn upsert_response(tx: &Tx<'_>, r: &ResponseRow) -> Result<(), Error> {
     tx.execute(
         "INSERT INTO ocsp_responses (authority_id, hash_alg, serial, status, responder, this_update, next_update, der)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
@@ -125,7 +127,7 @@ pub(crate) fn upsert_response(tx: &Transaction<'_>, r: &ResponseRow) -> Result<(
 }
 
 /// Drops responses of certificates that have expired (nothing to answer for).
-pub(crate) fn delete_expired(tx: &Transaction<'_>, now: i64) -> Result<usize, Error> {
+pub(crate) fn delete_expired(tx: &Tx<'_>, now: i64) -> Result<usize, Error> {
     tx.execute(
         "DELETE FROM ocsp_responses WHERE (authority_id, serial) IN
            (SELECT authority_id, serial FROM certificates WHERE not_after < ?1)",
@@ -134,7 +136,7 @@ pub(crate) fn delete_expired(tx: &Transaction<'_>, now: i64) -> Result<usize, Er
     .map_err(sql)
 }
 
-pub fn all_responses(conn: &Connection) -> Result<Vec<ResponseRow>, Error> {
+pub fn all_responses(conn: &Snapshot<'_>) -> Result<Vec<ResponseRow>, Error> {
     let mut stmt = conn
         .prepare("SELECT authority_id, hash_alg, serial, status, responder, this_update, next_update, der FROM ocsp_responses")
         .map_err(sql)?;
@@ -172,7 +174,7 @@ pub struct KnownCert {
 
 /// Every issued certificate of every authority: (authority, serial bytes) →
 /// status. Pending and failed rows are left out, so they answer `unknown`.
-pub fn issued_statuses(conn: &Connection) -> Result<Statuses, Error> {
+pub fn issued_statuses(conn: &Snapshot<'_>) -> Result<Statuses, Error> {
     let mut stmt = conn
         .prepare(
             "SELECT c.authority_id, c.serial, c.not_after, r.revoked_at, r.reason
@@ -205,7 +207,7 @@ pub fn issued_statuses(conn: &Connection) -> Result<Statuses, Error> {
 }
 
 /// SQLite's counter of commits by other connections: cheap to poll.
-pub fn data_version(conn: &Connection) -> Result<i64, Error> {
+pub fn data_version(conn: &Snapshot<'_>) -> Result<i64, Error> {
     conn.query_row("PRAGMA data_version", [], |r| r.get(0))
         .map_err(sql)
 }

@@ -2,7 +2,8 @@
 //! before the signer is called, and moved to `issued` with the signed DER
 //! after: a crash in between leaves a record, never an unknown certificate.
 
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+use super::{Snapshot, Tx};
+use rusqlite::{params, OptionalExtension, Row};
 use serde::Serialize;
 
 use super::sql;
@@ -146,7 +147,7 @@ pub(crate) struct NewCertificate<'a> {
 /// Records a to-be-signed certificate. Fails with a UNIQUE violation on a
 /// serial collision (the caller draws a new serial and retries).
 pub(crate) fn insert_pending(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     c: &NewCertificate<'_>,
     now: i64,
 ) -> Result<i64, InsertError> {
@@ -170,12 +171,7 @@ pub(crate) enum InsertError {
     Other(Error),
 }
 
-pub(crate) fn mark_issued(
-    tx: &Transaction<'_>,
-    id: i64,
-    der: &[u8],
-    now: i64,
-) -> Result<(), Error> {
+pub(crate) fn mark_issued(tx: &Tx<'_>, id: i64, der: &[u8], now: i64) -> Result<(), Error> {
     let n = tx
         .execute(
             "UPDATE certificates SET state = 'issued', der = ?2, issued_at = ?3 WHERE id = ?1 AND state = 'pending'",
@@ -191,7 +187,7 @@ pub(crate) fn mark_issued(
     Ok(())
 }
 
-pub(crate) fn mark_failed(tx: &Transaction<'_>, id: i64) -> Result<(), Error> {
+pub(crate) fn mark_failed(tx: &Tx<'_>, id: i64) -> Result<(), Error> {
     tx.execute(
         "UPDATE certificates SET state = 'failed' WHERE id = ?1 AND state = 'pending'",
         params![id],
@@ -200,14 +196,14 @@ pub(crate) fn mark_failed(tx: &Transaction<'_>, id: i64) -> Result<(), Error> {
     Ok(())
 }
 
-pub fn by_serial(conn: &Connection, serial: &str) -> Result<Option<CertificateRecord>, Error> {
+pub fn by_serial(conn: &Snapshot<'_>, serial: &str) -> Result<Option<CertificateRecord>, Error> {
     conn.query_row(&format!("{SELECT} WHERE c.serial = ?1"), [serial], from_row)
         .optional()
         .map_err(sql)
 }
 
 /// Certificates, newest first; `limit` bounds the list.
-pub fn list(conn: &Connection, limit: i64) -> Result<Vec<CertificateRecord>, Error> {
+pub fn list(conn: &Snapshot<'_>, limit: i64) -> Result<Vec<CertificateRecord>, Error> {
     let mut stmt = conn
         .prepare(&format!("{SELECT} ORDER BY c.id DESC LIMIT ?1"))
         .map_err(sql)?;
@@ -217,7 +213,7 @@ pub fn list(conn: &Connection, limit: i64) -> Result<Vec<CertificateRecord>, Err
 
 /// Issued certificates of an office contact (same certificate id).
 pub fn by_certificate_id(
-    conn: &Connection,
+    conn: &Snapshot<'_>,
     certificate_id: &str,
 ) -> Result<Vec<CertificateRecord>, Error> {
     let mut stmt = conn
@@ -267,7 +263,7 @@ pub struct PendingRow {
     pub created_at: i64,
 }
 
-pub fn pending(conn: &Connection) -> Result<Vec<PendingRow>, Error> {
+pub fn pending(conn: &Snapshot<'_>) -> Result<Vec<PendingRow>, Error> {
     let mut stmt = conn
         .prepare(
             "SELECT id, serial, certificate_id, owner, pkcs12_path, created_at FROM certificates
@@ -291,7 +287,7 @@ pub fn pending(conn: &Connection) -> Result<Vec<PendingRow>, Error> {
 
 /// How many rows other than `except` are issued or pending with this
 /// PKCS#12 path (a file another issuance owns must not be touched).
-pub(crate) fn others_with_path(conn: &Connection, path: &str, except: i64) -> Result<i64, Error> {
+pub(crate) fn others_with_path(conn: &Snapshot<'_>, path: &str, except: i64) -> Result<i64, Error> {
     conn.query_row(
         "SELECT COUNT(*) FROM certificates WHERE pkcs12_path = ?1 AND id != ?2 AND state IN ('pending', 'issued')",
         params![path, except],
@@ -303,7 +299,7 @@ pub(crate) fn others_with_path(conn: &Connection, path: &str, except: i64) -> Re
 /// Issued certificates that are neither revoked nor expired at `now`, with
 /// the PKCS#12 path kxca wrote, as (serial, certificate id, path).
 pub fn good_with_paths(
-    conn: &Connection,
+    conn: &Snapshot<'_>,
     now: i64,
 ) -> Result<Vec<(String, String, String)>, Error> {
     let mut stmt = conn
@@ -321,7 +317,7 @@ pub fn good_with_paths(
 }
 
 /// Failed certificates that recorded a PKCS#12 path, as (id, serial, path).
-pub fn failed_with_paths(conn: &Connection) -> Result<Vec<(i64, String, String)>, Error> {
+pub fn failed_with_paths(conn: &Snapshot<'_>) -> Result<Vec<(i64, String, String)>, Error> {
     let mut stmt = conn
         .prepare(
             "SELECT id, serial, pkcs12_path FROM certificates
@@ -357,7 +353,9 @@ mod tests {
     fn unknown_state_or_reason_is_an_error_naming_the_column() {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::Store::open(&dir.path().join("kxca.db"), true).unwrap();
-        let conn = store.conn();
+        // The rows and the tampering come from outside, as another program
+        // writing the file would.
+        let conn = rusqlite::Connection::open(dir.path().join("kxca.db")).unwrap();
         conn.execute_batch(
             "INSERT INTO authorities (id, name, role, key_ref, certificate, subject_der, spki, key_id, not_before, not_after, active, created_at)
                VALUES (1, 'root', 'root', 'k', x'00', x'00', x'00', x'00', 0, 10, 1, 0);
@@ -366,12 +364,13 @@ mod tests {
              INSERT INTO revocations (certificate, revoked_at, reason, actor) VALUES (1, 5, 7, 'a');",
         )
         .unwrap();
-        let err = by_serial(conn, "0A").unwrap_err().to_string();
+        let err = store.read(|s| by_serial(s, "0A")).unwrap_err().to_string();
         assert!(
             err.contains("revocations.reason: unknown value '7'"),
             "{err}"
         );
-        let err = super::super::revocations::for_each_revoked(conn, 1, 0, |_, _, _| Ok(()))
+        let err = store
+            .read(|s| super::super::revocations::for_each_revoked(s, 1, 0, |_, _, _| Ok(())))
             .unwrap_err()
             .to_string();
         assert!(err.contains("revocations.reason: unknown value 7"), "{err}");
@@ -382,7 +381,7 @@ mod tests {
              UPDATE certificates SET state = 'revoked' WHERE id = 1;",
         )
         .unwrap();
-        let err = by_serial(conn, "0A").unwrap_err().to_string();
+        let err = store.read(|s| by_serial(s, "0A")).unwrap_err().to_string();
         assert!(
             err.contains("certificates.state: unknown value 'revoked'"),
             "{err}"

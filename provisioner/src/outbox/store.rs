@@ -3,7 +3,9 @@
 use kxca_ca::store::audit;
 use kxca_ca::store::Migration;
 use kxca_ca::Store;
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, OptionalExtension};
+
+use kxca_ca::store::{Snapshot, Tx};
 use serde::Serialize;
 
 use crate::error::sql;
@@ -210,7 +212,7 @@ pub struct DeliveryFailure {
 /// report is about no mail kxca sent. Only `failed` and `delayed`
 /// recipients are recorded: a `delivered` notice is no failure.
 pub fn record_delivery_report(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     message_ids: &[String],
     recipients: &[(String, String, Option<String>, Option<String>)],
     report_mail_id: i64,
@@ -271,7 +273,7 @@ pub fn record_delivery_report(
     Ok(Some(outbox_id))
 }
 
-fn delivery_failures(conn: &Connection, id: i64) -> Result<Vec<DeliveryFailure>, kxca_ca::Error> {
+fn delivery_failures(conn: &Snapshot<'_>, id: i64) -> Result<Vec<DeliveryFailure>, kxca_ca::Error> {
     let mut stmt = conn
         .prepare("SELECT recipient, action, status, diagnostic, report_mail_id, reported_at FROM outbox_delivery_failures WHERE outbox_id = ?1 ORDER BY id")
         .map_err(sql)?;
@@ -296,7 +298,7 @@ fn delivery_failures(conn: &Connection, id: i64) -> Result<Vec<DeliveryFailure>,
 /// with an idempotency key already queued is not queued again (the earlier
 /// id is returned).
 pub fn enqueue(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     mail: &NewMail,
     message_id_domain: &str,
     now: i64,
@@ -375,7 +377,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxMail> {
     })
 }
 
-fn attachments(conn: &Connection, id: i64) -> Result<Vec<OutboxAttachment>, kxca_ca::Error> {
+fn attachments(conn: &Snapshot<'_>, id: i64) -> Result<Vec<OutboxAttachment>, kxca_ca::Error> {
     let mut stmt = conn
         .prepare("SELECT file_name, content_type, bytes FROM outbox_attachments WHERE outbox_id = ?1 ORDER BY position")
         .map_err(sql)?;
@@ -394,7 +396,7 @@ fn attachments(conn: &Connection, id: i64) -> Result<Vec<OutboxAttachment>, kxca
 }
 
 /// Outbox rows, newest first.
-pub fn list(conn: &Connection, limit: i64) -> Result<Vec<OutboxMail>, kxca_ca::Error> {
+pub fn list(conn: &Snapshot<'_>, limit: i64) -> Result<Vec<OutboxMail>, kxca_ca::Error> {
     let mut stmt = conn
         .prepare(&format!(
             "SELECT {COLUMNS} FROM outbox ORDER BY id DESC LIMIT ?1"
