@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use kxca_ca::Home;
 
+use crate::config::KxcaToml;
 use crate::init::InitArgs;
 use crate::issue::IssueArgs;
 
@@ -133,8 +134,36 @@ pub(crate) fn home(cli: &Option<PathBuf>) -> Result<Home> {
     }
 }
 
+/// kxca.toml of the home, every section parsed and checked, before any
+/// command runs: a typo in a section the command does not use still stops
+/// it, naming the file and the key. `None` when there is no home yet (the
+/// command says so in its own words) and for `init` and `demo`, which
+/// write one.
+fn config(cli: &Cli) -> Result<Option<KxcaToml>> {
+    if matches!(cli.command, Command::Init(_) | Command::Demo { .. }) {
+        return Ok(None);
+    }
+    let Some(dir) = &cli.home else {
+        return Ok(None);
+    };
+    let home = home(&Some(dir.clone()))?;
+    if !home.config().exists() {
+        return Ok(None);
+    }
+    Ok(Some(KxcaToml::load(&home.config())?))
+}
+
+/// The loaded kxca.toml of a command that needs one.
+fn loaded(config: Option<KxcaToml>, home: &Home) -> Result<KxcaToml> {
+    Ok(config.ok_or_else(|| kxca_ca::Error::NotInitialized {
+        path: home.root().to_path_buf(),
+    })?)
+}
+
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let actor = actor(&cli.actor);
+    let config = config(&cli)?;
+    let mail = config.as_ref().and_then(|c| c.mail.clone());
     match cli.command {
         Command::Yubikey(c) => crate::yubikey::run(c, &cli.home, &actor)?,
         Command::Init(args) => crate::init::run(home(&cli.home)?, &args, &actor)?,
@@ -159,15 +188,25 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Doctor { json } => return crate::doctor::run(home(&cli.home)?, json),
         Command::Key { command } => crate::key::run(&cli.home, &actor, command)?,
         Command::Intake { command } => {
-            return crate::intake::run_intake(command, &cli.home, &actor)
+            return crate::intake::run_intake(command, &cli.home, mail.as_ref(), &actor)
         }
         Command::Offices { command } => {
             return crate::intake::run_offices(command, &cli.home, &actor)
         }
-        Command::Mail(command) => crate::mail_cli::run(command, home(&cli.home)?, &actor)?,
+        Command::Mail(command) => {
+            crate::mail_cli::run(command, home(&cli.home)?, mail.as_ref(), &actor)?
+        }
         Command::Demo { dir } => crate::demo::run(dir.or(cli.home), &actor)?,
-        Command::Serve(args) => crate::serve::run(home(&cli.home)?, args)?,
-        Command::Daemon => crate::daemon::run(home(&cli.home)?, &actor)?,
+        Command::Serve(args) => {
+            let home = home(&cli.home)?;
+            let config = loaded(config, &home)?;
+            crate::serve::run(home, config.serve, args)?
+        }
+        Command::Daemon => {
+            let home = home(&cli.home)?;
+            let config = loaded(config, &home)?;
+            crate::daemon::run(home, config, &actor)?
+        }
         Command::Publish(args) => crate::publish::run(home(&cli.home)?, args, &actor)?,
     }
     Ok(ExitCode::SUCCESS)

@@ -48,6 +48,12 @@ pub struct InitOptions {
     pub policies: Vec<(PathBuf, String)>,
     pub root_common_name: String,
     pub issuing_common_name: String,
+    /// `[serve]` and `[mail]`, the sections other crates own, written into
+    /// kxca.toml as given: the kxca binary renders them from its root type
+    /// (src/config.rs). `None`: the section is left out.
+    pub serve: Option<toml::Table>,
+    /// See `serve`.
+    pub mail: Option<toml::Table>,
 }
 
 /// A request for one office contact's certificate.
@@ -412,8 +418,8 @@ impl Ca {
                 responder_key_secret_file,
                 ..Default::default()
             },
-            serve: Default::default(),
-            mail: None,
+            serve: o.serve.clone(),
+            mail: o.mail.clone(),
             audit: crate::audit_log::init_config(home, &o)?,
         };
         let header =

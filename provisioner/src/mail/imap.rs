@@ -11,7 +11,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
-use kxca_ca::{Clock, ImapConfig, Store, TlsMode};
+use kxca_ca::{Clock, Store};
+
+use crate::{ImapConfig, TlsMode};
 use rustls_pki_types::ServerName;
 use secrecy::ExposeSecret;
 use tokio::net::TcpStream;

@@ -7,7 +7,9 @@ pub mod mime;
 mod names;
 mod tls;
 
-use kxca_ca::{Clock, MailConfig, Store};
+use kxca_ca::{Clock, Store};
+
+use crate::MailConfig;
 use serde::Serialize;
 
 use crate::receive::{Received, Receiver};

@@ -2,7 +2,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use kxca_ca::{Clock, SmtpConfig, Store, TlsMode};
+use kxca_ca::{Clock, Store};
+
+use crate::{SmtpConfig, TlsMode};
 use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;

@@ -1,6 +1,6 @@
 //! `[mail]` in `kxca.toml`: where signup mail is read from and how replies
-//! are sent. Read by the provisioner; kept here because `Config` owns the
-//! file and rejects unknown sections.
+//! are sent. This crate owns the section; the kxca binary reads it with the
+//! rest of the file (src/config.rs) and `kxca_ca::Config` keeps it opaque.
 
 use std::path::PathBuf;
 
@@ -19,7 +19,7 @@ pub struct MailConfig {
     /// Where replies and other outbound mail are submitted.
     #[serde(default)]
     pub smtp: Option<SmtpConfig>,
-    /// Seconds between passes when `kxca serve` fetches and sends.
+    /// Seconds between passes when `kxca daemon` fetches and sends.
     #[serde(default = "default_interval")]
     pub interval_seconds: u64,
     /// Bounds on one received mail; larger or deeper mails are rejected.
@@ -137,7 +137,7 @@ fn default_timeout() -> u64 {
 impl MailConfig {
     /// Checks the shape of `[mail]` when kxca.toml loads: each password
     /// given one way only, and given where a server needs one.
-    pub fn validate(&self) -> Result<(), kxca_hsm::Error> {
+    pub fn check(&self) -> Result<(), kxca_hsm::Error> {
         if let Some(imap) = &self.imap {
             imap.password_source()?;
         }
