@@ -73,6 +73,7 @@ pub fn public_key_path(home: &Home) -> PathBuf {
     publish_dir(home).join("audit-key.pem")
 }
 
+/// The checkpoint origin line of this CA (C2SP signed note), from its union code.
 pub fn origin(config: &Config) -> String {
     if let Some(o) = &config.audit.origin {
         return o.clone();
@@ -246,8 +247,11 @@ pub fn note_body(origin: &str, size: i64, root: &Hash) -> String {
 /// A parsed signed note.
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
+    /// The log's origin line.
     pub origin: String,
+    /// How many leaves the checkpoint covers.
     pub size: i64,
+    /// The tree root over those leaves.
     pub root: Hash,
     /// The signed text: the body lines with their final newline.
     pub body: String,
@@ -255,7 +259,7 @@ pub struct Checkpoint {
     pub signatures: Vec<(String, [u8; 4], Vec<u8>)>,
 }
 
-pub fn parse_note(text: &str) -> Result<Checkpoint, String> {
+pub(crate) fn parse_note(text: &str) -> Result<Checkpoint, String> {
     let (body, sigs) = text
         .split_once("\n\n")
         .ok_or("no blank line between the checkpoint and its signatures")?;
@@ -354,24 +358,35 @@ pub fn check_signature(cp: &Checkpoint, origin: &str, public_key_der: &[u8]) -> 
 pub struct Finding {
     /// edited, deleted, inserted, reordered, checkpoint
     pub kind: &'static str,
+    /// The audit event's id, when the finding is about one event.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event: Option<i64>,
+    /// The leaf index concerned, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leaf: Option<i64>,
+    /// The checkpoint (by size) concerned, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<i64>,
+    /// What is wrong, in English.
     pub message: String,
 }
 
+/// The outcome of `kxca audit verify`: what was checked and every finding.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// No findings.
     pub ok: bool,
+    /// Events read.
     pub events: usize,
+    /// Leaves in the rebuilt tree.
     pub tree_size: i64,
+    /// Checkpoints checked (stored and given).
     pub checkpoints: usize,
+    /// Size of the newest checkpoint that verified.
     pub latest_checkpoint: Option<i64>,
     /// Events after the latest checkpoint: not yet covered by a signature.
     pub unsigned_events: i64,
+    /// Every inconsistency found, in order.
     pub findings: Vec<Finding>,
 }
 
@@ -816,7 +831,9 @@ pub fn published_files(dir: &Path) -> Result<Vec<String>, Error> {
 /// Where `kxca audit export` starts.
 #[derive(Debug, Clone, Copy)]
 pub enum Since {
+    /// From this event id on.
     Id(i64),
+    /// From this time (Unix seconds) on.
     Time(i64),
 }
 

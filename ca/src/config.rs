@@ -12,9 +12,13 @@ pub struct Config {
     /// A production CA refuses `soft` keys.
     #[serde(default)]
     pub production: bool,
+    /// `[union]`: who the CA belongs to.
     pub union: UnionConfig,
+    /// `[ca]`: the CA keys, their secret and the CA certificates' names and lifetimes.
     pub ca: CaConfig,
+    /// `[publication]`: the URLs written into issued certificates.
     pub publication: PublicationConfig,
+    /// `[crl]`: CRL lifetime.
     #[serde(default)]
     pub crl: CrlConfig,
     /// `[yubikey]`: PIN/touch policies and management key of YubiKey CA keys.
@@ -108,6 +112,7 @@ fn default_crl_hours() -> u32 {
 }
 
 impl Config {
+    /// Reads and checks kxca.toml; a missing file is a home not initialised.
     pub fn load(path: &Path) -> Result<Config, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -126,7 +131,7 @@ impl Config {
         Ok(config)
     }
 
-    pub fn to_toml(&self) -> String {
+    pub(crate) fn to_toml(&self) -> String {
         // Serialising plain structs of strings and numbers cannot fail.
         toml::to_string_pretty(self).unwrap_or_default()
     }
@@ -329,6 +334,7 @@ impl Config {
         options
     }
 
+    /// The parsed key reference of the root or issuing CA key.
     pub fn key_ref(&self, role: crate::AuthorityRole) -> Result<KeyRef, Error> {
         let s = match role {
             crate::AuthorityRole::Root => &self.ca.root_key,

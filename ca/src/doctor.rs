@@ -16,9 +16,11 @@ const CA_EXPIRY_WARNING_DAYS: i64 = 90;
 /// One thing found wrong. `kind` is stable, for scripts.
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
+    /// A stable name of the kind of inconsistency, for scripts.
     pub kind: &'static str,
     /// The serial, authority or file concerned.
     pub subject: String,
+    /// What is inconsistent and what to do, in English.
     pub detail: String,
 }
 

@@ -5,6 +5,7 @@
 //! packaged as PKCS#12, revokes them and signs CRLs. Keys are reached only
 //! through [`kxca_hsm::Signer`]: the CA never holds a private key itself.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod audit_action;
 pub mod audit_log;

@@ -174,6 +174,7 @@ pub enum ApplicationStatus {
 }
 
 impl ApplicationStatus {
+    /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
             ApplicationStatus::PendingReview => "pending_review",
@@ -181,6 +182,7 @@ impl ApplicationStatus {
         }
     }
 
+    /// The status of a stored name; `None` for one this version does not know.
     pub fn parse(s: &str) -> Option<ApplicationStatus> {
         [
             ApplicationStatus::PendingReview,
@@ -203,13 +205,21 @@ impl ApplicationStatus {
 
 /// A received mail as recorded.
 pub struct NewIntakeMail<'a> {
+    /// Where it came from and its id there (Maildir file or IMAP UID), to read it once.
     pub source_key: &'a str,
+    /// Its Message-ID.
     pub message_id: &'a str,
+    /// The From address, when the mail had a usable one.
     pub sender: Option<&'a str>,
+    /// Its subject.
     pub subject: &'a str,
+    /// When it was received, Unix seconds.
     pub received_at: i64,
+    /// What became of it (processed, duplicate, rejected, ...).
     pub outcome: &'a str,
+    /// The earlier mail it repeats, for a duplicate.
     pub duplicate_of: Option<i64>,
+    /// Details of the outcome (JSON), for the audit record and `kxca applications`.
     pub detail: serde_json::Value,
 }
 
@@ -353,12 +363,19 @@ pub(crate) fn insert_application(
 /// One application as listed.
 #[derive(Debug, Clone, Serialize)]
 pub struct Application {
+    /// Row id.
     pub id: i64,
+    /// The received mail it came in (row in `intake_mails`).
     pub mail_id: i64,
+    /// Who sent it, if known.
     pub sender: Option<String>,
+    /// The mail's Message-ID.
     pub message_id: String,
+    /// When the mail was received, Unix seconds.
     pub received_at: i64,
+    /// The attached file's name as sent.
     pub file_name: String,
+    /// SHA-256 of the file as received, hex.
     pub sha256: String,
     /// Size of the file as received.
     pub size: i64,
@@ -366,23 +383,35 @@ pub struct Application {
     pub original_format: Option<String>,
     /// What is kept of it: [`STORED_REDACTED_XLSX`] or [`STORED_NONE`].
     pub stored_format: String,
+    /// The sheet that was read.
     pub sheet: String,
+    /// Pending review or rejected.
     pub status: ApplicationStatus,
+    /// Rows found valid.
     pub rows_valid: i64,
+    /// Rows that need a person's review.
     pub rows_review: i64,
+    /// Rows refused.
     pub rows_invalid: i64,
+    /// When it was recorded, Unix seconds.
     pub created_at: i64,
     /// Filled by [`get`] only.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rows: Vec<ApplicationRowRecord>,
 }
 
+/// One row of an application form as checked.
 #[derive(Debug, Clone, Serialize)]
 pub struct ApplicationRowRecord {
+    /// The sheet row number (1-based, as Excel shows it).
     pub row: u32,
+    /// The form's own row number column, if filled.
     pub no: Option<String>,
+    /// Valid, review or invalid.
     pub status: crate::forms::RowVerdict,
+    /// The findings on the row (codes and Japanese messages), JSON.
     pub findings: serde_json::Value,
+    /// The row's fields as read (passwords never), JSON.
     pub fields: serde_json::Value,
 }
 

@@ -2,6 +2,7 @@
 //! outbox through which every outbound mail is sent.
 // One `unsafe` block: setting rlimits between fork and exec (sandbox).
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod applications;
 mod error;

@@ -40,6 +40,7 @@ pub enum NoReply {
 }
 
 impl NoReply {
+    /// The name recorded in `intake_mails.reply` and the audit event.
     pub fn as_str(self) -> &'static str {
         match self {
             NoReply::DeliveryReport => "delivery_report",

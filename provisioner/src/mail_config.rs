@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use kxca_hsm::SecretSource;
 use serde::{Deserialize, Serialize};
 
+/// `[mail]`: where signup mail is read from, where answers are sent, and
+/// the bounds on one received mail.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MailConfig {
@@ -25,8 +27,10 @@ pub struct MailConfig {
     /// Bounds on one received mail; larger or deeper mails are rejected.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
+    /// Nesting of multiparts and forwarded messages.
     #[serde(default = "default_max_depth")]
     pub max_mime_depth: usize,
+    /// MIME parts in one mail, all levels counted.
     #[serde(default = "default_max_parts")]
     pub max_mime_parts: usize,
 }
@@ -42,12 +46,17 @@ pub enum TlsMode {
     Starttls,
 }
 
+/// `[mail.imap]`: the signup mailbox on an IMAP server.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImapConfig {
+    /// The server's name, as its certificate names it.
     pub host: String,
+    /// 993 for implicit TLS, 143 for STARTTLS, usually.
     pub port: u16,
+    /// How the connection is secured.
     pub tls: TlsMode,
+    /// The login of the signup mailbox.
     pub user: String,
     /// Environment variable holding the password...
     #[serde(default)]
@@ -55,6 +64,7 @@ pub struct ImapConfig {
     /// ...or a file whose first line is the password.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// The folder signup mail arrives in.
     #[serde(default = "default_mailbox")]
     pub mailbox: String,
     /// Processed messages are moved here (created when missing).
@@ -71,17 +81,23 @@ pub struct ImapConfig {
     pub timeout_seconds: u64,
 }
 
+/// `[mail.smtp]`: where kxca submits every mail it sends.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpConfig {
+    /// The server's name, as its certificate names it.
     pub host: String,
+    /// 465 for implicit TLS, 587 for STARTTLS, usually.
     pub port: u16,
+    /// How the connection is secured.
     pub tls: TlsMode,
     /// AUTH user; no AUTH when absent.
     #[serde(default)]
     pub user: Option<String>,
+    /// Environment variable holding the AUTH password...
     #[serde(default)]
     pub password_env: Option<String>,
+    /// ...or a file whose first line is the password.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
     /// The From address of every outbound mail.
@@ -89,6 +105,7 @@ pub struct SmtpConfig {
     /// Display name for From (Japanese allowed).
     #[serde(default)]
     pub from_name: Option<String>,
+    /// Extra trusted root CA (PEM), e.g. a private mail server's CA.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// Attempts before a message is marked failed.

@@ -15,18 +15,25 @@ use crate::{outbox, FetchSummary, MailConfig, Receiver};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PassError {
+    /// kxca.toml has no `[mail]`: nothing to fetch.
     #[error("no [mail] section in kxca.toml (see provisioner/MAIL.md)")]
     NoMailSection,
+    /// A mail password is not set or not readable.
     #[error("mail password")]
     Secret(#[source] kxca_hsm::Error),
+    /// The pass's own runtime could not start.
     #[error("starting the async runtime")]
     Runtime(#[source] std::io::Error),
+    /// The parsing worker's executable could not be found.
     #[error("locating the kxca executable for the parsing worker")]
     Worker(#[source] std::io::Error),
+    /// The office register could not be read.
     #[error(transparent)]
     Office(#[from] crate::intake::OfficeError),
+    /// Fetching or sending failed.
     #[error(transparent)]
     Mail(#[from] crate::Error),
+    /// The CA home or its store failed.
     #[error(transparent)]
     Ca(#[from] kxca_ca::Error),
 }
@@ -34,7 +41,9 @@ pub enum PassError {
 /// What one pass over the signup mailbox did: the fetch, then the send
 /// (`None` when sending was not asked for or no `[mail.smtp]` is set).
 pub struct Pass {
+    /// What reading the mailbox did.
     pub fetch: FetchSummary,
+    /// What sending the due outbox mail did.
     pub send: Option<outbox::SendSummary>,
 }
 

@@ -12,6 +12,7 @@ use super::response::Status;
 use crate::store::{sql, Migration};
 use crate::Error;
 
+/// The OCSP tables (responder certificates, pre-signed responses), migrated as component "ocsp".
 pub const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     description: "OCSP responder certificates and pre-signed responses",
@@ -41,6 +42,7 @@ CREATE TABLE ocsp_responses (
 }];
 
 impl HashAlg {
+    /// The stored name of the CertID hash algorithm.
     pub fn as_str(self) -> &'static str {
         match self {
             HashAlg::Sha1 => "sha1",
@@ -52,9 +54,13 @@ impl HashAlg {
 /// A responder certificate as stored.
 #[derive(Debug, Clone)]
 pub struct ResponderCertRow {
+    /// Row id, which pre-signed responses refer to.
     pub id: i64,
+    /// The responder key's reference.
     pub key_ref: String,
+    /// The responder certificate, DER.
     pub certificate: Vec<u8>,
+    /// When it expires, Unix seconds.
     pub not_after: i64,
 }
 
@@ -103,13 +109,21 @@ pub(crate) fn insert_responder_cert(
 /// One pre-signed response row.
 #[derive(Debug, Clone)]
 pub struct ResponseRow {
+    /// The issuing CA the certificate belongs to.
     pub authority_id: i64,
+    /// The CertID hash algorithm the response answers for.
     pub hash: HashAlg,
+    /// The certificate's serial, hex.
     pub serial: String,
+    /// What the response says, as `Status::fingerprint`, to tell a stale one.
     pub status: String,
+    /// The responder certificate (row id) that signed it.
     pub responder: i64,
+    /// thisUpdate, Unix seconds.
     pub this_update: i64,
+    /// nextUpdate, Unix seconds.
     pub next_update: i64,
+    /// The signed OCSPResponse, DER.
     pub der: Vec<u8>,
 }
 
@@ -136,6 +150,7 @@ pub(crate) fn delete_expired(tx: &Tx<'_>, now: i64) -> Result<usize, Error> {
     .map_err(sql)
 }
 
+/// Every pre-signed response, for the responder to load at start.
 pub fn all_responses(conn: &Snapshot<'_>) -> Result<Vec<ResponseRow>, Error> {
     let mut stmt = conn
         .prepare("SELECT authority_id, hash_alg, serial, status, responder, this_update, next_update, der FROM ocsp_responses")
@@ -168,7 +183,9 @@ pub type Statuses = HashMap<i64, HashMap<Box<[u8]>, KnownCert>>;
 /// A certificate's status as the store says it, with its expiry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KnownCert {
+    /// What the store says about the certificate now.
     pub status: Status,
+    /// When it expires, Unix seconds.
     pub not_after: i64,
 }
 

@@ -12,13 +12,20 @@ use serde::Serialize;
 use super::sql;
 use crate::{AuditAction, Error};
 
+/// One event as `kxca audit` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditEvent {
+    /// Its id, in the order events were recorded.
     pub id: i64,
+    /// When, Unix seconds.
     pub at: i64,
+    /// Who: the login name, `--actor`, or the role (kxca-daemon).
     pub actor: String,
+    /// What, as `AuditAction` names it.
     pub action: String,
+    /// The certificate concerned, hex, if any.
     pub serial: Option<String>,
+    /// The action's details (JSON object).
     pub detail: serde_json::Value,
 }
 
@@ -139,14 +146,21 @@ fn canonical_json(v: &serde_json::Value, out: &mut String) {
 /// One row as stored, for verification: nothing is trusted.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
+    /// Its id.
     pub id: i64,
+    /// When, Unix seconds.
     pub at: i64,
+    /// Who.
     pub actor: String,
+    /// What, as stored (not checked against `AuditAction`: a tampered name is a finding).
     pub action: String,
+    /// The certificate concerned, if any.
     pub serial: Option<String>,
     /// The detail column as written; `None` when it is not JSON.
     pub detail: Option<serde_json::Value>,
+    /// Its leaf's index in the tree; `None` for a row the tree never adopted.
     pub leaf_index: Option<i64>,
+    /// Its leaf hash as stored, to compare with the one recomputed.
     pub leaf: Option<Vec<u8>>,
 }
 
@@ -254,15 +268,20 @@ pub(crate) fn backfill_pending(conn: &Snapshot<'_>) -> Result<bool, Error> {
 /// A signed checkpoint as stored.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredCheckpoint {
+    /// Leaves covered.
     pub size: i64,
+    /// The tree root over them.
     pub root: Vec<u8>,
+    /// The signed note, as published.
     pub note: String,
+    /// When it was signed, Unix seconds.
     pub signed_at: i64,
+    /// The signing key's SPKI, DER, for the public role to publish.
     #[serde(skip)]
     pub public_key: Vec<u8>,
 }
 
-pub fn insert_checkpoint(tx: &Tx<'_>, c: &StoredCheckpoint) -> Result<(), Error> {
+pub(crate) fn insert_checkpoint(tx: &Tx<'_>, c: &StoredCheckpoint) -> Result<(), Error> {
     tx.execute(
         "INSERT INTO audit_checkpoints (size, root, note, signed_at, public_key) \
          VALUES (?1, ?2, ?3, ?4, ?5)",

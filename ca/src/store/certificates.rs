@@ -9,17 +9,20 @@ use serde::Serialize;
 use super::sql;
 use crate::{Error, Holder, RevocationReason};
 
+/// Where a certificate's issuance stands, as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CertificateState {
     /// Recorded, not (yet) signed.
     Pending,
+    /// Signed, and its PKCS#12 written.
     Issued,
     /// The signer refused; the TBS was never signed.
     Failed,
 }
 
 impl CertificateState {
+    /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
             CertificateState::Pending => "pending",
@@ -40,32 +43,53 @@ impl CertificateState {
 /// What the store knows of one certificate.
 #[derive(Debug, Clone, Serialize)]
 pub struct CertificateRecord {
+    /// Row id.
     #[serde(skip)]
     pub id: i64,
+    /// Serial, hex.
     pub serial: String,
+    /// The issuing CA (row id in `authorities`).
     pub authority_id: i64,
+    /// The profile it was issued under.
     pub profile: String,
+    /// The certificate ID built from the holder's codes (the CN).
     pub certificate_id: String,
+    /// The subject DN as text.
     pub subject: String,
+    /// The holder's e-mail address (subjectAltName).
     pub email: String,
+    /// Who it is for.
     pub holder: Holder,
+    /// The holder key's algorithm.
     pub key_algorithm: String,
+    /// notBefore, Unix seconds.
     pub not_before: i64,
+    /// notAfter, Unix seconds.
     pub not_after: i64,
+    /// Pending, issued or failed.
     pub state: CertificateState,
+    /// The certificate, DER, once signed.
     #[serde(skip)]
     pub der: Option<Vec<u8>>,
+    /// When the row was reserved, Unix seconds.
     pub created_at: i64,
+    /// When it was signed, Unix seconds.
     pub issued_at: Option<i64>,
+    /// Its revocation, if revoked.
     pub revocation: Option<RevocationInfo>,
 }
 
+/// How and when a certificate was revoked.
 #[derive(Debug, Clone, Serialize)]
 pub struct RevocationInfo {
+    /// When, Unix seconds.
     pub revoked_at: i64,
+    /// The reason's RFC 5280 name.
     pub reason: String,
+    /// The reason's CRLReason code.
     #[serde(skip)]
     pub reason_code: u8,
+    /// Who revoked it.
     pub actor: String,
 }
 
@@ -196,7 +220,10 @@ pub(crate) fn mark_failed(tx: &Tx<'_>, id: i64) -> Result<(), Error> {
     Ok(())
 }
 
-pub fn by_serial(conn: &Snapshot<'_>, serial: &str) -> Result<Option<CertificateRecord>, Error> {
+pub(crate) fn by_serial(
+    conn: &Snapshot<'_>,
+    serial: &str,
+) -> Result<Option<CertificateRecord>, Error> {
     conn.query_row(&format!("{SELECT} WHERE c.serial = ?1"), [serial], from_row)
         .optional()
         .map_err(sql)
@@ -255,14 +282,21 @@ pub fn owner_alive(owner: Option<&str>) -> bool {
 /// A row still `pending`: its issuer, and where its PKCS#12 was to go.
 #[derive(Debug, Clone)]
 pub struct PendingRow {
+    /// Row id.
     pub id: i64,
+    /// Serial, hex.
     pub serial: String,
+    /// The certificate ID.
     pub certificate_id: String,
+    /// The process that reserved it (pid:start time), to tell a live one from a dead one.
     pub owner: Option<String>,
+    /// Where its PKCS#12 was to be written.
     pub pkcs12_path: Option<String>,
+    /// When it was reserved, Unix seconds.
     pub created_at: i64,
 }
 
+/// Every row still pending, for the sweep of abandoned issuances.
 pub fn pending(conn: &Snapshot<'_>) -> Result<Vec<PendingRow>, Error> {
     let mut stmt = conn
         .prepare(

@@ -56,9 +56,13 @@ pub(crate) fn insert(
 /// The newest signed CRL of an authority.
 #[derive(Debug, Clone)]
 pub struct StoredCrl {
+    /// Its cRLNumber.
     pub number: i64,
+    /// thisUpdate, Unix seconds.
     pub this_update: i64,
+    /// nextUpdate, Unix seconds.
     pub next_update: i64,
+    /// The signed CRL, DER.
     pub der: Vec<u8>,
 }
 

@@ -109,6 +109,7 @@ impl Store {
         Ok(store)
     }
 
+    /// The database file, for messages and for opening it again.
     pub fn path(&self) -> &Path {
         &self.path
     }

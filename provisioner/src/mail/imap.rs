@@ -44,6 +44,8 @@ fn limit(config: &ImapConfig) -> Duration {
     Duration::from_secs(config.timeout_seconds.max(1))
 }
 
+/// One pass over the IMAP mailbox: every message read, recorded by
+/// `receiver`, then moved to the processed or rejected folder.
 pub async fn fetch(
     config: &ImapConfig,
     store: &mut Store,

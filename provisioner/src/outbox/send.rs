@@ -97,8 +97,11 @@ impl Sender {
 /// What one pass did.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct SendSummary {
+    /// Mails the SMTP server accepted.
     pub sent: usize,
+    /// Mails that failed this time and will be tried again.
     pub retrying: usize,
+    /// Mails given up for good.
     pub failed: usize,
 }
 
