@@ -52,7 +52,7 @@ pub enum Error {
         /// The profiles there are, comma-separated.
         known: String,
     },
-    /// A value given for a certificate or a command breaks a domain rule.
+    /// A value or a request a command cannot accept, named by its field.
     #[error("field {field}: {message}")]
     InvalidField {
         /// The field, as the command line or the form names it.
@@ -142,7 +142,7 @@ pub enum Error {
     /// The PKCS#12 file of an issued certificate could not be built.
     #[error("PKCS#12 packaging failed: {0}")]
     Pkcs12(String),
-    /// A PKCS#12 password could not be made or checked.
+    /// A PKCS#12 password given by an operator is not one the KX client takes.
     #[error("password: {0}")]
     Password(String),
     /// The operating system gave no random bytes.

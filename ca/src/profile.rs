@@ -27,7 +27,7 @@ pub struct Profile {
     pub country: String,
     /// The holder codes put in OU=, in order.
     pub organizational_units: Vec<CodeName>,
-    /// How the certificate ID (CN and certificate_id) is built from the holder's codes.
+    /// How the certificate ID (the `certificate_id` column, and the CN) is built from the holder's codes.
     pub certificate_id: IdTemplate,
     /// The extensions every certificate of the profile carries.
     pub extensions: ExtensionsSpec,
