@@ -134,35 +134,14 @@ pub(crate) fn home(cli: &Option<PathBuf>) -> Result<Home> {
     }
 }
 
-/// kxca.toml of the home, every section parsed and checked, before any
-/// command runs: a typo in a section the command does not use still stops
-/// it, naming the file and the key. `None` when there is no home yet (the
-/// command says so in its own words) and for `init` and `demo`, which
-/// write one.
-fn config(cli: &Cli) -> Result<Option<KxcaToml>> {
-    if matches!(cli.command, Command::Init(_) | Command::Demo { .. }) {
-        return Ok(None);
-    }
-    let Some(dir) = &cli.home else {
-        return Ok(None);
-    };
-    let home = home(&Some(dir.clone()))?;
-    if !home.config().exists() {
-        return Ok(None);
-    }
-    Ok(Some(KxcaToml::load(&home.config())?))
-}
-
-/// The loaded kxca.toml of a command that needs one.
-fn loaded(config: Option<KxcaToml>, home: &Home) -> Result<KxcaToml> {
-    Ok(config.ok_or_else(|| kxca_ca::Error::NotInitialized {
-        path: home.root().to_path_buf(),
-    })?)
-}
-
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let actor = actor(&cli.actor);
-    let config = config(&cli)?;
+    // Every section checked before any command runs; `init` and `demo`
+    // write the file instead.
+    let config = match (&cli.command, &cli.home) {
+        (Command::Init(_) | Command::Demo { .. }, _) | (_, None) => None,
+        (_, Some(dir)) => KxcaToml::of_home(&home(&Some(dir.clone()))?)?,
+    };
     let mail = config.as_ref().and_then(|c| c.mail.clone());
     match cli.command {
         Command::Yubikey(c) => crate::yubikey::run(c, &cli.home, &actor)?,
@@ -199,12 +178,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Demo { dir } => crate::demo::run(dir.or(cli.home), &actor)?,
         Command::Serve(args) => {
             let home = home(&cli.home)?;
-            let config = loaded(config, &home)?;
+            let config = KxcaToml::required(config, &home)?;
             crate::serve::run(home, config.serve, args)?
         }
         Command::Daemon => {
             let home = home(&cli.home)?;
-            let config = loaded(config, &home)?;
+            let config = KxcaToml::required(config, &home)?;
             crate::daemon::run(home, config, &actor)?
         }
         Command::Publish(args) => crate::publish::run(home(&cli.home)?, args, &actor)?,

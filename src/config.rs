@@ -3,14 +3,14 @@
 //! others as written, unparsed), `[serve]` is kxca-responder's
 //! `ServeConfig`, `[mail]` kxca-provisioner's `MailConfig`.
 //!
-//! Loaded once, before any command runs (src/cli.rs), so that every
+//! Loaded once, before any command runs (`cli::run`), so that every
 //! section's check runs for every command: a typo in `[mail]` stops
 //! `kxca list` too, naming the file and the key, instead of surfacing
 //! only when the daemon's mail pass starts.
 
 use std::path::Path;
 
-use kxca_ca::Error;
+use kxca_ca::{Error, Home};
 use kxca_provisioner::MailConfig;
 use kxca_responder::ServeConfig;
 use serde::de::IgnoredAny;
@@ -86,6 +86,22 @@ impl KxcaToml {
             mail.check().map_err(|e| bad(e.to_string()))?;
         }
         Ok(KxcaToml { ca, serve, mail })
+    }
+
+    /// The home's kxca.toml, loaded; `None` when the home has none yet
+    /// (each command then says so in its own words).
+    pub fn of_home(home: &Home) -> Result<Option<KxcaToml>, Error> {
+        if !home.config().exists() {
+            return Ok(None);
+        }
+        KxcaToml::load(&home.config()).map(Some)
+    }
+
+    /// The loaded kxca.toml of a command that cannot run without one.
+    pub fn required(config: Option<KxcaToml>, home: &Home) -> Result<KxcaToml, Error> {
+        config.ok_or_else(|| Error::NotInitialized {
+            path: home.root().to_path_buf(),
+        })
     }
 
     /// `[serve]` as `kxca init` writes it: the defaults, spelled out so an
