@@ -159,7 +159,7 @@ impl Field {
         Field::Email2,
     ];
 
-    /// The field's position in the column order above and in a row's values.
+    /// The field's index in [`Field::ALL`] and in a row's values.
     pub fn index(self) -> usize {
         self as usize
     }
