@@ -5,6 +5,7 @@ mod audit;
 mod ceremony;
 mod certificates;
 mod cli;
+mod config;
 mod daemon;
 mod demo;
 mod doctor;

@@ -18,14 +18,14 @@ use std::path::{Path, PathBuf};
 
 use der::Decode;
 use kxca_hsm::{KeyAlgorithm, KeyRef, Signer};
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::params;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::ca::{pem, sign_checked};
 use crate::clock::rfc3339;
 use crate::crl::{self, CrlInput, RevokedEntry};
-use crate::store::{audit, authorities, crls, revocations, sql, Migration};
+use crate::store::{audit, authorities, crls, revocations, sql, Migration, Snapshot};
 use crate::x509::{self, DnAttr};
 use crate::{AuditAction, Authority, AuthorityRole, Ca, Error, RevocationReason};
 
@@ -88,7 +88,7 @@ pub struct AuthorityState {
 }
 
 /// The ceremony-made state of every authority that has one, by authority id.
-pub fn authority_states(conn: &Connection) -> Result<HashMap<i64, AuthorityState>, Error> {
+pub fn authority_states(conn: &Snapshot<'_>) -> Result<HashMap<i64, AuthorityState>, Error> {
     let mut stmt = conn
         .prepare("SELECT authority_id, revoked_at, revocation_reason, retired_at, key_disposal FROM authority_states")
         .map_err(sql)?;
@@ -109,7 +109,7 @@ pub fn authority_states(conn: &Connection) -> Result<HashMap<i64, AuthorityState
 }
 
 /// Ids of retired authorities: their key is gone, nothing is signed for them.
-pub fn retired_ids(conn: &Connection) -> Result<Vec<i64>, Error> {
+pub fn retired_ids(conn: &Snapshot<'_>) -> Result<Vec<i64>, Error> {
     let mut stmt = conn
         .prepare("SELECT authority_id FROM authority_states WHERE retired_at IS NOT NULL")
         .map_err(sql)?;
@@ -120,7 +120,7 @@ pub fn retired_ids(conn: &Connection) -> Result<Vec<i64>, Error> {
 /// Issued, unrevoked, unexpired certificates of an authority:
 /// (serial, certificate id, e-mail, notAfter).
 pub fn live_certificates(
-    conn: &Connection,
+    conn: &Snapshot<'_>,
     authority_id: i64,
     now: i64,
 ) -> Result<Vec<(String, String, String, i64)>, Error> {
@@ -308,7 +308,7 @@ pub fn check(ca: &Ca, path: &Path) -> Result<Checked, Error> {
 
     let now = ca.clock().now();
     let all = ca.authorities()?;
-    let states = ca.store().read(|c| authority_states(c))?;
+    let states = ca.store().read(authority_states)?;
     let find = |name: &str| -> Result<Authority, Error> {
         all.iter().find(|a| a.name == name).cloned().ok_or_else(|| {
             bad(format!(
@@ -1555,7 +1555,7 @@ fn sign_crl(
 type RevokedChild = (Authority, (i64, i64));
 
 /// Issuing CAs of a root revoked at it.
-fn revoked_children(conn: &Transaction<'_>, root_id: i64) -> Result<Vec<RevokedChild>, Error> {
+fn revoked_children(conn: &Snapshot<'_>, root_id: i64) -> Result<Vec<RevokedChild>, Error> {
     let states = authority_states(conn)?;
     let mut out = Vec::new();
     for a in authorities::all(conn)? {
@@ -1587,7 +1587,7 @@ fn certificate_serial(der: &[u8]) -> Result<Vec<u8>, Error> {
 pub type LinkCertificate = (i64, i64, Vec<u8>, i64);
 
 /// The link certificates made so far, oldest first.
-pub fn link_certificates(conn: &Connection) -> Result<Vec<LinkCertificate>, Error> {
+pub fn link_certificates(conn: &Snapshot<'_>) -> Result<Vec<LinkCertificate>, Error> {
     let mut stmt = conn
         .prepare(
             "SELECT l.issuer_id, l.subject_id, l.certificate, c.started_at FROM link_certificates l

@@ -7,12 +7,12 @@ use std::path::PathBuf;
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::Argon2;
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, OptionalExtension};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::store::{audit, sql};
+use crate::store::{audit, sql, Snapshot, Tx};
 use crate::{AuditAction, Error, Home, Store};
 
 /// Shortest passphrase an officer may enrol with. Argon2id slows guessing,
@@ -111,7 +111,7 @@ impl std::fmt::Debug for Approval {
     }
 }
 
-pub(crate) fn stored_hash(conn: &Connection, name: &str) -> Result<Option<String>, Error> {
+pub(crate) fn stored_hash(conn: &Snapshot<'_>, name: &str) -> Result<Option<String>, Error> {
     conn.query_row("SELECT phc FROM officers WHERE name = ?1", [name], |r| {
         r.get(0)
     })
@@ -212,7 +212,7 @@ pub fn enrol(
     Ok(approvers)
 }
 
-fn insert(tx: &Transaction<'_>, name: &str, phc: &str, now: i64, actor: &str) -> Result<(), Error> {
+fn insert(tx: &Tx<'_>, name: &str, phc: &str, now: i64, actor: &str) -> Result<(), Error> {
     tx.execute(
         "INSERT INTO officers (name, phc, enrolled_at, enrolled_by) VALUES (?1, ?2, ?3, ?4)",
         params![name, phc, now, actor],
