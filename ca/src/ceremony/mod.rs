@@ -740,6 +740,15 @@ pub fn run(
         policy.required,
         officers.join(", ")
     ));
+    // The policy the approvals were counted against, as it was: an edit
+    // between ceremonies shows in the record even before the daemon's
+    // next start notices it.
+    let policy_bytes = fs::read(&policy.path).map_err(|e| Error::io(&policy.path, e))?;
+    t.line(format!(
+        "officer policy {} (sha256 {})",
+        policy.path.display(),
+        hex::encode(Sha256::digest(&policy_bytes))
+    ));
     let kind = checked.spec.kind.as_str();
     let file_text = checked.file.display().to_string();
     let ceremony_id = ca.store_mut().write(|tx| {
