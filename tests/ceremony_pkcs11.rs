@@ -291,3 +291,96 @@ transcript = "ceremonies/retire-issuing-1.txt"
         "{err}"
     );
 }
+
+#[test]
+fn production_ceremony_keys_stay_off_soft_files_and_the_responder_token() {
+    if !(softhsm::available() && require_tool("openssl", &["version"])) {
+        return;
+    }
+    let ca = TestCa::uninitialised();
+    let hsm = SoftHsm::new(&[TOKEN, "KX-OCSP"]);
+    // The responder's own PIN source (same PIN, its own file).
+    let responder_pin = ca.dir.path().join("responder-pin");
+    std::fs::copy(&hsm.pin_file, &responder_pin).unwrap();
+    assert_ok(
+        &kxca(
+            &ca,
+            &hsm,
+            &[
+                "init",
+                "--production",
+                "--root-key",
+                &key_ref("root"),
+                "--issuing-key",
+                &key_ref("issuing-1"),
+                "--ca-key-algorithm",
+                "ecdsa-p256",
+                "--key-secret-file",
+                p(&hsm.pin_file),
+                "--responder-key",
+                "pkcs11:token=KX-OCSP;object=ocsp-responder",
+                "--responder-key-secret-file",
+                p(&responder_pin),
+            ],
+        ),
+        "production init",
+    );
+    for name in ["officer-a", "officer-b"] {
+        let f = ca.dir.path().join(format!("{name}.pass"));
+        std::fs::write(&f, format!("production passphrase {name}\n")).unwrap();
+        assert_ok(
+            &kxca(
+                &ca,
+                &hsm,
+                &["officer", "add", name, "--passphrase-file", p(&f)],
+            ),
+            "officer add",
+        );
+    }
+    let file = |key: &str| {
+        let path = ca.path("roll.toml");
+        std::fs::write(
+            &path,
+            format!(
+                r#"type = "intermediate"
+[key]
+ref = "{key}"
+algorithm = "ecdsa-p256"
+generate = true
+[certificate]
+name = "issuing-2"
+common_name = "KX Issuing CA 2"
+validity_days = 1000
+[outputs]
+certificate = "ca/issuing-2-ceremony.pem"
+transcript = "ceremonies/issuing-2.txt"
+"#
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let soft = format!("soft:{}", p(&ca.path("keys/issuing-2.p8")));
+    for (key, expected) in [
+        (soft.as_str(), "refuses soft CA keys"),
+        (
+            "pkcs11:token=KX-OCSP;object=issuing-2",
+            "on the OCSP responder key's token",
+        ),
+    ] {
+        let out = kxca(&ca, &hsm, &["ceremony", "check", p(&file(key))]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(expected),
+            "{key}: {err}"
+        );
+    }
+    assert_ok(
+        &kxca(
+            &ca,
+            &hsm,
+            &["ceremony", "check", p(&file(&key_ref("issuing-2")))],
+        ),
+        "production check on the CA token",
+    );
+}

@@ -603,6 +603,23 @@ fn check_new_key(ca: &Ca, k: &file::KeySection, all: &[Authority]) -> Result<New
             k.key_ref
         ));
     }
+    // The responder key lives on its own token in production (its PIN is
+    // used unattended); a new CA key must not join it there either.
+    if ca.config().production {
+        let token = |r: &str| match r.parse::<KeyRef>() {
+            Ok(KeyRef::Pkcs11 { attributes }) => attributes.get("token").cloned(),
+            _ => None,
+        };
+        let responder = ca.config().ocsp.responder_key.clone().unwrap_or_default();
+        if let (Some(mine), Some(theirs)) = (token(&k.key_ref), token(&responder)) {
+            if mine == theirs {
+                return Err(format!(
+                    "production: {} is on the OCSP responder key's token {mine:?}; CA keys go on their own token",
+                    k.key_ref
+                ));
+            }
+        }
+    }
     if all.iter().any(|a| a.key_ref == k.key_ref) {
         return Err(format!(
             "{} is already the key of a CA; a new CA needs a new key",
