@@ -208,6 +208,8 @@ fn check_authority_name(name: &str) -> Result<(), String> {
 /// generate must not exist yet), names, validity inside the issuer's,
 /// outputs that do not exist yet.
 pub fn check(ca: &Ca, path: &Path) -> Result<Checked, Error> {
+    // Absolute: the transcript and the record name the file unambiguously.
+    let path = &std::path::absolute(path).map_err(|e| Error::io(path, e))?;
     let spec = CeremonyFile::load(path)?;
     let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
