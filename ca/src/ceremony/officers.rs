@@ -188,8 +188,13 @@ pub fn enrol(
         // approve them (the home's set-up, itself audited).
         Vec::new()
     };
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| Error::Random {
+        what: "officer passphrase salt".into(),
+        message: e.to_string(),
+    })?;
     let phc = Argon2::default()
-        .hash_password(passphrase.expose_secret().as_bytes())
+        .hash_password_with_salt(passphrase.expose_secret().as_bytes(), &salt)
         .map_err(|e| Error::Password(format!("hashing officer {name}'s passphrase: {e}")))?
         .to_string();
     store.write(|tx| {
