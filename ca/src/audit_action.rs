@@ -32,6 +32,16 @@ pub enum AuditAction {
     OutboxSent,
     OutboxFailed,
     OutboxDeliveryReport,
+    EnrolmentOpen,
+    EnrolmentCancel,
+    EnrolmentCode,
+    EnrolmentRenew,
+    PickupWrongCode,
+    PickupLocked,
+    PickupRequest,
+    PickupAbandoned,
+    PickupFailed,
+    PickupIssued,
 }
 
 impl AuditAction {
@@ -61,6 +71,16 @@ impl AuditAction {
         AuditAction::OutboxSent,
         AuditAction::OutboxFailed,
         AuditAction::OutboxDeliveryReport,
+        AuditAction::EnrolmentOpen,
+        AuditAction::EnrolmentCancel,
+        AuditAction::EnrolmentCode,
+        AuditAction::EnrolmentRenew,
+        AuditAction::PickupWrongCode,
+        AuditAction::PickupLocked,
+        AuditAction::PickupRequest,
+        AuditAction::PickupAbandoned,
+        AuditAction::PickupFailed,
+        AuditAction::PickupIssued,
     ];
 
     /// The stored name (hashed into the leaf: never change an existing one).
@@ -91,6 +111,16 @@ impl AuditAction {
             AuditAction::OutboxSent => "outbox.sent",
             AuditAction::OutboxFailed => "outbox.failed",
             AuditAction::OutboxDeliveryReport => "outbox.delivery_report",
+            AuditAction::EnrolmentOpen => "enrolment.open",
+            AuditAction::EnrolmentCancel => "enrolment.cancel",
+            AuditAction::EnrolmentCode => "enrolment.code",
+            AuditAction::EnrolmentRenew => "enrolment.renew",
+            AuditAction::PickupWrongCode => "pickup.wrong_code",
+            AuditAction::PickupLocked => "pickup.locked",
+            AuditAction::PickupRequest => "pickup.request",
+            AuditAction::PickupAbandoned => "pickup.abandoned",
+            AuditAction::PickupFailed => "pickup.failed",
+            AuditAction::PickupIssued => "pickup.issued",
         }
     }
 
@@ -143,6 +173,16 @@ mod tests {
                 "outbox.sent",
                 "outbox.failed",
                 "outbox.delivery_report",
+                "enrolment.open",
+                "enrolment.cancel",
+                "enrolment.code",
+                "enrolment.renew",
+                "pickup.wrong_code",
+                "pickup.locked",
+                "pickup.request",
+                "pickup.abandoned",
+                "pickup.failed",
+                "pickup.issued",
             ]
         );
         for a in AuditAction::ALL {

@@ -15,6 +15,7 @@ mod config;
 mod crl;
 mod delegated_key;
 pub mod doctor;
+pub mod enrolment;
 mod error;
 mod fault;
 mod holder;
