@@ -44,7 +44,7 @@ pub use holder::Holder;
 pub use home::Home;
 pub use mail_config::{ImapConfig, MailConfig, SmtpConfig, TlsMode};
 pub use password::{generate_password, Password};
-pub use pkcs12::Pkcs12Profile;
+pub use pkcs12::{package as package_pkcs12, Pkcs12Profile};
 pub use profile::{CodeName, Profile, Profiles};
 pub use revocation::RevocationReason;
 pub use serial::Serial;
