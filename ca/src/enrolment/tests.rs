@@ -53,10 +53,7 @@ fn open_one(s: &mut Store, supersedes: Option<Serial>) -> EnrolmentId {
 
 fn attempt(s: &mut Store, typed: &str, now: i64) -> Result<Claim, Refusal> {
     let p = policy();
-    let c = match s.read(|c| pickup::check(c, ID, now)).unwrap() {
-        Ok(c) => c,
-        Err(r) => return Err(r),
-    };
+    let c = s.read(|c| pickup::check(c, ID, now)).unwrap()?;
     let ok = c.verify(typed);
     Ok(s.write(|tx| {
         pickup::claim(

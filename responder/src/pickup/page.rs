@@ -101,9 +101,9 @@ fieldset{border:none;padding:0;margin-top:1em}
 "#,
     );
     if let Some(text) = notice.text() {
-        let _ = write!(
+        let _ = writeln!(
             html,
-            "<p class=\"error\" role=\"alert\">{}</p>\n",
+            "<p class=\"error\" role=\"alert\">{}</p>",
             escape(&text)
         );
     }
