@@ -645,3 +645,68 @@ fn with_the_daemon_down_the_keyless_public_role_answers_503_and_the_code_still_w
     );
     assert_no_secrets(&ca, &[code, pw.to_string()], &logs);
 }
+
+#[test]
+fn a_request_the_public_role_left_behind_is_abandoned_by_the_daemon_not_signed() {
+    if !tools_present() {
+        return;
+    }
+    let ca = TestCa::new();
+    let id = certificate_id("006");
+    let code = enrol(&ca, "006", None, Some(KeyAlgorithm::EcdsaP256), None);
+    // A public role that claimed the code and died before the daemon ran:
+    // its request is older than the policy's wait when the daemon sees it.
+    let policy = PickupPolicy::load(&ca.path("policies")).unwrap();
+    let mut store = Store::open(&ca.path("kxca.db"), false).unwrap();
+    let then = Clock::system().now() - i64::from(policy.wait_seconds) - 5;
+    let key = kxca_hsm::EphemeralKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let candidate = store
+        .read(|c| enrolment::pickup::check(c, &id, then))
+        .unwrap()
+        .unwrap();
+    assert!(candidate.verify(&code));
+    let claim = store
+        .write(|tx| {
+            enrolment::pickup::claim(
+                tx,
+                &candidate,
+                true,
+                key.public_key_der(),
+                KeyAlgorithm::EcdsaP256,
+                &policy,
+                "test",
+                then,
+            )
+        })
+        .unwrap();
+    assert!(
+        matches!(claim, enrolment::pickup::Claim::Claimed(_)),
+        "{claim:?}"
+    );
+    drop(key);
+    assert_eq!(state(&ca, "006").state, EnrolmentState::Used);
+    let mut daemon = Daemon::start(&ca);
+    eventually("the daemon gives the code back", || {
+        state(&ca, "006").state == EnrolmentState::Waiting
+    });
+    assert!(daemon.stop());
+    let conn = rusqlite::Connection::open_with_flags(
+        ca.path("kxca.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let (state_, n): (String, i64) = conn
+        .query_row(
+            "SELECT r.state, (SELECT COUNT(*) FROM certificates WHERE certificate_id = ?1)
+             FROM pickup_requests r",
+            [&id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((state_.as_str(), n), ("abandoned", 0));
+    assert!(
+        daemon.log_text().contains("too old to sign"),
+        "{}",
+        daemon.log_text()
+    );
+}
