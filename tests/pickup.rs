@@ -710,3 +710,72 @@ fn a_request_the_public_role_left_behind_is_abandoned_by_the_daemon_not_signed()
         daemon.log_text()
     );
 }
+
+#[test]
+fn the_daemon_signs_only_through_the_issuance_gate() {
+    if !tools_present() {
+        return;
+    }
+    let ca = TestCa::new();
+    let dir = ca.dir.path();
+    let server = Server::start(&ca);
+    let policy = PickupPolicy::load(&ca.path("policies")).unwrap();
+    let now = Clock::system().now();
+    let pw = "Gate1234x";
+    // (a) an id the profile's template does not give this holder;
+    // (b) a holder the intake rules refuse (no e-mail domain).
+    let mut bad_email = holder("008");
+    bad_email.email = "taro-at-example".into();
+    let cases = [
+        (
+            "TI99999999999999999007".to_string(),
+            holder("007"),
+            "certificate_id",
+        ),
+        (certificate_id("008"), bad_email, "email"),
+    ];
+    for (id, h, field) in cases {
+        let mut store = Store::open(&ca.path("kxca.db"), false).unwrap();
+        let (e, code) = store
+            .write(|tx| {
+                let e = enrolment::open(
+                    tx,
+                    &NewEnrolment {
+                        certificate_id: &id,
+                        holder: &h,
+                        profile: "office-client",
+                        supersedes: None,
+                        key_algorithm: Some(KeyAlgorithm::EcdsaP256),
+                    },
+                    "test-admin",
+                    now,
+                )?;
+                Ok((e, enrolment::mint_code(tx, e, &policy, now)?))
+            })
+            .unwrap();
+        let a = pickup(dir, &server, &id, &code, pw, pw, "");
+        assert_eq!(a.code, 500, "{}", a.text());
+        assert!(a.text().contains("発行できませんでした"), "{}", a.text());
+        let seen = store
+            .read(|c| enrolment::get(c, e, Clock::system().now()))
+            .unwrap()
+            .unwrap();
+        // Nothing issued; the code works again once the admins fix it.
+        assert_eq!(seen.state, EnrolmentState::Waiting);
+        let error = seen.last_error.unwrap_or_default();
+        assert!(error.contains(field), "{error}");
+        let conn = rusqlite::Connection::open_with_flags(
+            ca.path("kxca.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let issued: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM certificates WHERE state = 'issued' AND email = ?1",
+                [&h.email],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(issued, 0);
+    }
+}
