@@ -434,6 +434,13 @@ fn pickup_both_formats_then_a_reset_supersedes_the_old_certificate() {
         &ca.path("crl/issuing-1.pem"),
     );
 
+    // GET, two pickups, one replay.
+    let (_, _, metrics) = get(&server.url("/metrics"), &[], dir);
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(
+        metrics.contains("kxca_http_requests_total{kind=\"pickup\"} 4"),
+        "{metrics}"
+    );
     let mut server = server;
     assert!(server.stop());
     let logs = vec![server.log_text()];

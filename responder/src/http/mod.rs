@@ -618,6 +618,7 @@ async fn pickup_request(
     state: &AtomicU8,
     start: Instant,
 ) -> Reply {
+    app.metrics.other(HttpKind::Pickup);
     let method = req.method().clone();
     let log = |outcome: &str, code: StatusCode, id: &str| {
         let us = start.elapsed().as_micros();
