@@ -32,15 +32,25 @@ pub enum AuditAction {
     OutboxSent,
     OutboxFailed,
     OutboxDeliveryReport,
+    /// An office contact may pick up a certificate (approval or reset).
     EnrolmentOpen,
+    /// An enrolment was replaced by a newer one or withdrawn.
     EnrolmentCancel,
+    /// A pickup code was minted (its hash stored; the code itself never).
     EnrolmentCode,
+    /// An admin reopened a locked or expired pickup.
     EnrolmentRenew,
+    /// A wrong pickup code was typed (a try counted).
     PickupWrongCode,
+    /// The pickup locked after the policy's wrong tries.
     PickupLocked,
+    /// A right code was typed: the public key went to the daemon.
     PickupRequest,
+    /// A pickup request was given up before it was signed.
     PickupAbandoned,
+    /// The daemon could not sign a pickup request.
     PickupFailed,
+    /// A pickup request was signed (with any superseded certificate revoked).
     PickupIssued,
 }
 

@@ -52,6 +52,7 @@ pub struct NewEnrolment<'a> {
     /// The certificate id the profile's template gives this holder (the
     /// daemon checks it again before signing).
     pub certificate_id: &'a str,
+    /// The office contact.
     pub holder: &'a Holder,
     /// The certificate profile (`policies/profiles/<name>.toml`).
     pub profile: &'a str,
@@ -81,6 +82,7 @@ pub enum EnrolmentState {
 }
 
 impl EnrolmentState {
+    /// The name admins see (and `--json` writes).
     pub fn as_str(self) -> &'static str {
         match self {
             EnrolmentState::Waiting => "waiting",
@@ -146,23 +148,33 @@ impl Stored {
 /// leaves this crate.
 #[derive(Debug, Clone, Serialize)]
 pub struct Enrolment {
+    /// Its id.
     pub id: EnrolmentId,
+    /// The certificate id to be picked up.
     pub certificate_id: String,
+    /// The certificate profile.
     pub profile: String,
+    /// The office contact.
     pub holder: Holder,
     /// `None`: the profile's default.
     pub key_algorithm: Option<String>,
     /// The serial (hex) the new certificate replaces.
     pub supersedes: Option<String>,
+    /// What admins see now.
     pub state: EnrolmentState,
     /// Whether a code has been minted (mail 2 sent).
     pub has_code: bool,
+    /// When the current code was minted (Unix seconds).
     pub code_minted_at: Option<i64>,
+    /// When the current code stops working (Unix seconds).
     pub code_expires_at: Option<i64>,
     /// Wrong codes so far (reset by a new code).
     pub tries: u32,
+    /// When it locked (Unix seconds).
     pub locked_at: Option<i64>,
+    /// When it was opened (Unix seconds).
     pub opened_at: i64,
+    /// Who opened it.
     pub opened_by: String,
     /// When it was issued or cancelled.
     pub closed_at: Option<i64>,

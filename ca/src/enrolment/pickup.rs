@@ -51,6 +51,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// A word for logs.
     pub fn as_str(self) -> &'static str {
         match self {
             Refusal::Unknown => "unknown",
@@ -65,8 +66,12 @@ impl Refusal {
 
 /// The live enrolment a typed code is checked against.
 pub struct Candidate {
+    /// The enrolment the code is checked against.
     pub enrolment: EnrolmentId,
+    /// Its certificate id.
     pub certificate_id: String,
+    /// Its certificate profile (the public role reads the default key
+    /// and PKCS#12 iterations there).
     pub profile: String,
     /// `None`: the profile's default.
     pub key_algorithm: Option<KeyAlgorithm>,
@@ -154,7 +159,10 @@ pub enum Claim {
     /// The code was right: the request is with the daemon.
     Claimed(RequestId),
     /// The code was wrong; this many tries are left.
-    Wrong { tries_left: u32 },
+    Wrong {
+        /// Wrong codes still allowed before the pickup locks.
+        tries_left: u32,
+    },
     /// The code was wrong and that was the last try, or it was locked already.
     Locked,
     /// Refused whatever the code (expired, used, in progress, ...).
@@ -245,11 +253,15 @@ pub fn claim(
 /// Where a request stands, as the public role waiting for it sees it.
 #[derive(Debug, Clone)]
 pub enum RequestStatus {
+    /// Waiting for the daemon.
     Pending,
     /// Signed: the certificate and its chain (issuing CA, then root).
     Signed {
+        /// The serial, in hex.
         serial: String,
+        /// The certificate, DER.
         certificate: Vec<u8>,
+        /// Issuing CA, then root, DER.
         chain: Vec<Vec<u8>>,
     },
     /// Given up on (by the public role, the daemon's age limit, or a newer
