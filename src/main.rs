@@ -4,6 +4,7 @@
 mod audit;
 mod certificates;
 mod cli;
+mod config;
 mod daemon;
 mod demo;
 mod doctor;

@@ -22,11 +22,11 @@
 //! recorded `failed`, never issued.
 
 use kxca_hsm::KeyAlgorithm;
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, OptionalExtension};
 use serde_json::json;
 
 use super::{code, row, EnrolmentId, PickupPolicy, Stored};
-use crate::store::{audit, authorities, certificates, revocations, sql};
+use crate::store::{audit, authorities, certificates, revocations, sql, Snapshot, Tx};
 use crate::{AuditAction, Ca, Error, Holder, IssueRequest, RevocationReason};
 
 /// A pickup request's row id.
@@ -109,7 +109,7 @@ fn refusal_of(row: &super::Row_, now: i64) -> Option<Refusal> {
 
 /// The live enrolment of `certificate_id`, or why it cannot be picked up.
 pub fn check(
-    conn: &Connection,
+    conn: &Snapshot<'_>,
     certificate_id: &str,
     now: i64,
 ) -> Result<Result<Candidate, Refusal>, Error> {
@@ -177,7 +177,7 @@ pub enum Claim {
 /// SPKI of the key pair the public role generated for this pickup.
 #[allow(clippy::too_many_arguments)]
 pub fn claim(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     candidate: &Candidate,
     code_ok: bool,
     public_key: &[u8],
@@ -272,7 +272,7 @@ pub enum RequestStatus {
 }
 
 /// The state of a request, with the certificate and chain once signed.
-pub fn request_status(conn: &Connection, id: RequestId) -> Result<RequestStatus, Error> {
+pub fn request_status(conn: &Snapshot<'_>, id: RequestId) -> Result<RequestStatus, Error> {
     let (state, serial, error): (String, Option<String>, Option<String>) = conn
         .query_row(
             "SELECT state, serial, error FROM pickup_requests WHERE id = ?1",
@@ -293,14 +293,20 @@ pub fn request_status(conn: &Connection, id: RequestId) -> Result<RequestStatus,
                 serial: serial.clone(),
                 state: record.state.as_str().to_string(),
             })?;
+            let all = authorities::all(conn)?;
             let mut chain = Vec::new();
             let mut next = Some(record.authority_id);
             // Issuing CA, then its parents up to the root (two tiers today;
             // the bound keeps a corrupt parent loop from spinning).
             while let Some(id) = next.filter(|_| chain.len() < 8) {
-                let a = authorities::by_id(conn, id)?;
+                let a = all
+                    .iter()
+                    .find(|a| a.id == id)
+                    .ok_or_else(|| Error::NoAuthority {
+                        role: format!("authority {id} (issuer of {serial})"),
+                    })?;
                 next = a.parent_id;
-                chain.push(a.certificate);
+                chain.push(a.certificate.clone());
             }
             RequestStatus::Signed {
                 serial,
@@ -321,7 +327,7 @@ pub fn request_status(conn: &Connection, id: RequestId) -> Result<RequestStatus,
 /// signed meanwhile stays signed and false is returned) and gives the
 /// enrolment its code back.
 pub fn abandon(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     id: RequestId,
     why: &str,
     actor: &str,
@@ -372,7 +378,7 @@ struct Pending {
     created_at: i64,
 }
 
-fn pending(conn: &Connection) -> Result<Vec<Pending>, Error> {
+fn pending(conn: &Snapshot<'_>) -> Result<Vec<Pending>, Error> {
     let mut stmt = conn
         .prepare(
             "SELECT r.id, e.id, e.certificate_id, e.profile, e.holder, e.supersedes, r.public_key,
@@ -408,7 +414,7 @@ fn pending(conn: &Connection) -> Result<Vec<Pending>, Error> {
 
 /// Whether a pending request is waiting (cheap: one indexed lookup), so
 /// the daemon can poll often.
-pub fn any_pending(conn: &Connection) -> Result<bool, Error> {
+pub fn any_pending(conn: &Snapshot<'_>) -> Result<bool, Error> {
     conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM pickup_requests WHERE state = 'pending')",
         [],
@@ -420,13 +426,7 @@ pub fn any_pending(conn: &Connection) -> Result<bool, Error> {
 /// In the issuing transaction: the request signed, the enrolment issued,
 /// the superseded certificate revoked. Fails (and so the certificate is
 /// never issued) if the request is no longer pending.
-fn complete(
-    tx: &Transaction<'_>,
-    p: &Pending,
-    serial: &str,
-    actor: &str,
-    now: i64,
-) -> Result<(), Error> {
+fn complete(tx: &Tx<'_>, p: &Pending, serial: &str, actor: &str, now: i64) -> Result<(), Error> {
     let signed = tx
         .execute(
             "UPDATE pickup_requests SET state = 'signed', serial = ?2, done_at = ?3
@@ -483,13 +483,7 @@ fn complete(
     )
 }
 
-fn fail(
-    tx: &Transaction<'_>,
-    p: &Pending,
-    error: &str,
-    actor: &str,
-    now: i64,
-) -> Result<(), Error> {
+fn fail(tx: &Tx<'_>, p: &Pending, error: &str, actor: &str, now: i64) -> Result<(), Error> {
     let n = tx
         .execute(
             "UPDATE pickup_requests SET state = 'failed', done_at = ?2, error = ?3 WHERE id = ?1 AND state = 'pending'",
