@@ -62,7 +62,7 @@ pub fn run(home: Home, config: KxcaToml, actor: &str) -> Result<()> {
         let pickup_stop = stop_rx.clone();
         tasks.spawn_blocking(move || {
             while !*pickup_stop.borrow() {
-                match pickup_ca.store().read(|c| pickup::any_pending(c)) {
+                match pickup_ca.store().read(pickup::any_pending) {
                     Ok(false) => {}
                     Ok(true) => {
                         if let Err(e) =

@@ -515,7 +515,7 @@ fn fail(tx: &Tx<'_>, p: &Pending, error: &str, actor: &str, now: i64) -> Result<
 /// instead: the public role has given up on it (or died), so nobody would
 /// receive the certificate. Returns how many were signed.
 pub fn sign_pending(ca: &mut Ca, policy: &PickupPolicy, actor: &str) -> Result<usize, Error> {
-    let requests = ca.store().read(|c| pending(c))?;
+    let requests = ca.store().read(pending)?;
     let mut signed = 0;
     for p in requests {
         let now = ca.clock().now();
