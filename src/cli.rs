@@ -100,6 +100,8 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::intake::OfficesCommand,
     },
+    /// Certificate pickups as admins see them: state, tries, code expiry, serial.
+    Pickups(crate::pickups::PickupsArgs),
     /// The public role: serve OCSP, CRLs, CA certificates, /healthz and
     /// /metrics from the store, holding no CA key.
     Serve(crate::serve::ServeArgs),
@@ -187,6 +189,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::daemon::run(home, config, &actor)?
         }
         Command::Publish(args) => crate::publish::run(home(&cli.home)?, args, &actor)?,
+        Command::Pickups(args) => crate::pickups::list(home(&cli.home)?, &args)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -15,6 +15,7 @@ mod key;
 mod mail_cli;
 mod mail_schedule;
 mod output;
+mod pickups;
 mod policies;
 mod publish;
 mod serve;

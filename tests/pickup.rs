@@ -493,6 +493,19 @@ fn wrong_codes_lock_expired_codes_issue_nothing_and_racing_pickups_make_one_cert
     assert_eq!(a.code, 423, "{}", a.text());
     let e = state(&ca, "002");
     assert_eq!((e.state, e.tries), (EnrolmentState::Locked, 5));
+    // What the admins see.
+    let out = ca.kxca(&["pickups", "--state", "locked", "--json"]);
+    common::assert_ok(&out, "kxca pickups");
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["certificate_id"], id.as_str());
+    assert_eq!(listed[0]["state"], "locked");
+    assert_eq!(listed[0]["tries"], 5);
+    assert!(listed[0].get("code_hash").is_none());
+    let out = ca.kxca(&["pickups"]);
+    common::assert_ok(&out, "kxca pickups");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&id) && text.contains("locked"), "{text}");
 
     // An admin renews; the new code works, the old one stays dead.
     let mut store = Store::open(&ca.path("kxca.db"), false).unwrap();
