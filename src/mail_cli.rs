@@ -31,6 +31,11 @@ pub enum ApplicationsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Approve rows (all valid rows, or those named): create the accounts,
+    /// open their pickups and queue mail 1 and mail 2, in one transaction.
+    Approve(crate::accounts_cli::ApproveArgs),
+    /// Reject rows; the applicant is told why, in Japanese.
+    Reject(crate::accounts_cli::RejectArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -149,6 +154,12 @@ pub fn run(command: MailCommand, home: Home, actor: &str) -> Result<()> {
                 }
             }
         }
+        MailCommand::Applications(ApplicationsCommand::Approve(args)) => {
+            crate::accounts_cli::approve(open(home)?, &args, actor)?
+        }
+        MailCommand::Applications(ApplicationsCommand::Reject(args)) => {
+            crate::accounts_cli::reject(open(home)?, &args, actor)?
+        }
         MailCommand::Outbox(OutboxCommand::List { json, limit }) => {
             let ca = open(home)?;
             let mails = ca.store().read(|c| outbox::list(c, limit))?;
@@ -213,7 +224,9 @@ pub fn run(command: MailCommand, home: Home, actor: &str) -> Result<()> {
             // The pool inside the sender must be dropped within the runtime.
             let rt = runtime()?;
             let _in_runtime = rt.enter();
-            let sender = outbox::Sender::new(&smtp)?;
+            let sender = outbox::Sender::new(&smtp)?.minting(
+                kxca_ca::enrolment::PickupPolicy::load(&ca.home().policies())?,
+            );
             let clock = ca.clock().clone();
             let summary = rt.block_on(outbox::run_once(ca.store_mut(), &sender, &clock, actor))?;
             if json {

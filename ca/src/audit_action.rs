@@ -32,6 +32,14 @@ pub enum AuditAction {
     OutboxSent,
     OutboxFailed,
     OutboxDeliveryReport,
+    AccountApprove,
+    ApplicationReject,
+    AccountSecretsMinted,
+    AccountReset,
+    AccountRevoke,
+    AccountRenewPickup,
+    AccountExpiryReminder,
+    AccountExport,
 }
 
 impl AuditAction {
@@ -61,6 +69,14 @@ impl AuditAction {
         AuditAction::OutboxSent,
         AuditAction::OutboxFailed,
         AuditAction::OutboxDeliveryReport,
+        AuditAction::AccountApprove,
+        AuditAction::ApplicationReject,
+        AuditAction::AccountSecretsMinted,
+        AuditAction::AccountReset,
+        AuditAction::AccountRevoke,
+        AuditAction::AccountRenewPickup,
+        AuditAction::AccountExpiryReminder,
+        AuditAction::AccountExport,
     ];
 
     /// The stored name (hashed into the leaf: never change an existing one).
@@ -91,6 +107,14 @@ impl AuditAction {
             AuditAction::OutboxSent => "outbox.sent",
             AuditAction::OutboxFailed => "outbox.failed",
             AuditAction::OutboxDeliveryReport => "outbox.delivery_report",
+            AuditAction::AccountApprove => "account.approve",
+            AuditAction::ApplicationReject => "application.reject",
+            AuditAction::AccountSecretsMinted => "account.secrets_minted",
+            AuditAction::AccountReset => "account.reset",
+            AuditAction::AccountRevoke => "account.revoke",
+            AuditAction::AccountRenewPickup => "account.renew_pickup",
+            AuditAction::AccountExpiryReminder => "account.expiry_reminder",
+            AuditAction::AccountExport => "account.export",
         }
     }
 
@@ -143,6 +167,14 @@ mod tests {
                 "outbox.sent",
                 "outbox.failed",
                 "outbox.delivery_report",
+                "account.approve",
+                "application.reject",
+                "account.secrets_minted",
+                "account.reset",
+                "account.revoke",
+                "account.renew_pickup",
+                "account.expiry_reminder",
+                "account.export",
             ]
         );
         for a in AuditAction::ALL {

@@ -35,6 +35,8 @@ pub enum PassError {
 /// (`None` when sending was not asked for or no `[mail.smtp]` is set).
 pub struct Pass {
     pub fetch: FetchSummary,
+    /// Expiry reminders queued by this pass.
+    pub reminders: crate::accounts::reminders::ReminderSummary,
     pub send: Option<outbox::SendSummary>,
 }
 
@@ -46,6 +48,7 @@ impl Pass {
             && self.fetch.already_processed == 0
             && self.fetch.rejected == 0
             && self.fetch.deferred == 0
+            && self.reminders.queued == 0
             && self
                 .send
                 .as_ref()
@@ -66,6 +69,12 @@ impl Pass {
             f.not_answered,
             f.deferred
         );
+        if self.reminders.queued > 0 {
+            line.push_str(&format!(
+                "; {} expiry reminder(s) queued",
+                self.reminders.queued
+            ));
+        }
         if let Some(s) = &self.send {
             line.push_str(&format!(
                 "; sent: {} sent, {} to retry, {} failed",
@@ -103,7 +112,9 @@ pub fn run(
     let rt = runtime()?;
     let _in_runtime = rt.enter();
     let sender = match (&config.smtp, no_send) {
-        (Some(smtp), false) => Some(outbox::Sender::new(smtp)?),
+        (Some(smtp), false) => Some(outbox::Sender::new(smtp)?.minting(
+            kxca_ca::enrolment::PickupPolicy::load(&ca.home().policies())?,
+        )),
         _ => None,
     };
     let reply_domain = sender
@@ -139,9 +150,24 @@ pub fn run(
         &receiver,
         &clock,
     ))?;
+    // Queued before sending, so a reminder due now goes out in this pass.
+    let setup = crate::accounts::Setup::load(&ca)?;
+    let reminders = crate::accounts::reminders::queue_due(
+        ca.store_mut(),
+        &setup.policy,
+        &setup.templates,
+        &setup.union_name,
+        &setup.message_id_domain,
+        actor,
+        clock.now(),
+    )?;
     let send = match &sender {
         Some(s) => Some(rt.block_on(outbox::run_once(ca.store_mut(), s, &clock, actor))?),
         None => None,
     };
-    Ok(Pass { fetch, send })
+    Ok(Pass {
+        fetch,
+        reminders,
+        send,
+    })
 }
