@@ -1,0 +1,544 @@
+//! Provisioning end to end through the `kxca` binary, against a real
+//! Postfix + Dovecot (each test its own instance of tests/services/mail.sh)
+//! and `kxca serve` + `openssl ocsp`: a signup mail with a form → intake →
+//! approval → mail 1 and mail 2 read back over IMAP by Python's email
+//! package → reset → revocation → OCSP says revoked. The secrets mailed
+//! are then looked for in the store, its WAL and everything kxca printed.
+
+use kxca_test_support::common;
+use kxca_test_support::intake as support_intake;
+use kxca_test_support::mailstack as support_mailstack;
+use kxca_test_support::ocsp as support_ocsp;
+
+use std::process::Output;
+
+use common::TestCa;
+use support_intake::{row, s, set, standard, V};
+use support_mailstack::MailStack;
+
+const APPLICANT: &str = "applicant@office.test";
+const OTHER: &str = "other@office.test";
+const SIGNUP: &str = "signup@kx.test";
+
+/// A signup mail from the applicant with `form` attached.
+fn signup(id: &str, form: &[u8]) -> Vec<u8> {
+    format!(
+        "From: {APPLICANT}\r\nTo: {SIGNUP}\r\nSubject: =?UTF-8?B?{}?=\r\nMessage-ID: <{id}>\r\n\
+Date: Mon, 07 Dec 2026 10:00:00 +0900\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n--XX\r\n\
+Content-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--XX\r\n\
+Content-Type: application/vnd.openxmlformats-officedocument.spreadsheetml.sheet; name=\"form.xlsx\"\r\n\
+Content-Disposition: attachment; filename=\"form.xlsx\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+{}\r\n--XX--\r\n",
+        common::mime_base64("利用申込".as_bytes()),
+        common::mime_base64("申込書を送付します。\r\n".as_bytes()),
+        common::mime_base64(form)
+    )
+    .into_bytes()
+}
+
+/// A valid row for `office`/`contact` whose mail goes to the test mailboxes:
+/// メールアドレス1 the applicant, メールアドレス2 `email2` (blank when None).
+fn contact_row(no: u32, office: &str, contact: &str, email2: Option<&str>) -> Vec<V> {
+    let mut r = row(no, office, contact);
+    set(&mut r, "メールアドレス1", s(APPLICANT));
+    set(
+        &mut r,
+        "メールアドレス2",
+        email2.map(s).unwrap_or(V::Blank),
+    );
+    r
+}
+
+/// Every kxca output of a test, to look for secrets in afterwards.
+#[derive(Default)]
+struct Transcript(String);
+
+impl Transcript {
+    fn ok(&mut self, out: Output, what: &str) -> Output {
+        self.0.push_str(&String::from_utf8_lossy(&out.stdout));
+        self.0.push_str(&String::from_utf8_lossy(&out.stderr));
+        common::assert_ok(&out, what);
+        out
+    }
+
+    fn json(&mut self, out: Output, what: &str) -> serde_json::Value {
+        let out = self.ok(out, what);
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{what}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+}
+
+/// A CA whose [mail] is `stack` (IMAP as signup@kx.test, SMTP submission).
+fn ca_with_mail(stack: &MailStack) -> TestCa {
+    let ca = TestCa::new();
+    let config = ca.path("kxca.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&stack.config(&ca.home, "implicit"));
+    std::fs::write(&config, text).unwrap();
+    ca
+}
+
+/// The value after `label` + full-width colon on a line of its own.
+fn labelled(body: &str, label: &str) -> Option<String> {
+    body.lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{label}：")))
+        .map(|v| v.trim().to_string())
+}
+
+const PICKUP_LABEL: &str = "認証局へ初回ログイン用のパスワード";
+const KX_LABEL: &str = "KXサーバへ初回ログイン時のパスワード";
+
+/// The mails of a mailbox whose subject contains `needle`.
+fn with_subject(mails: &[serde_json::Value], needle: &str) -> Vec<serde_json::Value> {
+    mails
+        .iter()
+        .filter(|m| m["subject"].as_str().unwrap().contains(needle))
+        .cloned()
+        .collect()
+}
+
+/// Checks mail 2 and returns (pickup code, KX password).
+fn secrets_of(mail: &serde_json::Value, certificate_id: &str) -> (String, String) {
+    let body = mail["body"].as_str().unwrap();
+    assert!(body.contains(certificate_id), "{body}");
+    assert_eq!(mail["auto_submitted"], "auto-generated");
+    assert!(!mail["date"].as_str().unwrap().is_empty());
+    assert!(!mail["message_id"].as_str().unwrap().is_empty());
+    let code = labelled(body, PICKUP_LABEL).unwrap_or_else(|| panic!("no pickup code: {body}"));
+    let kx = labelled(body, KX_LABEL).unwrap_or_else(|| panic!("no KX password: {body}"));
+    // 20 characters of an unambiguous alphabet in groups: at least 80 bits.
+    let raw: String = code.chars().filter(|c| *c != '-').collect();
+    assert!(raw.len() >= 17 && raw.chars().all(|c| c.is_ascii_alphanumeric()), "{code}");
+    assert!((8..=16).contains(&kx.len()) && kx.chars().all(|c| c.is_ascii_alphanumeric()), "{kx}");
+    (code, kx)
+}
+
+/// The stored Argon2id hash of the account's KX password verifies `kx`.
+fn kx_hash_verifies(t: &mut Transcript, ca: &TestCa, certificate_id: &str, kx: &str) -> bool {
+    use argon2::{Argon2, PasswordHash, PasswordVerifier};
+    let export = t.json(
+        ca.kxca(&["accounts", "export", "--format", "kx-json"]),
+        "accounts export",
+    );
+    let rec = export
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["certificate_id"] == certificate_id)
+        .unwrap()
+        .clone();
+    let phc = rec["kx_password_phc"].as_str().unwrap();
+    assert!(phc.starts_with("$argon2id$"), "{phc}");
+    Argon2::default()
+        .verify_password(kx.as_bytes(), &PasswordHash::new(phc).unwrap())
+        .is_ok()
+}
+
+/// The pickup code's stored hash (the pickup engineer's table) verifies `code`.
+fn code_verifies(ca: &TestCa, certificate_id: &str, code: &str) -> bool {
+    let conn = rusqlite::Connection::open(ca.path("kxca.db")).unwrap();
+    let hashes: Vec<Option<String>> = conn
+        .prepare("SELECT code_hash FROM enrolments WHERE certificate_id = ?1")
+        .unwrap()
+        .query_map([certificate_id], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    hashes
+        .iter()
+        .flatten()
+        .any(|h| kxca_ca::enrolment::verify_code(code, h))
+}
+
+/// No byte string of `secret` in the files of the store or in `text`.
+fn assert_nowhere(ca: &TestCa, t: &Transcript, secrets: &[String]) {
+    let mut files = vec![ca.path("kxca.db")];
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let p = ca.path(&format!("kxca.db{suffix}"));
+        if p.exists() {
+            files.push(p);
+        }
+    }
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        for secret in secrets {
+            let plain: String = secret.chars().filter(|c| *c != '-').collect();
+            for needle in [secret.as_str(), plain.as_str()] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                    "a mailed secret is in {}",
+                    f.display()
+                );
+            }
+        }
+    }
+    for secret in secrets {
+        assert!(!t.0.contains(secret.as_str()), "a mailed secret is in kxca's output");
+    }
+}
+
+#[test]
+fn signup_to_approval_mails_reset_and_revocation() {
+    if !common::require_tool("openssl", &["version"]) {
+        return;
+    }
+    let Some(stack) = support_mailstack::private("prov-flow", 27410) else {
+        return;
+    };
+    let ca = ca_with_mail(&stack);
+    let mut t = Transcript::default();
+
+    // Row 2: メールアドレス2 given; row 3: none, so mail 2 goes to メールアドレス1.
+    let form = standard(&[
+        contact_row(1, "12345", "001", Some(OTHER)),
+        contact_row(2, "12346", "001", None),
+    ]);
+    stack.send(APPLICANT, SIGNUP, &signup("flow-1@office.test", &form));
+    stack.wait_for(SIGNUP, "INBOX", 1);
+    let fetch = t.json(ca.kxca(&["intake", "fetch", "--json"]), "intake fetch");
+    assert_eq!(fetch["fetch"]["applications"], 1, "{fetch}");
+    let apps = t.json(ca.kxca(&["applications", "list", "--json"]), "applications list");
+    let app_id = apps[0]["id"].as_i64().unwrap().to_string();
+    assert_eq!(apps[0]["rows_valid"], 2, "{apps}");
+
+    let approved = t.json(
+        ca.kxca(&["applications", "approve", &app_id, "--json"]),
+        "approve",
+    );
+    assert_eq!(approved["approved"].as_array().unwrap().len(), 2, "{approved}");
+    assert_eq!(approved["mails_queued"], 4);
+    let id1 = approved["approved"][0]["certificate_id"].as_str().unwrap().to_string();
+    let id2 = approved["approved"][1]["certificate_id"].as_str().unwrap().to_string();
+    assert_eq!(id1, "TI26276000000012345001");
+    // A second approval approves nothing twice.
+    let again = t.json(
+        ca.kxca(&["applications", "approve", &app_id, "--json"]),
+        "approve again",
+    );
+    assert_eq!(again["approved"].as_array().unwrap().len(), 0, "{again}");
+    assert_eq!(again["already_decided"].as_array().unwrap().len(), 2);
+
+    let sent = t.json(ca.kxca(&["outbox", "send", "--json"]), "outbox send");
+    assert_eq!(sent["sent"], 4, "{sent}");
+    // The applicant: the intake reply, mail 1 twice, row 3's mail 2.
+    assert_eq!(stack.wait_for(APPLICANT, "INBOX", 4), 4);
+    assert_eq!(stack.wait_for(OTHER, "INBOX", 1), 1);
+    let applicant = stack.read(APPLICANT, "INBOX");
+    let ready = with_subject(&applicant, "受け取り");
+    assert_eq!(ready.len(), 2, "{applicant:?}");
+    for (m, id) in ready.iter().zip([&id1, &id2]) {
+        let body = m["body"].as_str().unwrap();
+        assert!(body.contains(id.as_str()), "{body}");
+        assert!(body.contains("http://127.0.0.1:8080/pickup"), "{body}");
+        assert!(body.contains("Windows"), "{body}");
+        assert_eq!(m["auto_submitted"], "auto-generated");
+        // Mail 1 names the passwords but holds none.
+        assert!(labelled(body, PICKUP_LABEL).is_none(), "{body}");
+        assert!(labelled(body, KX_LABEL).is_none(), "{body}");
+    }
+    let other = stack.read(OTHER, "INBOX");
+    let (code1, kx1) = secrets_of(&other[0], &id1);
+    let second = with_subject(&applicant, "パスワード");
+    assert_eq!(second.len(), 1, "{applicant:?}");
+    let (code2, kx2) = secrets_of(&second[0], &id2);
+    assert!(kx_hash_verifies(&mut t, &ca, &id1, &kx1));
+    assert!(kx_hash_verifies(&mut t, &ca, &id2, &kx2));
+    assert!(code_verifies(&ca, &id1, &code1));
+    assert!(code_verifies(&ca, &id2, &code2));
+
+    // Listing and searching.
+    let found = t.json(
+        ca.kxca(&["accounts", "list", "12346", "--json"]),
+        "accounts list",
+    );
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found[0]["certificate_id"], id2.as_str());
+    let by_name = t.json(
+        ca.kxca(&["accounts", "list", "山田", "--json"]),
+        "accounts list by name",
+    );
+    assert_eq!(by_name.as_array().unwrap().len(), 2);
+
+    // A certificate under account 1's id, as the CA issues it.
+    let issued = common::Issued::from_output(&ca.kxca(&common::issue_args("12345", "001")));
+    assert_eq!(issued.certificate_id, id1);
+    let shown = t.json(ca.kxca(&["accounts", "show", &id1, "--json"]), "show");
+    assert_eq!(shown["current_serial"], issued.serial.as_str(), "{shown}");
+
+    // Reset: a new pickup superseding it, mail 1 and mail 2 again; the old
+    // code stops working.
+    let reset = t.json(ca.kxca(&["accounts", "reset", &id1, "--json"]), "reset");
+    assert_eq!(reset["serials"][0], issued.serial.as_str(), "{reset}");
+    let sent = t.json(ca.kxca(&["outbox", "send", "--json"]), "outbox send");
+    assert_eq!(sent["sent"], 2, "{sent}");
+    assert_eq!(stack.wait_for(OTHER, "INBOX", 2), 2);
+    let other = stack.read(OTHER, "INBOX");
+    let (code1b, kx1b) = secrets_of(&other[1], &id1);
+    assert_ne!(code1, code1b);
+    assert!(!code_verifies(&ca, &id1, &code1), "the old code still works");
+    assert!(code_verifies(&ca, &id1, &code1b));
+    assert!(kx_hash_verifies(&mut t, &ca, &id1, &kx1b));
+    assert!(!kx_hash_verifies(&mut t, &ca, &id1, &kx1));
+
+    // Revocation of the contact: through the CA, OCSP says revoked.
+    let revoked = t.json(
+        ca.kxca(&["accounts", "revoke", &id1, "--reason", "keyCompromise", "--json"]),
+        "revoke",
+    );
+    assert_eq!(revoked[0]["serials"][0], issued.serial.as_str(), "{revoked}");
+    let server = support_ocsp::Server::start(&ca);
+    let mut last = String::new();
+    let revoked_seen = (0..50).any(|_| {
+        let (_, out) = support_ocsp::openssl_ocsp(&ca, &server, &["-no_nonce", "-cert", common::p(&issued.cert)]);
+        last = out;
+        if last.contains(": revoked") {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        false
+    });
+    assert!(revoked_seen, "{last}");
+    assert!(last.contains("Key Compromise") || last.contains("keyCompromise"), "{last}");
+    // Revoked: no more reset, and the pickup is closed.
+    let out = ca.kxca(&["accounts", "reset", &id1]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("revoked"));
+    assert!(!code_verifies(&ca, &id1, &code1b), "a revoked account's code still works");
+
+    // The whole office of account 2 (never picked up): told by mail.
+    let office = t.json(
+        ca.kxca(&[
+            "accounts",
+            "revoke",
+            "--office",
+            "12346",
+            "--reason",
+            "cessationOfOperation",
+            "--json",
+        ]),
+        "revoke --office",
+    );
+    assert_eq!(office[0]["certificate_id"], id2.as_str(), "{office}");
+    let sent = t.json(ca.kxca(&["outbox", "send", "--json"]), "outbox send");
+    assert_eq!(sent["sent"], 2, "{sent}");
+    assert_eq!(stack.wait_for(APPLICANT, "INBOX", 7), 7);
+    let applicant = stack.read(APPLICANT, "INBOX");
+    let notices = with_subject(&applicant, "失効");
+    assert_eq!(notices.len(), 2, "{applicant:?}");
+    assert!(notices.iter().any(|m| m["body"].as_str().unwrap().contains(&id1)));
+    assert!(notices.iter().any(|m| m["body"].as_str().unwrap().contains("KX のご利用を終了")));
+
+    // The KX feed: both accounts, revoked, with hashes only.
+    let csv = t.ok(ca.kxca(&["accounts", "export", "--format", "kx"]), "export csv");
+    let csv = String::from_utf8(csv.stdout).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("certificate_id,centre,union_code"), "{csv}");
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(lines.iter().skip(1).all(|l| l.contains(",revoked,")), "{csv}");
+
+    // Approvals and revocations are in the audit trail, by the actor.
+    let audit = t.json(ca.kxca(&["audit", "--json", "--limit", "500"]), "audit");
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for a in ["account.approve", "account.reset", "account.revoke", "account.secrets_minted", "certificate.revoke"] {
+        assert!(actions.contains(&a), "{a} not audited: {actions:?}");
+    }
+
+    drop(server);
+    assert_nowhere(&ca, &t, &[code1, kx1, code2, kx2, code1b, kx1b]);
+}
+
+#[test]
+fn rows_for_offices_with_accounts_and_lone_sharoushi_rows_are_not_approved() {
+    let ca = TestCa::new();
+    let maildir = ca.dir.path().join("Maildir");
+    for d in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(maildir.join(d)).unwrap();
+    }
+    let config = ca.path("kxca.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("\n[mail]\nmaildir = {:?}\n", maildir));
+    std::fs::write(&config, text).unwrap();
+    let mut t = Transcript::default();
+    let deliver = |name: &str, form: &[u8]| {
+        std::fs::write(
+            maildir.join("new").join(name),
+            signup(&format!("{name}@office.test"), form),
+        )
+        .unwrap();
+    };
+
+    deliver("a1", &standard(&[contact_row(1, "20001", "001", None)]));
+    t.json(ca.kxca(&["intake", "fetch", "--json"]), "fetch 1");
+    let a = t.json(ca.kxca(&["applications", "approve", "1", "--json"]), "approve 1");
+    assert_eq!(a["approved"].as_array().unwrap().len(), 1, "{a}");
+
+    // A second form: the same contact again, another contact of the same
+    // office, a 社労士 (contact code 900) of an office with no account.
+    deliver(
+        "a2",
+        &standard(&[
+            contact_row(1, "20001", "001", None),
+            contact_row(2, "20001", "002", None),
+            contact_row(3, "20002", "900", None),
+        ]),
+    );
+    t.json(ca.kxca(&["intake", "fetch", "--json"]), "fetch 2");
+    let app = t.json(ca.kxca(&["applications", "show", "2", "--json"]), "show 2");
+    let codes: Vec<Vec<String>> = app["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["code"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .collect();
+    // The intake checked the rows against the register, and reported them.
+    assert!(codes[0].iter().any(|c| c == "duplicate_existing_account"), "{codes:?}");
+    assert!(codes[1].iter().any(|c| c == "multiple_accounts_per_office"), "{codes:?}");
+    assert!(codes[2].iter().any(|c| c == "sharoushi_without_office_contact"), "{codes:?}");
+
+    // Named, each is refused with a reason, and nothing is approved.
+    for r in ["2", "3", "4"] {
+        let out = ca.kxca(&["applications", "approve", "2", "--rows", r]);
+        assert!(!out.status.success(), "row {r} approved");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("row {r}")), "{err}");
+    }
+    let all = t.json(ca.kxca(&["applications", "approve", "2", "--json"]), "approve 2");
+    assert_eq!(all["approved"].as_array().unwrap().len(), 0, "{all}");
+    let list = t.json(ca.kxca(&["accounts", "list", "--json"]), "list");
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    // Rejection: the applicant is told, in Japanese, answering their mail.
+    let rejected = t.json(
+        ca.kxca(&[
+            "applications",
+            "reject",
+            "2",
+            "--rows",
+            "2,3,4",
+            "--reason",
+            "既に登録済みの事業所です",
+            "--json",
+        ]),
+        "reject",
+    );
+    assert_eq!(rejected["refused"].as_array().unwrap().len(), 3, "{rejected}");
+    assert_eq!(rejected["mails_queued"], 1);
+    let conn = rusqlite::Connection::open(ca.path("kxca.db")).unwrap();
+    let (subject, body, in_reply_to): (String, String, String) = conn
+        .query_row(
+            "SELECT subject, body, in_reply_to FROM outbox WHERE kind = 'application-rejected'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert!(subject.contains("お受けできませんでした"), "{subject}");
+    assert!(body.contains("既に登録済みの事業所です") && body.contains("2、3、4"), "{body}");
+    assert_eq!(in_reply_to, "a2@office.test");
+    // Decided rows stay decided.
+    let out = ca.kxca(&["applications", "approve", "2", "--rows", "3", "--json"]);
+    let again = t.json(out, "approve a rejected row");
+    assert_eq!(again["approved"].as_array().unwrap().len(), 0);
+    assert_eq!(again["already_decided"][0], 3);
+}
+
+/// Reminders through the library (the daemon's pass calls the same
+/// function): each threshold once, the nearest one only, and once when two
+/// stores race.
+#[test]
+fn expiry_reminders_are_queued_once_per_threshold() {
+    let ca = TestCa::new();
+    let maildir = ca.dir.path().join("Maildir");
+    for d in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(maildir.join(d)).unwrap();
+    }
+    let config = ca.path("kxca.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("\n[mail]\nmaildir = {:?}\n", maildir));
+    std::fs::write(&config, text).unwrap();
+    std::fs::write(
+        maildir.join("new").join("r1"),
+        signup("r1@office.test", &standard(&[contact_row(1, "12345", "001", None)])),
+    )
+    .unwrap();
+    common::assert_ok(&ca.kxca(&["intake", "fetch"]), "fetch");
+    common::assert_ok(&ca.kxca(&["applications", "approve", "1"]), "approve");
+    let issued = common::Issued::from_output(&ca.kxca(&common::issue_args("12345", "001")));
+    let shown: serde_json::Value = serde_json::from_slice(
+        &ca.kxca(&["show", &issued.serial, "--json"]).stdout,
+    )
+    .unwrap();
+    let not_after = shown["not_after"].as_i64().unwrap();
+
+    let home = kxca_ca::Home::new(&ca.home);
+    let ca_handle = kxca_ca::Ca::open(home.clone(), kxca_ca::Clock::system()).unwrap();
+    let setup = kxca_provisioner::accounts::Setup::load(&ca_handle).unwrap();
+    drop(ca_handle);
+    let run = |days_left: f64| {
+        let mut store = kxca_ca::Store::open(&home.database(), false).unwrap();
+        kxca_provisioner::accounts::reminders::queue_due(
+            &mut store,
+            &setup.policy,
+            &setup.templates,
+            &setup.union_name,
+            "kx.test",
+            "test",
+            not_after - (days_left * 86400.0) as i64,
+        )
+        .unwrap()
+    };
+    assert_eq!(run(40.0).queued, 0);
+    assert_eq!(run(29.5).queued, 1);
+    assert_eq!(run(29.0).queued, 0);
+    assert_eq!(run(20.0).already_queued, 1);
+    // First seen at 3 days: only the 5-day reminder, not 30 and 15 too.
+    assert_eq!(run(3.0).queued, 1);
+    // Two daemons at the 1-day mark: one reminder.
+    let queued: usize = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| scope.spawn(|| run(0.5).queued))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(queued, 1);
+    let conn = rusqlite::Connection::open(ca.path("kxca.db")).unwrap();
+    let keys: Vec<String> = conn
+        .prepare("SELECT idempotency_key FROM outbox WHERE kind = 'expiry-reminder' ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let serial = issued.serial.to_lowercase();
+    assert_eq!(
+        keys.iter().map(|k| k.to_lowercase()).collect::<Vec<_>>(),
+        [30, 5, 1]
+            .iter()
+            .map(|d| format!("expiry-reminder:{serial}:{d}"))
+            .collect::<Vec<_>>()
+    );
+    let body: String = conn
+        .query_row(
+            "SELECT body FROM outbox WHERE kind = 'expiry-reminder' ORDER BY id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(body.contains("有効期限") && body.contains(&issued.certificate_id), "{body}");
+}
