@@ -109,7 +109,7 @@ fn smtp_stopped_while_a_batch_is_sent_loses_and_repeats_nothing() {
     assert_eq!(approved["approved"].as_array().unwrap().len(), N as usize);
 
     // Send in the background and stop SMTP once a few mails are through.
-    let mut send = ca
+    let send = ca
         .cmd()
         .args(["outbox", "send", "--json"])
         .stdout(Stdio::piped())
