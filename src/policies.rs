@@ -9,6 +9,7 @@ const SHIPPED: &[(&str, &str)] = &[
         include_str!("../policies/profiles/office-client.toml"),
     ),
     ("intake.toml", include_str!("../policies/intake.toml")),
+    ("pickup.toml", include_str!("../policies/pickup.toml")),
 ];
 
 pub fn shipped() -> Vec<(PathBuf, String)> {

@@ -40,6 +40,16 @@ pub enum AuditAction {
     AccountRenewPickup,
     AccountExpiryReminder,
     AccountExport,
+    EnrolmentOpen,
+    EnrolmentCancel,
+    EnrolmentCode,
+    EnrolmentRenew,
+    PickupWrongCode,
+    PickupLocked,
+    PickupRequest,
+    PickupAbandoned,
+    PickupFailed,
+    PickupIssued,
 }
 
 impl AuditAction {
@@ -77,6 +87,16 @@ impl AuditAction {
         AuditAction::AccountRenewPickup,
         AuditAction::AccountExpiryReminder,
         AuditAction::AccountExport,
+        AuditAction::EnrolmentOpen,
+        AuditAction::EnrolmentCancel,
+        AuditAction::EnrolmentCode,
+        AuditAction::EnrolmentRenew,
+        AuditAction::PickupWrongCode,
+        AuditAction::PickupLocked,
+        AuditAction::PickupRequest,
+        AuditAction::PickupAbandoned,
+        AuditAction::PickupFailed,
+        AuditAction::PickupIssued,
     ];
 
     /// The stored name (hashed into the leaf: never change an existing one).
@@ -115,6 +135,16 @@ impl AuditAction {
             AuditAction::AccountRenewPickup => "account.renew_pickup",
             AuditAction::AccountExpiryReminder => "account.expiry_reminder",
             AuditAction::AccountExport => "account.export",
+            AuditAction::EnrolmentOpen => "enrolment.open",
+            AuditAction::EnrolmentCancel => "enrolment.cancel",
+            AuditAction::EnrolmentCode => "enrolment.code",
+            AuditAction::EnrolmentRenew => "enrolment.renew",
+            AuditAction::PickupWrongCode => "pickup.wrong_code",
+            AuditAction::PickupLocked => "pickup.locked",
+            AuditAction::PickupRequest => "pickup.request",
+            AuditAction::PickupAbandoned => "pickup.abandoned",
+            AuditAction::PickupFailed => "pickup.failed",
+            AuditAction::PickupIssued => "pickup.issued",
         }
     }
 
@@ -175,6 +205,16 @@ mod tests {
                 "account.renew_pickup",
                 "account.expiry_reminder",
                 "account.export",
+                "enrolment.open",
+                "enrolment.cancel",
+                "enrolment.code",
+                "enrolment.renew",
+                "pickup.wrong_code",
+                "pickup.locked",
+                "pickup.request",
+                "pickup.abandoned",
+                "pickup.failed",
+                "pickup.issued",
             ]
         );
         for a in AuditAction::ALL {

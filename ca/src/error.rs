@@ -66,6 +66,8 @@ pub enum Error {
     Random { what: String, message: String },
     #[error("no active {role} CA in the store")]
     NoAuthority { role: String },
+    #[error("enrolment {id}: {message}")]
+    Enrolment { id: i64, message: String },
 }
 
 // `store::sql` errors get their path from the store; one that escaped

@@ -11,7 +11,9 @@
 
 pub mod http;
 pub mod ocsp;
+pub mod pickup;
 
 pub use http::{serve, ServeConfig};
 pub use kxca_ca::Error;
 pub use ocsp::{Engine, Publisher};
+pub use pickup::Pickup;
