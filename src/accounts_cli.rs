@@ -192,7 +192,9 @@ fn parse_time(text: &str) -> Result<i64> {
         return Ok(n);
     }
     let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .with_context(|| format!("--since {text:?}: not RFC 3339 (2026-12-01T00:00:00Z) or Unix seconds"))?;
+        .with_context(|| {
+            format!("--since {text:?}: not RFC 3339 (2026-12-01T00:00:00Z) or Unix seconds")
+        })?;
     Ok(t.unix_timestamp())
 }
 
@@ -229,7 +231,15 @@ pub fn run(command: AccountsCommand, home: Home, actor: &str) -> Result<()> {
             print!(
                 "{}",
                 table(
-                    &["CERTIFICATE ID", "OFFICE", "OFFICE NAME", "CONTACT", "E-MAIL", "STATE", "SERIAL"],
+                    &[
+                        "CERTIFICATE ID",
+                        "OFFICE",
+                        "OFFICE NAME",
+                        "CONTACT",
+                        "E-MAIL",
+                        "STATE",
+                        "SERIAL"
+                    ],
                     &rows
                 )
             );
@@ -242,7 +252,9 @@ pub fn run(command: AccountsCommand, home: Home, actor: &str) -> Result<()> {
                 .store()
                 .read(|c| register::by_certificate_id(c, &certificate_id))?
             else {
-                bail!("no account with certificate id {certificate_id:?} (see `kxca accounts list`)");
+                bail!(
+                    "no account with certificate id {certificate_id:?} (see `kxca accounts list`)"
+                );
             };
             if json {
                 return print_json(&a);
@@ -251,7 +263,12 @@ pub fn run(command: AccountsCommand, home: Home, actor: &str) -> Result<()> {
             println!("state:          {}", a.state.as_str());
             println!(
                 "office:         {}-{}-{} {} (contract unit {}, centre {})",
-                a.union_code, a.branch_code, a.office_code, a.office_name, a.contract_unit, a.centre
+                a.union_code,
+                a.branch_code,
+                a.office_code,
+                a.office_name,
+                a.contract_unit,
+                a.centre
             );
             println!(
                 "contact:        {} {}{}",
@@ -260,7 +277,10 @@ pub fn run(command: AccountsCommand, home: Home, actor: &str) -> Result<()> {
                 if a.sharoushi { " (社労士)" } else { "" }
             );
             println!("e-mail 1:       {}", a.email1);
-            println!("e-mail 2:       {}", if a.email2.is_empty() { "-" } else { &a.email2 });
+            println!(
+                "e-mail 2:       {}",
+                if a.email2.is_empty() { "-" } else { &a.email2 }
+            );
             println!(
                 "KX password:    {}",
                 match a.kx_password_at {
@@ -268,11 +288,19 @@ pub fn run(command: AccountsCommand, home: Home, actor: &str) -> Result<()> {
                     None => "not yet sent".to_string(),
                 }
             );
-            println!("approved:       {} (application #{} row {})", rfc3339(a.created_at), a.application_id, a.application_row);
+            println!(
+                "approved:       {} (application #{} row {})",
+                rfc3339(a.created_at),
+                a.application_id,
+                a.application_row
+            );
             if let (Some(at), Some(r)) = (a.revoked_at, &a.revoke_reason) {
                 println!("revoked:        {} ({r})", rfc3339(at));
             }
-            println!("current serial: {}", a.current_serial.as_deref().unwrap_or("-"));
+            println!(
+                "current serial: {}",
+                a.current_serial.as_deref().unwrap_or("-")
+            );
             for c in &a.certificates {
                 println!(
                     "  {} {} until {}{}",
@@ -291,7 +319,13 @@ pub fn run(command: AccountsCommand, home: Home, actor: &str) -> Result<()> {
             json,
         } => {
             let setup = Setup::load(&ca)?;
-            let out = lifecycle::reset(ca.store_mut(), &certificate_id, &setup.delivery(), actor, now)?;
+            let out = lifecycle::reset(
+                ca.store_mut(),
+                &certificate_id,
+                &setup.delivery(),
+                actor,
+                now,
+            )?;
             if json {
                 return print_json(&out);
             }
@@ -336,19 +370,30 @@ pub fn run(command: AccountsCommand, home: Home, actor: &str) -> Result<()> {
                     "{}: revoked ({}), serials {}, {} mail(s) queued",
                     o.certificate_id,
                     reason.name(),
-                    if o.serials.is_empty() { "none".to_string() } else { o.serials.join(",") },
+                    if o.serials.is_empty() {
+                        "none".to_string()
+                    } else {
+                        o.serials.join(",")
+                    },
                     o.mails_queued
                 );
             }
-            println!("publish: the daemon signs the next CRL and OCSP answers; `kxca crl` now if needed");
+            println!(
+                "publish: the daemon signs the next CRL and OCSP answers; `kxca crl` now if needed"
+            );
         }
         AccountsCommand::RenewPickup {
             certificate_id,
             json,
         } => {
             let setup = Setup::load(&ca)?;
-            let out =
-                lifecycle::renew_pickup(ca.store_mut(), &certificate_id, &setup.delivery(), actor, now)?;
+            let out = lifecycle::renew_pickup(
+                ca.store_mut(),
+                &certificate_id,
+                &setup.delivery(),
+                actor,
+                now,
+            )?;
             if json {
                 return print_json(&out);
             }

@@ -127,7 +127,10 @@ pub fn run_intake(cmd: IntakeCommand, home: &Option<PathBuf>, actor: &str) -> Re
                 let offices = OfficeRegister::load(&mut store)?;
                 register = AccountRegister::load(&mut store, Some(offices))?;
                 &register
-            } else if home.as_ref().is_some_and(|h| Home::new(h).database().exists()) {
+            } else if home
+                .as_ref()
+                .is_some_and(|h| Home::new(h).database().exists())
+            {
                 // In a home, rows are checked against its accounts as the
                 // mail pass checks them.
                 let mut store = open_store(home)?;

@@ -42,11 +42,7 @@ Content-Disposition: attachment; filename=\"form.xlsx\"\r\nContent-Transfer-Enco
 fn contact_row(no: u32, office: &str, contact: &str, email2: Option<&str>) -> Vec<V> {
     let mut r = row(no, office, contact);
     set(&mut r, "メールアドレス1", s(APPLICANT));
-    set(
-        &mut r,
-        "メールアドレス2",
-        email2.map(s).unwrap_or(V::Blank),
-    );
+    set(&mut r, "メールアドレス2", email2.map(s).unwrap_or(V::Blank));
     r
 }
 
@@ -113,8 +109,14 @@ fn secrets_of(mail: &serde_json::Value, certificate_id: &str) -> (String, String
     let kx = labelled(body, KX_LABEL).unwrap_or_else(|| panic!("no KX password: {body}"));
     // 20 characters of an unambiguous alphabet in groups: at least 80 bits.
     let raw: String = code.chars().filter(|c| *c != '-').collect();
-    assert!(raw.len() >= 17 && raw.chars().all(|c| c.is_ascii_alphanumeric()), "{code}");
-    assert!((8..=16).contains(&kx.len()) && kx.chars().all(|c| c.is_ascii_alphanumeric()), "{kx}");
+    assert!(
+        raw.len() >= 17 && raw.chars().all(|c| c.is_ascii_alphanumeric()),
+        "{code}"
+    );
+    assert!(
+        (8..=16).contains(&kx.len()) && kx.chars().all(|c| c.is_ascii_alphanumeric()),
+        "{kx}"
+    );
     (code, kx)
 }
 
@@ -178,13 +180,153 @@ fn assert_nowhere(ca: &TestCa, t: &Transcript, secrets: &[String]) {
         }
     }
     for secret in secrets {
-        assert!(!t.0.contains(secret.as_str()), "a mailed secret is in kxca's output");
+        assert!(
+            !t.0.contains(secret.as_str()),
+            "a mailed secret is in kxca's output"
+        );
     }
+}
+
+/// POSTs the pickup form with curl (the body from a file, so no secret is on
+/// a command line); returns (HTTP status, headers, body).
+fn pickup_answer(
+    ca: &TestCa,
+    server: &support_ocsp::Server,
+    id: &str,
+    code: &str,
+    password: &str,
+    format: &str,
+) -> (u16, String, Vec<u8>) {
+    let dir = ca.dir.path();
+    let req = dir.join("pickup-form");
+    let out = dir.join("pickup-answer");
+    let hdr = dir.join("pickup-headers");
+    std::fs::write(
+        &req,
+        format!("certificate_id={id}&code={code}&password={password}&password_confirm={password}&format={format}"),
+    )
+    .unwrap();
+    let o = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            common::p(&out),
+            "-D",
+            common::p(&hdr),
+            "-w",
+            "%{http_code}",
+            "-H",
+            "Content-Type: application/x-www-form-urlencoded",
+            "--data-binary",
+            &format!("@{}", common::p(&req)),
+            &server.url("/pickup"),
+        ])
+        .output()
+        .unwrap();
+    std::fs::remove_file(&req).unwrap();
+    (
+        String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0),
+        std::fs::read_to_string(&hdr)
+            .unwrap_or_default()
+            .to_lowercase(),
+        std::fs::read(&out).unwrap_or_default(),
+    )
+}
+
+/// Picks up a PKCS#12, opens it with openssl with the chosen password and
+/// verifies its certificate against the chain for client authentication;
+/// returns the certificate's PEM file.
+fn pickup_p12(
+    ca: &TestCa,
+    server: &support_ocsp::Server,
+    id: &str,
+    code: &str,
+    password: &str,
+    format: &str,
+) -> std::path::PathBuf {
+    let (status, headers, body) = pickup_answer(ca, server, id, code, password, format);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        headers.contains("content-type: application/x-pkcs12"),
+        "{headers}"
+    );
+    let p12 = ca.dir.path().join(format!("{id}-{format}.p12"));
+    std::fs::write(&p12, &body).unwrap();
+    let cert = ca.dir.path().join(format!("{id}-{format}.pem"));
+    let passin = format!("pass:{password}");
+    let mut args = vec![
+        "pkcs12",
+        "-in",
+        common::p(&p12),
+        "-passin",
+        &passin,
+        "-clcerts",
+        "-nokeys",
+        "-out",
+        common::p(&cert),
+    ];
+    if format == "legacy" {
+        args.push("-legacy");
+    }
+    let (ok, text) = common::run("openssl", &args);
+    assert!(ok, "openssl pkcs12: {text}");
+    let (ok, text) = common::run(
+        "openssl",
+        &["x509", "-in", common::p(&cert), "-out", common::p(&cert)],
+    );
+    assert!(ok, "{text}");
+    let (ok, text) = common::run(
+        "openssl",
+        &[
+            "verify",
+            "-purpose",
+            "sslclient",
+            "-CAfile",
+            common::p(&ca.path("ca/root.pem")),
+            "-untrusted",
+            common::p(&ca.path("ca/issuing-1.pem")),
+            common::p(&cert),
+        ],
+    );
+    assert!(ok && text.contains(": OK"), "{text}");
+    cert
+}
+
+fn serial_of(cert: &std::path::Path) -> String {
+    let (ok, t) = common::run(
+        "openssl",
+        &["x509", "-in", common::p(cert), "-noout", "-serial"],
+    );
+    assert!(ok, "{t}");
+    t.trim().trim_start_matches("serial=").to_lowercase()
+}
+
+/// `openssl ocsp` says `expect` about `cert` within about ten seconds.
+fn ocsp_eventually(
+    ca: &TestCa,
+    server: &support_ocsp::Server,
+    cert: &std::path::Path,
+    expect: &str,
+) -> bool {
+    for _ in 0..50 {
+        let (ok, out) =
+            support_ocsp::openssl_ocsp(ca, server, &["-no_nonce", "-cert", common::p(cert)]);
+        if ok && out.contains("Response verify OK") && out.contains(expect) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    false
 }
 
 #[test]
 fn signup_to_approval_mails_reset_and_revocation() {
-    if !common::require_tool("openssl", &["version"]) {
+    if !common::require_tool("openssl", &["version"])
+        || !common::require_tool("curl", &["--version"])
+    {
         return;
     }
     let Some(stack) = support_mailstack::private("prov-flow", 27410) else {
@@ -202,7 +344,10 @@ fn signup_to_approval_mails_reset_and_revocation() {
     stack.wait_for(SIGNUP, "INBOX", 1);
     let fetch = t.json(ca.kxca(&["intake", "fetch", "--json"]), "intake fetch");
     assert_eq!(fetch["fetch"]["applications"], 1, "{fetch}");
-    let apps = t.json(ca.kxca(&["applications", "list", "--json"]), "applications list");
+    let apps = t.json(
+        ca.kxca(&["applications", "list", "--json"]),
+        "applications list",
+    );
     let app_id = apps[0]["id"].as_i64().unwrap().to_string();
     assert_eq!(apps[0]["rows_valid"], 2, "{apps}");
 
@@ -210,10 +355,20 @@ fn signup_to_approval_mails_reset_and_revocation() {
         ca.kxca(&["applications", "approve", &app_id, "--json"]),
         "approve",
     );
-    assert_eq!(approved["approved"].as_array().unwrap().len(), 2, "{approved}");
+    assert_eq!(
+        approved["approved"].as_array().unwrap().len(),
+        2,
+        "{approved}"
+    );
     assert_eq!(approved["mails_queued"], 4);
-    let id1 = approved["approved"][0]["certificate_id"].as_str().unwrap().to_string();
-    let id2 = approved["approved"][1]["certificate_id"].as_str().unwrap().to_string();
+    let id1 = approved["approved"][0]["certificate_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let id2 = approved["approved"][1]["certificate_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(id1, "TI26276000000012345001");
     // A second approval approves nothing twice.
     let again = t.json(
@@ -264,51 +419,71 @@ fn signup_to_approval_mails_reset_and_revocation() {
     );
     assert_eq!(by_name.as_array().unwrap().len(), 2);
 
-    // A certificate under account 1's id, as the CA issues it.
-    let issued = common::Issued::from_output(&ca.kxca(&common::issue_args("12345", "001")));
-    assert_eq!(issued.certificate_id, id1);
+    // The contact picks up over HTTP from the public role with the mailed
+    // code (modern PKCS#12), and the certificate works.
+    let server = support_ocsp::Server::start(&ca);
+    let cert1 = pickup_p12(&ca, &server, &id1, &code1, "Pickup1234", "modern");
+    let serial1 = serial_of(&cert1);
+    assert!(ocsp_eventually(&ca, &server, &cert1, ": good"));
     let shown = t.json(ca.kxca(&["accounts", "show", &id1, "--json"]), "show");
-    assert_eq!(shown["current_serial"], issued.serial.as_str(), "{shown}");
+    assert_eq!(
+        shown["current_serial"].as_str().unwrap().to_lowercase(),
+        serial1,
+        "{shown}"
+    );
 
     // Reset: a new pickup superseding it, mail 1 and mail 2 again; the old
     // code stops working.
     let reset = t.json(ca.kxca(&["accounts", "reset", &id1, "--json"]), "reset");
-    assert_eq!(reset["serials"][0], issued.serial.as_str(), "{reset}");
-    let sent = t.json(ca.kxca(&["outbox", "send", "--json"]), "outbox send");
-    assert_eq!(sent["sent"], 2, "{sent}");
+    assert_eq!(
+        reset["serials"][0].as_str().unwrap().to_lowercase(),
+        serial1,
+        "{reset}"
+    );
+    // The daemon beside `kxca serve` runs the mail pass too: which of the
+    // two sends a mail does not matter, the mailbox counts.
+    t.ok(ca.kxca(&["outbox", "send"]), "outbox send");
     assert_eq!(stack.wait_for(OTHER, "INBOX", 2), 2);
     let other = stack.read(OTHER, "INBOX");
     let (code1b, kx1b) = secrets_of(&other[1], &id1);
     assert_ne!(code1, code1b);
-    assert!(!code_verifies(&ca, &id1, &code1), "the old code still works");
     assert!(code_verifies(&ca, &id1, &code1b));
     assert!(kx_hash_verifies(&mut t, &ca, &id1, &kx1b));
     assert!(!kx_hash_verifies(&mut t, &ca, &id1, &kx1));
+    // At pickup (legacy PKCS#12 this time) the old one is revoked, superseded.
+    let cert1b = pickup_p12(&ca, &server, &id1, &code1b, "Legacy5678", "legacy");
+    let serial1b = serial_of(&cert1b);
+    assert_ne!(serial1, serial1b);
+    assert!(ocsp_eventually(&ca, &server, &cert1, "Reason: superseded"));
+    assert!(ocsp_eventually(&ca, &server, &cert1b, ": good"));
 
     // Revocation of the contact: through the CA, OCSP says revoked.
     let revoked = t.json(
-        ca.kxca(&["accounts", "revoke", &id1, "--reason", "keyCompromise", "--json"]),
+        ca.kxca(&[
+            "accounts",
+            "revoke",
+            &id1,
+            "--reason",
+            "keyCompromise",
+            "--json",
+        ]),
         "revoke",
     );
-    assert_eq!(revoked[0]["serials"][0], issued.serial.as_str(), "{revoked}");
-    let server = support_ocsp::Server::start(&ca);
-    let mut last = String::new();
-    let revoked_seen = (0..50).any(|_| {
-        let (_, out) = support_ocsp::openssl_ocsp(&ca, &server, &["-no_nonce", "-cert", common::p(&issued.cert)]);
-        last = out;
-        if last.contains(": revoked") {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        false
-    });
-    assert!(revoked_seen, "{last}");
-    assert!(last.contains("Key Compromise") || last.contains("keyCompromise"), "{last}");
-    // Revoked: no more reset, and the pickup is closed.
+    assert_eq!(
+        revoked[0]["serials"][0].as_str().unwrap().to_lowercase(),
+        serial1b,
+        "{revoked}"
+    );
+    assert!(ocsp_eventually(
+        &ca,
+        &server,
+        &cert1b,
+        "Reason: keyCompromise"
+    ));
+    // Revoked: no more reset.
     let out = ca.kxca(&["accounts", "reset", &id1]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("revoked"));
-    assert!(!code_verifies(&ca, &id1, &code1b), "a revoked account's code still works");
 
     // The whole office of account 2 (never picked up): told by mail.
     let office = t.json(
@@ -324,23 +499,41 @@ fn signup_to_approval_mails_reset_and_revocation() {
         "revoke --office",
     );
     assert_eq!(office[0]["certificate_id"], id2.as_str(), "{office}");
-    // The daemon beside `kxca serve` runs the mail pass too: which of the
-    // two sends a notice does not matter, the mailbox counts.
+    // Its code, never used, no longer picks anything up.
+    let refused = pickup_answer(&ca, &server, &id2, &code2, "Pickup1234", "modern");
+    assert!((400..500).contains(&refused.0), "{}", refused.0);
+    assert!(
+        !code_verifies(&ca, &id2, &code2),
+        "a revoked account's code still works"
+    );
     t.ok(ca.kxca(&["outbox", "send"]), "outbox send");
     assert_eq!(stack.wait_for(APPLICANT, "INBOX", 7), 7);
     let applicant = stack.read(APPLICANT, "INBOX");
     let notices = with_subject(&applicant, "失効");
     assert_eq!(notices.len(), 2, "{applicant:?}");
-    assert!(notices.iter().any(|m| m["body"].as_str().unwrap().contains(&id1)));
-    assert!(notices.iter().any(|m| m["body"].as_str().unwrap().contains("KX のご利用を終了")));
+    assert!(notices
+        .iter()
+        .any(|m| m["body"].as_str().unwrap().contains(&id1)));
+    assert!(notices
+        .iter()
+        .any(|m| m["body"].as_str().unwrap().contains("KX のご利用を終了")));
 
     // The KX feed: both accounts, revoked, with hashes only.
-    let csv = t.ok(ca.kxca(&["accounts", "export", "--format", "kx"]), "export csv");
+    let csv = t.ok(
+        ca.kxca(&["accounts", "export", "--format", "kx"]),
+        "export csv",
+    );
     let csv = String::from_utf8(csv.stdout).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert!(lines[0].starts_with("certificate_id,centre,union_code"), "{csv}");
+    assert!(
+        lines[0].starts_with("certificate_id,centre,union_code"),
+        "{csv}"
+    );
     assert_eq!(lines.len(), 3, "{csv}");
-    assert!(lines.iter().skip(1).all(|l| l.contains(",revoked,")), "{csv}");
+    assert!(
+        lines.iter().skip(1).all(|l| l.contains(",revoked,")),
+        "{csv}"
+    );
 
     // Approvals and revocations are in the audit trail, by the actor.
     let audit = t.json(ca.kxca(&["audit", "--json", "--limit", "500"]), "audit");
@@ -350,10 +543,23 @@ fn signup_to_approval_mails_reset_and_revocation() {
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
-    for a in ["account.approve", "account.reset", "account.revoke", "account.secrets_minted", "certificate.revoke"] {
+    for a in [
+        "account.approve",
+        "account.reset",
+        "account.revoke",
+        "account.secrets_minted",
+        "certificate.revoke",
+    ] {
         assert!(actions.contains(&a), "{a} not audited: {actions:?}");
     }
 
+    let logs = server.log_text()
+        + &server
+            .daemon
+            .as_ref()
+            .map(|d| d.log_text())
+            .unwrap_or_default();
+    t.0.push_str(&logs);
     drop(server);
     assert_nowhere(&ca, &t, &[code1, kx1, code2, kx2, code1b, kx1b]);
 }
@@ -380,7 +586,10 @@ fn rows_for_offices_with_accounts_and_lone_sharoushi_rows_are_not_approved() {
 
     deliver("a1", &standard(&[contact_row(1, "20001", "001", None)]));
     t.json(ca.kxca(&["intake", "fetch", "--json"]), "fetch 1");
-    let a = t.json(ca.kxca(&["applications", "approve", "1", "--json"]), "approve 1");
+    let a = t.json(
+        ca.kxca(&["applications", "approve", "1", "--json"]),
+        "approve 1",
+    );
     assert_eq!(a["approved"].as_array().unwrap().len(), 1, "{a}");
 
     // A second form: the same contact again, another contact of the same
@@ -409,9 +618,20 @@ fn rows_for_offices_with_accounts_and_lone_sharoushi_rows_are_not_approved() {
         })
         .collect();
     // The intake checked the rows against the register, and reported them.
-    assert!(codes[0].iter().any(|c| c == "duplicate_existing_account"), "{codes:?}");
-    assert!(codes[1].iter().any(|c| c == "multiple_accounts_per_office"), "{codes:?}");
-    assert!(codes[2].iter().any(|c| c == "sharoushi_without_office_contact"), "{codes:?}");
+    assert!(
+        codes[0].iter().any(|c| c == "duplicate_existing_account"),
+        "{codes:?}"
+    );
+    assert!(
+        codes[1].iter().any(|c| c == "multiple_accounts_per_office"),
+        "{codes:?}"
+    );
+    assert!(
+        codes[2]
+            .iter()
+            .any(|c| c == "sharoushi_without_office_contact"),
+        "{codes:?}"
+    );
 
     // Named, each is refused with a reason, and nothing is approved.
     let rows: Vec<String> = app["rows"]
@@ -426,7 +646,10 @@ fn rows_for_offices_with_accounts_and_lone_sharoushi_rows_are_not_approved() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(&format!("row {r}")), "{err}");
     }
-    let all = t.json(ca.kxca(&["applications", "approve", "2", "--json"]), "approve 2");
+    let all = t.json(
+        ca.kxca(&["applications", "approve", "2", "--json"]),
+        "approve 2",
+    );
     assert_eq!(all["approved"].as_array().unwrap().len(), 0, "{all}");
     let list = t.json(ca.kxca(&["accounts", "list", "--json"]), "list");
     assert_eq!(list.as_array().unwrap().len(), 1);
@@ -445,7 +668,11 @@ fn rows_for_offices_with_accounts_and_lone_sharoushi_rows_are_not_approved() {
         ]),
         "reject",
     );
-    assert_eq!(rejected["refused"].as_array().unwrap().len(), 3, "{rejected}");
+    assert_eq!(
+        rejected["refused"].as_array().unwrap().len(),
+        3,
+        "{rejected}"
+    );
     assert_eq!(rejected["mails_queued"], 1);
     let conn = rusqlite::Connection::open(ca.path("kxca.db")).unwrap();
     let (subject, body, in_reply_to): (String, String, String) = conn
@@ -456,11 +683,17 @@ fn rows_for_offices_with_accounts_and_lone_sharoushi_rows_are_not_approved() {
         )
         .unwrap();
     assert!(subject.contains("お受けできませんでした"), "{subject}");
-    assert!(body.contains("既に登録済みの事業所です") && body.contains(&rows.join("、")), "{body}");
+    assert!(
+        body.contains("既に登録済みの事業所です") && body.contains(&rows.join("、")),
+        "{body}"
+    );
     assert_eq!(in_reply_to, "a2@office.test");
     // Decided rows stay decided.
     let out = ca.kxca(&["applications", "approve", "2", "--rows", &rows[0], "--json"]);
-    assert!(!out.status.success(), "a rejected row with errors was approved");
+    assert!(
+        !out.status.success(),
+        "a rejected row with errors was approved"
+    );
 }
 
 /// Reminders through the library (the daemon's pass calls the same
@@ -479,16 +712,17 @@ fn expiry_reminders_are_queued_once_per_threshold() {
     std::fs::write(&config, text).unwrap();
     std::fs::write(
         maildir.join("new").join("r1"),
-        signup("r1@office.test", &standard(&[contact_row(1, "12345", "001", None)])),
+        signup(
+            "r1@office.test",
+            &standard(&[contact_row(1, "12345", "001", None)]),
+        ),
     )
     .unwrap();
     common::assert_ok(&ca.kxca(&["intake", "fetch"]), "fetch");
     common::assert_ok(&ca.kxca(&["applications", "approve", "1"]), "approve");
     let issued = common::Issued::from_output(&ca.kxca(&common::issue_args("12345", "001")));
-    let shown: serde_json::Value = serde_json::from_slice(
-        &ca.kxca(&["show", &issued.serial, "--json"]).stdout,
-    )
-    .unwrap();
+    let shown: serde_json::Value =
+        serde_json::from_slice(&ca.kxca(&["show", &issued.serial, "--json"]).stdout).unwrap();
     let not_after = shown["not_after"].as_i64().unwrap();
 
     let home = kxca_ca::Home::new(&ca.home);
@@ -516,9 +750,7 @@ fn expiry_reminders_are_queued_once_per_threshold() {
     assert_eq!(run(3.0).queued, 1);
     // Two daemons at the 1-day mark: one reminder.
     let queued: usize = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..2)
-            .map(|_| scope.spawn(|| run(0.5).queued))
-            .collect();
+        let handles: Vec<_> = (0..2).map(|_| scope.spawn(|| run(0.5).queued)).collect();
         handles.into_iter().map(|h| h.join().unwrap()).sum()
     });
     assert_eq!(queued, 1);
@@ -545,5 +777,8 @@ fn expiry_reminders_are_queued_once_per_threshold() {
             |r| r.get(0),
         )
         .unwrap();
-    assert!(body.contains("有効期限") && body.contains(&issued.certificate_id), "{body}");
+    assert!(
+        body.contains("有効期限") && body.contains(&issued.certificate_id),
+        "{body}"
+    );
 }

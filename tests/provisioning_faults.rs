@@ -78,8 +78,14 @@ fn once_each(stack: &MailStack, user: &str, subject: &str) -> Vec<String> {
     let mails = stack.read(user, "INBOX");
     let mut ids = BTreeSet::new();
     let mut certs = Vec::new();
-    for m in mails.iter().filter(|m| m["subject"].as_str().unwrap().contains(subject)) {
-        assert!(ids.insert(m["message_id"].as_str().unwrap().to_string()), "a mail came twice");
+    for m in mails
+        .iter()
+        .filter(|m| m["subject"].as_str().unwrap().contains(subject))
+    {
+        assert!(
+            ids.insert(m["message_id"].as_str().unwrap().to_string()),
+            "a mail came twice"
+        );
         let body = m["body"].as_str().unwrap();
         let cert = body
             .split(|c: char| !c.is_ascii_alphanumeric())
@@ -105,7 +111,10 @@ fn smtp_stopped_while_a_batch_is_sent_loses_and_repeats_nothing() {
     let ca = ca_with(&stack);
     const N: u32 = 12;
     let app = intake(&ca, &stack, N);
-    let approved = json(ca.kxca(&["applications", "approve", &app, "--json"]), "approve");
+    let approved = json(
+        ca.kxca(&["applications", "approve", &app, "--json"]),
+        "approve",
+    );
     assert_eq!(approved["approved"].as_array().unwrap().len(), N as usize);
 
     // Send in the background and stop SMTP once a few mails are through.
@@ -122,7 +131,11 @@ fn smtp_stopped_while_a_batch_is_sent_loses_and_repeats_nothing() {
     }
     stack.script("stop-smtp");
     let out = send.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let first: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(
         first["sent"].as_u64().unwrap() < 2 * N as u64 + 1,
@@ -144,7 +157,10 @@ fn smtp_stopped_while_a_batch_is_sent_loses_and_repeats_nothing() {
         0
     );
     // The applicant: the intake reply and N mail 1; other: N mail 2.
-    assert_eq!(stack.wait_for(APPLICANT, "INBOX", N as usize + 1), N as usize + 1);
+    assert_eq!(
+        stack.wait_for(APPLICANT, "INBOX", N as usize + 1),
+        N as usize + 1
+    );
     assert_eq!(stack.wait_for(OTHER, "INBOX", N as usize), N as usize);
     std::thread::sleep(Duration::from_secs(1));
     let ready = once_each(&stack, APPLICANT, "受け取り");
@@ -176,23 +192,41 @@ fn kill_9_while_approving_100_rows_then_again_approves_each_once() {
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         let accounts = table_count(&ca, "SELECT COUNT(*) FROM accounts");
-        assert!(accounts == 0 || accounts == N as i64, "{accounts} accounts after kill -9");
+        assert!(
+            accounts == 0 || accounts == N as i64,
+            "{accounts} accounts after kill -9"
+        );
     }
-    let again = json(ca.kxca(&["applications", "approve", &app, "--json"]), "approve");
+    let again = json(
+        ca.kxca(&["applications", "approve", &app, "--json"]),
+        "approve",
+    );
     let approved_now = again["approved"].as_array().unwrap().len();
     let before = again["already_decided"].as_array().unwrap().len();
     assert_eq!(approved_now + before, N as usize, "{again}");
     assert_eq!(table_count(&ca, "SELECT COUNT(*) FROM accounts"), N as i64);
-    assert_eq!(table_count(&ca, "SELECT COUNT(*) FROM application_decisions"), N as i64);
-    assert_eq!(table_count(&ca, "SELECT COUNT(*) FROM enrolments"), N as i64);
     assert_eq!(
-        table_count(&ca, "SELECT COUNT(*) FROM outbox WHERE kind IN ('certificate-ready', 'initial-passwords')"),
+        table_count(&ca, "SELECT COUNT(*) FROM application_decisions"),
+        N as i64
+    );
+    assert_eq!(
+        table_count(&ca, "SELECT COUNT(*) FROM enrolments"),
+        N as i64
+    );
+    assert_eq!(
+        table_count(
+            &ca,
+            "SELECT COUNT(*) FROM outbox WHERE kind IN ('certificate-ready', 'initial-passwords')"
+        ),
         2 * N as i64
     );
     let sent = json(ca.kxca(&["outbox", "send", "--json"]), "send");
     assert_eq!(sent["sent"], 2 * N as u64, "{sent}");
     assert_eq!(stack.wait_for(OTHER, "INBOX", N as usize), N as usize);
-    assert_eq!(stack.wait_for(APPLICANT, "INBOX", N as usize + 1), N as usize + 1);
+    assert_eq!(
+        stack.wait_for(APPLICANT, "INBOX", N as usize + 1),
+        N as usize + 1
+    );
     let ready = once_each(&stack, APPLICANT, "受け取り");
     let secrets = once_each(&stack, OTHER, "パスワード");
     assert_eq!(ready.len(), N as usize);

@@ -247,13 +247,7 @@ fn approve_in(
         return Err(refused(
             out.refused
                 .iter()
-                .map(|r| {
-                    format!(
-                        "row {}: {}",
-                        r.row,
-                        r.reason.as_deref().unwrap_or_default()
-                    )
-                })
+                .map(|r| format!("row {}: {}", r.row, r.reason.as_deref().unwrap_or_default()))
                 .collect::<Vec<_>>()
                 .join("; "),
         ));
@@ -316,7 +310,9 @@ fn check(
 ) -> Result<Result<String, String>, kxca_ca::Error> {
     let h = &c.holder;
     if let Err(e) = h.check(ctx.profile, &ctx.intake.rules) {
-        return Ok(Err(format!("the row does not make a valid certificate holder: {e}")));
+        return Ok(Err(format!(
+            "the row does not make a valid certificate holder: {e}"
+        )));
     }
     let certificate_id = match ctx.profile.certificate_id.render(|n| h.code(n).to_string()) {
         Ok(id) => id,
@@ -347,7 +343,11 @@ fn check(
             let holders: Vec<String> = existing
                 .iter()
                 .map(|a| a.certificate_id.clone())
-                .chain(in_batch.iter().map(|(code, _)| format!("contact {code} in this application")))
+                .chain(
+                    in_batch
+                        .iter()
+                        .map(|(code, _)| format!("contact {code} in this application")),
+                )
                 .collect();
             return Ok(Err(format!(
                 "office {} already has an account ({}) and is not listed in [office] multiple_accounts of {}",
@@ -431,7 +431,9 @@ pub fn reject(
         });
     }
     if rows.is_empty() {
-        return Err(refused("name the rows to reject (--rows R,...)".to_string()));
+        return Err(refused(
+            "name the rows to reject (--rows R,...)".to_string(),
+        ));
     }
     store.migrate("accounts", super::migrations())?;
     store.write(|tx| {

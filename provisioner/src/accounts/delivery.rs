@@ -67,23 +67,26 @@ pub fn queue(
     ];
     let mut queued = 0;
     if mails == Mails::Both {
-    let ready = ctx.templates.get(policy::CERTIFICATE_READY)?.render(&vars)?;
-    outbox::enqueue(
-        tx,
-        &NewMail {
-            idempotency_key: format!("certificate-ready:{}", enrolment.0),
-            kind: OutboxKind::CertificateReady,
-            to: account.email1.clone(),
-            subject: ready.subject,
-            body: ready.body,
-            in_reply_to: None,
-            references: Vec::new(),
-            attachments: Vec::new(),
-        },
-        ctx.message_id_domain,
-        now,
-    )?;
-    queued += 1;
+        let ready = ctx
+            .templates
+            .get(policy::CERTIFICATE_READY)?
+            .render(&vars)?;
+        outbox::enqueue(
+            tx,
+            &NewMail {
+                idempotency_key: format!("certificate-ready:{}", enrolment.0),
+                kind: OutboxKind::CertificateReady,
+                to: account.email1.clone(),
+                subject: ready.subject,
+                body: ready.body,
+                in_reply_to: None,
+                references: Vec::new(),
+                attachments: Vec::new(),
+            },
+            ctx.message_id_domain,
+            now,
+        )?;
+        queued += 1;
     }
     let key = match mails {
         Mails::Both => format!("initial-passwords:{}", enrolment.0),
@@ -184,7 +187,10 @@ pub(crate) fn mint_for_sending(
     let Some((account_id, enrolment_id, kx_length)) = row else {
         return Err(kxca_ca::Error::InvalidField {
             field: "account_deliveries".to_string(),
-            message: format!("outbox #{} is a mail 2 with no delivery row: not sent", mail.id),
+            message: format!(
+                "outbox #{} is a mail 2 with no delivery row: not sent",
+                mail.id
+            ),
         });
     };
     let code = enrolment::mint_code(tx, EnrolmentId(enrolment_id), pickup, now)?;
@@ -235,7 +241,11 @@ mod tests {
         assert!(s.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{s}");
         assert!(!s.contains("Abc123def456"));
         let parsed = PasswordHash::new(&s).unwrap();
-        assert!(Argon2::default().verify_password(b"Abc123def456", &parsed).is_ok());
-        assert!(Argon2::default().verify_password(b"Abc123def457", &parsed).is_err());
+        assert!(Argon2::default()
+            .verify_password(b"Abc123def456", &parsed)
+            .is_ok());
+        assert!(Argon2::default()
+            .verify_password(b"Abc123def457", &parsed)
+            .is_err());
     }
 }

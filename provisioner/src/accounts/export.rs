@@ -88,7 +88,9 @@ pub fn records(
                 .and_then(|s| a.certificates.iter().find(|c| &c.serial == s));
             KxRecord {
                 serial: a.current_serial.clone().unwrap_or_default(),
-                not_after: current.map(|c| kxca_ca::rfc3339(c.not_after)).unwrap_or_default(),
+                not_after: current
+                    .map(|c| kxca_ca::rfc3339(c.not_after))
+                    .unwrap_or_default(),
                 certificate_id: a.certificate_id,
                 centre: a.centre,
                 union_code: a.union_code,

@@ -23,10 +23,7 @@ fn not_found(what: String) -> kxca_ca::Error {
     }
 }
 
-fn active_account(
-    tx: &Transaction<'_>,
-    certificate_id: &str,
-) -> Result<Account, kxca_ca::Error> {
+fn active_account(tx: &Transaction<'_>, certificate_id: &str) -> Result<Account, kxca_ca::Error> {
     let a = register::by_certificate_id(tx, certificate_id)?
         .ok_or_else(|| not_found(format!("no account with certificate id {certificate_id:?}")))?;
     if a.state != AccountState::Active {

@@ -221,7 +221,9 @@ impl Templates {
                 allowed,
             };
             for (part, text) in [("subject", &t.subject), ("body", &t.body)] {
-                for p in placeholders(text).map_err(|m| policy_err(&shown, format!("{part}: {m}")))? {
+                for p in
+                    placeholders(text).map_err(|m| policy_err(&shown, format!("{part}: {m}")))?
+                {
                     if !allowed.contains(&p.as_str()) {
                         return Err(policy_err(
                             &shown,
@@ -251,7 +253,10 @@ impl Templates {
                     .iter()
                     .any(|p| p == PICKUP_PASSWORD || p == KX_PASSWORD)
                 {
-                    return Err(policy_err(&shown, "subject: a password never goes in a subject"));
+                    return Err(policy_err(
+                        &shown,
+                        "subject: a password never goes in a subject",
+                    ));
                 }
             }
             by_name.insert(*name, t);
@@ -260,9 +265,9 @@ impl Templates {
     }
 
     pub fn get(&self, name: &str) -> Result<&Template, kxca_ca::Error> {
-        self.by_name.get(name).ok_or_else(|| {
-            policy_err(Path::new("policies/mail"), format!("no template {name:?}"))
-        })
+        self.by_name
+            .get(name)
+            .ok_or_else(|| policy_err(Path::new("policies/mail"), format!("no template {name:?}")))
     }
 
     pub fn names(&self) -> impl Iterator<Item = &&'static str> {
@@ -361,18 +366,35 @@ mod tests {
             let r = t.get(name).unwrap().render(&vars).unwrap();
             assert!(r.subject.contains("<union_name>"), "{name}: {}", r.subject);
             assert!(!r.subject.contains('{'), "{name}: {}", r.subject);
-            assert!(r.body.chars().any(|c| ('\u{3040}'..='\u{30ff}').contains(&c)), "{name}");
+            assert!(
+                r.body
+                    .chars()
+                    .any(|c| ('\u{3040}'..='\u{30ff}').contains(&c)),
+                "{name}"
+            );
             if *name == INITIAL_PASSWORDS {
                 let filled = fill_secrets(&r.body, "PICK-UP", "Kx12345678");
-                assert!(filled.contains("\n認証局へ初回ログイン用のパスワード：PICK-UP\n"), "{filled}");
-                assert!(filled.contains("\nKXサーバへ初回ログイン時のパスワード：Kx12345678\n"), "{filled}");
+                assert!(
+                    filled.contains("\n認証局へ初回ログイン用のパスワード：PICK-UP\n"),
+                    "{filled}"
+                );
+                assert!(
+                    filled.contains("\nKXサーバへ初回ログイン時のパスワード：Kx12345678\n"),
+                    "{filled}"
+                );
             } else {
                 assert!(!r.body.contains('{'), "{name}: {}", r.body);
             }
             if *name == CERTIFICATE_READY {
                 assert!(r.body.contains("<pickup_url>") && r.body.contains("Windows"));
-                for label in ["認証局へ初回ログイン用のパスワード：", "KXサーバへ初回ログイン時のパスワード："] {
-                    assert!(!r.body.contains(label), "mail 1 has no value after a password label");
+                for label in [
+                    "認証局へ初回ログイン用のパスワード：",
+                    "KXサーバへ初回ログイン時のパスワード：",
+                ] {
+                    assert!(
+                        !r.body.contains(label),
+                        "mail 1 has no value after a password label"
+                    );
                 }
             }
         }
@@ -385,7 +407,10 @@ mod tests {
         let file = dir.path().join("mail/certificate-ready.toml");
         std::fs::write(&file, "subject = \"x\"\nbody = \"{password}\"\n").unwrap();
         let err = Templates::load(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("certificate-ready.toml") && err.contains("{password}"), "{err}");
+        assert!(
+            err.contains("certificate-ready.toml") && err.contains("{password}"),
+            "{err}"
+        );
         std::fs::remove_file(&file).unwrap();
         std::fs::write(
             dir.path().join("mail/initial-passwords.toml"),
@@ -393,7 +418,10 @@ mod tests {
         )
         .unwrap();
         let err = Templates::load(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("initial-passwords.toml") && err.contains("on its own"), "{err}");
+        assert!(
+            err.contains("initial-passwords.toml") && err.contains("on its own"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -405,6 +433,11 @@ mod tests {
         let bad = SHIPPED_POLICY.replace("use = false", "use = true");
         let err = ProvisioningPolicy::parse(&bad, p).unwrap_err().to_string();
         assert!(err.contains("[form_passwords]"), "{err}");
-        assert!(!ProvisioningPolicy::parse(SHIPPED_POLICY, p).unwrap().form_passwords.use_typed);
+        assert!(
+            !ProvisioningPolicy::parse(SHIPPED_POLICY, p)
+                .unwrap()
+                .form_passwords
+                .use_typed
+        );
     }
 }

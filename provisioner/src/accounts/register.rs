@@ -222,7 +222,9 @@ pub fn of_office(
         .map_err(sql)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(sql)?;
-    rows.into_iter().map(|a| with_certificates(conn, a)).collect()
+    rows.into_iter()
+        .map(|a| with_certificates(conn, a))
+        .collect()
 }
 
 /// Accounts whose office code, office name, contact name or certificate id
@@ -233,7 +235,10 @@ pub fn search(
     limit: i64,
 ) -> Result<Vec<Account>, kxca_ca::Error> {
     let pattern = query.map(|q| {
-        let escaped = q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let escaped = q
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
         format!("%{escaped}%")
     });
     let mut stmt = conn
@@ -251,7 +256,9 @@ pub fn search(
         .map_err(sql)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(sql)?;
-    rows.into_iter().map(|a| with_certificates(conn, a)).collect()
+    rows.into_iter()
+        .map(|a| with_certificates(conn, a))
+        .collect()
 }
 
 /// Accounts changed since `since` (all when None), for the KX export.
@@ -269,7 +276,9 @@ pub fn changed_since(
         .map_err(sql)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(sql)?;
-    rows.into_iter().map(|a| with_certificates(conn, a)).collect()
+    rows.into_iter()
+        .map(|a| with_certificates(conn, a))
+        .collect()
 }
 
 /// The register as the intake validator sees it: the active contacts of
@@ -316,7 +325,12 @@ impl AccountRegister {
 }
 
 impl ExistingAccounts for AccountRegister {
-    fn contacts(&self, union_code: &str, branch_code: &str, office_code: &str) -> Vec<ExistingContact> {
+    fn contacts(
+        &self,
+        union_code: &str,
+        branch_code: &str,
+        office_code: &str,
+    ) -> Vec<ExistingContact> {
         self.contacts
             .get(&(
                 union_code.to_string(),
@@ -327,7 +341,12 @@ impl ExistingAccounts for AccountRegister {
             .unwrap_or_default()
     }
 
-    fn office_registered(&self, union_code: &str, branch_code: &str, office_code: &str) -> Option<bool> {
+    fn office_registered(
+        &self,
+        union_code: &str,
+        branch_code: &str,
+        office_code: &str,
+    ) -> Option<bool> {
         self.offices
             .as_ref()
             .map(|o| o.contains(union_code, branch_code, office_code))
