@@ -167,9 +167,7 @@ pub fn reject(mut ca: Ca, args: &RejectArgs, actor: &str) -> Result<()> {
         args.id,
         &args.rows,
         &args.reason,
-        &setup.templates,
-        &setup.union_name,
-        &setup.message_id_domain,
+        &setup,
         actor,
         now,
     )?;
@@ -352,16 +350,7 @@ pub fn run(command: AccountsCommand, home: Home, actor: &str) -> Result<()> {
                 _ => bail!("name a certificate id or --office OFFICE_CODE"),
             };
             let setup = Setup::load(&ca)?;
-            let out = lifecycle::revoke(
-                ca.store_mut(),
-                &target,
-                reason,
-                &setup.templates,
-                &setup.union_name,
-                &setup.message_id_domain,
-                actor,
-                now,
-            )?;
+            let out = lifecycle::revoke(ca.store_mut(), &target, reason, &setup, actor, now)?;
             if json {
                 return print_json(&out);
             }

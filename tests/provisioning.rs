@@ -733,10 +733,7 @@ fn expiry_reminders_are_queued_once_per_threshold() {
         let mut store = kxca_ca::Store::open(&home.database(), false).unwrap();
         kxca_provisioner::accounts::reminders::queue_due(
             &mut store,
-            &setup.policy,
-            &setup.templates,
-            &setup.union_name,
-            "kx.test",
+            &setup,
             "test",
             not_after - (days_left * 86400.0) as i64,
         )

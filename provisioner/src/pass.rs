@@ -152,15 +152,8 @@ pub fn run(
     ))?;
     // Queued before sending, so a reminder due now goes out in this pass.
     let setup = crate::accounts::Setup::load(&ca)?;
-    let reminders = crate::accounts::reminders::queue_due(
-        ca.store_mut(),
-        &setup.policy,
-        &setup.templates,
-        &setup.union_name,
-        &setup.message_id_domain,
-        actor,
-        clock.now(),
-    )?;
+    let reminders =
+        crate::accounts::reminders::queue_due(ca.store_mut(), &setup, actor, clock.now())?;
     let send = match &sender {
         Some(s) => Some(rt.block_on(outbox::run_once(ca.store_mut(), s, &clock, actor))?),
         None => None,

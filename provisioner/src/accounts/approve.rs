@@ -138,6 +138,10 @@ fn select<'r>(
     Ok((todo, already))
 }
 
+/// Contacts approved earlier in the same call, by office (union, branch,
+/// office code): (contact code, 社労士).
+type Batch = BTreeMap<(String, String, String), Vec<(String, bool)>>;
+
 /// A row to approve, read from its stored (normalised) fields.
 struct Candidate<'r> {
     record: &'r ApplicationRowRecord,
@@ -224,7 +228,7 @@ fn approve_in(
     candidates.sort_by_key(|c| (c.sharoushi, c.record.row));
 
     // Contacts approved in this call, by office: (contact code, 社労士).
-    let mut batch: BTreeMap<(String, String, String), Vec<(String, bool)>> = BTreeMap::new();
+    let mut batch = Batch::new();
     let mut approved: Vec<(Candidate<'_>, String)> = Vec::new();
     for c in candidates {
         match check(tx, &c, &batch, ctx)? {
@@ -305,7 +309,7 @@ fn approve_in(
 fn check(
     tx: &Transaction<'_>,
     c: &Candidate<'_>,
-    batch: &BTreeMap<(String, String, String), Vec<(String, bool)>>,
+    batch: &Batch,
     ctx: &Context<'_>,
 ) -> Result<Result<String, String>, kxca_ca::Error> {
     let h = &c.holder;
@@ -417,9 +421,7 @@ pub fn reject(
     application_id: i64,
     rows: &[u32],
     reason: &str,
-    templates: &policy::Templates,
-    union_name: &str,
-    message_id_domain: &str,
+    setup: &super::Setup,
     actor: &str,
     now: i64,
 ) -> Result<Approval, kxca_ca::Error> {
@@ -466,8 +468,8 @@ pub fn reject(
         }
         let row_list: Vec<String> = todo.iter().map(|r| r.row.to_string()).collect();
         if let Some(to) = &app.sender {
-            let text = templates.get(policy::ROW_REJECTED)?.render(&[
-                ("union_name", union_name),
+            let text = setup.templates.get(policy::ROW_REJECTED)?.render(&[
+                ("union_name", &setup.union_name),
                 ("file_name", &app.file_name),
                 ("rows", &row_list.join("、")),
                 ("reason", reason),
@@ -487,7 +489,7 @@ pub fn reject(
                     references: vec![app.message_id.clone()],
                     attachments: Vec::new(),
                 },
-                message_id_domain,
+                &setup.message_id_domain,
                 now,
             )?;
             out.mails_queued += 1;

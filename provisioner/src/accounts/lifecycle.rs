@@ -11,7 +11,7 @@ use rusqlite::{params, Transaction};
 use serde::Serialize;
 
 use super::delivery::{self, DeliveryContext, Mails};
-use super::policy::{self, Templates};
+use super::policy;
 use super::register::{self, Account, AccountState};
 use crate::error::sql;
 use crate::outbox::{self, NewMail, OutboxKind};
@@ -168,14 +168,11 @@ fn reason_ja(reason: RevocationReason) -> &'static str {
 /// account of an office through the CA's revocation (one transaction),
 /// marks the accounts revoked, cancels their open pickups, and tells each
 /// contact, and the address the office applied from, by mail.
-#[allow(clippy::too_many_arguments)]
 pub fn revoke(
     store: &mut kxca_ca::Store,
     target: &RevokeTarget,
     reason: RevocationReason,
-    templates: &Templates,
-    union_name: &str,
-    message_id_domain: &str,
+    setup: &super::Setup,
     actor: &str,
     now: i64,
 ) -> Result<Vec<LifecycleOutcome>, kxca_ca::Error> {
@@ -227,8 +224,8 @@ pub fn revoke(
                 params![a.id, now, reason.name()],
             )
             .map_err(sql)?;
-            let text = templates.get(policy::ACCOUNT_REVOKED)?.render(&[
-                ("union_name", union_name),
+            let text = setup.templates.get(policy::ACCOUNT_REVOKED)?.render(&[
+                ("union_name", &setup.union_name),
                 ("office_name", &a.office_name),
                 ("contact_name", &a.contact_name),
                 ("certificate_id", &a.certificate_id),
@@ -257,7 +254,7 @@ pub fn revoke(
                         references: Vec::new(),
                         attachments: Vec::new(),
                     },
-                    message_id_domain,
+                    &setup.message_id_domain,
                     now,
                 )?;
                 mails += 1;

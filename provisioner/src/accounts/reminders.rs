@@ -9,7 +9,7 @@
 use rusqlite::params;
 use serde::Serialize;
 
-use super::policy::{self, ProvisioningPolicy, Templates};
+use super::policy;
 use crate::error::sql;
 use crate::outbox::{self, NewMail, OutboxKind};
 
@@ -26,21 +26,26 @@ pub struct ReminderSummary {
 /// Queues the reminders due at `now`. A certificate first seen inside
 /// several thresholds (e.g. 3 days left) gets the nearest one only: the
 /// contact needs one mail saying how long is left, not three.
-#[allow(clippy::too_many_arguments)]
 pub fn queue_due(
     store: &mut kxca_ca::Store,
-    policy: &ProvisioningPolicy,
-    templates: &Templates,
-    union_name: &str,
-    message_id_domain: &str,
+    setup: &super::Setup,
     actor: &str,
     now: i64,
 ) -> Result<ReminderSummary, kxca_ca::Error> {
-    let Some(max_days) = policy.reminders.days_before_expiry.iter().max().copied() else {
+    let provisioning = &setup.policy;
+    let union_name = setup.union_name.as_str();
+    let message_id_domain = setup.message_id_domain.as_str();
+    let Some(max_days) = provisioning
+        .reminders
+        .days_before_expiry
+        .iter()
+        .max()
+        .copied()
+    else {
         return Ok(ReminderSummary::default());
     };
     store.migrate("accounts", super::migrations())?;
-    let template = templates.get(policy::EXPIRY_REMINDER)?;
+    let template = setup.templates.get(policy::EXPIRY_REMINDER)?;
     store.write(|tx| {
         let mut stmt = tx
             .prepare(
@@ -72,7 +77,7 @@ pub fn queue_due(
         let mut summary = ReminderSummary::default();
         for (account_id, certificate_id, office_name, contact_name, email, serial, not_after) in due {
             let left = not_after - now;
-            let Some(days) = policy
+            let Some(days) = provisioning
                 .reminders
                 .days_before_expiry
                 .iter()
