@@ -448,6 +448,7 @@ impl Ca {
                 crl_url: format!("{base}/crl/issuing-1.crl"),
                 ocsp_url: format!("{base}/ocsp"),
                 ca_issuers_url: format!("{base}/ca/issuing-1.cer"),
+                pickup_url: None,
             },
             crl: CrlConfig::default(),
             yubikey: Default::default(),

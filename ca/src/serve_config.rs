@@ -34,11 +34,6 @@ pub struct ServeConfig {
     /// sending a body); when every connection is being answered, the new
     /// one is closed at once.
     pub max_connections: usize,
-    /// The base URL offices reach this role at (e.g. `https://kx-ca.example.jp`):
-    /// mail 1 links to it + `/pickup`. Unset: the origin of
-    /// `publication.ocsp_url`, which this role also serves.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub public_url: Option<String>,
 }
 
 impl ServeConfig {
@@ -52,16 +47,6 @@ impl ServeConfig {
         }
         if !(16..=1_000_000).contains(&self.max_connections) {
             return Err("serve.max_connections must be between 16 and 1000000".into());
-        }
-        if let Some(url) = &self.public_url {
-            let ok = (url.starts_with("https://") || url.starts_with("http://"))
-                && url.is_ascii()
-                && !url.bytes().any(|b| b <= b' ' || b == b'"' || b == 0x7f);
-            if !ok {
-                return Err(format!(
-                    "serve.public_url = {url:?} must be an http(s):// URL without spaces"
-                ));
-            }
         }
         Ok(())
     }
@@ -85,7 +70,6 @@ impl Default for ServeConfig {
             request_timeout_seconds: 10,
             idle_timeout_seconds: 5,
             max_connections: 1024,
-            public_url: None,
         }
     }
 }

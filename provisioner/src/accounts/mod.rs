@@ -111,10 +111,6 @@ impl Setup {
     pub fn load(ca: &kxca_ca::Ca) -> Result<Setup, kxca_ca::Error> {
         let policies = ca.home().policies();
         let config = ca.config();
-        let base = match &config.serve.public_url {
-            Some(url) => url.trim_end_matches('/').to_string(),
-            None => origin(&config.publication.ocsp_url),
-        };
         let message_id_domain = config
             .mail
             .as_ref()
@@ -125,7 +121,7 @@ impl Setup {
             policy: ProvisioningPolicy::load(&policies)?,
             templates: Templates::load(&policies)?,
             union_name: config.union.name.clone(),
-            pickup_url: format!("{base}/pickup"),
+            pickup_url: config.publication.pickup_url(),
             message_id_domain,
         })
     }
@@ -138,16 +134,5 @@ impl Setup {
             message_id_domain: &self.message_id_domain,
             kx_password_length: self.policy.kx_password.length,
         }
-    }
-}
-
-/// `scheme://host[:port]` of a URL (the whole text when it has no path).
-fn origin(url: &str) -> String {
-    match url.find("://") {
-        Some(i) => match url[i + 3..].find('/') {
-            Some(j) => url[..i + 3 + j].to_string(),
-            None => url.to_string(),
-        },
-        None => url.trim_end_matches('/').to_string(),
     }
 }
