@@ -485,6 +485,24 @@ fn signup_to_approval_mails_reset_and_revocation() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("revoked"));
 
+    // Account 2's pickup renewed (as after a lock or expiry): a new mail 2
+    // only, with a new code; the old one stops working.
+    let renewed = t.json(
+        ca.kxca(&["accounts", "renew-pickup", &id2, "--json"]),
+        "renew-pickup",
+    );
+    assert_eq!(renewed["mails_queued"], 1, "{renewed}");
+    t.ok(ca.kxca(&["outbox", "send"]), "outbox send");
+    // Intake reply, mail 1 x 3, mail 2 x 2, the revocation notice of id1.
+    assert_eq!(stack.wait_for(APPLICANT, "INBOX", 7), 7);
+    let applicant = stack.read(APPLICANT, "INBOX");
+    let second = with_subject(&applicant, "パスワード");
+    assert_eq!(second.len(), 2, "{applicant:?}");
+    let (code2b, kx2b) = secrets_of(&second[1], &id2);
+    assert!(!code_verifies(&ca, &id2, &code2), "the renewed pickup's old code still works");
+    assert!(code_verifies(&ca, &id2, &code2b));
+    assert!(kx_hash_verifies(&mut t, &ca, &id2, &kx2b));
+
     // The whole office of account 2 (never picked up): told by mail.
     let office = t.json(
         ca.kxca(&[
@@ -500,14 +518,14 @@ fn signup_to_approval_mails_reset_and_revocation() {
     );
     assert_eq!(office[0]["certificate_id"], id2.as_str(), "{office}");
     // Its code, never used, no longer picks anything up.
-    let refused = pickup_answer(&ca, &server, &id2, &code2, "Pickup1234", "modern");
+    let refused = pickup_answer(&ca, &server, &id2, &code2b, "Pickup1234", "modern");
     assert!((400..500).contains(&refused.0), "{}", refused.0);
     assert!(
-        !code_verifies(&ca, &id2, &code2),
+        !code_verifies(&ca, &id2, &code2b),
         "a revoked account's code still works"
     );
     t.ok(ca.kxca(&["outbox", "send"]), "outbox send");
-    assert_eq!(stack.wait_for(APPLICANT, "INBOX", 7), 7);
+    assert_eq!(stack.wait_for(APPLICANT, "INBOX", 8), 8);
     let applicant = stack.read(APPLICANT, "INBOX");
     let notices = with_subject(&applicant, "失効");
     assert_eq!(notices.len(), 2, "{applicant:?}");
@@ -561,7 +579,7 @@ fn signup_to_approval_mails_reset_and_revocation() {
             .unwrap_or_default();
     t.0.push_str(&logs);
     drop(server);
-    assert_nowhere(&ca, &t, &[code1, kx1, code2, kx2, code1b, kx1b]);
+    assert_nowhere(&ca, &t, &[code1, kx1, code2, kx2, code1b, kx1b, code2b, kx2b]);
 }
 
 #[test]
