@@ -109,9 +109,12 @@ c.execute("UPDATE outbox SET next_attempt_at = next_attempt_at + 10000000 WHERE 
 c.commit()
 PY
 fi
+conns() { grep -c 'smtpd.*: connect from' "$work/mail/postfix/maillog" 2>/dev/null || true; }
+c0=$(conns)
 t0=$(now)
 "$bin" outbox send --json > "$work/send.json"
 t1=$(now)
+c1=$(conns)
 send_s=$(python3 -c "print($t1-$t0)")
 # The 2 x SEND_ROWS delivery mails, and the intake's reply to the form.
 mails=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['sent'])" "$work/send.json")
@@ -148,4 +151,5 @@ echo "| baseline: \`kxca intake check\` of the form (read + validate) | $rows ro
 echo "| \`kxca applications approve\` (one transaction) | $rows rows | $(secs "$approve_s") | $(rate "$rows" "$approve_s") rows/s |"
 echo "| baseline: smtplib, one connection, ${size}-byte messages | $mails mails | $(secs "$base_s") | $(rate "$mails" "$base_s") mails/s |"
 echo "| \`kxca outbox send\` (mail 1 + mail 2, secrets minted) | $mails mails | $(secs "$send_s") | $(rate "$mails" "$send_s") mails/s |"
+echo "SMTP connections kxca opened: $((c1 - c0))"
 python3 -c "import sys; a,b,c,d=map(float,sys.argv[1:]); print(f'\napprove vs check: {b/a:.2f}x the rows/s; outbox send vs smtplib: {c/d:.2f}x the mails/s')" "$approve_s" "$check_s" "$base_s" "$send_s"

@@ -499,7 +499,10 @@ fn signup_to_approval_mails_reset_and_revocation() {
     let second = with_subject(&applicant, "パスワード");
     assert_eq!(second.len(), 2, "{applicant:?}");
     let (code2b, kx2b) = secrets_of(&second[1], &id2);
-    assert!(!code_verifies(&ca, &id2, &code2), "the renewed pickup's old code still works");
+    assert!(
+        !code_verifies(&ca, &id2, &code2),
+        "the renewed pickup's old code still works"
+    );
     assert!(code_verifies(&ca, &id2, &code2b));
     assert!(kx_hash_verifies(&mut t, &ca, &id2, &kx2b));
 
@@ -579,7 +582,11 @@ fn signup_to_approval_mails_reset_and_revocation() {
             .unwrap_or_default();
     t.0.push_str(&logs);
     drop(server);
-    assert_nowhere(&ca, &t, &[code1, kx1, code2, kx2, code1b, kx1b, code2b, kx2b]);
+    assert_nowhere(
+        &ca,
+        &t,
+        &[code1, kx1, code2, kx2, code1b, kx1b, code2b, kx2b],
+    );
 }
 
 #[test]

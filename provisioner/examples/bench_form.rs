@@ -7,7 +7,9 @@ fn main() -> Result<(), XlsxError> {
     let mut args = std::env::args().skip(1);
     let out = args.next().unwrap_or_else(|| "form.xlsx".into());
     let rows: u32 = args.next().and_then(|n| n.parse().ok()).unwrap_or(10_000);
-    let email1 = args.next().unwrap_or_else(|| "applicant@office.test".into());
+    let email1 = args
+        .next()
+        .unwrap_or_else(|| "applicant@office.test".into());
     let email2 = args.next().unwrap_or_default();
     let mut wb = Workbook::new();
     let ws = wb.add_worksheet();
