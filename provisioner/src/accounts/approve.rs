@@ -23,18 +23,24 @@ use crate::outbox::{self, NewMail, OutboxKind};
 
 /// What approval needs besides the store.
 pub struct Context<'a> {
+    /// The certificate profile the accounts get (certificate id template, code rules).
     pub profile: &'a Profile,
+    /// The intake policy: the shared rules and `[office] multiple_accounts`.
     pub intake: &'a IntakePolicy,
+    /// What mail 1 and mail 2 need.
     pub delivery: DeliveryContext<'a>,
 }
 
 /// One row's outcome.
 #[derive(Debug, Clone, Serialize)]
 pub struct RowOutcome {
+    /// The spreadsheet row number.
     pub row: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The approved account's certificate id.
     pub certificate_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The approved account's row id.
     pub account_id: Option<i64>,
     /// Why the row was not approved (English, for the admin's CLI).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -44,7 +50,9 @@ pub struct RowOutcome {
 /// What one approval did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Approval {
+    /// The application decided on.
     pub application_id: i64,
+    /// Rows approved by this call.
     pub approved: Vec<RowOutcome>,
     /// Rows that could not be approved, with the reason.
     pub refused: Vec<RowOutcome>,

@@ -25,11 +25,15 @@ pub const KX_ALPHABET: &[u8] = b"ACDEFGHJKLMNPQRTUVWXYabcdefghijkmnpqrtuvwxy3467
 
 /// What the delivery mails need besides the account.
 pub struct DeliveryContext<'a> {
+    /// The mail templates.
     pub templates: &'a Templates,
+    /// The union's name.
     pub union_name: &'a str,
     /// The public role's base URL + `/pickup`.
     pub pickup_url: &'a str,
+    /// The domain of the Message-IDs.
     pub message_id_domain: &'a str,
+    /// `[kx_password] length`.
     pub kx_password_length: usize,
 }
 
@@ -39,7 +43,10 @@ pub enum Mails {
     /// Mail 1 and mail 2: a new pickup (approval, reset).
     Both,
     /// Mail 2 alone, for the `nth` renewal of a pickup (new code, same URL).
-    SecretsOnly { nth: i64 },
+    SecretsOnly {
+        /// How many mail 2 this pickup had before: its idempotency key.
+        nth: i64,
+    },
 }
 
 /// Queues the delivery mails for `enrolment` of `account` in `tx`, and

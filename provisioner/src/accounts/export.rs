@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::register;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The export's format (`--format`).
 pub enum ExportFormat {
     /// RFC 4180 CSV, UTF-8, CRLF, header row.
     KxCsv,
@@ -29,17 +30,29 @@ impl std::str::FromStr for ExportFormat {
 /// One exported account; the field order is the CSV's column order.
 #[derive(Debug, Clone, Serialize)]
 pub struct KxRecord {
+    /// The login id: the certificate's CN.
     pub certificate_id: String,
+    /// 担当センターコード.
     pub centre: String,
+    /// 組合コード.
     pub union_code: String,
+    /// 支部コード.
     pub branch_code: String,
+    /// 契約単位コード.
     pub contract_unit: String,
+    /// 事業所コード.
     pub office_code: String,
+    /// 事業所名.
     pub office_name: String,
+    /// 担当者用コード.
     pub contact_code: String,
+    /// 担当者名.
     pub contact_name: String,
+    /// メールアドレス1.
     pub email1: String,
+    /// メールアドレス2 (may be empty).
     pub email2: String,
+    /// A 社労士's account.
     pub sharoushi: bool,
     /// `active` or `revoked`.
     pub state: String,
@@ -49,6 +62,7 @@ pub struct KxRecord {
     pub not_after: String,
     /// `$argon2id$v=19$...`, empty until mail 2 has been sent.
     pub kx_password_phc: String,
+    /// When the record last changed, RFC 3339.
     pub updated_at: String,
 }
 

@@ -37,11 +37,14 @@ fn active_account(tx: &Transaction<'_>, certificate_id: &str) -> Result<Account,
 /// What a reset, renewal or revocation did.
 #[derive(Debug, Clone, Serialize)]
 pub struct LifecycleOutcome {
+    /// The account's certificate id.
     pub certificate_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The pickup opened or renewed (reset, renewal).
     pub enrolment_id: Option<i64>,
     /// The serial the next pickup supersedes (reset) or the serials revoked.
     pub serials: Vec<String>,
+    /// Outbox rows queued.
     pub mails_queued: usize,
 }
 
@@ -148,7 +151,9 @@ pub fn renew_pickup(
 /// Whom `kxca accounts revoke` is about.
 #[derive(Debug, Clone)]
 pub enum RevokeTarget {
+    /// One contact, by certificate id.
     Contact(String),
+    /// Every active account with this office code.
     Office(String),
 }
 

@@ -100,14 +100,20 @@ CREATE TABLE account_deliveries (
 /// domain. Loaded once per command or pass; a broken file names itself.
 #[derive(Debug, Clone)]
 pub struct Setup {
+    /// `policies/provisioning.toml`.
     pub policy: ProvisioningPolicy,
+    /// The mail templates of `policies/mail/`.
     pub templates: Templates,
+    /// The union's name (`[union] name`), in every mail.
     pub union_name: String,
+    /// Mail 1's link: `[publication] pickup_url`.
     pub pickup_url: String,
+    /// The domain of the Message-IDs (the SMTP From address's).
     pub message_id_domain: String,
 }
 
 impl Setup {
+    /// Reads the policy and templates of `ca`'s home and its configuration.
     pub fn load(ca: &kxca_ca::Ca) -> Result<Setup, kxca_ca::Error> {
         let policies = ca.home().policies();
         let config = ca.config();
@@ -126,6 +132,7 @@ impl Setup {
         })
     }
 
+    /// What the delivery mails need, borrowed from this setup.
     pub fn delivery(&self) -> delivery::DeliveryContext<'_> {
         delivery::DeliveryContext {
             templates: &self.templates,

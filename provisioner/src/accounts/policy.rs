@@ -11,16 +11,22 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProvisioningPolicy {
+    /// `[kx_password]`.
     pub kx_password: KxPassword,
     #[serde(default)]
+    /// `[form_passwords]`.
     pub form_passwords: FormPasswords,
+    /// `[reminders]`.
     pub reminders: Reminders,
     #[serde(skip)]
+    /// The file it was read from.
+    /// Where it was read from (or the shipped name).
     pub path: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[kx_password]`: the KX initial password kxca generates.
 pub struct KxPassword {
     /// 8..=16 letters and digits (the KX client's rule).
     pub length: usize,
@@ -28,17 +34,22 @@ pub struct KxPassword {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[form_passwords]`: whether passwords typed in the form are used (never).
 pub struct FormPasswords {
     #[serde(rename = "use", default)]
+    /// `use`: must stay false.
     pub use_typed: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[reminders]`: expiry reminder thresholds.
 pub struct Reminders {
+    /// Days before notAfter, each 1..=365, no repeats.
     pub days_before_expiry: Vec<u32>,
 }
 
+/// The shipped `policies/provisioning.toml`.
 pub const SHIPPED_POLICY: &str = include_str!("../../../policies/provisioning.toml");
 
 /// The mail templates, by file stem, with the placeholders each may use.
@@ -96,13 +107,19 @@ pub const TEMPLATES: &[(&str, &str, &[&str])] = &[
     ),
 ];
 
+/// Mail 1.
 pub const CERTIFICATE_READY: &str = "certificate-ready";
+/// Mail 2.
 pub const INITIAL_PASSWORDS: &str = "initial-passwords";
+/// Rows rejected, to the applicant.
 pub const ROW_REJECTED: &str = "row-rejected";
+/// A revocation, to the contact and the office.
 pub const ACCOUNT_REVOKED: &str = "account-revoked";
+/// A certificate expires soon.
 pub const EXPIRY_REMINDER: &str = "expiry-reminder";
 /// Filled in by the sender when mail 2 goes out, never before.
 pub const PICKUP_PASSWORD: &str = "pickup_password";
+/// Filled in by the sender when mail 2 goes out, never before.
 pub const KX_PASSWORD: &str = "kx_password";
 
 fn policy_err(path: &Path, message: impl Into<String>) -> kxca_ca::Error {
@@ -113,6 +130,7 @@ fn policy_err(path: &Path, message: impl Into<String>) -> kxca_ca::Error {
 }
 
 impl ProvisioningPolicy {
+    /// Parses and checks the policy; errors name `path` and the key.
     pub fn parse(text: &str, path: &Path) -> Result<ProvisioningPolicy, kxca_ca::Error> {
         let mut p: ProvisioningPolicy =
             toml::from_str(text).map_err(|e| policy_err(path, e.to_string()))?;
@@ -174,8 +192,11 @@ struct TemplateFile {
 }
 
 #[derive(Debug, Clone)]
+/// One mail's wording, checked.
 pub struct Template {
+    /// The file stem.
     pub name: &'static str,
+    /// Where it was read from (or the shipped name).
     pub path: PathBuf,
     subject: String,
     body: String,
@@ -185,7 +206,9 @@ pub struct Template {
 /// A rendered mail: subject and body, UTF-8.
 #[derive(Debug, Clone)]
 pub struct Rendered {
+    /// The subject, UTF-8.
     pub subject: String,
+    /// The body, UTF-8 plain text.
     pub body: String,
 }
 
@@ -264,12 +287,14 @@ impl Templates {
         Ok(Templates { by_name })
     }
 
+    /// The template named `name` (a file stem of [`TEMPLATES`]).
     pub fn get(&self, name: &str) -> Result<&Template, kxca_ca::Error> {
         self.by_name
             .get(name)
             .ok_or_else(|| policy_err(Path::new("policies/mail"), format!("no template {name:?}")))
     }
 
+    /// The names of every template loaded.
     pub fn names(&self) -> impl Iterator<Item = &&'static str> {
         self.by_name.keys()
     }

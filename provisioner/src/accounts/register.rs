@@ -12,12 +12,16 @@ use crate::intake::{ExistingAccounts, ExistingContact, OfficeRegister};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+/// An account's state.
 pub enum AccountState {
+    /// Approved; its contact may hold a certificate.
     Active,
+    /// Revoked (the contact or the office left): no certificate, no pickup.
     Revoked,
 }
 
 impl AccountState {
+    /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
             AccountState::Active => "active",
@@ -36,34 +40,56 @@ impl AccountState {
 /// One certificate of an account, from the CA's store.
 #[derive(Debug, Clone, Serialize)]
 pub struct CertificateSummary {
+    /// Serial number, hex.
     pub serial: String,
+    /// notBefore, Unix seconds.
     pub not_before: i64,
+    /// notAfter, Unix seconds.
     pub not_after: i64,
     /// `issued`, `pending`, `failed`, or `revoked`.
     pub state: String,
+    /// The RFC 5280 reason, when revoked.
     pub revocation_reason: Option<String>,
 }
 
 /// An office contact's account.
 #[derive(Debug, Clone, Serialize)]
 pub struct Account {
+    /// Row id.
     pub id: i64,
+    /// The certificate id (CN) the profile's template gave this contact.
     pub certificate_id: String,
+    /// The certificate profile.
     pub profile: String,
+    /// 担当センターコード.
     pub centre: String,
+    /// 組合コード.
     pub union_code: String,
+    /// 組合名.
     pub union_name: String,
+    /// 支部コード.
     pub branch_code: String,
+    /// 支部名.
     pub branch_name: String,
+    /// 契約単位コード.
     pub contract_unit: String,
+    /// 事業所コード (empty on the union's own accounts).
     pub office_code: String,
+    /// 事業所名.
     pub office_name: String,
+    /// 担当者用コード.
     pub contact_code: String,
+    /// 担当者名.
     pub contact_name: String,
+    /// メールアドレス1: mail 1, and the certificate's SAN.
     pub email1: String,
+    /// メールアドレス2: mail 2 when given.
     pub email2: String,
+    /// A 社労士's account.
     pub sharoushi: bool,
+    /// The address the application came from: told when the account is revoked.
     pub applicant_email: Option<String>,
+    /// Active or revoked.
     pub state: AccountState,
     /// The valid certificate (issued, not revoked, newest), if any.
     pub current_serial: Option<String>,
@@ -72,14 +98,21 @@ pub struct Account {
     /// The KX initial password's Argon2id PHC string (never the password).
     #[serde(skip)]
     pub kx_password_phc: Option<String>,
+    /// When the KX initial password was last minted (mail 2 sent).
     pub kx_password_at: Option<i64>,
     /// The pickup opened last (kxca_ca::enrolment).
     pub enrolment_id: Option<i64>,
+    /// The application it was approved from.
     pub application_id: i64,
+    /// Its row there.
     pub application_row: u32,
+    /// Approved at.
     pub created_at: i64,
+    /// Last changed at (what the KX export's `--since` compares).
     pub updated_at: i64,
+    /// Revoked at.
     pub revoked_at: Option<i64>,
+    /// The RFC 5280 reason of the revocation.
     pub revoke_reason: Option<String>,
 }
 
@@ -193,6 +226,7 @@ pub fn by_certificate_id(
     a.map(|a| with_certificates(conn, a)).transpose()
 }
 
+/// The account with this row id.
 pub fn by_id(conn: &Connection, id: i64) -> Result<Option<Account>, kxca_ca::Error> {
     let a = conn
         .query_row(

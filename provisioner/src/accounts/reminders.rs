@@ -16,6 +16,7 @@ use crate::outbox::{self, NewMail, OutboxKind};
 const DAY: i64 = 86_400;
 
 #[derive(Debug, Default, Clone, Serialize)]
+/// What one reminder pass queued.
 pub struct ReminderSummary {
     /// Reminders queued by this pass.
     pub queued: usize,
