@@ -32,13 +32,21 @@ pub enum AuditAction {
     OutboxSent,
     OutboxFailed,
     OutboxDeliveryReport,
+    /// An application row was approved: an account and its pickup created.
     AccountApprove,
+    /// Application rows were rejected; the applicant was told why.
     ApplicationReject,
+    /// Mail 2 was claimed for sending: a pickup code and a KX password minted (hashes stored).
     AccountSecretsMinted,
+    /// An account was reset: a new pickup superseding its certificate.
     AccountReset,
+    /// An account (or a whole office's) was revoked with its certificates.
     AccountRevoke,
+    /// A locked or expired pickup was renewed and a new mail 2 queued.
     AccountRenewPickup,
+    /// An expiry reminder was queued for a certificate and threshold.
     AccountExpiryReminder,
+    /// The account feed for the KX server was exported.
     AccountExport,
     EnrolmentOpen,
     EnrolmentCancel,
