@@ -184,7 +184,17 @@ pub fn approve(
     now: i64,
 ) -> Result<Approval, kxca_ca::Error> {
     store.migrate("accounts", super::migrations())?;
-    store.write(|tx| approve_in(tx, application_id, rows, ctx, actor, now))
+    let out = store.write(|tx| approve_in(tx, application_id, rows, ctx, actor, now))?;
+    tracing::info!(
+        application_id,
+        approved = out.approved.len(),
+        not_approved = out.refused.len(),
+        already_decided = out.already_decided.len(),
+        mails_queued = out.mails_queued,
+        %actor,
+        "application approved"
+    );
+    Ok(out)
 }
 
 fn approve_in(
@@ -446,7 +456,7 @@ pub fn reject(
         ));
     }
     store.migrate("accounts", super::migrations())?;
-    store.write(|tx| {
+    let out = store.write(|tx| {
         let app = applications::get(tx, application_id)?
             .ok_or_else(|| refused(format!("no application #{application_id}")))?;
         let decided = decided_rows(tx, application_id)?;
@@ -511,5 +521,13 @@ pub fn reject(
             serde_json::json!({ "application_id": application_id, "rows": row_list, "reason": reason }),
         )?;
         Ok(out)
-    })
+    })?;
+    tracing::info!(
+        application_id,
+        rejected = out.refused.len(),
+        already_decided = out.already_decided.len(),
+        %actor,
+        "application rows rejected"
+    );
+    Ok(out)
 }

@@ -60,7 +60,7 @@ pub fn reset(
     now: i64,
 ) -> Result<LifecycleOutcome, kxca_ca::Error> {
     store.migrate("accounts", super::migrations())?;
-    store.write(|tx| {
+    let out = store.write(|tx| {
         let a = active_account(tx, certificate_id)?;
         let supersedes = a
             .current_serial
@@ -94,7 +94,9 @@ pub fn reset(
             serials: a.current_serial.into_iter().collect(),
             mails_queued: mails,
         })
-    })
+    })?;
+    tracing::info!(certificate_id, enrolment_id = out.enrolment_id, supersedes = ?out.serials.first(), %actor, "account reset");
+    Ok(out)
 }
 
 /// `kxca accounts renew-pickup`: renews the account's current pickup (one
@@ -108,7 +110,7 @@ pub fn renew_pickup(
     now: i64,
 ) -> Result<LifecycleOutcome, kxca_ca::Error> {
     store.migrate("accounts", super::migrations())?;
-    store.write(|tx| {
+    let out = store.write(|tx| {
         let a = active_account(tx, certificate_id)?;
         let id = a.enrolment_id.ok_or_else(|| {
             not_found(format!(
@@ -145,7 +147,9 @@ pub fn renew_pickup(
             serials: Vec::new(),
             mails_queued: mails,
         })
-    })
+    })?;
+    tracing::info!(certificate_id, enrolment_id = out.enrolment_id, %actor, "pickup renewed");
+    Ok(out)
 }
 
 /// Whom `kxca accounts revoke` is about.
@@ -155,18 +159,6 @@ pub enum RevokeTarget {
     Contact(String),
     /// Every active account with this office code.
     Office(String),
-}
-
-/// The reason as the contact reads it.
-fn reason_ja(reason: RevocationReason) -> &'static str {
-    match reason {
-        RevocationReason::KeyCompromise => "証明書の秘密鍵が漏えいしたおそれがあるため",
-        RevocationReason::AffiliationChanged => "ご担当者または事業所の所属が変わったため",
-        RevocationReason::Superseded => "新しい証明書に切り替えたため",
-        RevocationReason::CessationOfOperation => "KX のご利用を終了されたため",
-        RevocationReason::PrivilegeWithdrawn => "KX の利用資格がなくなったため",
-        _ => "組合の管理者の判断による失効",
-    }
 }
 
 /// Revokes every valid certificate of one contact or of every active
@@ -182,7 +174,7 @@ pub fn revoke(
     now: i64,
 ) -> Result<Vec<LifecycleOutcome>, kxca_ca::Error> {
     store.migrate("accounts", super::migrations())?;
-    store.write(|tx| {
+    let out = store.write(|tx| {
         let accounts: Vec<Account> = match target {
             RevokeTarget::Contact(id) => vec![active_account(tx, id)?],
             RevokeTarget::Office(code) => {
@@ -229,12 +221,13 @@ pub fn revoke(
                 params![a.id, now, reason.name()],
             )
             .map_err(sql)?;
-            let text = setup.templates.get(policy::ACCOUNT_REVOKED)?.render(&[
+            let template = setup.templates.get(policy::ACCOUNT_REVOKED)?;
+            let text = template.render(&[
                 ("union_name", &setup.union_name),
                 ("office_name", &a.office_name),
                 ("contact_name", &a.contact_name),
                 ("certificate_id", &a.certificate_id),
-                ("reason", reason_ja(reason)),
+                ("reason", template.reason(reason.name())),
             ])?;
             let mut recipients = vec![a.email1.clone()];
             if let Some(applicant) = &a.applicant_email {
@@ -280,5 +273,9 @@ pub fn revoke(
             });
         }
         Ok(out)
-    })
+    })?;
+    for o in &out {
+        tracing::info!(certificate_id = %o.certificate_id, serials = ?o.serials, reason = %reason, %actor, "account revoked");
+    }
+    Ok(out)
 }

@@ -189,6 +189,10 @@ impl ProvisioningPolicy {
 struct TemplateFile {
     subject: String,
     body: String,
+    /// Named phrases a placeholder takes its value from (the revocation
+    /// reasons of `account-revoked`).
+    #[serde(default)]
+    reasons: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -200,6 +204,7 @@ pub struct Template {
     pub path: PathBuf,
     subject: String,
     body: String,
+    reasons: BTreeMap<String, String>,
     allowed: &'static [&'static str],
 }
 
@@ -241,6 +246,7 @@ impl Templates {
                 path: shown.clone(),
                 subject: file.subject.trim().to_string(),
                 body: file.body.trim_start_matches('\n').to_string(),
+                reasons: file.reasons,
                 allowed,
             };
             for (part, text) in [("subject", &t.subject), ("body", &t.body)] {
@@ -257,6 +263,18 @@ impl Templates {
                         ));
                     }
                 }
+            }
+            if *name == ACCOUNT_REVOKED && !t.reasons.contains_key("unspecified") {
+                return Err(policy_err(
+                    &shown,
+                    "[reasons] needs an `unspecified` entry (used for any reason not listed)",
+                ));
+            }
+            if *name != ACCOUNT_REVOKED && !t.reasons.is_empty() {
+                return Err(policy_err(
+                    &shown,
+                    "[reasons] belongs to account-revoked.toml only",
+                ));
             }
             if *name == INITIAL_PASSWORDS {
                 for (label, p) in [
@@ -301,6 +319,15 @@ impl Templates {
 }
 
 impl Template {
+    /// The `[reasons]` phrase for `key` (an RFC 5280 reason name), else the
+    /// `unspecified` one, else the key itself.
+    pub fn reason<'a>(&'a self, key: &'a str) -> &'a str {
+        self.reasons
+            .get(key)
+            .or_else(|| self.reasons.get("unspecified"))
+            .map_or(key, String::as_str)
+    }
+
     /// Fills every placeholder from `vars`; the secrets of mail 2 stay as
     /// placeholders (the sender fills them). A value missing from `vars`
     /// is an error naming the template.
@@ -409,6 +436,11 @@ mod tests {
                 );
             } else {
                 assert!(!r.body.contains('{'), "{name}: {}", r.body);
+            }
+            if *name == ACCOUNT_REVOKED {
+                let t = t.get(name).unwrap();
+                assert!(t.reason("cessationOfOperation").contains("終了"));
+                assert_eq!(t.reason("aACompromise"), t.reason("unspecified"));
             }
             if *name == CERTIFICATE_READY {
                 assert!(r.body.contains("<pickup_url>") && r.body.contains("Windows"));

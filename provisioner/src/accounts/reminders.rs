@@ -47,7 +47,7 @@ pub fn queue_due(
     };
     store.migrate("accounts", super::migrations())?;
     let template = setup.templates.get(policy::EXPIRY_REMINDER)?;
-    store.write(|tx| {
+    let summary = store.write(|tx| {
         let mut stmt = tx
             .prepare(
                 "SELECT a.id, a.certificate_id, a.office_name, a.contact_name, a.email1, c.serial, c.not_after
@@ -139,5 +139,9 @@ pub fn queue_due(
             summary.queued += 1;
         }
         Ok(summary)
-    })
+    })?;
+    if summary.queued > 0 {
+        tracing::info!(queued = summary.queued, "expiry reminders queued");
+    }
+    Ok(summary)
 }
