@@ -143,13 +143,30 @@ pub fn run(command: MailCommand, home: Home, actor: &str) -> Result<()> {
                 );
                 println!("sheet:        {}", app.sheet);
                 println!("status:       {}", app.status.as_str());
+                let decided = ca
+                    .store()
+                    .read(|c| kxca_provisioner::accounts::decisions(c, id))?;
                 for r in &app.rows {
+                    let decision = decided.iter().find(|d| d.row == r.row).map(|d| {
+                        format!(
+                            " [{} by {} {}{}]",
+                            d.decision,
+                            d.actor,
+                            rfc3339(d.decided_at),
+                            d.certificate_id
+                                .as_deref()
+                                .or(d.reason.as_deref())
+                                .map(|s| format!(": {s}"))
+                                .unwrap_or_default()
+                        )
+                    });
                     println!(
-                        "  row {} (No. {}): {} {}",
+                        "  row {} (No. {}): {} {}{}",
                         r.row,
                         r.no.as_deref().unwrap_or("-"),
                         r.status,
-                        r.findings
+                        r.findings,
+                        decision.unwrap_or_default()
                     );
                 }
             }

@@ -713,6 +713,9 @@ fn rows_for_offices_with_accounts_and_lone_sharoushi_rows_are_not_approved() {
         "{body}"
     );
     assert_eq!(in_reply_to, "a2@office.test");
+    let shown = t.ok(ca.kxca(&["applications", "show", "2"]), "show");
+    let shown = String::from_utf8_lossy(&shown.stdout).to_string();
+    assert_eq!(shown.matches("[rejected by test").count(), 3, "{shown}");
     // Decided rows stay decided.
     let out = ca.kxca(&["applications", "approve", "2", "--rows", &rows[0], "--json"]);
     assert!(

@@ -93,6 +93,53 @@ fn decided_rows(tx: &Transaction<'_>, application_id: i64) -> Result<Vec<u32>, k
     Ok(rows)
 }
 
+/// What was decided about an application's rows, by row: `approved` (with
+/// the account's certificate id) or `rejected` (with the reason).
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    /// The spreadsheet row number.
+    pub row: u32,
+    /// `approved` or `rejected`.
+    pub decision: String,
+    /// The account an approval created.
+    pub certificate_id: Option<String>,
+    /// Why a row was rejected.
+    pub reason: Option<String>,
+    /// Who decided.
+    pub actor: String,
+    /// When, Unix seconds.
+    pub decided_at: i64,
+}
+
+/// The decisions on application `application_id`, by row.
+pub fn decisions(
+    conn: &rusqlite::Connection,
+    application_id: i64,
+) -> Result<Vec<Decision>, kxca_ca::Error> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT d.row, d.decision, a.certificate_id, d.reason, d.actor, d.decided_at
+             FROM application_decisions d LEFT JOIN accounts a ON a.id = d.account_id
+             WHERE d.application_id = ?1 ORDER BY d.row",
+        )
+        .map_err(sql)?;
+    let rows = stmt
+        .query_map([application_id], |r| {
+            Ok(Decision {
+                row: r.get(0)?,
+                decision: r.get(1)?,
+                certificate_id: r.get(2)?,
+                reason: r.get(3)?,
+                actor: r.get(4)?,
+                decided_at: r.get(5)?,
+            })
+        })
+        .map_err(sql)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql)?;
+    Ok(rows)
+}
+
 /// The rows `selection` names (all `valid` rows when None), split into
 /// those to decide now and those decided before. A named row that does not
 /// exist or has errors is an error naming it.
