@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use kxca_ca::{rfc3339, Ca, Clock, Home, RevocationReason};
 use kxca_provisioner::accounts::{self, lifecycle, register, ExportFormat, RevokeTarget, Setup};
+use kxca_provisioner::MailConfig;
 
 use crate::output::table;
 
@@ -103,8 +104,13 @@ fn open(home: Home) -> Result<Ca> {
     Ok(ca)
 }
 
-pub fn approve(mut ca: Ca, args: &ApproveArgs, actor: &str) -> Result<()> {
-    let setup = Setup::load(&ca)?;
+pub fn approve(
+    mut ca: Ca,
+    mail: Option<&MailConfig>,
+    args: &ApproveArgs,
+    actor: &str,
+) -> Result<()> {
+    let setup = Setup::load(&ca, mail)?;
     let intake = crate::intake::policy(&Some(ca.home().root().into()), &None)?;
     let profile = ca.profiles().get(&args.profile)?.clone();
     let now = ca.clock().now();
@@ -159,8 +165,8 @@ pub fn approve(mut ca: Ca, args: &ApproveArgs, actor: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn reject(mut ca: Ca, args: &RejectArgs, actor: &str) -> Result<()> {
-    let setup = Setup::load(&ca)?;
+pub fn reject(mut ca: Ca, mail: Option<&MailConfig>, args: &RejectArgs, actor: &str) -> Result<()> {
+    let setup = Setup::load(&ca, mail)?;
     let now = ca.clock().now();
     let out = accounts::reject(
         ca.store_mut(),
@@ -201,7 +207,12 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     Ok(())
 }
 
-pub fn run(command: AccountsCommand, home: Home, actor: &str) -> Result<()> {
+pub fn run(
+    command: AccountsCommand,
+    home: Home,
+    mail: Option<&MailConfig>,
+    actor: &str,
+) -> Result<()> {
     let mut ca = open(home)?;
     let now = ca.clock().now();
     match command {
@@ -316,7 +327,7 @@ pub fn run(command: AccountsCommand, home: Home, actor: &str) -> Result<()> {
             certificate_id,
             json,
         } => {
-            let setup = Setup::load(&ca)?;
+            let setup = Setup::load(&ca, mail)?;
             let out = lifecycle::reset(
                 ca.store_mut(),
                 &certificate_id,
@@ -349,7 +360,7 @@ pub fn run(command: AccountsCommand, home: Home, actor: &str) -> Result<()> {
                 (None, Some(code)) => RevokeTarget::Office(code),
                 _ => bail!("name a certificate id or --office OFFICE_CODE"),
             };
-            let setup = Setup::load(&ca)?;
+            let setup = Setup::load(&ca, mail)?;
             let out = lifecycle::revoke(ca.store_mut(), &target, reason, &setup, actor, now)?;
             if json {
                 return print_json(&out);
@@ -375,7 +386,7 @@ pub fn run(command: AccountsCommand, home: Home, actor: &str) -> Result<()> {
             certificate_id,
             json,
         } => {
-            let setup = Setup::load(&ca)?;
+            let setup = Setup::load(&ca, mail)?;
             let out = lifecycle::renew_pickup(
                 ca.store_mut(),
                 &certificate_id,

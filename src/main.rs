@@ -5,6 +5,7 @@ mod accounts_cli;
 mod audit;
 mod certificates;
 mod cli;
+mod config;
 mod daemon;
 mod demo;
 mod doctor;

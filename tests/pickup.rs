@@ -434,6 +434,13 @@ fn pickup_both_formats_then_a_reset_supersedes_the_old_certificate() {
         &ca.path("crl/issuing-1.pem"),
     );
 
+    // GET, two pickups, one replay.
+    let (_, _, metrics) = get(&server.url("/metrics"), &[], dir);
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(
+        metrics.contains("kxca_http_requests_total{kind=\"pickup\"} 4"),
+        "{metrics}"
+    );
     let mut server = server;
     assert!(server.stop());
     let logs = vec![server.log_text()];
@@ -644,4 +651,138 @@ fn with_the_daemon_down_the_keyless_public_role_answers_503_and_the_code_still_w
         logs[0]
     );
     assert_no_secrets(&ca, &[code, pw.to_string()], &logs);
+}
+
+#[test]
+fn a_request_the_public_role_left_behind_is_abandoned_by_the_daemon_not_signed() {
+    if !tools_present() {
+        return;
+    }
+    let ca = TestCa::new();
+    let id = certificate_id("006");
+    let code = enrol(&ca, "006", None, Some(KeyAlgorithm::EcdsaP256), None);
+    // A public role that claimed the code and died before the daemon ran:
+    // its request is older than the policy's wait when the daemon sees it.
+    let policy = PickupPolicy::load(&ca.path("policies")).unwrap();
+    let mut store = Store::open(&ca.path("kxca.db"), false).unwrap();
+    let then = Clock::system().now() - i64::from(policy.wait_seconds) - 5;
+    let key = kxca_hsm::EphemeralKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let candidate = store
+        .read(|c| enrolment::pickup::check(c, &id, then))
+        .unwrap()
+        .unwrap();
+    assert!(candidate.verify(&code));
+    let claim = store
+        .write(|tx| {
+            enrolment::pickup::claim(
+                tx,
+                &candidate,
+                true,
+                key.public_key_der(),
+                KeyAlgorithm::EcdsaP256,
+                &policy,
+                "test",
+                then,
+            )
+        })
+        .unwrap();
+    assert!(
+        matches!(claim, enrolment::pickup::Claim::Claimed(_)),
+        "{claim:?}"
+    );
+    drop(key);
+    assert_eq!(state(&ca, "006").state, EnrolmentState::Used);
+    let mut daemon = Daemon::start(&ca);
+    eventually("the daemon gives the code back", || {
+        state(&ca, "006").state == EnrolmentState::Waiting
+    });
+    assert!(daemon.stop());
+    let conn = rusqlite::Connection::open_with_flags(
+        ca.path("kxca.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let (state_, n): (String, i64) = conn
+        .query_row(
+            "SELECT r.state, (SELECT COUNT(*) FROM certificates WHERE certificate_id = ?1)
+             FROM pickup_requests r",
+            [&id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((state_.as_str(), n), ("abandoned", 0));
+    assert!(
+        daemon.log_text().contains("too old to sign"),
+        "{}",
+        daemon.log_text()
+    );
+}
+
+#[test]
+fn the_daemon_signs_only_through_the_issuance_gate() {
+    if !tools_present() {
+        return;
+    }
+    let ca = TestCa::new();
+    let dir = ca.dir.path();
+    let server = Server::start(&ca);
+    let policy = PickupPolicy::load(&ca.path("policies")).unwrap();
+    let now = Clock::system().now();
+    let pw = "Gate1234x";
+    // (a) an id the profile's template does not give this holder;
+    // (b) a holder the intake rules refuse (no e-mail domain).
+    let mut bad_email = holder("008");
+    bad_email.email = "taro-at-example".into();
+    let cases = [
+        (
+            "TI99999999999999999007".to_string(),
+            holder("007"),
+            "certificate_id",
+        ),
+        (certificate_id("008"), bad_email, "email"),
+    ];
+    for (id, h, field) in cases {
+        let mut store = Store::open(&ca.path("kxca.db"), false).unwrap();
+        let (e, code) = store
+            .write(|tx| {
+                let e = enrolment::open(
+                    tx,
+                    &NewEnrolment {
+                        certificate_id: &id,
+                        holder: &h,
+                        profile: "office-client",
+                        supersedes: None,
+                        key_algorithm: Some(KeyAlgorithm::EcdsaP256),
+                    },
+                    "test-admin",
+                    now,
+                )?;
+                Ok((e, enrolment::mint_code(tx, e, &policy, now)?))
+            })
+            .unwrap();
+        let a = pickup(dir, &server, &id, &code, pw, pw, "");
+        assert_eq!(a.code, 500, "{}", a.text());
+        assert!(a.text().contains("発行できませんでした"), "{}", a.text());
+        let seen = store
+            .read(|c| enrolment::get(c, e, Clock::system().now()))
+            .unwrap()
+            .unwrap();
+        // Nothing issued; the code works again once the admins fix it.
+        assert_eq!(seen.state, EnrolmentState::Waiting);
+        let error = seen.last_error.unwrap_or_default();
+        assert!(error.contains(field), "{error}");
+        let conn = rusqlite::Connection::open_with_flags(
+            ca.path("kxca.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let issued: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM certificates WHERE state = 'issued' AND email = ?1",
+                [&h.email],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(issued, 0);
+    }
 }

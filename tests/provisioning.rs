@@ -755,7 +755,7 @@ fn expiry_reminders_are_queued_once_per_threshold() {
 
     let home = kxca_ca::Home::new(&ca.home);
     let ca_handle = kxca_ca::Ca::open(home.clone(), kxca_ca::Clock::system()).unwrap();
-    let setup = kxca_provisioner::accounts::Setup::load(&ca_handle).unwrap();
+    let setup = kxca_provisioner::accounts::Setup::load(&ca_handle, None).unwrap();
     drop(ca_handle);
     let run = |days_left: f64| {
         let mut store = kxca_ca::Store::open(&home.database(), false).unwrap();

@@ -24,12 +24,12 @@ mod policy;
 mod tests;
 
 use kxca_hsm::KeyAlgorithm;
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+use rusqlite::{params, OptionalExtension, Row};
 use serde::Serialize;
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use crate::store::{audit, sql};
+use crate::store::{audit, sql, Snapshot, Tx};
 use crate::{AuditAction, Error, Holder, Serial};
 
 pub use code::verify as verify_code;
@@ -52,6 +52,7 @@ pub struct NewEnrolment<'a> {
     /// The certificate id the profile's template gives this holder (the
     /// daemon checks it again before signing).
     pub certificate_id: &'a str,
+    /// The office contact.
     pub holder: &'a Holder,
     /// The certificate profile (`policies/profiles/<name>.toml`).
     pub profile: &'a str,
@@ -81,6 +82,7 @@ pub enum EnrolmentState {
 }
 
 impl EnrolmentState {
+    /// The name admins see (and `--json` writes).
     pub fn as_str(self) -> &'static str {
         match self {
             EnrolmentState::Waiting => "waiting",
@@ -146,23 +148,33 @@ impl Stored {
 /// leaves this crate.
 #[derive(Debug, Clone, Serialize)]
 pub struct Enrolment {
+    /// Its id.
     pub id: EnrolmentId,
+    /// The certificate id to be picked up.
     pub certificate_id: String,
+    /// The certificate profile.
     pub profile: String,
+    /// The office contact.
     pub holder: Holder,
     /// `None`: the profile's default.
     pub key_algorithm: Option<String>,
     /// The serial (hex) the new certificate replaces.
     pub supersedes: Option<String>,
+    /// What admins see now.
     pub state: EnrolmentState,
     /// Whether a code has been minted (mail 2 sent).
     pub has_code: bool,
+    /// When the current code was minted (Unix seconds).
     pub code_minted_at: Option<i64>,
+    /// When the current code stops working (Unix seconds).
     pub code_expires_at: Option<i64>,
     /// Wrong codes so far (reset by a new code).
     pub tries: u32,
+    /// When it locked (Unix seconds).
     pub locked_at: Option<i64>,
+    /// When it was opened (Unix seconds).
     pub opened_at: i64,
+    /// Who opened it.
     pub opened_by: String,
     /// When it was issued or cancelled.
     pub closed_at: Option<i64>,
@@ -282,13 +294,13 @@ impl Row_ {
     }
 }
 
-pub(crate) fn row(conn: &Connection, id: i64) -> Result<Option<Row_>, Error> {
+pub(crate) fn row(conn: &Snapshot<'_>, id: i64) -> Result<Option<Row_>, Error> {
     conn.query_row(&format!("{SELECT} WHERE id = ?1"), [id], from_row)
         .optional()
         .map_err(sql)
 }
 
-fn row_required(conn: &Connection, id: EnrolmentId) -> Result<Row_, Error> {
+fn row_required(conn: &Snapshot<'_>, id: EnrolmentId) -> Result<Row_, Error> {
     row(conn, id.0)?.ok_or_else(|| Error::Enrolment {
         id: id.0,
         message: "no such enrolment".to_string(),
@@ -296,7 +308,7 @@ fn row_required(conn: &Connection, id: EnrolmentId) -> Result<Row_, Error> {
 }
 
 /// The live (open or claimed) enrolment of a certificate id.
-pub(crate) fn live(conn: &Connection, certificate_id: &str) -> Result<Option<Row_>, Error> {
+pub(crate) fn live(conn: &Snapshot<'_>, certificate_id: &str) -> Result<Option<Row_>, Error> {
     conn.query_row(
         &format!("{SELECT} WHERE certificate_id = ?1 AND state IN ('open', 'claimed')"),
         [certificate_id],
@@ -306,7 +318,7 @@ pub(crate) fn live(conn: &Connection, certificate_id: &str) -> Result<Option<Row
     .map_err(sql)
 }
 
-fn last_error(conn: &Connection, id: i64) -> Result<Option<String>, Error> {
+fn last_error(conn: &Snapshot<'_>, id: i64) -> Result<Option<String>, Error> {
     let last: Option<(String, Option<String>)> = conn
         .query_row(
             "SELECT state, error FROM pickup_requests WHERE enrolment_id = ?1 ORDER BY id DESC LIMIT 1",
@@ -323,7 +335,7 @@ fn last_error(conn: &Connection, id: i64) -> Result<Option<String>, Error> {
 /// cancelled first: its code stops working and a request it had with the
 /// daemon is abandoned, never signed. One audit event each, in `tx`.
 pub fn open(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     new: &NewEnrolment<'_>,
     actor: &str,
     now: i64,
@@ -369,13 +381,7 @@ pub fn open(
     Ok(EnrolmentId(id))
 }
 
-fn cancel_row(
-    tx: &Transaction<'_>,
-    old: &Row_,
-    actor: &str,
-    now: i64,
-    why: &str,
-) -> Result<(), Error> {
+fn cancel_row(tx: &Tx<'_>, old: &Row_, actor: &str, now: i64, why: &str) -> Result<(), Error> {
     let abandoned = tx
         .execute(
             "UPDATE pickup_requests SET state = 'abandoned', done_at = ?2, error = ?3
@@ -402,7 +408,7 @@ fn cancel_row(
 /// Withdraws a live enrolment (e.g. the account was revoked before the
 /// pickup): its code stops working. Returns false if it was not live.
 pub fn cancel(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     id: EnrolmentId,
     actor: &str,
     now: i64,
@@ -425,7 +431,7 @@ pub fn cancel(
 ///
 /// Hashing costs the policy's Argon2id time (about 20–50 ms) inside `tx`.
 pub fn mint_code(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     id: EnrolmentId,
     policy: &PickupPolicy,
     now: i64,
@@ -464,7 +470,7 @@ pub fn mint_code(
 /// reset and the old code stops working. Mint a new code afterwards
 /// ([`mint_code`], with mail 2). An issued, cancelled or mid-pickup
 /// enrolment cannot be renewed.
-pub fn renew(tx: &Transaction<'_>, id: EnrolmentId, actor: &str, now: i64) -> Result<(), Error> {
+pub fn renew(tx: &Tx<'_>, id: EnrolmentId, actor: &str, now: i64) -> Result<(), Error> {
     let row = row_required(tx, id)?;
     let was = row.state_at(now);
     if row.state != Stored::Open {
@@ -492,7 +498,7 @@ pub fn renew(tx: &Transaction<'_>, id: EnrolmentId, actor: &str, now: i64) -> Re
 }
 
 /// One enrolment as admins see it at `now`.
-pub fn get(conn: &Connection, id: EnrolmentId, now: i64) -> Result<Option<Enrolment>, Error> {
+pub fn get(conn: &Snapshot<'_>, id: EnrolmentId, now: i64) -> Result<Option<Enrolment>, Error> {
     match row(conn, id.0)? {
         Some(r) => {
             let e = last_error(conn, r.id)?;
@@ -504,7 +510,7 @@ pub fn get(conn: &Connection, id: EnrolmentId, now: i64) -> Result<Option<Enrolm
 
 /// The newest enrolment of a certificate id at `now`.
 pub fn by_certificate_id(
-    conn: &Connection,
+    conn: &Snapshot<'_>,
     certificate_id: &str,
     now: i64,
 ) -> Result<Option<Enrolment>, Error> {
@@ -526,7 +532,7 @@ pub fn by_certificate_id(
 }
 
 /// Enrolments as admins see them at `now`, newest first.
-pub fn list(conn: &Connection, filter: &Filter, now: i64) -> Result<Vec<Enrolment>, Error> {
+pub fn list(conn: &Snapshot<'_>, filter: &Filter, now: i64) -> Result<Vec<Enrolment>, Error> {
     let mut stmt = conn
         .prepare(&format!(
             "{SELECT} WHERE (?1 IS NULL OR certificate_id = ?1) ORDER BY id DESC"

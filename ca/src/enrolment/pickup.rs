@@ -22,11 +22,11 @@
 //! recorded `failed`, never issued.
 
 use kxca_hsm::KeyAlgorithm;
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, OptionalExtension};
 use serde_json::json;
 
 use super::{code, row, EnrolmentId, PickupPolicy, Stored};
-use crate::store::{audit, authorities, certificates, revocations, sql};
+use crate::store::{audit, authorities, certificates, revocations, sql, Snapshot, Tx};
 use crate::{AuditAction, Ca, Error, Holder, IssueRequest, RevocationReason};
 
 /// A pickup request's row id.
@@ -51,6 +51,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// A word for logs.
     pub fn as_str(self) -> &'static str {
         match self {
             Refusal::Unknown => "unknown",
@@ -65,8 +66,12 @@ impl Refusal {
 
 /// The live enrolment a typed code is checked against.
 pub struct Candidate {
+    /// The enrolment the code is checked against.
     pub enrolment: EnrolmentId,
+    /// Its certificate id.
     pub certificate_id: String,
+    /// Its certificate profile (the public role reads the default key
+    /// and PKCS#12 iterations there).
     pub profile: String,
     /// `None`: the profile's default.
     pub key_algorithm: Option<KeyAlgorithm>,
@@ -104,7 +109,7 @@ fn refusal_of(row: &super::Row_, now: i64) -> Option<Refusal> {
 
 /// The live enrolment of `certificate_id`, or why it cannot be picked up.
 pub fn check(
-    conn: &Connection,
+    conn: &Snapshot<'_>,
     certificate_id: &str,
     now: i64,
 ) -> Result<Result<Candidate, Refusal>, Error> {
@@ -154,7 +159,10 @@ pub enum Claim {
     /// The code was right: the request is with the daemon.
     Claimed(RequestId),
     /// The code was wrong; this many tries are left.
-    Wrong { tries_left: u32 },
+    Wrong {
+        /// Wrong codes still allowed before the pickup locks.
+        tries_left: u32,
+    },
     /// The code was wrong and that was the last try, or it was locked already.
     Locked,
     /// Refused whatever the code (expired, used, in progress, ...).
@@ -169,7 +177,7 @@ pub enum Claim {
 /// SPKI of the key pair the public role generated for this pickup.
 #[allow(clippy::too_many_arguments)]
 pub fn claim(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     candidate: &Candidate,
     code_ok: bool,
     public_key: &[u8],
@@ -245,11 +253,15 @@ pub fn claim(
 /// Where a request stands, as the public role waiting for it sees it.
 #[derive(Debug, Clone)]
 pub enum RequestStatus {
+    /// Waiting for the daemon.
     Pending,
     /// Signed: the certificate and its chain (issuing CA, then root).
     Signed {
+        /// The serial, in hex.
         serial: String,
+        /// The certificate, DER.
         certificate: Vec<u8>,
+        /// Issuing CA, then root, DER.
         chain: Vec<Vec<u8>>,
     },
     /// Given up on (by the public role, the daemon's age limit, or a newer
@@ -260,7 +272,7 @@ pub enum RequestStatus {
 }
 
 /// The state of a request, with the certificate and chain once signed.
-pub fn request_status(conn: &Connection, id: RequestId) -> Result<RequestStatus, Error> {
+pub fn request_status(conn: &Snapshot<'_>, id: RequestId) -> Result<RequestStatus, Error> {
     let (state, serial, error): (String, Option<String>, Option<String>) = conn
         .query_row(
             "SELECT state, serial, error FROM pickup_requests WHERE id = ?1",
@@ -281,14 +293,20 @@ pub fn request_status(conn: &Connection, id: RequestId) -> Result<RequestStatus,
                 serial: serial.clone(),
                 state: record.state.as_str().to_string(),
             })?;
+            let all = authorities::all(conn)?;
             let mut chain = Vec::new();
             let mut next = Some(record.authority_id);
             // Issuing CA, then its parents up to the root (two tiers today;
             // the bound keeps a corrupt parent loop from spinning).
             while let Some(id) = next.filter(|_| chain.len() < 8) {
-                let a = authorities::by_id(conn, id)?;
+                let a = all
+                    .iter()
+                    .find(|a| a.id == id)
+                    .ok_or_else(|| Error::NoAuthority {
+                        role: format!("authority {id} (issuer of {serial})"),
+                    })?;
                 next = a.parent_id;
-                chain.push(a.certificate);
+                chain.push(a.certificate.clone());
             }
             RequestStatus::Signed {
                 serial,
@@ -309,7 +327,7 @@ pub fn request_status(conn: &Connection, id: RequestId) -> Result<RequestStatus,
 /// signed meanwhile stays signed and false is returned) and gives the
 /// enrolment its code back.
 pub fn abandon(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     id: RequestId,
     why: &str,
     actor: &str,
@@ -360,7 +378,7 @@ struct Pending {
     created_at: i64,
 }
 
-fn pending(conn: &Connection) -> Result<Vec<Pending>, Error> {
+fn pending(conn: &Snapshot<'_>) -> Result<Vec<Pending>, Error> {
     let mut stmt = conn
         .prepare(
             "SELECT r.id, e.id, e.certificate_id, e.profile, e.holder, e.supersedes, r.public_key,
@@ -396,7 +414,7 @@ fn pending(conn: &Connection) -> Result<Vec<Pending>, Error> {
 
 /// Whether a pending request is waiting (cheap: one indexed lookup), so
 /// the daemon can poll often.
-pub fn any_pending(conn: &Connection) -> Result<bool, Error> {
+pub fn any_pending(conn: &Snapshot<'_>) -> Result<bool, Error> {
     conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM pickup_requests WHERE state = 'pending')",
         [],
@@ -408,13 +426,7 @@ pub fn any_pending(conn: &Connection) -> Result<bool, Error> {
 /// In the issuing transaction: the request signed, the enrolment issued,
 /// the superseded certificate revoked. Fails (and so the certificate is
 /// never issued) if the request is no longer pending.
-fn complete(
-    tx: &Transaction<'_>,
-    p: &Pending,
-    serial: &str,
-    actor: &str,
-    now: i64,
-) -> Result<(), Error> {
+fn complete(tx: &Tx<'_>, p: &Pending, serial: &str, actor: &str, now: i64) -> Result<(), Error> {
     let signed = tx
         .execute(
             "UPDATE pickup_requests SET state = 'signed', serial = ?2, done_at = ?3
@@ -471,13 +483,7 @@ fn complete(
     )
 }
 
-fn fail(
-    tx: &Transaction<'_>,
-    p: &Pending,
-    error: &str,
-    actor: &str,
-    now: i64,
-) -> Result<(), Error> {
+fn fail(tx: &Tx<'_>, p: &Pending, error: &str, actor: &str, now: i64) -> Result<(), Error> {
     let n = tx
         .execute(
             "UPDATE pickup_requests SET state = 'failed', done_at = ?2, error = ?3 WHERE id = ?1 AND state = 'pending'",
@@ -509,7 +515,7 @@ fn fail(
 /// instead: the public role has given up on it (or died), so nobody would
 /// receive the certificate. Returns how many were signed.
 pub fn sign_pending(ca: &mut Ca, policy: &PickupPolicy, actor: &str) -> Result<usize, Error> {
-    let requests = ca.store().read(|c| pending(c))?;
+    let requests = ca.store().read(pending)?;
     let mut signed = 0;
     for p in requests {
         let now = ca.clock().now();

@@ -5,8 +5,11 @@ use crate::Error;
 
 /// One numbered schema change. Never edit a released migration: add one.
 pub struct Migration {
+    /// Its number within its component, from 1 up.
     pub version: i64,
+    /// What it does, recorded in `schema_migrations`.
     pub description: &'static str,
+    /// The SQL it runs, in one transaction.
     pub sql: &'static str,
 }
 

@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 
 use kxca_ca::enrolment::{self, NewEnrolment};
-use kxca_ca::store::audit;
+use kxca_ca::store::{audit, Snapshot, Tx};
 use kxca_ca::{Holder, Profile};
-use rusqlite::{params, Transaction};
+use rusqlite::params;
 use serde::Serialize;
 
 use super::delivery::{self, DeliveryContext, Mails};
@@ -81,7 +81,7 @@ fn refused(message: String) -> kxca_ca::Error {
     }
 }
 
-fn decided_rows(tx: &Transaction<'_>, application_id: i64) -> Result<Vec<u32>, kxca_ca::Error> {
+fn decided_rows(tx: &Tx<'_>, application_id: i64) -> Result<Vec<u32>, kxca_ca::Error> {
     let mut stmt = tx
         .prepare("SELECT row FROM application_decisions WHERE application_id = ?1 ORDER BY row")
         .map_err(sql)?;
@@ -113,7 +113,7 @@ pub struct Decision {
 
 /// The decisions on application `application_id`, by row.
 pub fn decisions(
-    conn: &rusqlite::Connection,
+    conn: &Snapshot<'_>,
     application_id: i64,
 ) -> Result<Vec<Decision>, kxca_ca::Error> {
     let mut stmt = conn
@@ -245,7 +245,7 @@ pub fn approve(
 }
 
 fn approve_in(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     application_id: i64,
     rows: Option<&[u32]>,
     ctx: &Context<'_>,
@@ -372,7 +372,7 @@ fn approve_in(
 /// and the rows approved before it in this call: Ok(certificate id), or
 /// Err(why not).
 fn check(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     c: &Candidate<'_>,
     batch: &Batch,
     ctx: &Context<'_>,
@@ -441,7 +441,7 @@ fn check(
 }
 
 fn insert_account(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     app: &applications::Application,
     c: &Candidate<'_>,
     certificate_id: &str,

@@ -10,8 +10,8 @@
 
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
 use kxca_ca::enrolment::{self, EnrolmentId};
-use kxca_ca::store::audit;
-use rusqlite::{params, OptionalExtension, Transaction};
+use kxca_ca::store::{audit, Tx};
+use rusqlite::{params, OptionalExtension};
 use zeroize::Zeroizing;
 
 use super::policy::{self, Templates};
@@ -53,7 +53,7 @@ pub enum Mails {
 /// records the enrolment as the account's current one. The idempotency
 /// keys name the enrolment (and renewal): queuing twice queues once.
 pub fn queue(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     account: &Account,
     enrolment: EnrolmentId,
     mails: Mails,
@@ -177,7 +177,7 @@ pub fn phc(password: &str) -> Result<String, kxca_ca::Error> {
 /// the KX password (its hash stored on the account), and returns the body
 /// to send. The caller sends it and drops it; nothing of it is stored.
 pub(crate) fn mint_for_sending(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     mail: &OutboxMail,
     pickup: &enrolment::PickupPolicy,
     now: i64,

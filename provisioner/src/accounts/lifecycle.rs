@@ -5,9 +5,9 @@
 use std::str::FromStr;
 
 use kxca_ca::enrolment::{self, EnrolmentId, NewEnrolment};
-use kxca_ca::store::{audit, revocations};
+use kxca_ca::store::{audit, revocations, Tx};
 use kxca_ca::{RevocationReason, Serial};
-use rusqlite::{params, Transaction};
+use rusqlite::params;
 use serde::Serialize;
 
 use super::delivery::{self, DeliveryContext, Mails};
@@ -23,7 +23,7 @@ fn not_found(what: String) -> kxca_ca::Error {
     }
 }
 
-fn active_account(tx: &Transaction<'_>, certificate_id: &str) -> Result<Account, kxca_ca::Error> {
+fn active_account(tx: &Tx<'_>, certificate_id: &str) -> Result<Account, kxca_ca::Error> {
     let a = register::by_certificate_id(tx, certificate_id)?
         .ok_or_else(|| not_found(format!("no account with certificate id {certificate_id:?}")))?;
     if a.state != AccountState::Active {

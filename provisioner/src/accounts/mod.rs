@@ -114,12 +114,16 @@ pub struct Setup {
 
 impl Setup {
     /// Reads the policy and templates of `ca`'s home and its configuration.
-    pub fn load(ca: &kxca_ca::Ca) -> Result<Setup, kxca_ca::Error> {
+    ///
+    /// `mail` is the home's `[mail]`: its SMTP From address gives the
+    /// Message-ID domain (`kxca.invalid` without one).
+    pub fn load(
+        ca: &kxca_ca::Ca,
+        mail: Option<&crate::MailConfig>,
+    ) -> Result<Setup, kxca_ca::Error> {
         let policies = ca.home().policies();
         let config = ca.config();
-        let message_id_domain = config
-            .mail
-            .as_ref()
+        let message_id_domain = mail
             .and_then(|m| m.smtp.as_ref())
             .and_then(|s| s.from.rsplit_once('@').map(|(_, d)| d.to_string()))
             .unwrap_or_else(|| "kxca.invalid".to_string());

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
-use kxca_ca::store::certificates;
-use rusqlite::{params, Connection, OptionalExtension};
+use kxca_ca::store::{certificates, Snapshot};
+use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 use crate::error::sql;
@@ -186,7 +186,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
     })
 }
 
-fn with_certificates(conn: &Connection, mut a: Account) -> Result<Account, kxca_ca::Error> {
+fn with_certificates(conn: &Snapshot<'_>, mut a: Account) -> Result<Account, kxca_ca::Error> {
     let certs = certificates::by_certificate_id(conn, &a.certificate_id)?;
     a.certificates = certs
         .iter()
@@ -212,7 +212,7 @@ fn with_certificates(conn: &Connection, mut a: Account) -> Result<Account, kxca_
 
 /// The account with this certificate id.
 pub fn by_certificate_id(
-    conn: &Connection,
+    conn: &Snapshot<'_>,
     certificate_id: &str,
 ) -> Result<Option<Account>, kxca_ca::Error> {
     let a = conn
@@ -227,7 +227,7 @@ pub fn by_certificate_id(
 }
 
 /// The account with this row id.
-pub fn by_id(conn: &Connection, id: i64) -> Result<Option<Account>, kxca_ca::Error> {
+pub fn by_id(conn: &Snapshot<'_>, id: i64) -> Result<Option<Account>, kxca_ca::Error> {
     let a = conn
         .query_row(
             &format!("SELECT {COLUMNS} FROM accounts WHERE id = ?1"),
@@ -241,7 +241,7 @@ pub fn by_id(conn: &Connection, id: i64) -> Result<Option<Account>, kxca_ca::Err
 
 /// The active accounts of an office.
 pub fn of_office(
-    conn: &Connection,
+    conn: &Snapshot<'_>,
     union_code: &str,
     branch_code: &str,
     office_code: &str,
@@ -264,7 +264,7 @@ pub fn of_office(
 /// Accounts whose office code, office name, contact name or certificate id
 /// contains `query` (all when None), oldest first.
 pub fn search(
-    conn: &Connection,
+    conn: &Snapshot<'_>,
     query: Option<&str>,
     limit: i64,
 ) -> Result<Vec<Account>, kxca_ca::Error> {
@@ -297,7 +297,7 @@ pub fn search(
 
 /// Accounts changed since `since` (all when None), for the KX export.
 pub fn changed_since(
-    conn: &Connection,
+    conn: &Snapshot<'_>,
     since: Option<i64>,
 ) -> Result<Vec<Account>, kxca_ca::Error> {
     let mut stmt = conn

@@ -28,7 +28,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::Semaphore;
 
-pub use kxca_ca::ServeConfig;
+use crate::ServeConfig;
 
 use access_log::{AccessLog, OcspLine};
 use conns::{Conns, BUSY, IDLE};
@@ -618,6 +618,7 @@ async fn pickup_request(
     state: &AtomicU8,
     start: Instant,
 ) -> Reply {
+    app.metrics.other(HttpKind::Pickup);
     let method = req.method().clone();
     let log = |outcome: &str, code: StatusCode, id: &str| {
         let us = start.elapsed().as_micros();
