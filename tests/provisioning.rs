@@ -807,3 +807,124 @@ fn expiry_reminders_are_queued_once_per_threshold() {
         "{body}"
     );
 }
+
+/// Rows valid when their forms were read can break the register's rules by
+/// the time an admin approves them (another application approved first):
+/// approval checks again, in its transaction, with the rows approved
+/// before it in the same call.
+#[test]
+fn approval_checks_the_register_again() {
+    let ca = TestCa::new();
+    let maildir = ca.dir.path().join("Maildir");
+    for d in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(maildir.join(d)).unwrap();
+    }
+    let config = ca.path("kxca.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("\n[mail]\nmaildir = {:?}\n", maildir));
+    std::fs::write(&config, text).unwrap();
+    // Office 40004 may have a 社労士 account beside its own contact.
+    let policy = ca.path("policies/intake.toml");
+    let text = std::fs::read_to_string(&policy).unwrap().replace(
+        "multiple_accounts = []",
+        "multiple_accounts = [\"26276-00-40004\"]",
+    );
+    std::fs::write(&policy, text).unwrap();
+    let mut t = Transcript::default();
+    let forms = [
+        standard(&[contact_row(1, "40001", "001", None)]),
+        standard(&[
+            contact_row(1, "40001", "001", None),
+            contact_row(2, "40002", "001", None),
+        ]),
+        standard(&[
+            contact_row(1, "40004", "900", None),
+            contact_row(2, "40004", "001", None),
+        ]),
+        standard(&[contact_row(1, "40005", "001", None)]),
+        standard(&[contact_row(1, "40005", "002", None)]),
+    ];
+    for (i, form) in forms.iter().enumerate() {
+        std::fs::write(
+            maildir.join("new").join(format!("m{i}")),
+            signup(&format!("m{i}@office.test"), form),
+        )
+        .unwrap();
+    }
+    t.json(ca.kxca(&["intake", "fetch", "--json"]), "fetch");
+    let apps = t.json(ca.kxca(&["applications", "list", "--json"]), "list");
+    let apps = apps.as_array().unwrap();
+    assert_eq!(apps.len(), 5);
+    assert!(apps.iter().all(|a| a["rows_invalid"] == 0), "{apps:?}");
+    let id = |n: usize| apps[n]["id"].to_string();
+    let rows_of = |n: usize| -> Vec<String> {
+        let app = t_json(&ca, &["applications", "show", &id(n), "--json"]);
+        app["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["row"].to_string())
+            .collect()
+    };
+
+    // The same contact in two applications: the second is refused.
+    let a = t.json(
+        ca.kxca(&["applications", "approve", &id(0), "--json"]),
+        "approve 1",
+    );
+    assert_eq!(a["approved"].as_array().unwrap().len(), 1, "{a}");
+    let rows = rows_of(1);
+    let out = ca.kxca(&["applications", "approve", &id(1), "--rows", &rows[0]]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already exists"), "{err}");
+    let a = t.json(
+        ca.kxca(&["applications", "approve", &id(1), "--json"]),
+        "approve 2",
+    );
+    assert_eq!(a["approved"].as_array().unwrap().len(), 1, "{a}");
+    assert_eq!(a["approved"][0]["row"].to_string(), rows[1]);
+    assert_eq!(a["refused"][0]["row"].to_string(), rows[0]);
+
+    // A 社労士 row alone is refused; with its office's contact in the same
+    // approval, both are approved (the office contact first).
+    let rows = rows_of(2);
+    let out = ca.kxca(&["applications", "approve", &id(2), "--rows", &rows[0]]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("社労士"), "{err}");
+    let a = t.json(
+        ca.kxca(&["applications", "approve", &id(2), "--json"]),
+        "approve 3",
+    );
+    assert_eq!(a["approved"].as_array().unwrap().len(), 2, "{a}");
+
+    // One account per office: a second contact of 40005 is refused.
+    t.json(
+        ca.kxca(&["applications", "approve", &id(3), "--json"]),
+        "approve 4",
+    );
+    let a = t.json(
+        ca.kxca(&["applications", "approve", &id(4), "--json"]),
+        "approve 5",
+    );
+    assert_eq!(a["approved"].as_array().unwrap().len(), 0, "{a}");
+    let reason = a["refused"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("already has an account"), "{reason}");
+
+    let list = t.json(ca.kxca(&["accounts", "list", "--json"]), "list");
+    assert_eq!(list.as_array().unwrap().len(), 5);
+    let sharoushi: Vec<bool> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["sharoushi"].as_bool().unwrap())
+        .collect();
+    assert_eq!(sharoushi.iter().filter(|s| **s).count(), 1);
+}
+
+fn t_json(ca: &TestCa, args: &[&str]) -> serde_json::Value {
+    let out = ca.kxca(args);
+    common::assert_ok(&out, &args.join(" "));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
