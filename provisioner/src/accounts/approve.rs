@@ -81,6 +81,13 @@ fn refused(message: String) -> kxca_ca::Error {
     }
 }
 
+fn unknown_application(id: i64) -> kxca_ca::Error {
+    kxca_ca::Error::InvalidField {
+        field: "application".to_string(),
+        message: format!("no application #{id} (see `kxca applications list`)"),
+    }
+}
+
 fn decided_rows(tx: &Tx<'_>, application_id: i64) -> Result<Vec<u32>, kxca_ca::Error> {
     let mut stmt = tx
         .prepare("SELECT row FROM application_decisions WHERE application_id = ?1 ORDER BY row")
@@ -253,7 +260,7 @@ fn approve_in(
     now: i64,
 ) -> Result<Approval, kxca_ca::Error> {
     let app = applications::get(tx, application_id)?
-        .ok_or_else(|| refused(format!("no application #{application_id}")))?;
+        .ok_or_else(|| unknown_application(application_id))?;
     let decided = decided_rows(tx, application_id)?;
     let (todo, already_decided) = select(&app, rows, &decided, false)?;
     let mut out = Approval {
@@ -505,7 +512,7 @@ pub fn reject(
     store.migrate("accounts", super::migrations())?;
     let out = store.write(|tx| {
         let app = applications::get(tx, application_id)?
-            .ok_or_else(|| refused(format!("no application #{application_id}")))?;
+            .ok_or_else(|| unknown_application(application_id))?;
         let decided = decided_rows(tx, application_id)?;
         let (todo, already_decided) = select(&app, Some(rows), &decided, true)?;
         let mut out = Approval {
