@@ -95,6 +95,12 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::intake::IntakeCommand,
     },
+    /// Office contacts' accounts: list, show, reset, revoke, renew a pickup,
+    /// export for the KX server.
+    Accounts {
+        #[command(subcommand)]
+        command: crate::accounts_cli::AccountsCommand,
+    },
     /// The office register the intake policy may check office codes against.
     Offices {
         #[command(subcommand)]
@@ -170,6 +176,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Key { command } => crate::key::run(&cli.home, &actor, command)?,
         Command::Intake { command } => {
             return crate::intake::run_intake(command, &cli.home, mail.as_ref(), &actor)
+        }
+        Command::Accounts { command } => {
+            crate::accounts_cli::run(command, home(&cli.home)?, mail.as_ref(), &actor)?
         }
         Command::Offices { command } => {
             return crate::intake::run_offices(command, &cli.home, &actor)

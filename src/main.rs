@@ -1,6 +1,7 @@
 //! `kxca`: the command line of the Kenpo eXpress certificate authority.
 //! Parses arguments and hands off to the library crates.
 
+mod accounts_cli;
 mod audit;
 mod certificates;
 mod cli;

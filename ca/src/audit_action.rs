@@ -57,6 +57,22 @@ pub enum AuditAction {
     OutboxFailed,
     /// A delivery report (a bounce) of kxca's own mail was matched to its outbox mail.
     OutboxDeliveryReport,
+    /// An application row was approved: an account and its pickup created.
+    AccountApprove,
+    /// Application rows were rejected; the applicant was told why.
+    ApplicationReject,
+    /// Mail 2 was claimed for sending: a pickup code and a KX password minted (hashes stored).
+    AccountSecretsMinted,
+    /// An account was reset: a new pickup superseding its certificate.
+    AccountReset,
+    /// An account (or a whole office's) was revoked with its certificates.
+    AccountRevoke,
+    /// A locked or expired pickup was renewed and a new mail 2 queued.
+    AccountRenewPickup,
+    /// An expiry reminder was queued for a certificate and threshold.
+    AccountExpiryReminder,
+    /// The account feed for the KX server was exported.
+    AccountExport,
     /// An office contact may pick up a certificate (approval or reset).
     EnrolmentOpen,
     /// An enrolment was replaced by a newer one or withdrawn.
@@ -107,6 +123,14 @@ impl AuditAction {
         AuditAction::OutboxSent,
         AuditAction::OutboxFailed,
         AuditAction::OutboxDeliveryReport,
+        AuditAction::AccountApprove,
+        AuditAction::ApplicationReject,
+        AuditAction::AccountSecretsMinted,
+        AuditAction::AccountReset,
+        AuditAction::AccountRevoke,
+        AuditAction::AccountRenewPickup,
+        AuditAction::AccountExpiryReminder,
+        AuditAction::AccountExport,
         AuditAction::EnrolmentOpen,
         AuditAction::EnrolmentCancel,
         AuditAction::EnrolmentCode,
@@ -147,6 +171,14 @@ impl AuditAction {
             AuditAction::OutboxSent => "outbox.sent",
             AuditAction::OutboxFailed => "outbox.failed",
             AuditAction::OutboxDeliveryReport => "outbox.delivery_report",
+            AuditAction::AccountApprove => "account.approve",
+            AuditAction::ApplicationReject => "application.reject",
+            AuditAction::AccountSecretsMinted => "account.secrets_minted",
+            AuditAction::AccountReset => "account.reset",
+            AuditAction::AccountRevoke => "account.revoke",
+            AuditAction::AccountRenewPickup => "account.renew_pickup",
+            AuditAction::AccountExpiryReminder => "account.expiry_reminder",
+            AuditAction::AccountExport => "account.export",
             AuditAction::EnrolmentOpen => "enrolment.open",
             AuditAction::EnrolmentCancel => "enrolment.cancel",
             AuditAction::EnrolmentCode => "enrolment.code",
@@ -209,6 +241,14 @@ mod tests {
                 "outbox.sent",
                 "outbox.failed",
                 "outbox.delivery_report",
+                "account.approve",
+                "application.reject",
+                "account.secrets_minted",
+                "account.reset",
+                "account.revoke",
+                "account.renew_pickup",
+                "account.expiry_reminder",
+                "account.export",
                 "enrolment.open",
                 "enrolment.cancel",
                 "enrolment.code",

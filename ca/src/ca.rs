@@ -467,6 +467,7 @@ impl Ca {
                 crl_url: format!("{base}/crl/issuing-1.crl"),
                 ocsp_url: format!("{base}/ocsp"),
                 ca_issuers_url: format!("{base}/ca/issuing-1.cer"),
+                pickup_url: None,
             },
             crl: CrlConfig::default(),
             yubikey: Default::default(),
@@ -1228,45 +1229,10 @@ impl Ca {
         reason: RevocationReason,
         actor: &str,
     ) -> Result<CertificateRecord, Error> {
-        if reason == RevocationReason::CertificateHold {
-            // Revocation is final in kxca: a hold would need releasing
-            // (removeFromCRL) and would make "revoked" mean "maybe".
-            return Err(Error::field(
-                "reason",
-                "certificateHold is not supported: kxca revocations are permanent; issue a new certificate instead of releasing a hold",
-            ));
-        }
         let serial_hex = serial.to_hex();
         let now = self.clock.now();
-        self.store.write(|tx| {
-            let record =
-                certificates::by_serial(tx, &serial_hex)?.ok_or_else(|| Error::UnknownSerial {
-                    serial: serial_hex.clone(),
-                })?;
-            if record.state != certificates::CertificateState::Issued {
-                return Err(Error::NotIssued {
-                    serial: serial_hex.clone(),
-                    state: record.state.as_str().to_string(),
-                });
-            }
-            if let Some(r) = &record.revocation {
-                return Err(Error::AlreadyRevoked {
-                    serial: serial_hex.clone(),
-                    reason: r.reason.clone(),
-                    at: rfc3339(r.revoked_at),
-                });
-            }
-            revocations::insert(tx, record.id, now, reason, actor)?;
-            audit::append(
-                tx,
-                now,
-                actor,
-                crate::AuditAction::CertificateRevoke,
-                Some(&serial_hex),
-                json!({"reason": reason.name(), "certificate_id": record.certificate_id}),
-            )?;
-            Ok(())
-        })?;
+        self.store
+            .write(|tx| revocations::revoke(tx, &serial_hex, reason, actor, now))?;
         tracing::info!(serial = %serial_hex, reason = %reason, "certificate revoked");
         self.store
             .read(|c| certificates::by_serial(c, &serial_hex))?
