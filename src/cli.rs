@@ -105,11 +105,19 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::intake::IntakeCommand,
     },
+    /// Office contacts' accounts: list, show, reset, revoke, renew a pickup,
+    /// export for the KX server.
+    Accounts {
+        #[command(subcommand)]
+        command: crate::accounts_cli::AccountsCommand,
+    },
     /// The office register the intake policy may check office codes against.
     Offices {
         #[command(subcommand)]
         command: crate::intake::OfficesCommand,
     },
+    /// Certificate pickups as admins see them: state, tries, code expiry, serial.
+    Pickups(crate::pickups::PickupsArgs),
     /// The public role: serve OCSP, CRLs, CA certificates, /healthz and
     /// /metrics from the store, holding no CA key.
     Serve(crate::serve::ServeArgs),
@@ -185,6 +193,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Intake { command } => {
             return crate::intake::run_intake(command, &cli.home, mail.as_ref(), &actor)
         }
+        Command::Accounts { command } => {
+            crate::accounts_cli::run(command, home(&cli.home)?, mail.as_ref(), &actor)?
+        }
         Command::Offices { command } => {
             return crate::intake::run_offices(command, &cli.home, &actor)
         }
@@ -203,6 +214,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::daemon::run(home, config, &actor)?
         }
         Command::Publish(args) => crate::publish::run(home(&cli.home)?, args, &actor)?,
+        Command::Pickups(args) => crate::pickups::list(home(&cli.home)?, &args)?,
     }
     Ok(ExitCode::SUCCESS)
 }

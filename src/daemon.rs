@@ -4,11 +4,14 @@
 //! responder certificate and pre-signs answers into the store, where
 //! `kxca serve` (the public role) reads them. With `[mail]` it also runs the
 //! mail intake schedule (src/mail_schedule.rs), so that the process the
-//! network reaches never parses mail. It opens no listening socket.
+//! network reaches never parses mail. It signs the keys office contacts
+//! picked up on the public role's `/pickup` page. It opens no listening
+//! socket.
 
 use std::time::Duration;
 
 use anyhow::Result;
+use kxca_ca::enrolment::{pickup, PickupPolicy};
 use kxca_ca::ocsp::Maintainer;
 use kxca_ca::{Ca, Clock, Home};
 use tokio::sync::watch;
@@ -19,6 +22,10 @@ use crate::supervise::{StopSignal, Tasks};
 /// How often the maintainer looks at the store: a revocation by the CLI is
 /// signed (CRL and OCSP answer) within about this time.
 const TICK: Duration = Duration::from_secs(1);
+
+/// How often the store is asked for picked-up keys to sign: the contact
+/// waits on the pickup page meanwhile.
+const PICKUP_POLL: Duration = Duration::from_millis(100);
 
 /// How long a stop waits for a signing pass or a mail pass in progress.
 const GRACE: Duration = Duration::from_secs(30);
@@ -31,6 +38,10 @@ pub fn run(home: Home, config: KxcaToml, actor: &str) -> Result<()> {
     // What it signs on its own (CRLs, answers, responder certificates) is
     // the daemon's act in the audit trail, not the act of whoever started it.
     let mut maintainer = Maintainer::start(ca, "kxca-daemon")?;
+    // Its own CA (store connection and issuing signer): a pickup is signed
+    // within PICKUP_POLL instead of waiting for the maintainer's tick.
+    let mut pickup_ca = Ca::open(home.clone(), Clock::system())?;
+    let pickup_policy = PickupPolicy::load(&home.policies())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -48,6 +59,26 @@ pub fn run(home: Home, config: KxcaToml, actor: &str) -> Result<()> {
         if let Some(checkpoints) = checkpoints {
             tasks.spawn_blocking(checkpoints);
         }
+        let pickup_stop = stop_rx.clone();
+        tasks.spawn_blocking(move || {
+            while !*pickup_stop.borrow() {
+                match pickup_ca.store().read(pickup::any_pending) {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        if let Err(e) =
+                            pickup::sign_pending(&mut pickup_ca, &pickup_policy, "kxca-daemon")
+                        {
+                            tracing::warn!(error = %e, "signing picked-up keys failed; retrying");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading pickup requests failed; retrying")
+                    }
+                }
+                std::thread::sleep(PICKUP_POLL);
+            }
+            Ok("pickup signer")
+        });
         let maint_stop = stop_rx.clone();
         tasks.spawn_blocking(move || {
             while !*maint_stop.borrow() {

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use kxca_ca::{Clock, Home, Store};
+use kxca_provisioner::accounts::AccountRegister;
 use kxca_provisioner::intake::{
     self, offices, ExistingAccounts, IntakePolicy, NoExistingAccounts, OfficeRegister, Outcome,
 };
@@ -127,10 +128,20 @@ pub fn run_intake(
             let policy = policy(home, &p)?;
             let register;
             let existing: &dyn ExistingAccounts = if policy.office.use_register {
-                // Reading the register only; the check writes nothing.
+                // Reading the registers only; the check writes nothing.
                 let mut store =
                     open_store(home).context("the intake policy uses the office register")?;
-                register = OfficeRegister::load(&mut store)?;
+                let offices = OfficeRegister::load(&mut store)?;
+                register = AccountRegister::load(&mut store, Some(offices))?;
+                &register
+            } else if home
+                .as_ref()
+                .is_some_and(|h| Home::new(h).database().exists())
+            {
+                // In a home, rows are checked against its accounts as the
+                // mail pass checks them.
+                let mut store = open_store(home)?;
+                register = AccountRegister::load(&mut store, None)?;
                 &register
             } else {
                 &NoExistingAccounts

@@ -31,6 +31,11 @@ pub enum ApplicationsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Approve rows (all valid rows, or those named): create the accounts,
+    /// open their pickups and queue mail 1 and mail 2, in one transaction.
+    Approve(crate::accounts_cli::ApproveArgs),
+    /// Reject rows; the applicant is told why, in Japanese.
+    Reject(crate::accounts_cli::RejectArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -140,16 +145,39 @@ pub fn run(command: MailCommand, home: Home, mail: Option<&MailConfig>, actor: &
                 );
                 println!("sheet:        {}", app.sheet);
                 println!("status:       {}", app.status.as_str());
+                let decided = ca
+                    .store()
+                    .read(|c| kxca_provisioner::accounts::decisions(c, id))?;
                 for r in &app.rows {
+                    let decision = decided.iter().find(|d| d.row == r.row).map(|d| {
+                        format!(
+                            " [{} by {} {}{}]",
+                            d.decision,
+                            d.actor,
+                            rfc3339(d.decided_at),
+                            d.certificate_id
+                                .as_deref()
+                                .or(d.reason.as_deref())
+                                .map(|s| format!(": {s}"))
+                                .unwrap_or_default()
+                        )
+                    });
                     println!(
-                        "  row {} (No. {}): {} {}",
+                        "  row {} (No. {}): {} {}{}",
                         r.row,
                         r.no.as_deref().unwrap_or("-"),
                         r.status,
-                        r.findings
+                        r.findings,
+                        decision.unwrap_or_default()
                     );
                 }
             }
+        }
+        MailCommand::Applications(ApplicationsCommand::Approve(args)) => {
+            crate::accounts_cli::approve(open(home)?, mail, &args, actor)?
+        }
+        MailCommand::Applications(ApplicationsCommand::Reject(args)) => {
+            crate::accounts_cli::reject(open(home)?, mail, &args, actor)?
         }
         MailCommand::Outbox(OutboxCommand::List { json, limit }) => {
             let ca = open(home)?;
@@ -212,7 +240,9 @@ pub fn run(command: MailCommand, home: Home, mail: Option<&MailConfig>, actor: &
             // The pool inside the sender must be dropped within the runtime.
             let rt = runtime()?;
             let _in_runtime = rt.enter();
-            let sender = outbox::Sender::new(&smtp)?;
+            let sender = outbox::Sender::new(&smtp)?.minting(
+                kxca_ca::enrolment::PickupPolicy::load(&ca.home().policies())?,
+            );
             let clock = ca.clock().clone();
             let summary = rt.block_on(outbox::run_once(ca.store_mut(), &sender, &clock, actor))?;
             if json {

@@ -1,6 +1,7 @@
 //! `kxca`: the command line of the Kenpo eXpress certificate authority.
 //! Parses arguments and hands off to the library crates.
 
+mod accounts_cli;
 mod audit;
 mod ceremony;
 mod certificates;
@@ -16,6 +17,7 @@ mod key;
 mod mail_cli;
 mod mail_schedule;
 mod output;
+mod pickups;
 mod policies;
 mod publish;
 mod serve;

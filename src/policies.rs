@@ -9,6 +9,31 @@ const SHIPPED: &[(&str, &str)] = &[
         include_str!("../policies/profiles/office-client.toml"),
     ),
     ("intake.toml", include_str!("../policies/intake.toml")),
+    ("pickup.toml", include_str!("../policies/pickup.toml")),
+    (
+        "provisioning.toml",
+        include_str!("../policies/provisioning.toml"),
+    ),
+    (
+        "mail/certificate-ready.toml",
+        include_str!("../policies/mail/certificate-ready.toml"),
+    ),
+    (
+        "mail/initial-passwords.toml",
+        include_str!("../policies/mail/initial-passwords.toml"),
+    ),
+    (
+        "mail/row-rejected.toml",
+        include_str!("../policies/mail/row-rejected.toml"),
+    ),
+    (
+        "mail/account-revoked.toml",
+        include_str!("../policies/mail/account-revoked.toml"),
+    ),
+    (
+        "mail/expiry-reminder.toml",
+        include_str!("../policies/mail/expiry-reminder.toml"),
+    ),
     ("ceremony.toml", include_str!("../policies/ceremony.toml")),
 ];
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use kxca_ca::{Clock, Home};
-use kxca_responder::{Publisher, ServeConfig};
+use kxca_responder::{Pickup, Publisher, ServeConfig};
 use tokio::sync::watch;
 
 use crate::supervise::{StopSignal, Tasks};
@@ -25,6 +25,9 @@ pub struct ServeArgs {
 pub fn run(home: Home, config: ServeConfig, args: ServeArgs) -> Result<()> {
     let listen = args.listen.unwrap_or_else(|| config.listen.clone());
     let grace = Duration::from_secs(u64::from(config.shutdown_grace_seconds));
+    // The pickup opens its own store connection; like the publisher it
+    // touches no CA key.
+    let pickup = std::sync::Arc::new(Pickup::start(&home, Clock::system())?);
     let (engine, mut publisher) = Publisher::start(home, Clock::system())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.worker_threads())
@@ -43,7 +46,7 @@ pub fn run(home: Home, config: ServeConfig, args: ServeArgs) -> Result<()> {
         let mut tasks = Tasks::new();
         let http_stop = crate::supervise::raised(stop_rx.clone());
         tasks.spawn(async move {
-            kxca_responder::serve(engine, listener, config, http_stop).await?;
+            kxca_responder::serve(engine, Some(pickup), listener, config, http_stop).await?;
             Ok("http")
         });
         let pub_stop = stop_rx.clone();

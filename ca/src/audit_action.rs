@@ -57,6 +57,42 @@ pub enum AuditAction {
     OutboxFailed,
     /// A delivery report (a bounce) of kxca's own mail was matched to its outbox mail.
     OutboxDeliveryReport,
+    /// An application row was approved: an account and its pickup created.
+    AccountApprove,
+    /// Application rows were rejected; the applicant was told why.
+    ApplicationReject,
+    /// Mail 2 was claimed for sending: a pickup code and a KX password minted (hashes stored).
+    AccountSecretsMinted,
+    /// An account was reset: a new pickup superseding its certificate.
+    AccountReset,
+    /// An account (or a whole office's) was revoked with its certificates.
+    AccountRevoke,
+    /// A locked or expired pickup was renewed and a new mail 2 queued.
+    AccountRenewPickup,
+    /// An expiry reminder was queued for a certificate and threshold.
+    AccountExpiryReminder,
+    /// The account feed for the KX server was exported.
+    AccountExport,
+    /// An office contact may pick up a certificate (approval or reset).
+    EnrolmentOpen,
+    /// An enrolment was replaced by a newer one or withdrawn.
+    EnrolmentCancel,
+    /// A pickup code was minted (its hash stored; the code itself never).
+    EnrolmentCode,
+    /// An admin reopened a locked or expired pickup.
+    EnrolmentRenew,
+    /// A wrong pickup code was typed (a try counted).
+    PickupWrongCode,
+    /// The pickup locked after the policy's wrong tries.
+    PickupLocked,
+    /// A right code was typed: the public key went to the daemon.
+    PickupRequest,
+    /// A pickup request was given up before it was signed.
+    PickupAbandoned,
+    /// The daemon could not sign a pickup request.
+    PickupFailed,
+    /// A pickup request was signed (with any superseded certificate revoked).
+    PickupIssued,
     /// A security officer enrolled with their passphrase (hash not recorded).
     OfficerEnrol,
     /// An officer's approval of a ceremony, counted after their passphrase verified.
@@ -99,6 +135,24 @@ impl AuditAction {
         AuditAction::OutboxSent,
         AuditAction::OutboxFailed,
         AuditAction::OutboxDeliveryReport,
+        AuditAction::AccountApprove,
+        AuditAction::ApplicationReject,
+        AuditAction::AccountSecretsMinted,
+        AuditAction::AccountReset,
+        AuditAction::AccountRevoke,
+        AuditAction::AccountRenewPickup,
+        AuditAction::AccountExpiryReminder,
+        AuditAction::AccountExport,
+        AuditAction::EnrolmentOpen,
+        AuditAction::EnrolmentCancel,
+        AuditAction::EnrolmentCode,
+        AuditAction::EnrolmentRenew,
+        AuditAction::PickupWrongCode,
+        AuditAction::PickupLocked,
+        AuditAction::PickupRequest,
+        AuditAction::PickupAbandoned,
+        AuditAction::PickupFailed,
+        AuditAction::PickupIssued,
         AuditAction::OfficerEnrol,
         AuditAction::CeremonyApprove,
         AuditAction::CeremonyStep,
@@ -135,6 +189,24 @@ impl AuditAction {
             AuditAction::OutboxSent => "outbox.sent",
             AuditAction::OutboxFailed => "outbox.failed",
             AuditAction::OutboxDeliveryReport => "outbox.delivery_report",
+            AuditAction::AccountApprove => "account.approve",
+            AuditAction::ApplicationReject => "application.reject",
+            AuditAction::AccountSecretsMinted => "account.secrets_minted",
+            AuditAction::AccountReset => "account.reset",
+            AuditAction::AccountRevoke => "account.revoke",
+            AuditAction::AccountRenewPickup => "account.renew_pickup",
+            AuditAction::AccountExpiryReminder => "account.expiry_reminder",
+            AuditAction::AccountExport => "account.export",
+            AuditAction::EnrolmentOpen => "enrolment.open",
+            AuditAction::EnrolmentCancel => "enrolment.cancel",
+            AuditAction::EnrolmentCode => "enrolment.code",
+            AuditAction::EnrolmentRenew => "enrolment.renew",
+            AuditAction::PickupWrongCode => "pickup.wrong_code",
+            AuditAction::PickupLocked => "pickup.locked",
+            AuditAction::PickupRequest => "pickup.request",
+            AuditAction::PickupAbandoned => "pickup.abandoned",
+            AuditAction::PickupFailed => "pickup.failed",
+            AuditAction::PickupIssued => "pickup.issued",
             AuditAction::OfficerEnrol => "officer.enrol",
             AuditAction::CeremonyApprove => "ceremony.approve",
             AuditAction::CeremonyStep => "ceremony.step",
@@ -193,6 +265,24 @@ mod tests {
                 "outbox.sent",
                 "outbox.failed",
                 "outbox.delivery_report",
+                "account.approve",
+                "application.reject",
+                "account.secrets_minted",
+                "account.reset",
+                "account.revoke",
+                "account.renew_pickup",
+                "account.expiry_reminder",
+                "account.export",
+                "enrolment.open",
+                "enrolment.cancel",
+                "enrolment.code",
+                "enrolment.renew",
+                "pickup.wrong_code",
+                "pickup.locked",
+                "pickup.request",
+                "pickup.abandoned",
+                "pickup.failed",
+                "pickup.issued",
                 "officer.enrol",
                 "ceremony.approve",
                 "ceremony.step",

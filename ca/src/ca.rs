@@ -103,6 +103,52 @@ enum Delivery<'a> {
     File(Option<&'a Path>),
 }
 
+/// Whose key a certificate certifies.
+#[derive(Clone, Copy)]
+enum SubjectKey<'a> {
+    /// A key pair kxca generates now and packages in the PKCS#12.
+    Generate,
+    /// A public key generated elsewhere (the public role, at pickup): no
+    /// PKCS#12 here. `certificate_id` is what the enrolment was opened for;
+    /// the profile's template must give the same.
+    Public {
+        spki: &'a [u8],
+        certificate_id: &'a str,
+    },
+}
+
+/// Steps run in the transaction that records a certificate as issued,
+/// given its serial (hex): if they fail, it is not issued.
+type Finish<'a> = &'a mut dyn FnMut(&crate::store::Tx<'_>, &str) -> Result<(), Error>;
+
+/// Checks that a public key given for signing is a well-formed key of
+/// `algorithm` (the daemon signs what the public role recorded).
+fn check_public_key(spki: &[u8], algorithm: KeyAlgorithm) -> Result<(), Error> {
+    use pkcs8::DecodePublicKey;
+    let bad = |m: String| Error::field("public_key", m);
+    match algorithm {
+        KeyAlgorithm::EcdsaP256 => {
+            p256::PublicKey::from_public_key_der(spki)
+                .map_err(|e| bad(format!("not a P-256 public key: {e}")))?;
+        }
+        KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 => {
+            use rsa::traits::PublicKeyParts;
+            let k = rsa::RsaPublicKey::from_public_key_der(spki)
+                .map_err(|e| bad(format!("not an RSA public key: {e}")))?;
+            let bits = k.size() * 8;
+            let want = if algorithm == KeyAlgorithm::Rsa2048 {
+                2048
+            } else {
+                3072
+            };
+            if bits != want {
+                return Err(bad(format!("RSA key of {bits} bits, {algorithm} expected")));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A PKCS#12 destination checked before signing: the directory exists and
 /// is writable (a temporary file is already open in it) and the file does
 /// not exist yet.
@@ -421,6 +467,7 @@ impl Ca {
                 crl_url: format!("{base}/crl/issuing-1.crl"),
                 ocsp_url: format!("{base}/ocsp"),
                 ca_issuers_url: format!("{base}/ca/issuing-1.cer"),
+                pickup_url: None,
             },
             crl: CrlConfig::default(),
             yubikey: Default::default(),
@@ -691,7 +738,43 @@ impl Ca {
         password: Option<Password>,
         actor: &str,
     ) -> Result<IssuedCertificate, Error> {
-        self.issue_delivering(request, password, actor, Delivery::Memory)
+        self.issue_delivering(
+            request,
+            password,
+            actor,
+            Delivery::Memory,
+            SubjectKey::Generate,
+            None,
+        )
+    }
+
+    /// Issues a certificate for a public key generated elsewhere (the
+    /// public role's pickup), through the same gate as [`Ca::issue`]: the
+    /// holder's rules, the profile, the record-then-sign order, the audit.
+    /// `certificate_id` must be what the profile's template gives the
+    /// holder. `finish` runs in the transaction that records the
+    /// certificate as issued; if it fails, the certificate is `failed`.
+    /// Returns the serial (hex).
+    pub(crate) fn issue_for_public_key(
+        &mut self,
+        request: &IssueRequest,
+        spki: &[u8],
+        certificate_id: &str,
+        actor: &str,
+        finish: Finish<'_>,
+    ) -> Result<String, Error> {
+        let issued = self.issue_delivering(
+            request,
+            None,
+            actor,
+            Delivery::Memory,
+            SubjectKey::Public {
+                spki,
+                certificate_id,
+            },
+            Some(finish),
+        )?;
+        Ok(issued.record.serial)
     }
 
     /// As [`Ca::issue`], writing the PKCS#12 to `out` (default
@@ -706,7 +789,14 @@ impl Ca {
         actor: &str,
         out: Option<&Path>,
     ) -> Result<IssuedCertificate, Error> {
-        self.issue_delivering(request, password, actor, Delivery::File(out))
+        self.issue_delivering(
+            request,
+            password,
+            actor,
+            Delivery::File(out),
+            SubjectKey::Generate,
+            None,
+        )
     }
 
     fn issue_delivering(
@@ -715,6 +805,8 @@ impl Ca {
         password: Option<Password>,
         actor: &str,
         delivery: Delivery<'_>,
+        subject_key: SubjectKey<'_>,
+        finish: Option<Finish<'_>>,
     ) -> Result<IssuedCertificate, Error> {
         let profile = self.profiles.get(&request.profile)?.clone();
         // The one gate: the rules the intake validator applies to a row.
@@ -743,6 +835,22 @@ impl Ca {
             .certificate_id
             .render(|c| request.holder.code(c).to_string())
             .map_err(|m| Error::field("certificate_id", m))?;
+        if let SubjectKey::Public {
+            spki,
+            certificate_id: expected,
+        } = subject_key
+        {
+            if expected != certificate_id {
+                return Err(Error::field(
+                    "certificate_id",
+                    format!(
+                        "{expected:?} was enrolled, but profile {} gives this holder {certificate_id:?}",
+                        profile.name
+                    ),
+                ));
+            }
+            check_public_key(spki, algorithm)?;
+        }
         let issuer = self.authority(AuthorityRole::Issuing)?;
         // The issuer's own root: after a root rollover the active root may
         // not be the one above the active issuing CA yet.
@@ -765,6 +873,8 @@ impl Ca {
             &root,
             signer.as_ref(),
             delivery,
+            subject_key,
+            finish,
         );
         self.issuing_signer = Some((issuer.id, signer));
         result
@@ -783,6 +893,8 @@ impl Ca {
         root: &Authority,
         signer: &dyn Signer,
         delivery: Delivery<'_>,
+        subject_key: SubjectKey<'_>,
+        finish: Option<Finish<'_>>,
     ) -> Result<IssuedCertificate, Error> {
         let certificate_id = certificate_id.to_string();
         let p12_profile = request.pkcs12.unwrap_or(profile.pkcs12_default);
@@ -815,7 +927,15 @@ impl Ca {
             certificate_id
         );
 
-        let key = kxca_hsm::EphemeralKey::generate(algorithm)?;
+        let key = match subject_key {
+            SubjectKey::Generate => Some(kxca_hsm::EphemeralKey::generate(algorithm)?),
+            SubjectKey::Public { .. } => None,
+        };
+        let spki: &[u8] = match (&key, subject_key) {
+            (Some(k), _) => k.public_key_der(),
+            (None, SubjectKey::Public { spki, .. }) => spki,
+            (None, SubjectKey::Generate) => &[],
+        };
         let now = self.clock.now();
         let not_before = now - i64::from(profile.backdate_minutes) * 60;
         let not_after =
@@ -841,7 +961,7 @@ impl Ca {
         if !eku.is_empty() {
             extensions.push(x509::extended_key_usage(eku)?);
         }
-        extensions.push(x509::subject_key_id(&x509::key_id(key.public_key_der())?)?);
+        extensions.push(x509::subject_key_id(&x509::key_id(spki)?)?);
         extensions.push(x509::authority_key_id(&issuer.key_id)?);
         if ext.crl_distribution_point {
             extensions.push(x509::crl_distribution_point(
@@ -873,7 +993,7 @@ impl Ca {
                 issuer: issuer_name.clone(),
                 validity: x509::validity(not_before, not_after)?,
                 subject: subject.clone(),
-                subject_public_key_info: x509::spki(key.public_key_der())?,
+                subject_public_key_info: x509::spki(spki)?,
                 extensions: extensions.clone(),
             };
             let tbs = x509::enc("TBS certificate", &tbs)?;
@@ -973,14 +1093,18 @@ impl Ca {
                 None => (generate_password(), true),
             };
             let chain: [&[u8]; 3] = [&der, &issuer.certificate, &root.certificate];
-            let p12 = pkcs12::package(
-                key.pkcs8_der(),
-                &chain,
-                &certificate_id,
-                &password,
-                p12_profile,
-                profile.pkcs12_iterations,
-            )?;
+            // A public key from elsewhere: its holder packages the PKCS#12.
+            let p12 = match &key {
+                Some(key) => pkcs12::package(
+                    key.pkcs8_der(),
+                    &chain,
+                    &certificate_id,
+                    &password,
+                    p12_profile,
+                    profile.pkcs12_iterations,
+                )?,
+                None => Zeroizing::new(Vec::new()),
+            };
             let path = destination.map(|d| d.write(&p12)).transpose()?;
             Ok((der, p12, password, generated, path))
         })();
@@ -995,6 +1119,8 @@ impl Ca {
 
         slow();
         let issued_at = self.clock.now();
+        let pkcs12_detail =
+            matches!(subject_key, SubjectKey::Generate).then(|| p12_profile.to_string());
         let recorded = self.store.write(|tx| {
             certificates::mark_issued(tx, row_id, &der, issued_at)?;
             audit::append(
@@ -1003,8 +1129,12 @@ impl Ca {
                 actor,
                 crate::AuditAction::CertificateIssue,
                 Some(&serial_hex),
-                json!({"certificate_id": certificate_id, "not_after": rfc3339(not_after), "pkcs12": p12_profile.to_string(), "key": algorithm.name()}),
-            )
+                json!({"certificate_id": certificate_id, "not_after": rfc3339(not_after), "pkcs12": pkcs12_detail, "key": algorithm.name()}),
+            )?;
+            match finish {
+                Some(f) => f(tx, &serial_hex),
+                None => Ok(()),
+            }
         });
         if let Err(e) = recorded {
             // Not issued: the file must not outlive the record.
@@ -1104,45 +1234,10 @@ impl Ca {
         reason: RevocationReason,
         actor: &str,
     ) -> Result<CertificateRecord, Error> {
-        if reason == RevocationReason::CertificateHold {
-            // Revocation is final in kxca: a hold would need releasing
-            // (removeFromCRL) and would make "revoked" mean "maybe".
-            return Err(Error::field(
-                "reason",
-                "certificateHold is not supported: kxca revocations are permanent; issue a new certificate instead of releasing a hold",
-            ));
-        }
         let serial_hex = serial.to_hex();
         let now = self.clock.now();
-        self.store.write(|tx| {
-            let record =
-                certificates::by_serial(tx, &serial_hex)?.ok_or_else(|| Error::UnknownSerial {
-                    serial: serial_hex.clone(),
-                })?;
-            if record.state != certificates::CertificateState::Issued {
-                return Err(Error::NotIssued {
-                    serial: serial_hex.clone(),
-                    state: record.state.as_str().to_string(),
-                });
-            }
-            if let Some(r) = &record.revocation {
-                return Err(Error::AlreadyRevoked {
-                    serial: serial_hex.clone(),
-                    reason: r.reason.clone(),
-                    at: rfc3339(r.revoked_at),
-                });
-            }
-            revocations::insert(tx, record.id, now, reason, actor)?;
-            audit::append(
-                tx,
-                now,
-                actor,
-                crate::AuditAction::CertificateRevoke,
-                Some(&serial_hex),
-                json!({"reason": reason.name(), "certificate_id": record.certificate_id}),
-            )?;
-            Ok(())
-        })?;
+        self.store
+            .write(|tx| revocations::revoke(tx, &serial_hex, reason, actor, now))?;
         tracing::info!(serial = %serial_hex, reason = %reason, "certificate revoked");
         self.store
             .read(|c| certificates::by_serial(c, &serial_hex))?

@@ -89,6 +89,30 @@ pub struct PublicationConfig {
     pub ocsp_url: String,
     /// The caIssuers URL put in AIA.
     pub ca_issuers_url: String,
+    /// The pickup page of the public role that mail 1 links to (e.g.
+    /// `https://kx-ca.example.jp/pickup`). Unset: the origin of `ocsp_url`
+    /// (the same `kxca serve`) + `/pickup`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pickup_url: Option<String>,
+}
+
+impl PublicationConfig {
+    /// Where mail 1 sends the contact: `pickup_url`, else the origin of
+    /// `ocsp_url` + `/pickup`.
+    pub fn pickup_url(&self) -> String {
+        if let Some(url) = &self.pickup_url {
+            return url.clone();
+        }
+        let url = &self.ocsp_url;
+        let origin = match url.find("://") {
+            Some(i) => match url[i + 3..].find('/') {
+                Some(j) => &url[..i + 3 + j],
+                None => url.as_str(),
+            },
+            None => url.trim_end_matches('/'),
+        };
+        format!("{origin}/pickup")
+    }
 }
 
 impl PublicationConfig {
@@ -211,6 +235,17 @@ impl Config {
             if !(url.starts_with("http://") && url.is_ascii() && url.len() > 7) {
                 // RFC 5280 4.2.1.13: CRL DPs and AIA are fetched over plain HTTP.
                 return Err(bad(format!("{field}: {url:?} must be an http:// URL")));
+            }
+        }
+        if let Some(url) = &self.publication.pickup_url {
+            // A link in a mail: it must open in a browser as written.
+            let ok = (url.starts_with("https://") || url.starts_with("http://"))
+                && url.len() <= 1024
+                && !url.bytes().any(|b| b <= b' ' || b == b'"' || b >= 0x7f);
+            if !ok {
+                return Err(bad(format!(
+                    "publication.pickup_url: {url:?} must be an http(s):// URL without spaces"
+                )));
             }
         }
         if self.union.name.trim().is_empty() {

@@ -168,6 +168,14 @@ pub enum Error {
         /// root or issuing.
         role: String,
     },
+    /// An enrolment (a certificate pickup) cannot do what was asked.
+    #[error("enrolment {id}: {message}")]
+    Enrolment {
+        /// The enrolment's id.
+        id: i64,
+        /// What is wrong, with the state it is in.
+        message: String,
+    },
 }
 
 // `store::sql` errors get their path from the store; one that escaped

@@ -49,7 +49,7 @@ impl FromStr for Pkcs12Profile {
 /// Windows shows in the certificate store); each certificate bag carries its
 /// subject as friendlyName, and the key and leaf share a localKeyID (the
 /// SHA-1 of the leaf certificate, as OpenSSL and Windows do).
-pub(crate) fn package(
+pub fn package(
     pkcs8_der: &[u8],
     chain: &[&[u8]],
     friendly_name: &str,

@@ -130,19 +130,21 @@ impl IntakeChecker {
         }
     }
 
-    /// The checker the policy asks for: against the office register read
-    /// from `store` when `[office] use_register`, else against no existing
-    /// accounts. The one place that choice is made for the mail pass.
+    /// The checker the policy asks for: against the account register read
+    /// from `store` (one account per office, duplicate contacts, 社労士),
+    /// and the office register too when `[office] use_register`. The one
+    /// place that choice is made for the mail pass.
     pub fn for_policy(
         policy: crate::intake::IntakePolicy,
         store: &mut kxca_ca::Store,
     ) -> Result<IntakeChecker, crate::intake::OfficeError> {
-        let existing: Box<dyn crate::intake::ExistingAccounts> = if policy.office.use_register {
-            Box::new(crate::intake::OfficeRegister::load(store)?)
+        let offices = if policy.office.use_register {
+            Some(crate::intake::OfficeRegister::load(store)?)
         } else {
-            Box::new(crate::intake::NoExistingAccounts)
+            None
         };
-        Ok(IntakeChecker::new(policy, existing))
+        let existing = crate::accounts::AccountRegister::load(store, offices)?;
+        Ok(IntakeChecker::new(policy, Box::new(existing)))
     }
 
     /// Parses every file in a worker process: the setting for files from

@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod accounts;
 pub mod applications;
 mod error;
 pub mod forms;
@@ -28,6 +29,7 @@ pub fn migrate(store: &mut kxca_ca::Store) -> Result<(), kxca_ca::Error> {
     let before = store.schema_version("provisioner")?;
     store.migrate("provisioner", applications::migrations())?;
     store.migrate("outbox", outbox::migrations())?;
+    store.migrate("accounts", accounts::migrations())?;
     if before > 0 && before < applications::SCRUB_VERSION {
         // The scrub zeroed the freed pages (secure_delete), but the WAL
         // still holds frames written when the files were stored: empty it.

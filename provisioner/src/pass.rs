@@ -43,6 +43,8 @@ pub enum PassError {
 pub struct Pass {
     /// What reading the mailbox did.
     pub fetch: FetchSummary,
+    /// Expiry reminders queued by this pass.
+    pub reminders: crate::accounts::reminders::ReminderSummary,
     /// What sending the due outbox mail did.
     pub send: Option<outbox::SendSummary>,
 }
@@ -55,6 +57,7 @@ impl Pass {
             && self.fetch.already_processed == 0
             && self.fetch.rejected == 0
             && self.fetch.deferred == 0
+            && self.reminders.queued == 0
             && self
                 .send
                 .as_ref()
@@ -75,6 +78,12 @@ impl Pass {
             f.not_answered,
             f.deferred
         );
+        if self.reminders.queued > 0 {
+            line.push_str(&format!(
+                "; {} expiry reminder(s) queued",
+                self.reminders.queued
+            ));
+        }
         if let Some(s) = &self.send {
             line.push_str(&format!(
                 "; sent: {} sent, {} to retry, {} failed",
@@ -113,7 +122,9 @@ pub fn run(
     let rt = runtime()?;
     let _in_runtime = rt.enter();
     let sender = match (&config.smtp, no_send) {
-        (Some(smtp), false) => Some(outbox::Sender::new(smtp)?),
+        (Some(smtp), false) => Some(outbox::Sender::new(smtp)?.minting(
+            kxca_ca::enrolment::PickupPolicy::load(&ca.home().policies())?,
+        )),
         _ => None,
     };
     let reply_domain = sender
@@ -144,9 +155,17 @@ pub fn run(
     };
     let clock = ca.clock().clone();
     let fetch = rt.block_on(crate::fetch_once(config, ca.store_mut(), &receiver, &clock))?;
+    // Queued before sending, so a reminder due now goes out in this pass.
+    let setup = crate::accounts::Setup::load(&ca, Some(config))?;
+    let reminders =
+        crate::accounts::reminders::queue_due(ca.store_mut(), &setup, actor, clock.now())?;
     let send = match &sender {
         Some(s) => Some(rt.block_on(outbox::run_once(ca.store_mut(), s, &clock, actor))?),
         None => None,
     };
-    Ok(Pass { fetch, send })
+    Ok(Pass {
+        fetch,
+        reminders,
+        send,
+    })
 }

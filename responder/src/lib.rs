@@ -11,9 +11,11 @@
 
 pub mod http;
 pub mod ocsp;
+pub mod pickup;
 mod serve_config;
 
 pub use http::serve;
 pub use kxca_ca::Error;
 pub use ocsp::{Engine, Publisher};
+pub use pickup::Pickup;
 pub use serve_config::ServeConfig;

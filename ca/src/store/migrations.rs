@@ -114,6 +114,57 @@ CREATE TABLE audit_checkpoints (
 );
 "#,
     },
+    Migration {
+        version: 4,
+        description: "enrolments (one-time certificate pickups) and pickup requests",
+        sql: r#"
+-- One holder may pick up one certificate. `state`: open (waiting for the
+-- contact, or locked/expired: see code_expires_at, locked_at), claimed (the
+-- code was used, a request is with the daemon), issued, cancelled. The
+-- code is kept only as an Argon2id PHC string.
+CREATE TABLE enrolments (
+    id              INTEGER PRIMARY KEY,
+    certificate_id  TEXT NOT NULL,
+    profile         TEXT NOT NULL,
+    holder          TEXT NOT NULL,
+    key_algorithm   TEXT,
+    supersedes      TEXT,
+    state           TEXT NOT NULL CHECK (state IN ('open', 'claimed', 'issued', 'cancelled')),
+    code_hash       TEXT,
+    code_minted_at  INTEGER,
+    code_expires_at INTEGER,
+    tries           INTEGER NOT NULL DEFAULT 0,
+    locked_at       INTEGER,
+    opened_at       INTEGER NOT NULL,
+    opened_by       TEXT NOT NULL,
+    closed_at       INTEGER,
+    serial          TEXT,
+    CHECK ((code_hash IS NULL) = (code_expires_at IS NULL)),
+    CHECK ((state = 'issued') = (serial IS NOT NULL))
+);
+CREATE UNIQUE INDEX one_live_enrolment ON enrolments(certificate_id)
+    WHERE state IN ('open', 'claimed');
+
+-- A public key the public role generated at pickup, for the daemon to
+-- sign. `state`: pending, signed, abandoned (the public role gave up or
+-- the enrolment was cancelled: never signed), failed.
+CREATE TABLE pickup_requests (
+    id             INTEGER PRIMARY KEY,
+    enrolment_id   INTEGER NOT NULL REFERENCES enrolments(id),
+    public_key     BLOB NOT NULL,
+    key_algorithm  TEXT NOT NULL,
+    state          TEXT NOT NULL CHECK (state IN ('pending', 'signed', 'abandoned', 'failed')),
+    created_at     INTEGER NOT NULL,
+    done_at        INTEGER,
+    serial         TEXT,
+    error          TEXT,
+    CHECK ((state = 'signed') = (serial IS NOT NULL))
+);
+CREATE UNIQUE INDEX one_pending_request ON pickup_requests(enrolment_id)
+    WHERE state = 'pending';
+CREATE INDEX pickup_requests_pending ON pickup_requests(state) WHERE state = 'pending';
+"#,
+    },
 ];
 
 pub(super) fn apply(

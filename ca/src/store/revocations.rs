@@ -22,6 +22,56 @@ pub(crate) fn insert(
     Ok(())
 }
 
+/// Revokes an issued certificate inside the caller's transaction, so that
+/// a caller's own state change (an account revoked, its mails queued)
+/// commits with it. [`crate::Ca::revoke`] is this in a transaction of its
+/// own. Unknown, unissued or already revoked serials are errors.
+pub fn revoke(
+    tx: &Tx<'_>,
+    serial_hex: &str,
+    reason: RevocationReason,
+    actor: &str,
+    now: i64,
+) -> Result<super::certificates::CertificateRecord, Error> {
+    use super::certificates;
+    if reason == RevocationReason::CertificateHold {
+        // Revocation is final in kxca: a hold would need releasing
+        // (removeFromCRL) and would make "revoked" mean "maybe".
+        return Err(Error::field(
+            "reason",
+            "certificateHold is not supported: kxca revocations are permanent; issue a new certificate instead of releasing a hold",
+        ));
+    }
+    let record = certificates::by_serial(tx, serial_hex)?.ok_or_else(|| Error::UnknownSerial {
+        serial: serial_hex.to_string(),
+    })?;
+    if record.state != certificates::CertificateState::Issued {
+        return Err(Error::NotIssued {
+            serial: serial_hex.to_string(),
+            state: record.state.as_str().to_string(),
+        });
+    }
+    if let Some(r) = &record.revocation {
+        return Err(Error::AlreadyRevoked {
+            serial: serial_hex.to_string(),
+            reason: r.reason.clone(),
+            at: crate::rfc3339(r.revoked_at),
+        });
+    }
+    insert(tx, record.id, now, reason, actor)?;
+    super::audit::append(
+        tx,
+        now,
+        actor,
+        crate::AuditAction::CertificateRevoke,
+        Some(serial_hex),
+        serde_json::json!({"reason": reason.name(), "certificate_id": record.certificate_id}),
+    )?;
+    certificates::by_serial(tx, serial_hex)?.ok_or_else(|| Error::UnknownSerial {
+        serial: serial_hex.to_string(),
+    })
+}
+
 /// The reason of a stored `revocations.reason` code. An unknown code is an
 /// error naming it: it would otherwise be signed into a CRL or an OCSP
 /// response as something it is not.

@@ -24,6 +24,8 @@ pub struct Sender {
     max_attempts: u32,
     backoff_seconds: u64,
     timeout: Duration,
+    /// Set when this sender may send mail 2 (it mints the pickup code).
+    pickup: Option<kxca_ca::enrolment::PickupPolicy>,
 }
 
 impl Sender {
@@ -76,7 +78,16 @@ impl Sender {
             max_attempts: config.max_attempts.max(1),
             backoff_seconds: config.backoff_seconds.max(1),
             timeout: Duration::from_secs(config.timeout_seconds.max(1)),
+            pickup: None,
         })
+    }
+
+    /// Lets this sender send mail 2, minting its pickup code under `policy`
+    /// (and its KX password) when it claims it. Without it, mail 2 stays
+    /// queued for a sender that has it.
+    pub fn minting(mut self, policy: kxca_ca::enrolment::PickupPolicy) -> Sender {
+        self.pickup = Some(policy);
+        self
     }
 
     /// The domain of the From address, for Message-IDs.
@@ -117,7 +128,12 @@ pub async fn run_once(
     let mut summary = SendSummary::default();
     // Bounded so that a row the pass itself re-queues is not retried at once.
     let started = clock.now();
-    while let Some(mail) = store::claim_next(store, started.max(clock.now()))? {
+    while let Some(mail) = store::claim_next(
+        store,
+        started.max(clock.now()),
+        actor,
+        sender.pickup.as_ref(),
+    )? {
         let result = match build(&mail, &sender.from, clock.now()) {
             // lettre's own timeout covers only the TCP connect: a server
             // that accepts and then falls silent would hang the pass.
@@ -195,9 +211,13 @@ fn build(mail: &OutboxMail, from: &Mailbox, now: i64) -> Result<Message, String>
         let refs: Vec<String> = mail.references.iter().map(|r| format!("<{r}>")).collect();
         builder = builder.references(refs.join(" "));
     }
+    let body = match &mail.secret_body {
+        Some(secret) => secret.to_string(),
+        None => mail.body.clone(),
+    };
     let text = SinglePart::builder()
         .header(ContentType::TEXT_PLAIN)
-        .body(mail.body.clone());
+        .body(body);
     let message = if mail.attachments.is_empty() {
         builder.singlepart(text)
     } else {

@@ -112,17 +112,40 @@ pub enum OutboxKind {
     IntakeReply,
     /// The answer to a mail that was refused whole.
     IntakeRejected,
+    /// Mail 1: the certificate is ready, the pickup URL; no secret.
+    CertificateReady,
+    /// Mail 2: the two initial passwords, minted when it is sent.
+    InitialPasswords,
+    /// Rows an admin rejected, answering the signup mail.
+    ApplicationRejected,
+    /// A contact's certificate was revoked.
+    AccountRevoked,
+    /// A certificate expires soon.
+    ExpiryReminder,
 }
 
 impl OutboxKind {
     /// Every kind, for reading a stored name back.
-    pub const ALL: &'static [OutboxKind] = &[OutboxKind::IntakeReply, OutboxKind::IntakeRejected];
+    pub const ALL: &'static [OutboxKind] = &[
+        OutboxKind::IntakeReply,
+        OutboxKind::IntakeRejected,
+        OutboxKind::CertificateReady,
+        OutboxKind::InitialPasswords,
+        OutboxKind::ApplicationRejected,
+        OutboxKind::AccountRevoked,
+        OutboxKind::ExpiryReminder,
+    ];
 
     /// The stored name; never changes (the loop limits count by it).
     pub fn as_str(self) -> &'static str {
         match self {
             OutboxKind::IntakeReply => "intake-reply",
             OutboxKind::IntakeRejected => "intake-rejected",
+            OutboxKind::CertificateReady => "certificate-ready",
+            OutboxKind::InitialPasswords => "initial-passwords",
+            OutboxKind::ApplicationRejected => "application-rejected",
+            OutboxKind::AccountRevoked => "account-revoked",
+            OutboxKind::ExpiryReminder => "expiry-reminder",
         }
     }
 
@@ -206,6 +229,10 @@ pub struct OutboxMail {
     /// The text body.
     #[serde(skip)]
     pub body: String,
+    /// Mail 2's body with its secrets, minted when the mail was claimed for
+    /// sending; held in memory only, wiped on drop.
+    #[serde(skip)]
+    pub secret_body: Option<zeroize::Zeroizing<String>>,
     /// Message-ID of the mail it answers, if any.
     pub in_reply_to: Option<String>,
     /// The thread's Message-IDs.
@@ -405,6 +432,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxMail> {
         to: r.get(4)?,
         subject: r.get(5)?,
         body: r.get(6)?,
+        secret_body: None,
         in_reply_to: r.get(7)?,
         references: crate::error::json_column(r, 8)?,
         state,
@@ -461,20 +489,31 @@ pub(super) const CLAIM_SECONDS: i64 = 600;
 /// Claims the next due mail: `queued` and due, or `sending` with an expired
 /// claim (its sender died). One transaction; two senders never claim the
 /// same row.
+///
+/// Mail 2 (`initial-passwords`) is claimed only by a sender that can mint
+/// its secrets (`pickup` given); others leave it queued.
 pub(super) fn claim_next(
     store: &mut Store,
     now: i64,
+    actor: &str,
+    pickup: Option<&kxca_ca::enrolment::PickupPolicy>,
 ) -> Result<Option<OutboxMail>, kxca_ca::Error> {
-    store.write(|tx| {
+    store.write(|tx| loop {
         let mail = tx
             .query_row(
                 &format!(
                     "SELECT {COLUMNS} FROM outbox
-                     WHERE (state = 'queued' AND next_attempt_at <= ?1)
-                        OR (state = 'sending' AND claimed_at <= ?1 - ?2)
+                     WHERE ((state = 'queued' AND next_attempt_at <= ?1)
+                        OR (state = 'sending' AND claimed_at <= ?1 - ?2))
+                       AND (?3 OR kind <> ?4)
                      ORDER BY next_attempt_at, id LIMIT 1"
                 ),
-                params![now, CLAIM_SECONDS],
+                params![
+                    now,
+                    CLAIM_SECONDS,
+                    pickup.is_some(),
+                    OutboxKind::InitialPasswords.as_str()
+                ],
                 row,
             )
             .optional()
@@ -489,7 +528,35 @@ pub(super) fn claim_next(
         .map_err(sql)?;
         mail.attempts += 1;
         mail.attachments = attachments(tx, mail.id)?;
-        Ok(Some(mail))
+        if let (OutboxKind::InitialPasswords, Some(pickup)) = (mail.kind, pickup) {
+            // The secrets are minted here, in the claim's transaction, so
+            // their hashes are stored exactly when a body that holds them
+            // exists; a later attempt mints new ones.
+            match crate::accounts::delivery::mint_for_sending(tx, &mail, pickup, now, actor) {
+                Ok(body) => mail.secret_body = Some(body),
+                Err(e) => {
+                    // No code can be minted (the pickup was cancelled by a
+                    // newer reset, or used): this mail must not go out.
+                    let error = format!("not sent: {e}");
+                    tx.execute(
+                        "UPDATE outbox SET state = 'failed', last_error = ?2, claimed_at = NULL WHERE id = ?1",
+                        params![mail.id, error],
+                    )
+                    .map_err(sql)?;
+                    audit::append(
+                        tx,
+                        now,
+                        actor,
+                        kxca_ca::AuditAction::OutboxFailed,
+                        None,
+                        serde_json::json!({ "outbox_id": mail.id, "kind": mail.kind, "to": mail.to, "attempts": mail.attempts, "error": error }),
+                    )?;
+                    tracing::warn!(outbox_id = mail.id, error = %error, "mail 2 not sent");
+                    continue;
+                }
+            }
+        }
+        return Ok(Some(mail));
     })
 }
 

@@ -80,15 +80,18 @@ pub(crate) enum HttpKind {
     NotFound,
     /// Refused as too large (413).
     TooLarge,
+    /// /pickup, the office contact's certificate pickup (any outcome).
+    Pickup,
 }
 
 impl HttpKind {
-    pub const ALL: [HttpKind; 5] = [
+    pub const ALL: [HttpKind; 6] = [
         HttpKind::Crl,
         HttpKind::CaCertificate,
         HttpKind::Status,
         HttpKind::NotFound,
         HttpKind::TooLarge,
+        HttpKind::Pickup,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -98,6 +101,7 @@ impl HttpKind {
             HttpKind::Status => "status",
             HttpKind::NotFound => "not_found",
             HttpKind::TooLarge => "too_large",
+            HttpKind::Pickup => "pickup",
         }
     }
 }
@@ -283,7 +287,7 @@ mod tests {
         );
         assert_eq!(
             HttpKind::ALL.map(HttpKind::as_str),
-            ["crl", "ca", "status", "not_found", "too_large"]
+            ["crl", "ca", "status", "not_found", "too_large", "pickup"]
         );
         for s in [
             ResponseStatus::MalformedRequest,

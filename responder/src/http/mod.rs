@@ -36,6 +36,7 @@ use metrics::{HttpKind, Metrics, Outcome, Source};
 
 use crate::ocsp::asn1::ResponseStatus;
 use crate::ocsp::{request, Answer, Cached, Engine};
+use crate::pickup::{self, Pickup};
 use crate::Error;
 
 type Reply = Response<Full<Bytes>>;
@@ -50,16 +51,20 @@ struct App {
     /// Requests waiting for a signing slot, at most `[ocsp] max_queued_signatures`.
     queued: AtomicUsize,
     conns: Arc<Conns>,
+    /// `/pickup`, when the public role serves it.
+    pickup: Option<Arc<Pickup>>,
 }
 
 /// Descriptors kept back from the connection cap for the listener, the
 /// store, the logs and the responder key's token.
 const FD_RESERVE: usize = 128;
 
-/// Serves `engine` on `listener` until `shutdown` completes, then lets
-/// in-flight requests finish (graceful shutdown).
+/// Serves `engine` (and, when given, the certificate pickup page) on
+/// `listener` until `shutdown` completes, then lets in-flight requests
+/// finish (graceful shutdown).
 pub async fn serve(
     engine: Engine,
+    pickup: Option<Arc<Pickup>>,
     listener: tokio::net::TcpListener,
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -95,6 +100,7 @@ pub async fn serve(
         signing: Semaphore::new(signing_slots),
         queued: AtomicUsize::new(0),
         conns: Conns::new(cap),
+        pickup,
     });
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -217,6 +223,11 @@ async fn handle(app: &App, req: Request<Incoming>, state: &AtomicU8) -> Reply {
     } else {
         "GET"
     };
+    if path == "/pickup" {
+        if let Some(p) = &app.pickup {
+            return pickup_request(app, p, req, state, start).await;
+        }
+    }
     if method == Method::POST && matches!(path, "/" | "/ocsp" | "/ocsp/") {
         let ok_type = req
             .headers()
@@ -556,4 +567,148 @@ fn health(app: &App) -> Reply {
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
+}
+
+/// Largest `POST /pickup` body: four short fields and a format; anything
+/// bigger is not the form.
+const PICKUP_MAX_BODY: usize = 4 * 1024;
+
+/// The headers of every pickup answer: never cached, never framed, no
+/// script, the form posts only here.
+fn pickup_headers(h: &mut HeaderMap) {
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+}
+
+fn pickup_page(status: StatusCode, html: String) -> Reply {
+    let mut r = reply(status, html);
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    pickup_headers(h);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+    }
+    r
+}
+
+/// `GET /pickup` (the form) and `POST /pickup` (the pickup). The log line
+/// names the outcome and the certificate id, never the code or a password
+/// (they are only in the body).
+async fn pickup_request(
+    app: &App,
+    pickup: &Arc<Pickup>,
+    req: Request<Incoming>,
+    state: &AtomicU8,
+    start: Instant,
+) -> Reply {
+    app.metrics.other(HttpKind::Pickup);
+    let method = req.method().clone();
+    let log = |outcome: &str, code: StatusCode, id: &str| {
+        let us = start.elapsed().as_micros();
+        let id = id.chars().take(64).collect::<String>();
+        app.log.log(|| {
+            format!(
+                "pickup method={method} outcome={outcome} http={} certificate_id={id:?} latency_us={us}\n",
+                code.as_u16()
+            )
+        });
+    };
+    if method == Method::GET || method == Method::HEAD {
+        log("form", StatusCode::OK, "");
+        return pickup_page(StatusCode::OK, pickup::form_page());
+    }
+    if method != Method::POST {
+        log("method", StatusCode::METHOD_NOT_ALLOWED, "");
+        let mut r = pickup_page(StatusCode::METHOD_NOT_ALLOWED, pickup::form_page());
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
+        return r;
+    }
+    let form_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| {
+            t.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !form_type {
+        log("content_type", StatusCode::UNSUPPORTED_MEDIA_TYPE, "");
+        return pickup_page(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            pickup::render(pickup::Notice::BadFormat, "", false),
+        );
+    }
+    let body = Limited::new(req.into_body(), PICKUP_MAX_BODY).collect();
+    state.store(IDLE, Ordering::Relaxed);
+    let body = tokio::time::timeout(app.body_timeout, body).await;
+    state.store(BUSY, Ordering::Relaxed);
+    let body = match body {
+        Ok(Ok(b)) => b.to_bytes(),
+        Err(_) => {
+            log("body_timeout", StatusCode::REQUEST_TIMEOUT, "");
+            return pickup_page(StatusCode::REQUEST_TIMEOUT, pickup::form_page());
+        }
+        Ok(Err(_)) => {
+            log("body_too_large", StatusCode::PAYLOAD_TOO_LARGE, "");
+            let mut r = pickup_page(StatusCode::PAYLOAD_TOO_LARGE, pickup::form_page());
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
+        }
+    };
+    let outcome = pickup.post(body).await;
+    let code = outcome.status();
+    log(outcome.name(), code, outcome.certificate_id());
+    match outcome {
+        pickup::Outcome::Pkcs12 {
+            certificate_id,
+            der,
+            serial,
+        } => {
+            // Hyper owns the bytes from here: the file is encrypted under
+            // the contact's password, which never leaves the handler.
+            let mut r = reply(StatusCode::OK, Bytes::from(der.to_vec()));
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-pkcs12"),
+            );
+            // The id is ASCII letters and digits (checked by the form).
+            if let Ok(v) =
+                HeaderValue::from_str(&format!("attachment; filename=\"{certificate_id}.p12\""))
+            {
+                h.insert(header::CONTENT_DISPOSITION, v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&serial) {
+                h.insert("x-kxca-serial", v);
+            }
+            pickup_headers(h);
+            r
+        }
+        pickup::Outcome::Page {
+            status,
+            notice,
+            certificate_id,
+            legacy,
+        } => pickup_page(status, pickup::render(notice, &certificate_id, legacy)),
+    }
 }
