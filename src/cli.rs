@@ -88,6 +88,16 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::key::KeyCommand,
     },
+    /// Security officers: enrol one with their own passphrase, list them.
+    Officer {
+        #[command(subcommand)]
+        command: crate::ceremony::OfficerCommand,
+    },
+    /// Key ceremonies under dual control: check or run a ceremony file.
+    Ceremony {
+        #[command(subcommand)]
+        command: crate::ceremony::CeremonyCommand,
+    },
     #[command(flatten)]
     Mail(crate::mail_cli::MailCommand),
     /// Application forms: check a file, or fetch the signup mailbox.
@@ -174,6 +184,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => crate::audit::list(home(&cli.home)?, json, limit)?,
         Command::Doctor { json } => return crate::doctor::run(home(&cli.home)?, json),
         Command::Key { command } => crate::key::run(&cli.home, &actor, command)?,
+        Command::Officer { command } => {
+            crate::ceremony::run_officer(home(&cli.home)?, command, &actor)?
+        }
+        Command::Ceremony { command } => {
+            crate::ceremony::run_ceremony(home(&cli.home)?, command, &actor)?
+        }
         Command::Intake { command } => {
             return crate::intake::run_intake(command, &cli.home, mail.as_ref(), &actor)
         }

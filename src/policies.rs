@@ -34,6 +34,7 @@ const SHIPPED: &[(&str, &str)] = &[
         "mail/expiry-reminder.toml",
         include_str!("../policies/mail/expiry-reminder.toml"),
     ),
+    ("ceremony.toml", include_str!("../policies/ceremony.toml")),
 ];
 
 pub fn shipped() -> Vec<(PathBuf, String)> {

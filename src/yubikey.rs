@@ -107,7 +107,7 @@ fn optional_secret(name: &str) -> Result<Option<SecretString>> {
     Ok(None)
 }
 
-fn prompt_no_echo(prompt: &str) -> Result<SecretString> {
+pub(crate) fn prompt_no_echo(prompt: &str) -> Result<SecretString> {
     let stty = |arg: &str| {
         std::process::Command::new("stty")
             .arg(arg)

@@ -93,6 +93,18 @@ pub enum AuditAction {
     PickupFailed,
     /// A pickup request was signed (with any superseded certificate revoked).
     PickupIssued,
+    /// A security officer enrolled with their passphrase (hash not recorded).
+    OfficerEnrol,
+    /// An officer's approval of a ceremony, counted after their passphrase verified.
+    CeremonyApprove,
+    /// One state change of a ceremony: a rollover, links, a reset list.
+    CeremonyStep,
+    /// A ceremony ended: its transcript, with every fingerprint.
+    CeremonyRun,
+    /// An issuing CA revoked at its root (compromise).
+    AuthorityRevoke,
+    /// An issuing CA retired after its final CRL; its key destroyed or archived.
+    AuthorityRetire,
 }
 
 impl AuditAction {
@@ -141,6 +153,12 @@ impl AuditAction {
         AuditAction::PickupAbandoned,
         AuditAction::PickupFailed,
         AuditAction::PickupIssued,
+        AuditAction::OfficerEnrol,
+        AuditAction::CeremonyApprove,
+        AuditAction::CeremonyStep,
+        AuditAction::CeremonyRun,
+        AuditAction::AuthorityRevoke,
+        AuditAction::AuthorityRetire,
     ];
 
     /// The stored name (hashed into the leaf: never change an existing one).
@@ -189,6 +207,12 @@ impl AuditAction {
             AuditAction::PickupAbandoned => "pickup.abandoned",
             AuditAction::PickupFailed => "pickup.failed",
             AuditAction::PickupIssued => "pickup.issued",
+            AuditAction::OfficerEnrol => "officer.enrol",
+            AuditAction::CeremonyApprove => "ceremony.approve",
+            AuditAction::CeremonyStep => "ceremony.step",
+            AuditAction::CeremonyRun => "ceremony.run",
+            AuditAction::AuthorityRevoke => "authority.revoke",
+            AuditAction::AuthorityRetire => "authority.retire",
         }
     }
 
@@ -259,6 +283,12 @@ mod tests {
                 "pickup.abandoned",
                 "pickup.failed",
                 "pickup.issued",
+                "officer.enrol",
+                "ceremony.approve",
+                "ceremony.step",
+                "ceremony.run",
+                "authority.revoke",
+                "authority.retire",
             ]
         );
         for a in AuditAction::ALL {

@@ -852,7 +852,12 @@ impl Ca {
             check_public_key(spki, algorithm)?;
         }
         let issuer = self.authority(AuthorityRole::Issuing)?;
-        let root = self.authority(AuthorityRole::Root)?;
+        // The issuer's own root: after a root rollover the active root may
+        // not be the one above the active issuing CA yet.
+        let root = match issuer.parent_id {
+            Some(id) => self.store.read(|c| authorities::by_id(c, id))?,
+            None => self.authority(AuthorityRole::Root)?,
+        };
         let signer = match self.issuing_signer.take() {
             Some((id, s)) if id == issuer.id => s,
             _ => self.signer(&issuer)?,
@@ -960,13 +965,13 @@ impl Ca {
         extensions.push(x509::authority_key_id(&issuer.key_id)?);
         if ext.crl_distribution_point {
             extensions.push(x509::crl_distribution_point(
-                &self.config.publication.crl_url,
+                &self.config.publication.crl_url_for(&issuer.name),
             )?);
         }
         if ext.authority_info_access {
             extensions.push(x509::authority_info_access(
                 &self.config.publication.ocsp_url,
-                &self.config.publication.ca_issuers_url,
+                &self.config.publication.ca_issuers_url_for(&issuer.name),
             )?);
         }
         if ext.email_in_subject_alt_name {
@@ -1350,6 +1355,11 @@ impl Ca {
         self.write_crl_files(issuer)?;
         tracing::info!(authority = %issuer.name, number = out.number, entries = out.entries, "CRL signed");
         Ok((issuer.clone(), out))
+    }
+
+    /// As `write_crl_files`, for CRLs a ceremony signs (a root's, a final one).
+    pub(crate) fn write_crl_files_for(&self, issuer: &Authority) -> Result<(), Error> {
+        self.write_crl_files(issuer)
     }
 
     /// Writes the newest stored CRL of `issuer` to `<home>/crl/`. Writers

@@ -115,6 +115,45 @@ impl PublicationConfig {
     }
 }
 
+impl PublicationConfig {
+    /// The CRL URL of one issuing CA: the configured URL names the first
+    /// (`.../crl/issuing-1.crl`); after a rollover each CA keeps its own
+    /// file name, so their CRLs stay distinct.
+    pub fn crl_url_for(&self, authority: &str) -> String {
+        if authority == FIRST_ISSUING {
+            return self.crl_url.clone();
+        }
+        replace_file_stem(&self.crl_url, authority)
+    }
+
+    /// As [`PublicationConfig::crl_url_for`], for the caIssuers URL.
+    pub fn ca_issuers_url_for(&self, authority: &str) -> String {
+        if authority == FIRST_ISSUING {
+            return self.ca_issuers_url.clone();
+        }
+        replace_file_stem(&self.ca_issuers_url, authority)
+    }
+}
+
+/// The issuing CA `kxca init` makes: its certificates carry the URLs as
+/// configured, whatever file names they use.
+const FIRST_ISSUING: &str = "issuing-1";
+
+/// `http://h/crl/issuing-1.crl` with stem `issuing-2` is
+/// `http://h/crl/issuing-2.crl`; a URL without a file extension is kept.
+fn replace_file_stem(url: &str, stem: &str) -> String {
+    match url.rfind('/') {
+        Some(slash) => {
+            let file = &url[slash + 1..];
+            match file.rfind('.') {
+                Some(dot) if dot > 0 => format!("{}{stem}{}", &url[..=slash], &file[dot..]),
+                _ => url.to_string(),
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CrlConfig {
@@ -376,5 +415,24 @@ impl Config {
             crate::AuthorityRole::Issuing => &self.ca.issuing_key,
         };
         Ok(s.parse()?)
+    }
+}
+
+#[cfg(test)]
+mod publication_tests {
+    use super::replace_file_stem;
+
+    #[test]
+    fn each_issuing_ca_gets_its_own_file_name() {
+        assert_eq!(
+            replace_file_stem("http://h:8080/crl/issuing-1.crl", "issuing-2"),
+            "http://h:8080/crl/issuing-2.crl"
+        );
+        assert_eq!(
+            replace_file_stem("https://h/ca/issuing-1.cer", "issuing-3"),
+            "https://h/ca/issuing-3.cer"
+        );
+        // No file extension: nothing to replace.
+        assert_eq!(replace_file_stem("http://h/crl", "x"), "http://h/crl");
     }
 }

@@ -12,6 +12,9 @@ use crate::{rfc3339, AuthorityRole, Ca, Error};
 
 /// A CA certificate expiring within this many days is reported.
 const CA_EXPIRY_WARNING_DAYS: i64 = 90;
+/// A root CRL (signed offline, in a ceremony) expiring within this many
+/// days is reported: the next ceremony needs officers to be gathered.
+const ROOT_CRL_WARNING_DAYS: i64 = 7;
 
 /// One thing found wrong. `kind` is stable, for scripts.
 #[derive(Debug, Clone, Serialize)]
@@ -75,6 +78,7 @@ fn inspect_in(ca: &Ca, conn: &Snapshot<'_>) -> Result<Vec<Finding>, Error> {
         }
     }
 
+    let retired = crate::ceremony::retired_ids(conn)?;
     for authority in crate::store::authorities::all(conn)? {
         if authority.not_after < now {
             continue;
@@ -90,8 +94,34 @@ fn inspect_in(ca: &Ca, conn: &Snapshot<'_>) -> Result<Vec<Finding>, Error> {
                 ),
             );
         }
-        if authority.role != AuthorityRole::Issuing {
+        // What ceremonies leave to do (docs/CEREMONIES.md): a root CRL to
+        // renew before it expires, an old issuing CA to retire.
+        if authority.role == AuthorityRole::Root {
+            if let Some(crl) = crls::latest(conn, authority.id)? {
+                if crl.next_update < now + ROOT_CRL_WARNING_DAYS * 86_400 {
+                    add(
+                        "root_crl_due",
+                        authority.name.clone(),
+                        format!(
+                            "root CRL #{} expires at {}; sign the next one in a crl ceremony",
+                            crl.number,
+                            rfc3339(crl.next_update)
+                        ),
+                    );
+                }
+            }
             continue;
+        }
+        if !authority.active
+            && !retired.contains(&authority.id)
+            && crate::ceremony::live_certificates(conn, authority.id, now)?.is_empty()
+        {
+            add(
+                "retire_due",
+                authority.name.clone(),
+                "issues nothing new and has no live certificate left: retire it with a final-CRL ceremony"
+                    .to_string(),
+            );
         }
         let latest = crls::latest(conn, authority.id)?;
         // Revocations the newest CRL may not have seen: those from its

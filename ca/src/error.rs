@@ -153,6 +153,14 @@ pub enum Error {
         /// What the system said.
         message: String,
     },
+    /// A ceremony file is wrong, or what it asks cannot be done.
+    #[error("ceremony {path}: {message}")]
+    Ceremony {
+        /// The ceremony file.
+        path: PathBuf,
+        /// What is wrong, naming the field.
+        message: String,
+    },
     /// The store holds no active CA of this role (a home not initialised
     /// completely).
     #[error("no active {role} CA in the store")]

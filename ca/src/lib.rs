@@ -11,6 +11,7 @@ mod audit_action;
 pub mod audit_log;
 mod authority;
 mod ca;
+pub mod ceremony;
 mod clock;
 mod config;
 mod crl;

@@ -112,6 +112,26 @@ pub fn generate_with(
     }
 }
 
+/// Destroys a retired CA key on its token (a key ceremony's last step),
+/// only when its public key is `expected_spki`. Soft keys are files the
+/// caller removes; YubiKey slots are cleared with the vendor's tool.
+pub fn destroy_with(
+    key_ref: &KeyRef,
+    secret: &SecretSource,
+    options: &BackendOptions,
+    expected_spki: &[u8],
+) -> Result<(), Error> {
+    match key_ref {
+        KeyRef::Pkcs11 { .. } => {
+            pkcs11::destroy(key_ref, &options.pkcs11, &secret.read()?, expected_spki)
+        }
+        _ => Err(Error::InvalidKeyRef {
+            reference: key_ref.to_string(),
+            reason: "only PKCS#11 token keys are destroyed through the token".into(),
+        }),
+    }
+}
+
 /// Generates a throw-away key pair in memory, for end-entity keys that are
 /// packaged and handed out (never for CA keys).
 pub use soft::EphemeralKey;

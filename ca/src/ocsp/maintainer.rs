@@ -47,6 +47,9 @@ pub struct Maintainer {
     responder_key: Arc<dyn Signer>,
     responder_ref: String,
     ca_signers: HashMap<i64, Box<dyn Signer>>,
+    /// Issuing CAs whose key was tried (opened or not): a CA made by a
+    /// ceremony while the daemon runs is picked up at the next sweep.
+    ca_tried: std::collections::HashSet<i64>,
     data_version: i64,
     last_sweep: i64,
 }
@@ -76,6 +79,7 @@ impl Maintainer {
             responder_key,
             responder_ref,
             ca_signers: HashMap::new(),
+            ca_tried: Default::default(),
             data_version: -1,
             last_sweep: 0,
         };
@@ -87,12 +91,24 @@ impl Maintainer {
 
     /// A CA key that cannot be opened is a warning (the responder still serves
     /// what is signed); a store that cannot be read is an error, not "no CAs".
-    fn open_ca_signers(&mut self) -> Result<(), Error> {
+    /// Returns whether an issuing CA not seen before was found.
+    fn open_ca_signers(&mut self) -> Result<bool, Error> {
         let authorities = self.ca.authorities()?;
-        for a in authorities
+        // A retired CA's key is gone: nothing more is signed for it.
+        let retired = self.ca.store().read(crate::ceremony::retired_ids)?;
+        // Retired while this daemon runs: its key is closed here too.
+        self.ca_signers.retain(|id, _| !retired.contains(id));
+        let untried: Vec<_> = authorities
             .iter()
-            .filter(|a| a.role == AuthorityRole::Issuing)
-        {
+            .filter(|a| {
+                a.role == AuthorityRole::Issuing
+                    && !retired.contains(&a.id)
+                    && !self.ca_tried.contains(&a.id)
+            })
+            .collect();
+        let found = !untried.is_empty();
+        for a in untried {
+            self.ca_tried.insert(a.id);
             match self.ca.signer(a) {
                 Ok(s) => {
                     self.ca_signers.insert(a.id, s);
@@ -102,7 +118,7 @@ impl Maintainer {
                 }
             }
         }
-        Ok(())
+        Ok(found)
     }
 
     /// Makes sure each issuing CA has a responder certificate for the current
@@ -171,8 +187,11 @@ impl Maintainer {
             // Rows a crashed `kxca issue` left pending while the daemon runs.
             self.ca.resolve_abandoned(&self.actor)?;
         }
+        // An issuing CA a ceremony made meanwhile: its key is opened and its
+        // responder certificate checked at once, not at the next start.
+        let new_ca = (version != self.data_version || sweep) && self.open_ca_signers()?;
         if version != self.data_version || sweep {
-            if sweep && self.ensure_responder_certs()? {
+            if (sweep || new_ca) && self.ensure_responder_certs()? {
                 self.reload(true)?;
             } else {
                 self.reload(sweep)?;

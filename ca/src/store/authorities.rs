@@ -72,3 +72,13 @@ pub fn all(conn: &Snapshot<'_>) -> Result<Vec<Authority>, Error> {
     let rows = stmt.query_map([], from_row).map_err(sql)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(sql)
 }
+
+/// One authority by its row id (the parent of an issuing CA).
+pub fn by_id(conn: &Snapshot<'_>, id: i64) -> Result<Authority, Error> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM authorities WHERE id = ?1"),
+        [id],
+        from_row,
+    )
+    .map_err(sql)
+}

@@ -101,6 +101,8 @@ impl Store {
             guard,
         };
         store.migrate("ca", migrations::CA)?;
+        // Officers, ceremonies, link certificates, retired and revoked CAs.
+        store.migrate("ceremony", crate::ceremony::MIGRATIONS)?;
         // Only a store migrated from before the audit tree has work here; the
         // read first keeps a read-only open (the public role) read-only.
         if store.read(audit::backfill_pending)? {

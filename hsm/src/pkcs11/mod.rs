@@ -6,6 +6,7 @@
 //! `generate` (new key pairs), `sign` (mechanisms, encodings), `fault`
 //! (which errors heal), `signer` (the [`crate::Signer`]), `list`.
 
+mod destroy;
 mod fault;
 mod generate;
 mod keys;
@@ -18,6 +19,7 @@ mod signer;
 mod template;
 mod uri;
 
+pub(crate) use destroy::destroy;
 pub(crate) use generate::generate;
 pub use list::{list_keys, spki_fingerprint, TokenKeyInfo};
 pub use options::Pkcs11Options;
