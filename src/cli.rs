@@ -107,6 +107,19 @@ pub enum Command {
     Daemon,
     /// Export pre-signed OCSP responses, CRLs and CA certificates for nginx or a CDN.
     Publish(crate::publish::PublishArgs),
+    /// Back up the store (consistent, while the roles run) and the home's
+    /// non-secret files into DIR, with a manifest of hashes. Never keys or secrets.
+    Backup {
+        /// A new or empty directory, outside the home.
+        dir: PathBuf,
+    },
+    /// Verify a backup and restore it into a new home (never over an existing one).
+    Restore {
+        /// The directory `kxca backup` wrote.
+        backup: PathBuf,
+        /// The new home: a new or empty directory.
+        new_home: PathBuf,
+    },
     /// Demonstration: init a CA, issue two certificates, revoke one, sign a CRL.
     Demo {
         /// Where to put the demo CA (default: $KXCA_HOME, else a new temporary directory).
@@ -165,6 +178,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             return crate::intake::run_offices(command, &cli.home, &actor)
         }
         Command::Mail(command) => crate::mail_cli::run(command, home(&cli.home)?, &actor)?,
+        Command::Backup { dir } => crate::backup::take(home(&cli.home)?, &dir, &actor)?,
+        Command::Restore { backup, new_home } => {
+            crate::backup::restore(&backup, &new_home, &actor)?
+        }
         Command::Demo { dir } => crate::demo::run(dir.or(cli.home), &actor)?,
         Command::Serve(args) => crate::serve::run(home(&cli.home)?, args)?,
         Command::Daemon => crate::daemon::run(home(&cli.home)?, &actor)?,

@@ -2,6 +2,7 @@
 //! Parses arguments and hands off to the library crates.
 
 mod audit;
+mod backup;
 mod certificates;
 mod cli;
 mod daemon;

@@ -32,6 +32,8 @@ pub enum AuditAction {
     OutboxSent,
     OutboxFailed,
     OutboxDeliveryReport,
+    StoreBackup,
+    StoreRestore,
 }
 
 impl AuditAction {
@@ -61,6 +63,8 @@ impl AuditAction {
         AuditAction::OutboxSent,
         AuditAction::OutboxFailed,
         AuditAction::OutboxDeliveryReport,
+        AuditAction::StoreBackup,
+        AuditAction::StoreRestore,
     ];
 
     /// The stored name (hashed into the leaf: never change an existing one).
@@ -91,6 +95,8 @@ impl AuditAction {
             AuditAction::OutboxSent => "outbox.sent",
             AuditAction::OutboxFailed => "outbox.failed",
             AuditAction::OutboxDeliveryReport => "outbox.delivery_report",
+            AuditAction::StoreBackup => "store.backup",
+            AuditAction::StoreRestore => "store.restore",
         }
     }
 
@@ -143,6 +149,8 @@ mod tests {
                 "outbox.sent",
                 "outbox.failed",
                 "outbox.delivery_report",
+                "store.backup",
+                "store.restore",
             ]
         );
         for a in AuditAction::ALL {

@@ -64,6 +64,9 @@ pub enum Error {
     Password(String),
     #[error("the system random number generator failed ({what}): {message}")]
     Random { what: String, message: String },
+    /// A backup or restore refused: the file or directory and why.
+    #[error("{path}: {message}")]
+    Backup { path: PathBuf, message: String },
     #[error("no active {role} CA in the store")]
     NoAuthority { role: String },
 }

@@ -9,6 +9,7 @@
 mod audit_action;
 pub mod audit_log;
 mod authority;
+pub mod backup;
 mod ca;
 mod clock;
 mod config;
