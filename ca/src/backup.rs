@@ -352,8 +352,10 @@ pub fn verify(backup: &Path) -> Result<Manifest, Error> {
         ));
     }
     let db = backup.join(DATABASE);
-    if !manifest.files.iter().any(|f| f.path == DATABASE) {
-        return Err(backup_err(&path, "lists no kxca.db"));
+    for needed in [DATABASE, "kxca.toml"] {
+        if !manifest.files.iter().any(|f| f.path == needed) {
+            return Err(backup_err(&path, format!("lists no {needed}")));
+        }
     }
     let facts = inspect_copy(&db)?;
     if facts.schema != manifest.schema {
@@ -483,7 +485,7 @@ fn restore_into(
     let new = path_text(new_home)?;
     let config_path = staging.join("kxca.toml");
     let mut moved = Vec::new();
-    if config_path.exists() && old != new {
+    if old != new {
         let text = fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
         let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| Error::Config {
             path: config_path.clone(),
@@ -494,10 +496,33 @@ fn restore_into(
             fs::write(&config_path, doc.to_string()).map_err(|e| Error::io(&config_path, e))?;
         }
     }
-    if config_path.exists() {
-        Config::load(&config_path)?;
-    }
+    let config = Config::load(&config_path)?;
     let mut store = Store::open(&staging.join(DATABASE), false)?;
+    // What `kxca audit verify` will say of the new home, said before it
+    // exists: an event edited in the backup (its hashes recomputed to
+    // match) or a checkpoint signed by another key is refused here.
+    let key_path = staging.join("crl").join("audit").join("audit-key.pem");
+    let public = if key_path.exists() {
+        Some(crate::audit_log::read_public_key(&key_path)?)
+    } else {
+        None
+    };
+    let report = crate::audit_log::verify(
+        &store,
+        &crate::audit_log::origin(&config),
+        public.as_deref(),
+        &[],
+    )?;
+    if let Some(f) = report.findings.first() {
+        return Err(backup_err(
+            &backup.join(DATABASE),
+            format!(
+                "the audit record fails verification: {} ({} finding(s)); not restored",
+                f.message,
+                report.findings.len()
+            ),
+        ));
+    }
     let now = clock.now();
     let detail = serde_json::json!({
         "backup": backup.display().to_string(),
