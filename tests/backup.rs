@@ -594,3 +594,31 @@ fn a_tampered_backup_is_refused_and_nothing_is_overwritten() {
     assert_ok(&restore(&backup, &good), "restore of the untouched backup");
     assert_ok(&kxca_at(&good, &["audit", "verify"]), "audit verify");
 }
+
+#[test]
+fn a_large_store_reports_progress_and_copies_whole() {
+    if !tools_present() {
+        return;
+    }
+    let ca = TestCa::new();
+    // 24 MB of rows: above the 16 MiB from which progress is shown.
+    let (ok, text) = run(
+        "sqlite3",
+        &[
+            p(&ca.path("kxca.db")),
+            "CREATE TABLE filler (x BLOB); WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 6000) INSERT INTO filler SELECT randomblob(4000) FROM c;",
+        ],
+    );
+    assert!(ok, "{text}");
+    let backup = ca.dir.path().join("big");
+    let out = ca.kxca(&["backup", p(&backup)]);
+    assert_ok(&out, "backup of a large store");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("backup: store 50%"), "{err}");
+    assert!(err.contains("backup: store 100%"), "{err}");
+    let (ok, text) = run(
+        "sqlite3",
+        &[p(&backup.join("kxca.db")), "SELECT COUNT(*) FROM filler"],
+    );
+    assert!(ok && text.trim() == "6000", "{text}");
+}

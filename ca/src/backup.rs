@@ -736,6 +736,20 @@ fn inventory(config: &Config, home: &Home) -> Vec<Material> {
         )),
         _ => {}
     }
+    let y = &config.yubikey;
+    if let Some(file) = &y.management_key_file {
+        out.push(secret_material(
+            "YubiKey management key",
+            &SecretSource::File(file.clone()),
+            "kxca yubikey procedures",
+        ));
+    } else if let Some(env) = &y.management_key_env {
+        out.push(secret_material(
+            "YubiKey management key",
+            &SecretSource::Env(env.clone()),
+            "kxca yubikey procedures",
+        ));
+    }
     if let Some(mail) = &config.mail {
         if let Some(imap) = &mail.imap {
             if let Ok(s) = imap.password_source() {
