@@ -156,9 +156,14 @@ pub fn take(
                 "left_out": manifest.left_out.len(),
             });
             let now = clock.now();
-            store.write(|tx| {
+            // A backup the record does not mention is not kept: an officer
+            // must be able to tell from the record which backups exist.
+            if let Err(e) = store.write(|tx| {
                 audit::append(tx, now, actor, AuditAction::StoreBackup, None, detail)
-            })?;
+            }) {
+                discard(dir, created);
+                return Err(e);
+            }
             Ok(Taken {
                 dir: dir.to_path_buf(),
                 manifest,
