@@ -23,7 +23,7 @@ use crate::{rfc3339, AuditAction, Clock, Config, Error, Home, Store};
 /// The manifest's file name, at the top of a backup directory.
 pub const MANIFEST: &str = "manifest.json";
 /// The store's file name inside a backup (as in a home).
-pub const DATABASE: &str = "kxca.db";
+pub const DATABASE: &str = crate::home::DATABASE_FILE;
 /// `format` of the manifests this version writes and reads.
 pub const FORMAT: &str = "kxca-backup/1";
 
@@ -158,9 +158,9 @@ pub fn take(
             let now = clock.now();
             // A backup the record does not mention is not kept: an officer
             // must be able to tell from the record which backups exist.
-            if let Err(e) = store.write(|tx| {
-                audit::append(tx, now, actor, AuditAction::StoreBackup, None, detail)
-            }) {
+            if let Err(e) = store
+                .write(|tx| audit::append(tx, now, actor, AuditAction::StoreBackup, None, detail))
+            {
                 discard(dir, created);
                 return Err(e);
             }
@@ -191,7 +191,10 @@ fn take_into(
     let mut holders = 0usize;
     for (rel, path, is_file) in walk(home.root())? {
         let top = rel.split('/').next().unwrap_or("");
-        if [DATABASE, "kxca.db-wal", "kxca.db-shm", "kxca.db-journal"].contains(&rel.as_str()) {
+        let sqlite_side_file = ["-wal", "-shm", "-journal"]
+            .iter()
+            .any(|s| rel.strip_prefix(DATABASE) == Some(*s));
+        if rel == DATABASE || sqlite_side_file {
             continue; // the store is copied through SQLite below
         }
         let name = rel.rsplit('/').next().unwrap_or("");
