@@ -9,6 +9,7 @@
 
 use kxca_test_support::common;
 use kxca_test_support::ocsp as support_ocsp;
+use kxca_test_support::softhsm;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -621,4 +622,141 @@ fn a_large_store_reports_progress_and_copies_whole() {
         &[p(&backup.join("kxca.db")), "SELECT COUNT(*) FROM filler"],
     );
     assert!(ok && text.trim() == "6000", "{text}");
+}
+
+/// A production home with its keys on SoftHSM2 tokens: the backup names
+/// the token keys as the HSM's to back up and holds no PIN; the officers'
+/// part is SoftHSM2's token directory (docs/BACKUP.md). After the token
+/// directory is lost and brought back from their copy, the restored home
+/// answers as before.
+#[test]
+fn keys_on_tokens_are_left_to_the_hsm_and_come_back_with_its_backup() {
+    if !tools_present() || !softhsm::available() {
+        return;
+    }
+    const RESPONDER_PIN: &str = "kx-ocsp-3391";
+    const AUDIT_PIN: &str = "kx-audit-5521";
+    let ca = TestCa::uninitialised();
+    let hsm = softhsm::SoftHsm::new(&["KX-CA"]);
+    let mut pins = vec![(softhsm::USER_PIN, hsm.pin_file.clone())];
+    for (label, pin) in [("KX-OCSP", RESPONDER_PIN), ("KX-AUDIT", AUDIT_PIN)] {
+        let out = hsm
+            .util()
+            .args(["--init-token", "--free", "--label", label])
+            .args(["--so-pin", softhsm::SO_PIN, "--pin", pin])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let file = hsm.dir.path().join(format!("{label}.pin"));
+        std::fs::write(&file, format!("{pin}\n")).unwrap();
+        pins.push((pin, file));
+    }
+    let env: &[(&str, &Path)] = &[("SOFTHSM2_CONF", &hsm.conf)];
+    let out = ca
+        .cmd()
+        .envs(env.iter().copied())
+        .args([
+            "init",
+            "--production",
+            "--root-key",
+            "pkcs11:token=KX-CA;object=root",
+            "--issuing-key",
+            "pkcs11:token=KX-CA;object=issuing-1",
+            "--key-secret-file",
+            p(&pins[0].1),
+            "--responder-key",
+            "pkcs11:token=KX-OCSP;object=ocsp-responder",
+            "--responder-key-secret-file",
+            p(&pins[1].1),
+            "--audit-key",
+            "pkcs11:token=KX-AUDIT;object=audit",
+            "--audit-key-secret-file",
+            p(&pins[2].1),
+        ])
+        .output()
+        .unwrap();
+    assert_ok(&out, "init --production on tokens");
+    let kxca = |home: &Path, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kxca"))
+            .env("KXCA_HOME", home)
+            .env("KXCA_ACTOR", "test")
+            .env_remove("KXCA_KEY_PASSPHRASE")
+            .envs(env.iter().copied())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let a = Issued::from_output(&kxca(&ca.home, &issue_args("1000001", "001")));
+    let b = Issued::from_output(&kxca(&ca.home, &issue_args("1000002", "001")));
+    assert_ok(&kxca(&ca.home, &["revoke", &b.serial]), "revoke");
+    let mut server = Server::start_with(&ca, env);
+    eventually("b is revoked", || {
+        status(&ca, &server, &b.cert) == "revoked"
+    });
+    assert_eq!(status(&ca, &server, &a.cert), "good");
+
+    let backup = ca.dir.path().join("backup");
+    let out = kxca(&ca.home, &["backup", p(&backup)]);
+    assert_ok(&out, "backup of a production home");
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    for key in [
+        "pkcs11:token=KX-CA;object=issuing-1",
+        "pkcs11:token=KX-OCSP;object=ocsp-responder",
+        "pkcs11:token=KX-AUDIT;object=audit",
+    ] {
+        let line = said
+            .lines()
+            .skip_while(|l| !l.contains(key))
+            .nth(1)
+            .unwrap_or_else(|| panic!("{key} is not listed as left out: {said}"));
+        assert!(line.contains("HSM vendor's tooling"), "{key}: {line}");
+    }
+    for rel in files_under(&backup) {
+        let bytes = std::fs::read(backup.join(&rel)).unwrap();
+        for (pin, _) in &pins {
+            assert!(!contains(&bytes, pin.as_bytes()), "{rel} holds a PIN");
+        }
+    }
+
+    // The officers' copy of the token directory, taken with the daemon
+    // stopped; then the machine is lost: the tokens and the home.
+    assert!(server.stop(), "{}", server.log_text());
+    // The holders keep their certificates; the CA's copies go with the home.
+    let (a_cert, b_cert) = (ca.dir.path().join("a.pem"), ca.dir.path().join("b.pem"));
+    std::fs::copy(&a.cert, &a_cert).unwrap();
+    std::fs::copy(&b.cert, &b_cert).unwrap();
+    let tokens_copy = ca.dir.path().join("tokens-copy");
+    copy_tree(&hsm.tokens, &tokens_copy);
+    std::fs::remove_dir_all(&hsm.tokens).unwrap();
+    std::fs::remove_dir_all(&ca.home).unwrap();
+
+    // Restore: into the same path (the machine rebuilt as it was).
+    let out = kxca(&ca.home, &["restore", p(&backup), p(&ca.home)]);
+    assert_ok(&out, "restore");
+    // Token keys cannot be checked by doctor without their PINs; the PIN
+    // files are there: nothing to report as missing.
+    let doctor = kxca(&ca.home, &["doctor", "--json"]);
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        !text.contains("key_missing") && !text.contains("secret_missing"),
+        "{text}"
+    );
+    // Without the token directory the daemon cannot start...
+    let out = Command::new("timeout")
+        .args(["20", env!("CARGO_BIN_EXE_kxca"), "daemon"])
+        .env("KXCA_HOME", &ca.home)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "the daemon ran without its keys: {out:?}"
+    );
+    // ...with the officers' copy brought back, both roles answer as before.
+    copy_tree(&tokens_copy, &hsm.tokens);
+    let server = Server::start_with(&ca, env);
+    assert_eq!(status(&ca, &server, &a_cert), "good");
+    assert_eq!(status(&ca, &server, &b_cert), "revoked");
+    assert_ok(&kxca(&ca.home, &["audit", "verify"]), "audit verify");
+    drop(server);
 }

@@ -722,27 +722,31 @@ fn inventory(config: &Config, home: &Home) -> Vec<Material> {
             BOTH,
         ));
     }
-    let audit_key = config.audit.key.clone().unwrap_or_else(|| {
-        format!(
-            "soft:{}",
-            home.root().join("audit").join("audit.p8").display()
-        )
-    });
-    out.push(key_material("audit checkpoint key", &audit_key, DAEMON));
-    let audit_secret = SecretSource::from_config(
-        config.audit.key_secret_env.as_deref(),
-        config.audit.key_secret_file.as_deref(),
-        "[audit] key_secret_env / key_secret_file",
-    );
-    match audit_secret {
-        Ok(Some(s)) => out.push(secret_material("audit key passphrase or PIN", &s, DAEMON)),
-        // Unset outside production: kxca keeps it beside the soft audit key.
-        _ if !config.production => out.push(secret_material(
-            "audit key passphrase",
-            &SecretSource::File(home.root().join("audit").join("audit.secret")),
-            DAEMON,
-        )),
-        _ => {}
+    // In production without [audit] key no checkpoint is signed (the
+    // daemon warns): there is no audit key to back up.
+    if config.audit.key.is_some() || !config.production {
+        let audit_key = config.audit.key.clone().unwrap_or_else(|| {
+            format!(
+                "soft:{}",
+                home.root().join("audit").join("audit.p8").display()
+            )
+        });
+        out.push(key_material("audit checkpoint key", &audit_key, DAEMON));
+        let audit_secret = SecretSource::from_config(
+            config.audit.key_secret_env.as_deref(),
+            config.audit.key_secret_file.as_deref(),
+            "[audit] key_secret_env / key_secret_file",
+        );
+        match audit_secret {
+            Ok(Some(s)) => out.push(secret_material("audit key passphrase or PIN", &s, DAEMON)),
+            // Unset outside production: kxca keeps it beside the soft audit key.
+            _ if !config.production => out.push(secret_material(
+                "audit key passphrase",
+                &SecretSource::File(home.root().join("audit").join("audit.secret")),
+                DAEMON,
+            )),
+            _ => {}
+        }
     }
     let y = &config.yubikey;
     if let Some(file) = &y.management_key_file {
