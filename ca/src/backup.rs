@@ -785,10 +785,12 @@ pub fn missing_material(
     config: &Config,
     home: &Home,
     conn: &Connection,
+    now: i64,
 ) -> Result<Vec<(&'static str, String, String)>, Error> {
     let mut items = inventory(config, home);
     for a in authorities::all(conn)? {
-        if items.iter().any(|m| m.location == a.key_ref) {
+        // An expired authority signs nothing more: its key may be destroyed.
+        if a.not_after <= now || items.iter().any(|m| m.location == a.key_ref) {
             continue;
         }
         items.push(key_material(

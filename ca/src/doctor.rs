@@ -40,7 +40,9 @@ fn inspect_in(ca: &Ca, conn: &rusqlite::Connection) -> Result<Vec<Finding>, Erro
     };
 
     // Keys and secrets a restored home (docs/BACKUP.md) still lacks.
-    for (kind, subject, detail) in crate::backup::missing_material(ca.config(), ca.home(), conn)? {
+    for (kind, subject, detail) in
+        crate::backup::missing_material(ca.config(), ca.home(), conn, now)?
+    {
         add(kind, subject, detail);
     }
     for row in certificates::pending(conn)? {
