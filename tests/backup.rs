@@ -612,16 +612,57 @@ fn a_large_store_reports_progress_and_copies_whole() {
     );
     assert!(ok, "{text}");
     let backup = ca.dir.path().join("big");
-    let out = ca.kxca(&["backup", p(&backup)]);
+    // Another connection commits rows all through the backup: the copy
+    // must finish (not restart at every commit) and be one consistent
+    // snapshot: between the counts before and after.
+    let stop = AtomicBool::new(false);
+    let committed = AtomicUsize::new(0);
+    let (out, during) = std::thread::scope(|s| {
+        s.spawn(|| {
+            let conn = rusqlite::Connection::open(ca.path("kxca.db")).unwrap();
+            conn.busy_timeout(Duration::from_secs(10)).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                conn.execute("INSERT INTO filler VALUES (randomblob(4000))", [])
+                    .unwrap();
+                committed.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        while committed.load(Ordering::Relaxed) < 5 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let before = committed.load(Ordering::Relaxed);
+        // Bounded: a copy restarted by every commit never ends.
+        let out = Command::new("timeout")
+            .arg("120")
+            .arg(env!("CARGO_BIN_EXE_kxca"))
+            .args(["--home", p(&ca.home), "backup", p(&backup)])
+            .output()
+            .unwrap();
+        let during = committed.load(Ordering::Relaxed) - before;
+        stop.store(true, Ordering::Relaxed);
+        (out, during)
+    });
     assert_ok(&out, "backup of a large store");
+    assert!(during > 0, "no commit while the backup ran");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("backup: store 50%"), "{err}");
     assert!(err.contains("backup: store 100%"), "{err}");
     let (ok, text) = run(
         "sqlite3",
+        &[p(&backup.join("kxca.db")), "PRAGMA integrity_check"],
+    );
+    assert!(ok && text.trim() == "ok", "{text}");
+    let (ok, text) = run(
+        "sqlite3",
         &[p(&backup.join("kxca.db")), "SELECT COUNT(*) FROM filler"],
     );
-    assert!(ok && text.trim() == "6000", "{text}");
+    let copied: usize = text.trim().parse().unwrap();
+    let total = 6000 + committed.load(Ordering::Relaxed);
+    assert!(
+        ok && (6000..=total).contains(&copied),
+        "{copied} of {total} rows"
+    );
+    eprintln!("{during} commits during the backup; {copied} of {total} rows copied");
 }
 
 /// A production home with its keys on SoftHSM2 tokens: the backup names
