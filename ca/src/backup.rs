@@ -867,8 +867,15 @@ fn inspect_copy(db: &Path) -> Result<CopyFacts, Error> {
             })
             .map_err(sql)?
             .into_iter()
-            .map(|l| <crate::merkle::Hash>::try_from(l.as_slice()).unwrap_or_default())
-            .collect();
+            .map(|l| {
+                <crate::merkle::Hash>::try_from(l.as_slice()).map_err(|_| {
+                    backup_err(
+                        db,
+                        format!("an audit leaf is {} bytes, not 32: run `kxca audit verify` on the source", l.len()),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
         let root = if leaves.len() as i64 == size {
             hex::encode(crate::merkle::Tree::new(leaves).root(size as usize))
         } else {
