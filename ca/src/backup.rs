@@ -428,6 +428,12 @@ pub fn restore(
     let parent = new_home
         .parent()
         .ok_or_else(|| backup_err(new_home, "has no parent directory"))?;
+    if !parent.is_dir() {
+        return Err(backup_err(
+            parent,
+            "does not exist: create the new home's parent directory first",
+        ));
+    }
     let mut staging_name = std::ffi::OsString::from(".");
     staging_name.push(name);
     staging_name.push(format!(".restoring-{}", std::process::id()));
