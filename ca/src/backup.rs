@@ -13,11 +13,11 @@ use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use kxca_hsm::{KeyRef, SecretSource};
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::store::{audit, authorities, certificates, sql};
+use crate::store::{audit, authorities, certificates};
 use crate::{rfc3339, AuditAction, Clock, Config, Error, Home, Store};
 
 /// The manifest's file name, at the top of a backup directory.
@@ -857,49 +857,15 @@ fn inspect_copy(db: &Path) -> Result<CopyFacts, Error> {
         ));
     }
     let facts = (|| -> Result<CopyFacts, Error> {
-        let schema = conn
-            .prepare("SELECT component, MAX(version) FROM schema_migrations GROUP BY component")
-            .and_then(|mut s| {
-                s.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
-                    .collect::<Result<BTreeMap<_, _>, _>>()
-            })
-            .map_err(sql)?;
-        let size = audit::tree_size(&conn)?;
-        let leaves: Vec<crate::merkle::Hash> = conn
-            .prepare("SELECT leaf FROM audit WHERE leaf_index IS NOT NULL ORDER BY leaf_index")
-            .and_then(|mut s| {
-                s.query_map([], |r| r.get::<_, Vec<u8>>(0))?
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .map_err(sql)?
-            .into_iter()
-            .map(|l| {
-                <crate::merkle::Hash>::try_from(l.as_slice()).map_err(|_| {
-                    backup_err(
-                        db,
-                        format!("an audit leaf is {} bytes, not 32: run `kxca audit verify` on the source", l.len()),
-                    )
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        let root = if leaves.len() as i64 == size {
-            hex::encode(crate::merkle::Tree::new(leaves).root(size as usize))
-        } else {
+        let schema = crate::store::migrations::versions(&conn)?;
+        let Some((size, root)) = audit::stored_root(&conn)? else {
             return Err(backup_err(
                 db,
-                format!(
-                    "the audit table has {} leaves for a tree of size {size}: run `kxca audit verify` on the source",
-                    leaves.len()
-                ),
+                "the audit table's leaves do not make a tree: run `kxca audit verify` on the source",
             ));
         };
-        let latest_checkpoint = conn
-            .query_row("SELECT MAX(size) FROM audit_checkpoints", [], |r| {
-                r.get::<_, Option<i64>>(0)
-            })
-            .optional()
-            .map_err(sql)?
-            .flatten();
+        let root = hex::encode(root);
+        let latest_checkpoint = audit::checkpoints(&conn)?.last().map(|c| c.size);
         let authority_keys = authorities::all(&conn)?
             .into_iter()
             .map(|a| a.key_ref)

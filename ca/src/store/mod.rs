@@ -16,7 +16,7 @@ pub mod audit;
 pub mod authorities;
 pub mod certificates;
 pub mod crls;
-mod migrations;
+pub(crate) mod migrations;
 pub mod revocations;
 
 use std::path::{Path, PathBuf};
