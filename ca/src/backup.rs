@@ -13,7 +13,7 @@ use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use kxca_hsm::{KeyRef, SecretSource};
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -834,39 +834,17 @@ struct CopyFacts {
 /// Opens a copied store read-only: `PRAGMA integrity_check` must say ok;
 /// then its schema versions, audit tree and CA key references.
 fn inspect_copy(db: &Path) -> Result<CopyFacts, Error> {
-    let err = |e: rusqlite::Error| Error::Database {
-        path: db.to_path_buf(),
-        message: e.to_string(),
-    };
-    let conn = Connection::open_with_flags(
-        db,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(err)?;
-    let problems: Vec<String> = conn
-        .prepare("PRAGMA integrity_check")
-        .and_then(|mut s| {
-            s.query_map([], |r| r.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(err)?;
-    if problems != ["ok"] {
-        return Err(backup_err(
-            db,
-            format!("PRAGMA integrity_check: {}", problems.join("; ")),
-        ));
-    }
-    let facts = (|| -> Result<CopyFacts, Error> {
-        let schema = crate::store::migrations::versions(&conn)?;
-        let Some((size, root)) = audit::stored_root(&conn)? else {
+    crate::store::read_copy(db, |conn| {
+        let schema = crate::store::migrations::versions(conn)?;
+        let Some((size, root)) = audit::stored_root(conn)? else {
             return Err(backup_err(
                 db,
                 "the audit table's leaves do not make a tree: run `kxca audit verify` on the source",
             ));
         };
         let root = hex::encode(root);
-        let latest_checkpoint = audit::checkpoints(&conn)?.last().map(|c| c.size);
-        let authority_keys = authorities::all(&conn)?
+        let latest_checkpoint = audit::checkpoints(conn)?.last().map(|c| c.size);
+        let authority_keys = authorities::all(conn)?
             .into_iter()
             .map(|a| a.key_ref)
             .collect();
@@ -879,8 +857,7 @@ fn inspect_copy(db: &Path) -> Result<CopyFacts, Error> {
             },
             authority_keys,
         })
-    })();
-    facts.map_err(|e| e.in_database(db))
+    })
 }
 
 /// Creates `dir` (0700), or accepts it empty. Returns whether it was created.

@@ -259,6 +259,40 @@ impl Store {
     }
 }
 
+/// Opens a copy of a store (a backup) read-only, checks it with `PRAGMA
+/// integrity_check`, and runs `f` on one read snapshot of it. Unlike
+/// [`Store::open`] it changes nothing in the file: no migration, no WAL
+/// switch, so the copy's hash stays what its manifest says.
+pub(crate) fn read_copy<T>(
+    path: &Path,
+    f: impl FnOnce(&Transaction<'_>) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let err = |e: rusqlite::Error| Error::Database {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(err)?;
+    let problems: Vec<String> = conn
+        .prepare("PRAGMA integrity_check")
+        .and_then(|mut s| {
+            s.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(err)?;
+    if problems != ["ok"] {
+        return Err(Error::Database {
+            path: path.to_path_buf(),
+            message: format!("PRAGMA integrity_check: {}", problems.join("; ")),
+        });
+    }
+    let snapshot = conn.unchecked_transaction().map_err(err)?;
+    f(&snapshot).map_err(|e| e.in_database(path))
+}
+
 /// The store holds personal data: the database is created 0600 before
 /// SQLite opens it, whatever the umask, and SQLite gives its `-wal` and
 /// `-shm` the database file's mode. A store left readable by others by an
