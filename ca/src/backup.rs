@@ -768,16 +768,27 @@ fn inventory(config: &Config, home: &Home) -> Vec<Material> {
             "kxca yubikey procedures",
         ));
     }
-    if let Some(mail) = &config.mail {
-        if let Some(imap) = &mail.imap {
-            if let Ok(s) = imap.password_source() {
-                out.push(secret_material("IMAP password", &s, DAEMON));
-            }
-        }
-        if let Some(smtp) = &mail.smtp {
-            if let Some(Ok(s)) = smtp.password_source() {
-                out.push(secret_material("SMTP password", &s, DAEMON));
-            }
+    // `[mail]` is read as written (its type is the provisioner's): only
+    // where its passwords are matters here.
+    let mail = config
+        .mail
+        .as_ref()
+        .and_then(|m| toml::Table::try_from(m).ok());
+    for (section, what) in [("imap", "IMAP password"), ("smtp", "SMTP password")] {
+        let table = mail.as_ref().and_then(|m| m.get(section)?.as_table());
+        let text = |key: &str| table.and_then(|t| t.get(key)?.as_str());
+        if let Some(file) = text("password_file") {
+            out.push(secret_material(
+                what,
+                &SecretSource::File(file.into()),
+                DAEMON,
+            ));
+        } else if let Some(env) = text("password_env") {
+            out.push(secret_material(
+                what,
+                &SecretSource::Env(env.into()),
+                DAEMON,
+            ));
         }
     }
     out
@@ -991,4 +1002,97 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
     f.sync_all().map_err(|e| Error::io(path, e))?;
     // The umask may have taken bits the original had.
     set_mode(path, mode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_paths_under_the_old_home_move() {
+        let m = |t| moved_path(t, "/srv/kx", "/srv/new");
+        assert_eq!(m("/srv/kx").as_deref(), Some("/srv/new"));
+        assert_eq!(
+            m("/srv/kx/keys/a.p8").as_deref(),
+            Some("/srv/new/keys/a.p8")
+        );
+        assert_eq!(
+            m("soft:/srv/kx/keys/a.p8").as_deref(),
+            Some("soft:/srv/new/keys/a.p8")
+        );
+        // A sibling sharing the prefix, a path elsewhere, a token reference.
+        assert_eq!(m("/srv/kx2/pin"), None);
+        assert_eq!(m("/etc/kxca/pin"), None);
+        assert_eq!(m("pkcs11:token=KX-CA;object=root"), None);
+    }
+
+    #[test]
+    fn config_paths_move_and_comments_stay() {
+        let text = "# reviewed by the officers\n[ca]\nroot_key = \"soft:/srv/kx/keys/root.p8\" # the root\nkey_secret_file = \"/etc/kxca/pin\"\n[mail.imap]\npassword_file = \"/srv/kx/imap.pw\"\n";
+        let mut doc: toml_edit::DocumentMut = text.parse().unwrap();
+        let mut moved = Vec::new();
+        move_paths(doc.as_item_mut(), "", "/srv/kx", "/srv/new", &mut moved);
+        assert_eq!(moved, ["ca.root_key", "mail.imap.password_file"]);
+        let out = doc.to_string();
+        assert!(out.starts_with("# reviewed by the officers\n"), "{out}");
+        assert!(
+            out.contains("root_key = \"soft:/srv/new/keys/root.p8\" # the root"),
+            "{out}"
+        );
+        assert!(out.contains("key_secret_file = \"/etc/kxca/pin\""), "{out}");
+        assert!(
+            out.contains("password_file = \"/srv/new/imap.pw\""),
+            "{out}"
+        );
+    }
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            "production = false\n[union]\nname = \"KX\"\ncode = \"26276\"\n\
+             [ca]\nroot_key = \"pkcs11:token=KX-CA;object=root\"\n\
+             issuing_key = \"yubikey:serial=1234;slot=9c\"\nkey_secret_env = \"KX_PIN\"\n\
+             root_common_name = \"R\"\nissuing_common_name = \"I\"\n\
+             [publication]\ncrl_url = \"http://a/crl\"\nocsp_url = \"http://a/ocsp\"\n\
+             ca_issuers_url = \"http://a/ca\"\n{extra}"
+        );
+        toml::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn every_key_and_secret_is_listed_with_its_custodian() {
+        let home = Home::new("/srv/kx");
+        let c = config(
+            "[mail.imap]\nhost = \"h\"\nport = 993\ntls = \"implicit\"\nuser = \"u\"\n\
+             password_file = \"/etc/kxca/imap\"\n\
+             [mail.smtp]\nhost = \"h\"\nport = 465\ntls = \"implicit\"\nuser = \"u\"\n\
+             password_env = \"KX_SMTP\"\nfrom = \"a@b.jp\"\n",
+        );
+        let all = inventory(&c, &home);
+        let find = |what: &str| {
+            all.iter()
+                .find(|m| m.what == what)
+                .unwrap_or_else(|| panic!("{what} not listed: {all:?}"))
+        };
+        assert!(find("root CA key").back_up.contains("HSM vendor's tooling"));
+        assert!(find("issuing CA key")
+            .back_up
+            .contains("cannot be backed up"));
+        assert_eq!(
+            find("CA key passphrase or PIN").location,
+            "environment variable KX_PIN"
+        );
+        assert_eq!(
+            find("OCSP responder key").path.as_deref(),
+            Some(Path::new("/srv/kx/keys/ocsp-responder.p8"))
+        );
+        assert_eq!(
+            find("IMAP password").path.as_deref(),
+            Some(Path::new("/etc/kxca/imap"))
+        );
+        assert_eq!(
+            find("SMTP password").location,
+            "environment variable KX_SMTP"
+        );
+        assert!(find("audit key passphrase").secret);
+    }
 }
