@@ -190,6 +190,11 @@ fn backup_under_load_restores_with_the_same_answers_and_no_secrets() {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+        // What an outside party kept before the backup: the audit key
+        // and the latest published checkpoint.
+        for f in ["audit-key.pem", "checkpoint"] {
+            std::fs::copy(ca.path("crl/audit").join(f), ca.dir.path().join(f)).unwrap();
+        }
         let out = ca.kxca(&["backup", p(&backup)]);
         let at_backup = issued_in_loop.load(Ordering::Relaxed);
         while issued_in_loop.load(Ordering::Relaxed) < at_backup + 2 {
@@ -340,6 +345,21 @@ fn backup_under_load_restores_with_the_same_answers_and_no_secrets() {
     assert!(
         !verify_text.contains(" 0 checkpoints"),
         "no checkpoint was checked: {verify_text}"
+    );
+    let outside = kxca_at(
+        &new_home,
+        &[
+            "audit",
+            "verify",
+            "--key",
+            p(&ca.dir.path().join("audit-key.pem")),
+            "--checkpoint",
+            p(&ca.dir.path().join("checkpoint")),
+        ],
+    );
+    assert_ok(
+        &outside,
+        "audit verify against the key and checkpoint kept outside",
     );
 
     // Doctor names what to bring back before the roles start.
