@@ -610,8 +610,9 @@ fn a_tampered_backup_is_refused_and_nothing_is_overwritten() {
         "an edited audit event behind a matching manifest",
     );
 
-    // The untouched backup still restores.
+    // The untouched backup still restores, into an empty directory too.
     let good = ca.dir.path().join("good");
+    std::fs::create_dir(&good).unwrap();
     assert_ok(&restore(&backup, &good), "restore of the untouched backup");
     assert_ok(&kxca_at(&good, &["audit", "verify"]), "audit verify");
 }

@@ -409,7 +409,7 @@ pub fn restore(
             "the new home must be an absolute path",
         ));
     }
-    let existed = match fs::read_dir(new_home) {
+    match fs::read_dir(new_home) {
         Ok(mut entries) => {
             if entries.next().is_some() {
                 return Err(backup_err(
@@ -417,11 +417,10 @@ pub fn restore(
                     "exists and is not empty: restore never overwrites a home; give a new directory",
                 ));
             }
-            true
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::io(new_home, e)),
-    };
+    }
     let name = new_home
         .file_name()
         .ok_or_else(|| backup_err(new_home, "names no directory"))?;
@@ -448,10 +447,8 @@ pub fn restore(
             return Err(e);
         }
     };
-    if existed {
-        // Empty (checked above): rename cannot replace a directory that is not.
-        fs::remove_dir(new_home).map_err(|e| Error::io(new_home, e))?;
-    }
+    // rename(2) replaces an empty directory, and only an empty one: a home
+    // someone filled since the check above makes this fail, not vanish.
     if let Err(e) = fs::rename(&staging, new_home) {
         let _ = fs::remove_dir_all(&staging);
         return Err(Error::io(new_home, e));
