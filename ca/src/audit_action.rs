@@ -32,7 +32,9 @@ pub enum AuditAction {
     OutboxSent,
     OutboxFailed,
     OutboxDeliveryReport,
+    /// `kxca backup`: a backup was taken (docs/BACKUP.md).
     StoreBackup,
+    /// `kxca restore`: this store was restored from a backup.
     StoreRestore,
 }
 

@@ -31,11 +31,13 @@ pub const FORMAT: &str = "kxca-backup/1";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// [`FORMAT`].
     pub format: String,
     /// The kxca that took the backup.
     pub kxca_version: String,
-    /// When the backup was taken (RFC 3339, UTC) and as Unix seconds.
+    /// When the backup was taken (RFC 3339, UTC).
     pub created_at: String,
+    /// The same, as Unix seconds.
     pub created_at_unix: i64,
     /// The home it was taken from (absolute): paths under it in kxca.toml
     /// and the store are moved to the new home on restore.
@@ -55,6 +57,7 @@ pub struct Manifest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditState {
+    /// Events (leaves) in the tree.
     pub tree_size: i64,
     /// RFC 6962 root hash of the `tree_size` leaves, hex.
     pub root: String,
@@ -68,6 +71,7 @@ pub struct AuditState {
 pub struct FileEntry {
     /// Relative to the backup (and to the home), `/`-separated.
     pub path: String,
+    /// Bytes.
     pub size: u64,
     /// SHA-256 of the content, hex (what `sha256sum` prints).
     pub sha256: String,
@@ -90,14 +94,18 @@ pub struct LeftOut {
 /// What [`take`] did.
 #[derive(Debug, Clone)]
 pub struct Taken {
+    /// The backup directory.
     pub dir: PathBuf,
+    /// What was written to its manifest.
     pub manifest: Manifest,
 }
 
 /// What [`restore`] did.
 #[derive(Debug, Clone)]
 pub struct Restored {
+    /// The new home.
     pub home: PathBuf,
+    /// The verified manifest of the backup.
     pub manifest: Manifest,
     /// kxca.toml keys whose paths were moved from the old home to the new one.
     pub config_keys_moved: Vec<String>,

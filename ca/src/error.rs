@@ -66,7 +66,12 @@ pub enum Error {
     Random { what: String, message: String },
     /// A backup or restore refused: the file or directory and why.
     #[error("{path}: {message}")]
-    Backup { path: PathBuf, message: String },
+    Backup {
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     #[error("no active {role} CA in the store")]
     NoAuthority { role: String },
 }
