@@ -118,7 +118,12 @@ pub enum Command {
         /// The directory `kxca backup` wrote.
         backup: PathBuf,
         /// The new home: a new or empty directory.
-        new_home: PathBuf,
+        #[arg(required_unless_present = "check")]
+        new_home: Option<PathBuf>,
+        /// Only check that the backup restores (everything a restore
+        /// checks, on a throwaway copy); write no home.
+        #[arg(long, conflicts_with = "new_home")]
+        check: bool,
     },
     /// Demonstration: init a CA, issue two certificates, revoke one, sign a CRL.
     Demo {
@@ -179,9 +184,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Mail(command) => crate::mail_cli::run(command, home(&cli.home)?, &actor)?,
         Command::Backup { dir } => crate::backup::take(home(&cli.home)?, &dir, &actor)?,
-        Command::Restore { backup, new_home } => {
-            crate::backup::restore(&backup, &new_home, &actor)?
-        }
+        Command::Restore {
+            backup,
+            new_home,
+            check,
+        } => match new_home {
+            Some(new_home) if !check => crate::backup::restore(&backup, &new_home, &actor)?,
+            _ => crate::backup::check(&backup, &actor)?,
+        },
         Command::Demo { dir } => crate::demo::run(dir.or(cli.home), &actor)?,
         Command::Serve(args) => crate::serve::run(home(&cli.home)?, args)?,
         Command::Daemon => crate::daemon::run(home(&cli.home)?, &actor)?,

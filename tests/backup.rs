@@ -539,6 +539,19 @@ fn a_tampered_backup_is_refused_and_nothing_is_overwritten() {
             "home-from-{}",
             from.file_name().unwrap().to_string_lossy()
         ));
+        let check = Command::new(env!("CARGO_BIN_EXE_kxca"))
+            .args(["restore", p(from), "--check"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&check.stderr).to_string();
+        assert!(
+            !check.status.success(),
+            "a backup with {why} passed --check"
+        );
+        assert!(
+            err.contains(named),
+            "--check does not name {named} ({why}): {err}"
+        );
         let out = restore(from, &to);
         let err = String::from_utf8_lossy(&out.stderr).to_string();
         assert!(!out.status.success(), "a backup with {why} was restored");
@@ -610,7 +623,16 @@ fn a_tampered_backup_is_refused_and_nothing_is_overwritten() {
         "an edited audit event behind a matching manifest",
     );
 
-    // The untouched backup still restores, into an empty directory too.
+    // The untouched backup passes --check, which writes nothing, and
+    // restores, into an empty directory too.
+    let before = files_under(ca.dir.path());
+    let check = Command::new(env!("CARGO_BIN_EXE_kxca"))
+        .args(["restore", p(&backup), "--check"])
+        .output()
+        .unwrap();
+    assert_ok(&check, "restore --check");
+    assert!(String::from_utf8_lossy(&check.stdout).contains("Nothing was written"));
+    assert_eq!(files_under(ca.dir.path()), before);
     let good = ca.dir.path().join("good");
     std::fs::create_dir(&good).unwrap();
     assert_ok(&restore(&backup, &good), "restore of the untouched backup");

@@ -398,6 +398,18 @@ pub fn verify(backup: &Path) -> Result<Manifest, Error> {
     Ok(manifest)
 }
 
+/// Everything [`restore`] checks, down to the audit record's verification,
+/// done on a throwaway home in a temporary directory: a backup nobody has
+/// tried to restore is not known to be one. Writes nothing that stays.
+pub fn check(backup: &Path, actor: &str, clock: &Clock) -> Result<Manifest, Error> {
+    let manifest = verify(backup)?;
+    let scratch = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let home = scratch.path().join("home");
+    fs::create_dir(&home).map_err(|e| Error::io(&home, e))?;
+    restore_into(backup, &home, &home, &manifest, actor, clock)?;
+    Ok(manifest)
+}
+
 /// Restores a verified backup into `new_home`, which must not exist or be
 /// an empty directory (a restore never overwrites). Paths under the old
 /// home in kxca.toml and in the store (soft key references, PKCS#12
