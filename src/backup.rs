@@ -42,7 +42,10 @@ pub fn take(home: Home, dir: &Path, actor: &str) -> Result<()> {
         "NOT in the backup (key material and secrets): back each up as said:",
         &m.left_out,
     );
-    println!("Check it: sha256sum the files against the manifest; restore with `kxca restore {} NEW_HOME`.", dir.display());
+    println!(
+        "Check that it restores: kxca restore {} --check (nothing is written)",
+        dir.display()
+    );
     Ok(())
 }
 
