@@ -154,10 +154,10 @@ fn parse_since(s: &str) -> Result<Since> {
 /// Returns `None` (after a warning) in production without an audit key.
 pub fn start_checkpoints(
     home: &Home,
+    config: &Config,
     actor: &str,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Option<impl FnOnce() -> Result<&'static str> + Send + 'static>> {
-    let config = Config::load(&home.config())?;
     let mut store = Store::open(&home.database(), false)?;
     let changed = audit_log::record_config(&mut store, home, actor, Clock::system().now())?;
     if !changed.is_empty() {
@@ -170,9 +170,10 @@ pub fn start_checkpoints(
         );
         return Ok(None);
     }
-    let signer = audit_log::open_key(&config, home, true)?;
+    let signer = audit_log::open_key(config, home, true)?;
     let home = home.clone();
     let every = std::time::Duration::from_secs(config.audit.checkpoint_interval_secs);
+    let config = config.clone();
     Ok(Some(move || {
         let mut next = std::time::Instant::now();
         while !*stop.borrow() {

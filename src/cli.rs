@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use kxca_ca::Home;
 
+use crate::config::KxcaToml;
 use crate::init::InitArgs;
 use crate::issue::IssueArgs;
 
@@ -153,6 +154,13 @@ pub(crate) fn home(cli: &Option<PathBuf>) -> Result<Home> {
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let actor = actor(&cli.actor);
+    // Every section checked before any command runs; `init` and `demo`
+    // write the file instead, `restore` reads a backup's, not KXCA_HOME's.
+    let config = match (&cli.command, &cli.home) {
+        (Command::Init(_) | Command::Demo { .. } | Command::Restore { .. }, _) | (_, None) => None,
+        (_, Some(dir)) => KxcaToml::of_home(&home(&Some(dir.clone()))?)?,
+    };
+    let mail = config.as_ref().and_then(|c| c.mail.clone());
     match cli.command {
         Command::Yubikey(c) => crate::yubikey::run(c, &cli.home, &actor)?,
         Command::Init(args) => crate::init::run(home(&cli.home)?, &args, &actor)?,
@@ -177,12 +185,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Doctor { json } => return crate::doctor::run(home(&cli.home)?, json),
         Command::Key { command } => crate::key::run(&cli.home, &actor, command)?,
         Command::Intake { command } => {
-            return crate::intake::run_intake(command, &cli.home, &actor)
+            return crate::intake::run_intake(command, &cli.home, mail.as_ref(), &actor)
         }
         Command::Offices { command } => {
             return crate::intake::run_offices(command, &cli.home, &actor)
         }
-        Command::Mail(command) => crate::mail_cli::run(command, home(&cli.home)?, &actor)?,
+        Command::Mail(command) => {
+            crate::mail_cli::run(command, home(&cli.home)?, mail.as_ref(), &actor)?
+        }
         Command::Backup { dir } => crate::backup::take(home(&cli.home)?, &dir, &actor)?,
         Command::Restore {
             backup,
@@ -193,8 +203,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             _ => crate::backup::check(&backup, &actor)?,
         },
         Command::Demo { dir } => crate::demo::run(dir.or(cli.home), &actor)?,
-        Command::Serve(args) => crate::serve::run(home(&cli.home)?, args)?,
-        Command::Daemon => crate::daemon::run(home(&cli.home)?, &actor)?,
+        Command::Serve(args) => {
+            let home = home(&cli.home)?;
+            let config = KxcaToml::required(config, &home)?;
+            crate::serve::run(home, config.serve, args)?
+        }
+        Command::Daemon => {
+            let home = home(&cli.home)?;
+            let config = KxcaToml::required(config, &home)?;
+            crate::daemon::run(home, config, &actor)?
+        }
         Command::Publish(args) => crate::publish::run(home(&cli.home)?, args, &actor)?,
     }
     Ok(ExitCode::SUCCESS)

@@ -13,6 +13,7 @@ use kxca_ca::ocsp::Maintainer;
 use kxca_ca::{Ca, Clock, Home};
 use tokio::sync::watch;
 
+use crate::config::KxcaToml;
 use crate::supervise::{StopSignal, Tasks};
 
 /// How often the maintainer looks at the store: a revocation by the CLI is
@@ -22,7 +23,8 @@ const TICK: Duration = Duration::from_secs(1);
 /// How long a stop waits for a signing pass or a mail pass in progress.
 const GRACE: Duration = Duration::from_secs(30);
 
-pub fn run(home: Home, actor: &str) -> Result<()> {
+/// `config`: the home's kxca.toml, as loaded before the command ran.
+pub fn run(home: Home, config: KxcaToml, actor: &str) -> Result<()> {
     let ca = Ca::open(home.clone(), Clock::system())?;
     // Brings everything up to date before saying it is ready: responder
     // certificates, pre-signed answers, CRLs.
@@ -35,8 +37,9 @@ pub fn run(home: Home, actor: &str) -> Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     runtime.block_on(async move {
         // Configuration changes are recorded before the daemon says it is ready.
-        let checkpoints = crate::audit::start_checkpoints(&home, actor, stop_rx.clone())?;
-        let mail = crate::mail_schedule::start(home, actor, stop_rx.clone())?;
+        let checkpoints =
+            crate::audit::start_checkpoints(&home, &config.ca, actor, stop_rx.clone())?;
+        let mail = crate::mail_schedule::start(home, config.mail, actor, stop_rx.clone())?;
         // Before "ready": a stop sent right after it must be a clean stop.
         let signal = StopSignal::install();
         println!("kxca daemon ready");

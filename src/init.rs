@@ -8,6 +8,8 @@ use clap::Args;
 use kxca_ca::{Ca, Clock, Home, InitOptions};
 use kxca_hsm::{KeyAlgorithm, SecretSource};
 
+use crate::config::KxcaToml;
+
 #[derive(Args, Debug)]
 pub struct InitArgs {
     #[arg(long, default_value = "全国設計事務所健康保険組合")]
@@ -69,6 +71,8 @@ pub struct InitArgs {
 pub fn run(home: Home, args: &InitArgs, actor: &str) -> Result<()> {
     let ca = Ca::init(home, init_options(args)?, actor, Clock::system()).map_err(init_error)?;
     let h = ca.home();
+    // The file as every later command reads it, each section by its owner.
+    KxcaToml::load(&h.config())?;
     println!("Initialized kxca home {}", h.root().display());
     println!("  config:      {}", h.config().display());
     println!("  root CA:     {}", h.ca_dir().join("root.pem").display());
@@ -140,5 +144,9 @@ pub fn init_options(args: &InitArgs) -> Result<InitOptions> {
         policies: crate::policies::shipped(),
         root_common_name: args.root_name.clone(),
         issuing_common_name: args.issuing_name.clone(),
+        // The sections other crates own, rendered by the root type that
+        // reads the file back (src/config.rs).
+        serve: KxcaToml::init_serve_section(),
+        mail: None,
     })
 }

@@ -10,6 +10,7 @@ use kxca_ca::{Clock, Home, Store};
 use kxca_provisioner::intake::{
     self, offices, ExistingAccounts, IntakePolicy, NoExistingAccounts, OfficeRegister, Outcome,
 };
+use kxca_provisioner::MailConfig;
 
 use crate::output::table;
 
@@ -102,14 +103,20 @@ fn open_store(home: &Option<PathBuf>) -> Result<Store> {
     Ok(Store::open(&home.database(), false)?)
 }
 
-pub fn run_intake(cmd: IntakeCommand, home: &Option<PathBuf>, actor: &str) -> Result<ExitCode> {
+/// `mail`: the home's `[mail]` (src/config.rs), for `fetch`.
+pub fn run_intake(
+    cmd: IntakeCommand,
+    home: &Option<PathBuf>,
+    mail: Option<&MailConfig>,
+    actor: &str,
+) -> Result<ExitCode> {
     match cmd {
         IntakeCommand::Fetch { json, no_send } => {
             let Some(h) = home else {
                 bail!("no kxca home: pass --home DIR or set KXCA_HOME");
             };
             let policy = policy(home, &None)?;
-            crate::mail_cli::fetch(Home::new(h), policy, json, no_send, actor)?;
+            crate::mail_cli::fetch(Home::new(h), mail, policy, json, no_send, actor)?;
             Ok(ExitCode::SUCCESS)
         }
         IntakeCommand::Check {

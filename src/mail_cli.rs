@@ -4,7 +4,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use kxca_ca::{rfc3339, Ca, Clock, Home};
-use kxca_provisioner::{applications, outbox};
+use kxca_provisioner::{applications, outbox, MailConfig};
 
 use crate::output::table;
 
@@ -61,12 +61,13 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 /// `kxca intake fetch`: one pass, printed.
 pub fn fetch(
     home: Home,
+    mail: Option<&MailConfig>,
     policy: kxca_provisioner::intake::IntakePolicy,
     json: bool,
     no_send: bool,
     actor: &str,
 ) -> Result<()> {
-    let pass = kxca_provisioner::pass::run(home, policy, no_send, actor)?;
+    let pass = kxca_provisioner::pass::run(home, mail, policy, no_send, actor)?;
     if json {
         println!(
             "{}",
@@ -80,7 +81,8 @@ pub fn fetch(
     Ok(())
 }
 
-pub fn run(command: MailCommand, home: Home, actor: &str) -> Result<()> {
+/// `mail`: the home's `[mail]` (src/config.rs).
+pub fn run(command: MailCommand, home: Home, mail: Option<&MailConfig>, actor: &str) -> Result<()> {
     match command {
         MailCommand::Applications(ApplicationsCommand::List { json, limit }) => {
             let ca = open(home)?;
@@ -201,10 +203,7 @@ pub fn run(command: MailCommand, home: Home, actor: &str) -> Result<()> {
         }
         MailCommand::Outbox(OutboxCommand::Send { json }) => {
             let mut ca = open(home)?;
-            let smtp = ca
-                .config()
-                .mail
-                .as_ref()
+            let smtp = mail
                 .and_then(|m| m.smtp.clone())
                 .context("no [mail.smtp] section in kxca.toml (see provisioner/MAIL.md)")?;
             if let Some(source) = smtp.password_source().transpose()? {

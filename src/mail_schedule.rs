@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use kxca_ca::Home;
+use kxca_provisioner::MailConfig;
 use tokio::sync::{oneshot, watch};
 
 /// How often the thread looks at the shutdown flag while it waits.
@@ -25,15 +26,14 @@ const STOP_POLL: Duration = Duration::from_millis(200);
 /// fails if the thread panicked.
 pub fn start(
     home: Home,
+    mail: Option<MailConfig>,
     actor: &str,
     stop: watch::Receiver<bool>,
 ) -> Result<Option<oneshot::Receiver<()>>> {
-    let ca = kxca_ca::Ca::open(home.clone(), kxca_ca::Clock::system())?;
-    let Some(mail) = ca.config().mail.clone() else {
+    let Some(mail) = mail else {
         tracing::info!("no [mail] section in kxca.toml: the mail schedule is off");
         return Ok(None);
     };
-    drop(ca);
     if mail.interval_seconds == 0 {
         tracing::info!("[mail] interval_seconds = 0: the mail schedule is off");
         return Ok(None);
@@ -60,8 +60,17 @@ pub fn start(
                 // left in this process's own intake code still ends here,
                 // as one failed pass, not as the end of the responder.
                 let pass = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    kxca_provisioner::pass::run(home.clone(), policy.clone(), false, &actor)
-                        .map_err(anyhow::Error::from)
+                    // Read again each pass, as the CA's sections are: an
+                    // edited [mail] applies from the next pass.
+                    let config = crate::config::KxcaToml::load(&home.config())?;
+                    kxca_provisioner::pass::run(
+                        home.clone(),
+                        config.mail.as_ref(),
+                        policy.clone(),
+                        false,
+                        &actor,
+                    )
+                    .map_err(anyhow::Error::from)
                 }))
                 .unwrap_or_else(|panic| {
                     let what = panic

@@ -5,6 +5,7 @@ mod audit;
 mod backup;
 mod certificates;
 mod cli;
+mod config;
 mod daemon;
 mod demo;
 mod doctor;

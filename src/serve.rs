@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use kxca_ca::{Clock, Config, Home};
-use kxca_responder::Publisher;
+use kxca_ca::{Clock, Home};
+use kxca_responder::{Publisher, ServeConfig};
 use tokio::sync::watch;
 
 use crate::supervise::{StopSignal, Tasks};
@@ -22,8 +22,7 @@ pub struct ServeArgs {
     pub listen: Option<String>,
 }
 
-pub fn run(home: Home, args: ServeArgs) -> Result<()> {
-    let config = Config::load(&home.config())?.serve;
+pub fn run(home: Home, config: ServeConfig, args: ServeArgs) -> Result<()> {
     let listen = args.listen.unwrap_or_else(|| config.listen.clone());
     let grace = Duration::from_secs(u64::from(config.shutdown_grace_seconds));
     let (engine, mut publisher) = Publisher::start(home, Clock::system())?;

@@ -203,3 +203,99 @@ fn a_relative_secret_file_is_stored_absolute() {
         .unwrap();
     assert_ok(&out, "crl from another directory");
 }
+
+/// Runs a command that, were kxca.toml accepted, would keep running (a
+/// role): it must have stopped on its own within a few seconds.
+fn stops_quickly(what: &str, mut cmd: Command) -> Output {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("{what} started despite a broken kxca.toml");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// kxca.toml is put together from each crate's section (src/config.rs)
+/// and loaded before any command runs: a mistake in a section a command
+/// does not use ([mail] for `kxca list`, [serve] for `kxca daemon`) still
+/// stops it, naming the file and the key.
+#[test]
+fn every_command_checks_every_section() {
+    let ca = TestCa::new();
+    let config = ca.path("kxca.toml");
+    let good = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        good.contains("[serve]") && good.contains("max_connections"),
+        "init writes [serve] through the root type:\n{good}"
+    );
+
+    std::fs::write(
+        &config,
+        format!("{good}\n[mail]\nmaildir = \"maildir\"\nintervall_seconds = 5\n"),
+    )
+    .unwrap();
+    let form = ca.dir.path().join("form.xlsx");
+    std::fs::write(&form, b"not read").unwrap();
+    let out = ca.dir.path().join("pub");
+    let commands: &[&[&str]] = &[
+        &["list"],
+        &["doctor"],
+        &["audit"],
+        &["audit", "verify"],
+        &["crl"],
+        &["show", "01"],
+        &["outbox", "list"],
+        &["applications", "list"],
+        &["offices", "list"],
+        &["intake", "check", form.to_str().unwrap()],
+        &["publish", out.to_str().unwrap()],
+    ];
+    for args in commands {
+        let what = format!("{args:?} with a typo in [mail]");
+        let line = error_line(&what, &ca.kxca(args));
+        assert!(line.contains(config.to_str().unwrap()), "{what}: {line}");
+        assert!(line.contains("intervall_seconds"), "{what}: {line}");
+    }
+    for role in ["serve", "daemon"] {
+        let mut cmd = ca.cmd();
+        cmd.arg(role);
+        if role == "serve" {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        let what = format!("{role} with a typo in [mail]");
+        let line = error_line(&what, &stops_quickly(&what, cmd));
+        assert!(line.contains("intervall_seconds"), "{what}: {line}");
+    }
+
+    // A [serve] value out of bounds stops the private role and the CLI too.
+    std::fs::write(
+        &config,
+        good.replace("max_connections = 1024", "max_connections = 1"),
+    )
+    .unwrap();
+    assert_ne!(std::fs::read_to_string(&config).unwrap(), good);
+    for args in [&["list"][..], &["daemon"][..]] {
+        let what = format!("{args:?} with [serve] max_connections = 1");
+        let mut cmd = ca.cmd();
+        cmd.args(args);
+        let line = error_line(&what, &stops_quickly(&what, cmd));
+        assert!(line.contains(config.to_str().unwrap()), "{what}: {line}");
+        assert!(
+            line.contains("serve.max_connections must be between 16 and 1000000"),
+            "{what}: {line}"
+        );
+    }
+
+    // The file as init wrote it runs again.
+    std::fs::write(&config, &good).unwrap();
+    assert_ok(&ca.kxca(&["list"]), "list with the file init wrote");
+}

@@ -63,6 +63,8 @@ fn issue(n: usize) {
             policies,
             root_common_name: "Bench Root".into(),
             issuing_common_name: "Bench Issuing".into(),
+            serve: None,
+            mail: None,
         },
         "bench",
         Clock::system(),

@@ -7,30 +7,55 @@
 /// One kind of audited event; `as_str` is the stored, hashed name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AuditAction {
+    /// A CA home was created (root and issuing CA signed).
     CaInit,
+    /// A certificate's row was reserved, before its signature.
     CertificatePrepare,
+    /// Signing a reserved certificate failed; the row is left `failed`.
     CertificateSignFailed,
+    /// A certificate was signed and its PKCS#12 written.
     CertificateIssue,
+    /// A signed certificate's PKCS#12 could not be delivered; the row is left `failed`.
     CertificateDeliverFailed,
+    /// A row left `pending` by a dead process was resolved.
     CertificateAbandoned,
+    /// A certificate was revoked.
     CertificateRevoke,
+    /// A CRL was signed and stored.
     CrlSign,
+    /// An OCSP responder certificate was issued or renewed.
     OcspResponderCertificate,
+    /// kxca.toml or a policy file differs from the last one recorded.
     ConfigChanged,
+    /// A CA key was generated on a PKCS#11 token.
     KeyGenerate,
+    /// A YubiKey was set up for a CA key (PIN, PUK, management key).
     YubikeySetup,
+    /// A CA key was generated on a YubiKey.
     YubikeyGenerate,
+    /// A YubiKey's PIN was changed.
     YubikeyChangePin,
+    /// A YubiKey's PUK was changed.
     YubikeyChangePuk,
+    /// A YubiKey's blocked PIN was reset with the PUK.
     YubikeyUnblockPin,
+    /// A YubiKey attestation of a CA key was taken.
     YubikeyAttest,
+    /// A signup mail was read and recorded.
     IntakeMail,
+    /// A mail already recorded was seen again and skipped.
     IntakeMailDuplicate,
+    /// A mail that could not be read was rejected (moved aside, sender told).
     IntakeMailRejected,
+    /// An application form from a mail was checked and queued.
     IntakeApplication,
+    /// The office register was imported from CSV.
     OfficesImport,
+    /// An outbox mail was accepted by the SMTP server.
     OutboxSent,
+    /// An outbox mail failed for good (attempts used up or refused).
     OutboxFailed,
+    /// A delivery report (a bounce) of kxca's own mail was matched to its outbox mail.
     OutboxDeliveryReport,
     /// `kxca backup`: a backup was taken (docs/BACKUP.md).
     StoreBackup,
@@ -39,6 +64,7 @@ pub enum AuditAction {
 }
 
 impl AuditAction {
+    /// Every action, in the order of the pinned-names test.
     pub const ALL: &'static [AuditAction] = &[
         AuditAction::CaInit,
         AuditAction::CertificatePrepare,

@@ -13,12 +13,13 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use kxca_hsm::{KeyAlgorithm, KeyRef, SecretSource, Signer};
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::OptionalExtension;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::merkle::{self, Hash, Tree};
 use crate::store::audit::{self, StoredCheckpoint, StoredEvent};
+use crate::store::Snapshot;
 use crate::{Config, Error, Home, Store};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -72,6 +73,7 @@ pub fn public_key_path(home: &Home) -> PathBuf {
     publish_dir(home).join("audit-key.pem")
 }
 
+/// The checkpoint origin line of this CA (C2SP signed note), from its union code.
 pub fn origin(config: &Config) -> String {
     if let Some(o) = &config.audit.origin {
         return o.clone();
@@ -245,8 +247,11 @@ pub fn note_body(origin: &str, size: i64, root: &Hash) -> String {
 /// A parsed signed note.
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
+    /// The log's origin line.
     pub origin: String,
+    /// How many leaves the checkpoint covers.
     pub size: i64,
+    /// The tree root over those leaves.
     pub root: Hash,
     /// The signed text: the body lines with their final newline.
     pub body: String,
@@ -254,7 +259,7 @@ pub struct Checkpoint {
     pub signatures: Vec<(String, [u8; 4], Vec<u8>)>,
 }
 
-pub fn parse_note(text: &str) -> Result<Checkpoint, String> {
+pub(crate) fn parse_note(text: &str) -> Result<Checkpoint, String> {
     let (body, sigs) = text
         .split_once("\n\n")
         .ok_or("no blank line between the checkpoint and its signatures")?;
@@ -353,24 +358,35 @@ pub fn check_signature(cp: &Checkpoint, origin: &str, public_key_der: &[u8]) -> 
 pub struct Finding {
     /// edited, deleted, inserted, reordered, checkpoint
     pub kind: &'static str,
+    /// The audit event's id, when the finding is about one event.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event: Option<i64>,
+    /// The leaf index concerned, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leaf: Option<i64>,
+    /// The checkpoint (by size) concerned, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<i64>,
+    /// What is wrong, in English.
     pub message: String,
 }
 
+/// The outcome of `kxca audit verify`: what was checked and every finding.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// No findings.
     pub ok: bool,
+    /// Events read.
     pub events: usize,
+    /// Leaves in the rebuilt tree.
     pub tree_size: i64,
+    /// Checkpoints checked (stored and given).
     pub checkpoints: usize,
+    /// Size of the newest checkpoint that verified.
     pub latest_checkpoint: Option<i64>,
     /// Events after the latest checkpoint: not yet covered by a signature.
     pub unsigned_events: i64,
+    /// Every inconsistency found, in order.
     pub findings: Vec<Finding>,
 }
 
@@ -513,22 +529,21 @@ pub fn verify(
     public_key_der: Option<&[u8]>,
     extra: &[(String, String)],
 ) -> Result<Report, Error> {
-    verify_tree(store.conn(), origin, public_key_der, extra)
+    store
+        .read(|snapshot| verify_tree(snapshot, origin, public_key_der, extra))
         .map(|(report, _)| report)
-        .map_err(|e| e.in_database(store.path()))
 }
 
 /// `verify`, also returning the tree it rebuilt.
 fn verify_tree(
-    conn: &Connection,
+    snapshot: &Snapshot<'_>,
     origin: &str,
     public_key_der: Option<&[u8]>,
     extra: &[(String, String)],
 ) -> Result<(Report, Tree), Error> {
     // One read snapshot for the rows and the checkpoints: a checkpoint
     // signed meanwhile must not look like it covers missing events.
-    let snapshot = conn.unchecked_transaction().map_err(crate::store::sql)?;
-    let rows = audit::all_rows(&snapshot, 0)?;
+    let rows = audit::all_rows(snapshot, 0)?;
     let Checked {
         mut findings,
         order,
@@ -539,7 +554,7 @@ fn verify_tree(
             .get(leaf as usize)
             .map_or(format!("leaf {leaf}"), |(_, id)| format!("event {id}"))
     };
-    let mut notes: Vec<(String, String)> = audit::checkpoints(&snapshot)?
+    let mut notes: Vec<(String, String)> = audit::checkpoints(snapshot)?
         .into_iter()
         .map(|c| (format!("checkpoint {}", c.size), c.note))
         .collect();
@@ -688,12 +703,18 @@ pub fn checkpoint(
     let origin = origin(config);
     let public = signer.public_key_der().to_vec();
     publish_key(home, &public)?;
-    let last = audit::checkpoints(store.conn())?.last().map(|c| c.size);
-    let size = audit::tree_size(store.conn())?;
-    if Some(size) == last || size == 0 {
+    let Some((size, report, tree)) = store.read(|snapshot| {
+        let last = audit::checkpoints(snapshot)?.last().map(|c| c.size);
+        let size = audit::tree_size(snapshot)?;
+        if Some(size) == last || size == 0 {
+            return Ok(None);
+        }
+        let (report, tree) = verify_tree(snapshot, &origin, Some(&public), &[])?;
+        Ok(Some((size, report, tree)))
+    })?
+    else {
         return Ok(None);
-    }
-    let (report, tree) = verify_tree(store.conn(), &origin, Some(&public), &[])?;
+    };
     if let Some(f) = report.findings.first() {
         return Err(Error::Database {
             path: store.path().to_path_buf(),
@@ -757,7 +778,7 @@ pub type PublishedFile = (String, Vec<u8>, &'static str, i64);
 /// What `kxca serve` publishes of the record, from the store: (URL path,
 /// body, content type, signing time) of `/audit/checkpoint` (the latest)
 /// and `/audit/audit-key.pem` (the key that signed it).
-pub fn published(conn: &Connection) -> Result<Vec<PublishedFile>, Error> {
+pub fn published(conn: &Snapshot<'_>) -> Result<Vec<PublishedFile>, Error> {
     let latest: Option<(String, i64, Vec<u8>)> = conn
         .query_row(
             "SELECT note, signed_at, public_key FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
@@ -810,7 +831,9 @@ pub fn published_files(dir: &Path) -> Result<Vec<String>, Error> {
 /// Where `kxca audit export` starts.
 #[derive(Debug, Clone, Copy)]
 pub enum Since {
+    /// From this event id on.
     Id(i64),
+    /// From this time (Unix seconds) on.
     Time(i64),
 }
 
@@ -822,22 +845,21 @@ pub fn export(
     since: Since,
     out: &mut dyn std::io::Write,
 ) -> Result<(usize, i64), Error> {
-    export_from(store.conn(), since, out).map_err(|e| e.in_database(store.path()))
+    store.read(|snapshot| export_from(snapshot, since, out))
 }
 
 fn export_from(
-    conn: &Connection,
+    snapshot: &Snapshot<'_>,
     since: Since,
     out: &mut dyn std::io::Write,
 ) -> Result<(usize, i64), Error> {
-    let snapshot = conn.unchecked_transaction().map_err(crate::store::sql)?;
-    let Some(latest) = audit::checkpoints(&snapshot)?.pop() else {
+    let Some(latest) = audit::checkpoints(snapshot)?.pop() else {
         return Err(Error::field(
             "audit",
             "no checkpoint yet: run `kxca daemon` or `kxca audit checkpoint` first",
         ));
     };
-    let rows = audit::all_rows(&snapshot, 0)?;
+    let rows = audit::all_rows(snapshot, 0)?;
     let checked = check_rows(&rows);
     let n = latest.size as usize;
     if checked.tree.size() < n || checked.tree.root(n)[..] != latest.root[..] {

@@ -13,7 +13,6 @@ use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use kxca_hsm::{KeyRef, SecretSource};
-use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -818,7 +817,7 @@ fn inventory(config: &Config, home: &Home) -> Vec<Material> {
 pub fn missing_material(
     config: &Config,
     home: &Home,
-    conn: &Connection,
+    conn: &crate::store::Snapshot<'_>,
     now: i64,
 ) -> Result<Vec<(&'static str, String, String)>, Error> {
     let mut items = inventory(config, home);

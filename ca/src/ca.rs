@@ -20,12 +20,15 @@ use crate::{
 /// How to create a new CA home.
 #[derive(Debug, Clone)]
 pub struct InitOptions {
+    /// The union's name, for O= of every certificate.
     pub union_name: String,
+    /// The union's code, as office codes start with it.
     pub union_code: String,
     /// Algorithm of the root and issuing CA keys.
     pub ca_key_algorithm: KeyAlgorithm,
     /// Key references; `None` means a soft key under `<home>/keys/`.
     pub root_key: Option<String>,
+    /// See `root_key`.
     pub issuing_key: Option<String>,
     /// Where the key passphrase (soft) or PIN (token) comes from.
     pub key_secret: SecretSource,
@@ -43,17 +46,28 @@ pub struct InitOptions {
     pub audit_key_secret: Option<SecretSource>,
     /// Base URL of `kxca serve`, used for the CRL DP and AIA URLs.
     pub base_url: String,
+    /// Refuse soft keys and shared secrets (a production appliance).
     pub production: bool,
     /// Policy files to install under `<home>/policies`, as (relative path, contents).
     pub policies: Vec<(PathBuf, String)>,
+    /// CN of the root CA certificate.
     pub root_common_name: String,
+    /// CN of the issuing CA certificate.
     pub issuing_common_name: String,
+    /// `[serve]` and `[mail]`, the sections other crates own, written into
+    /// kxca.toml as given: the kxca binary renders them from its root type
+    /// (src/config.rs). `None`: the section is left out.
+    pub serve: Option<toml::Table>,
+    /// See `serve`.
+    pub mail: Option<toml::Table>,
 }
 
 /// A request for one office contact's certificate.
 #[derive(Debug, Clone)]
 pub struct IssueRequest {
+    /// The certificate profile (a file under policies/profiles).
     pub profile: String,
+    /// Who the certificate is for: office, contact, e-mail, codes.
     pub holder: Holder,
     /// `None`: the profile's default.
     pub key_algorithm: Option<KeyAlgorithm>,
@@ -64,10 +78,15 @@ pub struct IssueRequest {
 /// The result of issuance: the certificate and its PKCS#12. The password is
 /// set only when kxca generated it. Both secrets are wiped on drop.
 pub struct IssuedCertificate {
+    /// The stored row of the new certificate.
     pub record: CertificateRecord,
+    /// The certificate, DER.
     pub der: Vec<u8>,
+    /// The PKCS#12 file's bytes (key, certificate, chain), wiped on drop.
     pub pkcs12: Zeroizing<Vec<u8>>,
+    /// How the PKCS#12 was encrypted.
     pub pkcs12_profile: Pkcs12Profile,
+    /// The PKCS#12 password kxca generated, to be shown once; `None` when one was given.
     pub generated_password: Option<Password>,
     /// Where the PKCS#12 was written ([`Ca::issue_to`]); `None` when it
     /// was only returned in memory ([`Ca::issue`]).
@@ -412,8 +431,8 @@ impl Ca {
                 responder_key_secret_file,
                 ..Default::default()
             },
-            serve: Default::default(),
-            mail: None,
+            serve: o.serve.clone(),
+            mail: o.mail.clone(),
             audit: crate::audit_log::init_config(home, &o)?,
         };
         let header =
@@ -596,21 +615,27 @@ impl Ca {
         })
     }
 
+    /// The home directory this CA was opened from.
     pub fn home(&self) -> &Home {
         &self.home
     }
+    /// kxca.toml's CA sections.
     pub fn config(&self) -> &Config {
         &self.config
     }
+    /// The certificate profiles read at open.
     pub fn profiles(&self) -> &Profiles {
         &self.profiles
     }
+    /// The store, for reads.
     pub fn store(&self) -> &Store {
         &self.store
     }
+    /// The store, for state changes.
     pub fn store_mut(&mut self) -> &mut Store {
         &mut self.store
     }
+    /// The clock every timestamp of this CA comes from (fixed in tests).
     pub fn clock(&self) -> &Clock {
         &self.clock
     }
@@ -622,7 +647,7 @@ impl Ca {
 
     /// Every authority the store knows, current and previous.
     pub fn authorities(&self) -> Result<Vec<Authority>, Error> {
-        self.store.read(|c| authorities::all(c))
+        self.store.read(authorities::all)
     }
 
     /// Opens the signer of an authority, checking it matches the stored certificate.
@@ -1030,7 +1055,7 @@ impl Ca {
     pub fn resolve_abandoned(&mut self, actor: &str) -> Result<usize, Error> {
         let stale: Vec<_> = self
             .store
-            .read(|c| certificates::pending(c))?
+            .read(certificates::pending)?
             .into_iter()
             .filter(|row| !certificates::owner_alive(row.owner.as_deref()))
             .collect();
@@ -1257,6 +1282,7 @@ impl Ca {
         Ok(())
     }
 
+    /// The stored record of one certificate, revoked or not.
     pub fn certificate(&self, serial: &Serial) -> Result<CertificateRecord, Error> {
         self.store
             .read(|c| certificates::by_serial(c, &serial.to_hex()))?
@@ -1265,10 +1291,12 @@ impl Ca {
             })
     }
 
+    /// The newest `limit` certificates, for `kxca list`.
     pub fn certificates(&self, limit: i64) -> Result<Vec<CertificateRecord>, Error> {
         self.store.read(|c| certificates::list(c, limit))
     }
 
+    /// The newest `limit` audit events, for `kxca audit`.
     pub fn audit(&self, limit: i64) -> Result<Vec<audit::AuditEvent>, Error> {
         self.store.read(|c| audit::list(c, limit))
     }

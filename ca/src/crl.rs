@@ -13,6 +13,7 @@ use crate::Error;
 pub struct RevokedEntry {
     /// Serial number magnitude, big-endian.
     pub serial: Vec<u8>,
+    /// When it was revoked, Unix seconds (the entry's revocationDate).
     pub revoked_at: i64,
     /// RFC 5280 CRLReason; 0 (unspecified) is left out of the entry, as 5.3.1 asks.
     pub reason: u8,
@@ -23,20 +24,30 @@ pub struct RevokedEntry {
 pub struct CrlInput<'a> {
     /// The issuer's subject Name DER, from its certificate.
     pub issuer_der: &'a [u8],
+    /// The issuer's subjectKeyIdentifier, for the CRL's authorityKeyIdentifier.
     pub authority_key_id: &'a [u8],
+    /// The cRLNumber, one more than the previous CRL's.
     pub number: u64,
+    /// thisUpdate, Unix seconds.
     pub this_update: i64,
+    /// nextUpdate, Unix seconds.
     pub next_update: i64,
+    /// The algorithm the issuer's key signs with, as the CRL names it.
     pub signature_algorithm: AlgorithmIdentifierOwned,
 }
 
 /// A signed CRL.
 #[derive(Debug, Clone)]
 pub struct CrlOutput {
+    /// The signed CRL, DER.
     pub der: Vec<u8>,
+    /// Its cRLNumber.
     pub number: u64,
+    /// How many revoked certificates it lists.
     pub entries: usize,
+    /// thisUpdate, Unix seconds.
     pub this_update: i64,
+    /// nextUpdate, Unix seconds.
     pub next_update: i64,
 }
 

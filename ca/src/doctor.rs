@@ -7,7 +7,7 @@ use std::path::Path;
 use rusqlite::OptionalExtension;
 use serde::Serialize;
 
-use crate::store::{certificates, crls, sql};
+use crate::store::{certificates, crls, sql, Snapshot};
 use crate::{rfc3339, AuthorityRole, Ca, Error};
 
 /// A CA certificate expiring within this many days is reported.
@@ -16,9 +16,11 @@ const CA_EXPIRY_WARNING_DAYS: i64 = 90;
 /// One thing found wrong. `kind` is stable, for scripts.
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
+    /// A stable name of the kind of inconsistency, for scripts.
     pub kind: &'static str,
     /// The serial, authority or file concerned.
     pub subject: String,
+    /// What is inconsistent and what to do, in English.
     pub detail: String,
 }
 
@@ -28,7 +30,7 @@ pub fn inspect(ca: &Ca) -> Result<Vec<Finding>, Error> {
     ca.store().read(|tx| inspect_in(ca, tx))
 }
 
-fn inspect_in(ca: &Ca, conn: &rusqlite::Connection) -> Result<Vec<Finding>, Error> {
+fn inspect_in(ca: &Ca, conn: &Snapshot<'_>) -> Result<Vec<Finding>, Error> {
     let now = ca.clock().now();
     let mut found = Vec::new();
     let mut add = |kind, subject: String, detail: String| {

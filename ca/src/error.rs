@@ -5,65 +5,154 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// A file or directory kxca reads or writes could not be.
     #[error("{path}: {source}")]
     Io {
+        /// The file or directory.
         path: PathBuf,
+        /// What the system said.
         source: std::io::Error,
     },
+    /// kxca.toml is malformed or a value is out of its bounds.
     #[error("{path}: {message}")]
-    Config { path: PathBuf, message: String },
+    Config {
+        /// The configuration file.
+        path: PathBuf,
+        /// The key at fault and what is wrong with it.
+        message: String,
+    },
+    /// A policy file (a certificate profile) is malformed.
     #[error("{path}: {message}")]
-    Policy { path: PathBuf, message: String },
+    Policy {
+        /// The policy file.
+        path: PathBuf,
+        /// The key at fault and what is wrong with it.
+        message: String,
+    },
+    /// The intake policy and a certificate profile state one domain rule
+    /// differently, so intake could accept a row issuance refuses.
     #[error("{intake} {intake_key} and {profile} {profile_key} disagree: {detail}; make them agree (a row intake accepts must be issuable, and the reverse)")]
     PolicyDisagreement {
+        /// policies/intake.toml (or the file given instead).
         intake: PathBuf,
+        /// The key in the intake policy.
         intake_key: String,
+        /// The profile file.
         profile: PathBuf,
+        /// The key in the profile.
         profile_key: String,
+        /// The two values that differ.
         detail: String,
     },
+    /// An issuance named a profile that is not under policies/profiles.
     #[error("unknown certificate profile {name:?} (known: {known})")]
-    UnknownProfile { name: String, known: String },
+    UnknownProfile {
+        /// The profile asked for.
+        name: String,
+        /// The profiles there are, comma-separated.
+        known: String,
+    },
+    /// A value or a request a command cannot accept, named by its field.
     #[error("field {field}: {message}")]
-    InvalidField { field: String, message: String },
+    InvalidField {
+        /// The field, as the command line or the form names it.
+        field: String,
+        /// The rule it breaks.
+        message: String,
+    },
+    /// `kxca init` on a directory that already holds a CA.
     #[error("{path} already holds a kxca home (kxca.toml exists); refusing to overwrite it")]
-    AlreadyInitialized { path: PathBuf },
+    AlreadyInitialized {
+        /// The home directory.
+        path: PathBuf,
+    },
+    /// A command on a directory that holds no CA yet.
     #[error(
         "{path} is not a kxca home (no kxca.toml): run `kxca init` first or set --home / KXCA_HOME"
     )]
-    NotInitialized { path: PathBuf },
+    NotInitialized {
+        /// The directory given as the home.
+        path: PathBuf,
+    },
+    /// A production CA configured with a key held in a file.
     #[error("production = true in {path} but the {role} CA key is a soft key ({key_ref}); production keys must live in an HSM or YubiKey")]
     SoftKeyInProduction {
+        /// The configuration file.
         path: PathBuf,
+        /// Which key: root, issuing, audit.
         role: String,
+        /// The soft key's reference.
         key_ref: String,
     },
+    /// SQLite refused or failed a statement, or the store file is unusable.
     #[error("database {}: {message}", database_name(path))]
-    Database { path: PathBuf, message: String },
+    Database {
+        /// The store file (empty until the store fills it in).
+        path: PathBuf,
+        /// What SQLite said.
+        message: String,
+    },
+    /// No certificate in the store has this serial number.
     #[error("no certificate with serial {serial} in the store")]
-    UnknownSerial { serial: String },
+    UnknownSerial {
+        /// The serial, in hex.
+        serial: String,
+    },
+    /// A revocation of a certificate that is revoked already.
     #[error("certificate {serial} is already revoked (reason {reason}, at {at})")]
     AlreadyRevoked {
+        /// The serial, in hex.
         serial: String,
+        /// The reason recorded by the first revocation.
         reason: String,
+        /// When it was revoked (RFC 3339).
         at: String,
     },
+    /// A revocation of a certificate whose issuance never completed.
     #[error("certificate {serial} was never issued (state {state}); nothing to revoke")]
-    NotIssued { serial: String, state: String },
+    NotIssued {
+        /// The serial, in hex.
+        serial: String,
+        /// Its stored state (pending or failed).
+        state: String,
+    },
+    /// A serial number that is not hex or not of a certificate's length.
     #[error("invalid serial number {serial:?}: {message}")]
-    InvalidSerial { serial: String, message: String },
+    InvalidSerial {
+        /// The serial as given.
+        serial: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A revocation reason that RFC 5280 does not name.
     #[error("unknown revocation reason {0:?} (one of: unspecified, keyCompromise, cACompromise, affiliationChanged, superseded, cessationOfOperation, certificateHold, privilegeWithdrawn, aACompromise)")]
     UnknownReason(String),
+    /// A key could not be opened, made or used (kxca-hsm's error).
     #[error("key: {0}")]
     Key(#[from] kxca_hsm::Error),
+    /// Something kxca builds or reads back (DER, PEM, a stored value)
+    /// could not be encoded or decoded.
     #[error("encoding {what}: {message}")]
-    Encoding { what: String, message: String },
+    Encoding {
+        /// What was being encoded or decoded.
+        what: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The PKCS#12 file of an issued certificate could not be built.
     #[error("PKCS#12 packaging failed: {0}")]
     Pkcs12(String),
+    /// A PKCS#12 password given by an operator is not one the KX client takes.
     #[error("password: {0}")]
     Password(String),
+    /// The operating system gave no random bytes.
     #[error("the system random number generator failed ({what}): {message}")]
-    Random { what: String, message: String },
+    Random {
+        /// What the bytes were for.
+        what: String,
+        /// What the system said.
+        message: String,
+    },
     /// A backup or restore refused: the file or directory and why.
     #[error("{path}: {message}")]
     Backup {
@@ -72,8 +161,13 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+    /// The store holds no active CA of this role (a home not initialised
+    /// completely).
     #[error("no active {role} CA in the store")]
-    NoAuthority { role: String },
+    NoAuthority {
+        /// root or issuing.
+        role: String,
+    },
 }
 
 // `store::sql` errors get their path from the store; one that escaped

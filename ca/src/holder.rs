@@ -30,6 +30,7 @@ pub struct Holder {
 }
 
 impl Holder {
+    /// One of the holder's codes (union, branch, office, contact) by name.
     pub fn code(&self, name: CodeName) -> &str {
         match name {
             CodeName::Centre => &self.centre,

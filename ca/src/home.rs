@@ -10,21 +10,27 @@ pub struct Home {
 }
 
 impl Home {
+    /// A home at `root` (not created or checked here).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Home { root: root.into() }
     }
+    /// The home directory.
     pub fn root(&self) -> &Path {
         &self.root
     }
+    /// `kxca.toml`.
     pub fn config(&self) -> PathBuf {
         self.root.join("kxca.toml")
     }
+    /// `kxca.db`, the store.
     pub fn database(&self) -> PathBuf {
         self.root.join(DATABASE_FILE)
     }
+    /// `policies/`, the certificate profiles and intake policy.
     pub fn policies(&self) -> PathBuf {
         self.root.join("policies")
     }
+    /// `keys/`, soft keys only.
     pub fn keys(&self) -> PathBuf {
         self.root.join("keys")
     }
@@ -32,6 +38,7 @@ impl Home {
     pub fn ca_dir(&self) -> PathBuf {
         self.root.join("ca")
     }
+    /// `crl/`, the latest CRLs and the published audit checkpoints.
     pub fn crl_dir(&self) -> PathBuf {
         self.root.join("crl")
     }

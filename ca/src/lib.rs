@@ -5,6 +5,7 @@
 //! packaged as PKCS#12, revokes them and signs CRLs. Keys are reached only
 //! through [`kxca_hsm::Signer`]: the CA never holds a private key itself.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod audit_action;
 pub mod audit_log;
@@ -20,7 +21,6 @@ mod error;
 mod fault;
 mod holder;
 mod home;
-mod mail_config;
 pub mod merkle;
 pub mod ocsp;
 mod password;
@@ -29,7 +29,6 @@ mod profile;
 mod revocation;
 pub mod rules;
 mod serial;
-mod serve_config;
 pub mod store;
 mod x509;
 
@@ -42,12 +41,10 @@ pub use crl::{build as build_crl, CrlInput, CrlOutput, RevokedEntry};
 pub use error::Error;
 pub use holder::Holder;
 pub use home::Home;
-pub use mail_config::{ImapConfig, MailConfig, SmtpConfig, TlsMode};
 pub use password::{generate_password, Password};
 pub use pkcs12::Pkcs12Profile;
 pub use profile::{CodeName, Profile, Profiles};
 pub use revocation::RevocationReason;
 pub use serial::Serial;
-pub use serve_config::ServeConfig;
 pub use store::certificates::{CertificateRecord, CertificateState};
 pub use store::Store;

@@ -8,16 +8,17 @@
 
 use sha2::{Digest, Sha256};
 
+/// A SHA-256 digest: a leaf or node hash of the tree.
 pub type Hash = [u8; 32];
 
-pub fn leaf_hash(data: &[u8]) -> Hash {
+pub(crate) fn leaf_hash(data: &[u8]) -> Hash {
     let mut h = Sha256::new();
     h.update([0u8]);
     h.update(data);
     h.finalize().into()
 }
 
-pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
+pub(crate) fn node_hash(left: &Hash, right: &Hash) -> Hash {
     let mut h = Sha256::new();
     h.update([1u8]);
     h.update(left);
@@ -25,7 +26,7 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
     h.finalize().into()
 }
 
-pub fn empty_root() -> Hash {
+pub(crate) fn empty_root() -> Hash {
     Sha256::digest([]).into()
 }
 
@@ -49,6 +50,7 @@ pub struct Tree {
 }
 
 impl Tree {
+    /// The tree over these leaf hashes, in order.
     pub fn new(leaves: Vec<Hash>) -> Tree {
         let mut levels = vec![leaves];
         while let Some(last) = levels.last() {
@@ -64,10 +66,12 @@ impl Tree {
         Tree { levels }
     }
 
+    /// How many leaves.
     pub fn size(&self) -> usize {
         self.levels[0].len()
     }
 
+    /// The leaf hash at `index`, if the tree has it.
     pub fn leaf(&self, index: usize) -> Option<&Hash> {
         self.levels[0].get(index)
     }

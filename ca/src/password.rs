@@ -28,6 +28,7 @@ impl Password {
         Ok(Password(s))
     }
 
+    /// The password's text, to put in a PKCS#12 or show once; never log it.
     pub fn expose(&self) -> &str {
         self.0.expose_secret()
     }

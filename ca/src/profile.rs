@@ -9,20 +9,35 @@ use crate::{Error, Pkcs12Profile};
 /// A certificate profile, loaded from `policies/profiles/<name>.toml`.
 #[derive(Debug, Clone)]
 pub struct Profile {
+    /// The profile's name, as `kxca issue --profile` takes it.
     pub name: String,
+    /// What the profile is for, for the officers reviewing it.
     pub description: String,
+    /// The file it was read from, for messages.
     pub path: PathBuf,
+    /// The key algorithm used when the request names none.
     pub default_key: KeyAlgorithm,
+    /// The key algorithms a request may ask for.
     pub allowed_keys: Vec<KeyAlgorithm>,
+    /// Days from notBefore to notAfter.
     pub validity_days: u32,
+    /// How far notBefore is set back, so a clock slightly behind still accepts the certificate.
     pub backdate_minutes: u32,
+    /// C= of the subject.
     pub country: String,
+    /// The holder codes put in OU=, in order.
     pub organizational_units: Vec<CodeName>,
+    /// How the certificate ID (the `certificate_id` column, and the CN) is built from the holder's codes.
     pub certificate_id: IdTemplate,
+    /// The extensions every certificate of the profile carries.
     pub extensions: ExtensionsSpec,
+    /// The width and pattern of each holder code.
     pub codes: BTreeMap<CodeName, CodeRule>,
+    /// Most characters an office or contact name may have.
     pub name_max_chars: usize,
+    /// How the PKCS#12 is encrypted unless the request says otherwise.
     pub pkcs12_default: Pkcs12Profile,
+    /// PBKDF2 iterations of the PKCS#12 encryption.
     pub pkcs12_iterations: u32,
 }
 
@@ -30,15 +45,22 @@ pub struct Profile {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CodeName {
+    /// The centre code.
     Centre,
+    /// The union code.
     UnionCode,
+    /// The branch code.
     BranchCode,
+    /// The contract unit code (union code + branch).
     ContractUnit,
+    /// The office code.
     OfficeCode,
+    /// The contact code within the office.
     ContactCode,
 }
 
 impl CodeName {
+    /// The code's name as policies and forms spell it.
     pub fn as_str(self) -> &'static str {
         match self {
             CodeName::Centre => "centre",
@@ -477,6 +499,7 @@ impl Profiles {
         &self.rules
     }
 
+    /// The profile of that name, or an error listing the known ones.
     pub fn get(&self, name: &str) -> Result<&Profile, Error> {
         self.by_name.get(name).ok_or_else(|| Error::UnknownProfile {
             name: name.to_string(),
@@ -484,6 +507,7 @@ impl Profiles {
         })
     }
 
+    /// The names of every loaded profile.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.by_name.keys().map(|s| s.as_str())
     }

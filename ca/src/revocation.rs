@@ -7,14 +7,23 @@ use crate::Error;
 /// delta CRLs and cannot be chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RevocationReason {
+    /// No reason given.
     Unspecified = 0,
+    /// The holder's private key was exposed.
     KeyCompromise = 1,
+    /// The CA's key was exposed.
     CaCompromise = 2,
+    /// The holder left the office or the office changed.
     AffiliationChanged = 3,
+    /// Replaced by a new certificate.
     Superseded = 4,
+    /// The office or contact no longer needs it.
     CessationOfOperation = 5,
+    /// Suspended; refused by kxca (see README).
     CertificateHold = 6,
+    /// The holder may no longer use it.
     PrivilegeWithdrawn = 9,
+    /// An attribute authority's key was exposed (listed for completeness).
     AaCompromise = 10,
 }
 
@@ -34,14 +43,16 @@ const ALL: [(RevocationReason, &str); 9] = [
 ];
 
 impl RevocationReason {
+    /// The CRLReason code (RFC 5280 5.3.1).
     pub fn code(self) -> u8 {
         self as u8
     }
-    pub fn from_code(code: i64) -> Option<Self> {
+    pub(crate) fn from_code(code: i64) -> Option<Self> {
         ALL.iter()
             .find(|(r, _)| r.code() as i64 == code)
             .map(|(r, _)| *r)
     }
+    /// The name as RFC 5280 spells it, as `kxca revoke --reason` takes it.
     pub fn name(self) -> &'static str {
         ALL.iter()
             .find(|(r, _)| *r == self)

@@ -85,9 +85,13 @@ pub fn email_text(s: &str) -> String {
 /// Why an address cannot be sent to or put in a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EmailProblem {
+    /// It holds a character outside ASCII.
     NonAscii,
+    /// It is not local@domain with a dotted domain whose top label has a letter.
     Invalid,
+    /// Two dots in a row.
     ConsecutiveDots,
+    /// A dot at the start or end of the local part or the domain.
     DotAtEdge,
 }
 
@@ -185,7 +189,9 @@ pub fn check_email(addr: &str) -> Result<(), String> {
 /// Why an office or contact name (after [`name_text`]) cannot be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameProblem {
+    /// Longer than the profile's `name_max_chars`.
     TooLong,
+    /// It holds a control character.
     ControlCharacters,
 }
 
@@ -317,17 +323,27 @@ pub struct IntakeRules {
     pub path: PathBuf,
     /// Allowed centre codes, upper case.
     pub centres: Vec<String>,
+    /// The union code every office code starts with.
     pub union_code: String,
+    /// Digits of a branch code.
     pub branch_width: usize,
     /// Known branch codes.
     pub branches: BTreeSet<String>,
+    /// How a contract unit code is made from the union and branch codes.
     pub contract_unit: ContractUnitRule,
+    /// Digits of an office code, when fixed.
     pub office_width: Option<usize>,
+    /// Fewest digits of an office code.
     pub office_min_digits: usize,
+    /// Most digits of an office code.
     pub office_max_digits: usize,
+    /// Branch codes of the union's own row (not an office).
     pub own_row_branches: Vec<String>,
+    /// Office names of the union's own row.
     pub own_row_office_names: Vec<String>,
+    /// Digits of a contact code.
     pub contact_width: usize,
+    /// Most characters an office or contact name may have.
     pub name_max_chars: usize,
 }
 

@@ -33,7 +33,7 @@ impl Serial {
         &self.0
     }
 
-    pub fn from_bytes(bytes: &[u8]) -> Serial {
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Serial {
         let start = bytes
             .iter()
             .position(|b| *b != 0)
@@ -41,7 +41,7 @@ impl Serial {
         Serial(bytes[start..].to_vec())
     }
 
-    pub fn to_hex(&self) -> String {
+    pub(crate) fn to_hex(&self) -> String {
         hex::encode(&self.0)
     }
 }

@@ -3,7 +3,9 @@
 //! `applications` and `application_rows` tables.
 
 use kxca_ca::store::Migration;
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, OptionalExtension};
+
+use kxca_ca::store::{Snapshot, Tx};
 use serde::Serialize;
 
 use crate::error::sql;
@@ -115,7 +117,7 @@ pub const STORED_NONE: &str = "none";
 /// before the mail is parsed: a mail that kills its reader, or the pass,
 /// is still counted. Returns the attempts so far, this one included.
 pub(crate) fn record_attempt(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     source_key: &str,
     size: usize,
     sha256: &str,
@@ -138,10 +140,7 @@ pub(crate) fn record_attempt(
 
 /// Takes back an attempt that failed for a reason of the host's (the
 /// worker could not be started), not of the mail.
-pub(crate) fn uncount_attempt(
-    tx: &Transaction<'_>,
-    source_key: &str,
-) -> Result<(), kxca_ca::Error> {
+pub(crate) fn uncount_attempt(tx: &Tx<'_>, source_key: &str) -> Result<(), kxca_ca::Error> {
     tx.execute(
         "UPDATE intake_attempts SET attempts = attempts - 1 WHERE source_key = ?1 AND attempts > 0",
         [source_key],
@@ -152,7 +151,7 @@ pub(crate) fn uncount_attempt(
 
 /// Notes why the last attempt at a mail failed.
 pub(crate) fn note_attempt_error(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     source_key: &str,
     error: &str,
 ) -> Result<(), kxca_ca::Error> {
@@ -175,6 +174,7 @@ pub enum ApplicationStatus {
 }
 
 impl ApplicationStatus {
+    /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
             ApplicationStatus::PendingReview => "pending_review",
@@ -182,6 +182,7 @@ impl ApplicationStatus {
         }
     }
 
+    /// The status of a stored name; `None` for one this version does not know.
     pub fn parse(s: &str) -> Option<ApplicationStatus> {
         [
             ApplicationStatus::PendingReview,
@@ -204,17 +205,25 @@ impl ApplicationStatus {
 
 /// A received mail as recorded.
 pub struct NewIntakeMail<'a> {
+    /// Where it came from and its id there (Maildir file or IMAP UID), to read it once.
     pub source_key: &'a str,
+    /// Its Message-ID.
     pub message_id: &'a str,
+    /// The From address, when the mail had a usable one.
     pub sender: Option<&'a str>,
+    /// Its subject.
     pub subject: &'a str,
+    /// When it was received, Unix seconds.
     pub received_at: i64,
+    /// What became of it (processed, duplicate, rejected, ...).
     pub outcome: &'a str,
+    /// The earlier mail it repeats, for a duplicate.
     pub duplicate_of: Option<i64>,
+    /// Details of the outcome (JSON), for the audit record and `kxca applications`.
     pub detail: serde_json::Value,
 }
 
-pub(crate) fn mail_seen(conn: &Connection, source_key: &str) -> Result<bool, kxca_ca::Error> {
+pub(crate) fn mail_seen(conn: &Snapshot<'_>, source_key: &str) -> Result<bool, kxca_ca::Error> {
     conn.query_row(
         "SELECT 1 FROM intake_mails WHERE source_key = ?1",
         [source_key],
@@ -227,7 +236,7 @@ pub(crate) fn mail_seen(conn: &Connection, source_key: &str) -> Result<bool, kxc
 
 /// The recorded outcome of the mail under this source key, if any.
 pub(crate) fn mail_outcome(
-    conn: &Connection,
+    conn: &Snapshot<'_>,
     source_key: &str,
 ) -> Result<Option<String>, kxca_ca::Error> {
     conn.query_row(
@@ -241,7 +250,7 @@ pub(crate) fn mail_outcome(
 
 /// The first mail recorded with this Message-ID, if any.
 pub(crate) fn mail_by_message_id(
-    conn: &Connection,
+    conn: &Snapshot<'_>,
     message_id: &str,
 ) -> Result<Option<i64>, kxca_ca::Error> {
     conn.query_row(
@@ -254,7 +263,7 @@ pub(crate) fn mail_by_message_id(
 }
 
 pub(crate) fn insert_mail(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     m: &NewIntakeMail<'_>,
     now: i64,
 ) -> Result<i64, kxca_ca::Error> {
@@ -279,7 +288,7 @@ pub(crate) fn insert_mail(
 
 /// The application already holding a file with this SHA-256, if any.
 pub(crate) fn application_by_hash(
-    conn: &Connection,
+    conn: &Snapshot<'_>,
     sha256: &str,
 ) -> Result<Option<i64>, kxca_ca::Error> {
     conn.query_row(
@@ -309,7 +318,7 @@ pub(crate) struct NewApplication<'a> {
 }
 
 pub(crate) fn insert_application(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     a: &NewApplication<'_>,
     now: i64,
 ) -> Result<(i64, ApplicationStatus), kxca_ca::Error> {
@@ -354,12 +363,19 @@ pub(crate) fn insert_application(
 /// One application as listed.
 #[derive(Debug, Clone, Serialize)]
 pub struct Application {
+    /// Row id.
     pub id: i64,
+    /// The received mail it came in (row in `intake_mails`).
     pub mail_id: i64,
+    /// Who sent it, if known.
     pub sender: Option<String>,
+    /// The mail's Message-ID.
     pub message_id: String,
+    /// When the mail was received, Unix seconds.
     pub received_at: i64,
+    /// The attached file's name as sent.
     pub file_name: String,
+    /// SHA-256 of the file as received, hex.
     pub sha256: String,
     /// Size of the file as received.
     pub size: i64,
@@ -367,23 +383,35 @@ pub struct Application {
     pub original_format: Option<String>,
     /// What is kept of it: [`STORED_REDACTED_XLSX`] or [`STORED_NONE`].
     pub stored_format: String,
+    /// The sheet that was read.
     pub sheet: String,
+    /// Pending review or rejected.
     pub status: ApplicationStatus,
+    /// Rows found valid.
     pub rows_valid: i64,
+    /// Rows that need a person's review.
     pub rows_review: i64,
+    /// Rows refused.
     pub rows_invalid: i64,
+    /// When it was recorded, Unix seconds.
     pub created_at: i64,
     /// Filled by [`get`] only.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rows: Vec<ApplicationRowRecord>,
 }
 
+/// One row of an application form as checked.
 #[derive(Debug, Clone, Serialize)]
 pub struct ApplicationRowRecord {
+    /// The sheet row number (1-based, as Excel shows it).
     pub row: u32,
+    /// The form's own row number column, if filled.
     pub no: Option<String>,
+    /// Valid, review or invalid.
     pub status: crate::forms::RowVerdict,
+    /// The findings on the row (codes and Japanese messages), JSON.
     pub findings: serde_json::Value,
+    /// The row's fields as read (passwords never), JSON.
     pub fields: serde_json::Value,
 }
 
@@ -425,7 +453,7 @@ fn application(r: &rusqlite::Row<'_>) -> rusqlite::Result<Application> {
 }
 
 /// Applications, oldest first.
-pub fn list(conn: &Connection, limit: i64) -> Result<Vec<Application>, kxca_ca::Error> {
+pub fn list(conn: &Snapshot<'_>, limit: i64) -> Result<Vec<Application>, kxca_ca::Error> {
     let mut stmt = conn
         .prepare(&format!(
             "SELECT {COLUMNS} FROM applications ORDER BY id LIMIT ?1"
@@ -440,7 +468,7 @@ pub fn list(conn: &Connection, limit: i64) -> Result<Vec<Application>, kxca_ca::
 }
 
 /// One application with its rows.
-pub fn get(conn: &Connection, id: i64) -> Result<Option<Application>, kxca_ca::Error> {
+pub fn get(conn: &Snapshot<'_>, id: i64) -> Result<Option<Application>, kxca_ca::Error> {
     let app = conn
         .query_row(
             &format!("SELECT {COLUMNS} FROM applications WHERE id = ?1"),
@@ -474,11 +502,7 @@ pub fn get(conn: &Connection, id: i64) -> Result<Option<Application>, kxca_ca::E
 
 /// Records why a mail was not answered (a [`crate::loops::NoReply`]), or
 /// `queued` when it was.
-pub(crate) fn set_reply(
-    tx: &Transaction<'_>,
-    mail_id: i64,
-    reply: &str,
-) -> Result<(), kxca_ca::Error> {
+pub(crate) fn set_reply(tx: &Tx<'_>, mail_id: i64, reply: &str) -> Result<(), kxca_ca::Error> {
     tx.execute(
         "UPDATE intake_mails SET reply = ?2 WHERE id = ?1",
         params![mail_id, reply],
@@ -489,7 +513,7 @@ pub(crate) fn set_reply(
 
 /// The stored copy of an application's file (see `stored_format`): the
 /// form's sheet without passwords, never the file as received.
-pub fn file(conn: &Connection, id: i64) -> Result<Option<(String, Vec<u8>)>, kxca_ca::Error> {
+pub fn file(conn: &Snapshot<'_>, id: i64) -> Result<Option<(String, Vec<u8>)>, kxca_ca::Error> {
     conn.query_row(
         "SELECT file_name, file FROM applications WHERE id = ?1",
         [id],

@@ -5,20 +5,48 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The store or the CA failed.
     #[error(transparent)]
     Ca(#[from] kxca_ca::Error),
+    /// A `[mail]` setting cannot be used (e.g. an SMTP From address).
     #[error("[mail] in kxca.toml: {0}")]
     Config(String),
+    /// A mail password could not be read.
     #[error("mail password: {0}")]
     Secret(#[from] kxca_hsm::Error),
+    /// The IMAP server could not be reached or refused a command.
     #[error("IMAP {server}: {message}")]
-    Imap { server: String, message: String },
+    Imap {
+        /// host:port.
+        server: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The Maildir could not be read or a message not moved.
     #[error("maildir {path}: {message}")]
-    Maildir { path: PathBuf, message: String },
+    Maildir {
+        /// The Maildir or the message file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The SMTP server could not be reached or refused the mail.
     #[error("SMTP {server}: {message}")]
-    Smtp { server: String, message: String },
+    Smtp {
+        /// host:port.
+        server: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A `ca_file` of `[mail.imap]` or `[mail.smtp]` is not usable PEM.
     #[error("TLS root CA file {path}: {message}")]
-    CaFile { path: PathBuf, message: String },
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// No application with this id in the store.
     #[error("no application #{0}")]
     UnknownApplication(i64),
     /// The parsing worker could not be started: a fault of this host, not

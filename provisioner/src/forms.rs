@@ -10,6 +10,7 @@ pub struct CheckedRow {
     pub row: u32,
     /// The form's No. column.
     pub no: Option<String>,
+    /// What the check says of the row.
     pub status: RowVerdict,
     /// What the clerk must fix or know, in Japanese.
     pub messages_ja: Vec<String>,
@@ -19,14 +20,20 @@ pub struct CheckedRow {
     pub fields: Value,
 }
 
+/// A row's verdict as the application queue stores it
+/// (`application_rows.status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RowVerdict {
+    /// Can be approved as is.
     Valid,
+    /// Cannot be issued; the applicant was told what to fix.
     Invalid,
+    /// A union admin must decide.
     Review,
 }
 
 impl RowVerdict {
+    /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
             RowVerdict::Valid => "valid",
@@ -35,6 +42,7 @@ impl RowVerdict {
         }
     }
 
+    /// The verdict of a stored name; `None` for one this version does not know.
     pub fn parse(s: &str) -> Option<RowVerdict> {
         [RowVerdict::Valid, RowVerdict::Invalid, RowVerdict::Review]
             .into_iter()
@@ -54,23 +62,33 @@ impl serde::Serialize for RowVerdict {
     }
 }
 
+/// What a [`FormChecker`] made of one attached spreadsheet.
 #[derive(Debug, Clone)]
 pub enum FormCheck {
     /// A form: its sheet and rows (empty when only detected, not checked).
     Form {
+        /// The sheet whose header was used.
         sheet: String,
+        /// Every application row, checked.
         rows: Vec<CheckedRow>,
+        /// The report as `kxca intake check --json` prints it.
         report: Value,
         /// What is stored of the file: its sheet without the passwords
         /// (None: nothing of the file is kept, only its hash and size).
         copy: Option<crate::intake::RedactedCopy>,
     },
     /// A spreadsheet that is not the application form.
-    NotAForm { message_ja: String, report: Value },
+    NotAForm {
+        /// Why, for the applicant.
+        message_ja: String,
+        /// The report as `kxca intake check --json` prints it.
+        report: Value,
+    },
 }
 
 /// Checks one attached spreadsheet.
 pub trait FormChecker {
+    /// Reads and checks `bytes`, the file attached as `file_name`.
     fn check(&self, file_name: &str, bytes: &[u8]) -> FormCheck;
 }
 
@@ -98,6 +116,9 @@ pub struct IntakeChecker {
 }
 
 impl IntakeChecker {
+    /// A checker of `policy`, with `existing` the accounts already
+    /// registered (for duplicate contacts); it parses in this process until
+    /// [`IntakeChecker::contained`] gives it a sandbox.
     pub fn new(
         policy: crate::intake::IntakePolicy,
         existing: Box<dyn crate::intake::ExistingAccounts>,

@@ -2,6 +2,7 @@
 //! outbox through which every outbound mail is sent.
 // One `unsafe` block: setting rlimits between fork and exec (sandbox).
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod applications;
 mod error;
@@ -9,6 +10,7 @@ pub mod forms;
 pub mod intake;
 pub mod loops;
 pub mod mail;
+mod mail_config;
 pub mod outbox;
 pub mod pass;
 pub mod receive;
@@ -17,6 +19,7 @@ pub mod sandbox;
 
 pub use error::Error;
 pub use mail::{fetch_once, FetchSummary};
+pub use mail_config::{ImapConfig, MailConfig, SmtpConfig, TlsMode};
 pub use receive::{Received, Receiver};
 
 /// Brings the provisioner's tables (applications, outbox) up to date.

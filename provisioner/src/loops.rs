@@ -5,7 +5,9 @@
 //! answered at most `[replies] max_per_sender_per_hour` times an hour
 //! (policies/intake.toml), whatever they send.
 
-use rusqlite::{params, Connection};
+use rusqlite::params;
+
+use kxca_ca::store::Snapshot;
 use serde::Serialize;
 
 use crate::error::sql;
@@ -38,6 +40,7 @@ pub enum NoReply {
 }
 
 impl NoReply {
+    /// The name recorded in `intake_mails.reply` and the audit event.
     pub fn as_str(self) -> &'static str {
         match self {
             NoReply::DeliveryReport => "delivery_report",
@@ -119,7 +122,7 @@ pub fn not_to_answer(mail: &ReceivedMail, policy: &Replies) -> Option<NoReply> {
 /// before `now`. Run inside the transaction that would queue the answer,
 /// so two passes cannot both take the last slot.
 pub fn over_rate(
-    conn: &Connection,
+    conn: &Snapshot<'_>,
     to: &str,
     policy: &Replies,
     now: i64,

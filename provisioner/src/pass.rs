@@ -8,25 +8,32 @@ use kxca_ca::{Ca, Clock, Home};
 use crate::forms::IntakeChecker;
 use crate::intake::IntakePolicy;
 use crate::mail::mime::Limits;
-use crate::{outbox, FetchSummary, Receiver};
+use crate::{outbox, FetchSummary, MailConfig, Receiver};
 
 /// Why a pass could not run or stopped. The messages are those the CLI
 /// has always printed (each wrapped cause follows as the error's source).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PassError {
+    /// kxca.toml has no `[mail]`: nothing to fetch.
     #[error("no [mail] section in kxca.toml (see provisioner/MAIL.md)")]
     NoMailSection,
+    /// A mail password is not set or not readable.
     #[error("mail password")]
     Secret(#[source] kxca_hsm::Error),
+    /// The pass's own runtime could not start.
     #[error("starting the async runtime")]
     Runtime(#[source] std::io::Error),
+    /// The parsing worker's executable could not be found.
     #[error("locating the kxca executable for the parsing worker")]
     Worker(#[source] std::io::Error),
+    /// The office register could not be read.
     #[error(transparent)]
     Office(#[from] crate::intake::OfficeError),
+    /// Fetching or sending failed.
     #[error(transparent)]
     Mail(#[from] crate::Error),
+    /// The CA home or its store failed.
     #[error(transparent)]
     Ca(#[from] kxca_ca::Error),
 }
@@ -34,7 +41,9 @@ pub enum PassError {
 /// What one pass over the signup mailbox did: the fetch, then the send
 /// (`None` when sending was not asked for or no `[mail.smtp]` is set).
 pub struct Pass {
+    /// What reading the mailbox did.
     pub fetch: FetchSummary,
+    /// What sending the due outbox mail did.
     pub send: Option<outbox::SendSummary>,
 }
 
@@ -86,19 +95,20 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, PassError> {
         .map_err(PassError::Runtime)
 }
 
-/// One pass over the signup mailbox of the CA at `home`, forms checked
-/// against `policy` in worker processes, then the due replies sent (unless
-/// `no_send`). It builds its own single-threaded runtime, so call it from a
+/// One pass over the signup mailbox of the CA at `home`, as `mail` (the
+/// home's `[mail]`) says, forms checked against `policy` in worker
+/// processes, then the due replies sent (unless `no_send`). It builds its own single-threaded runtime, so call it from a
 /// plain thread, never from async code.
 pub fn run(
     home: Home,
+    mail: Option<&MailConfig>,
     policy: IntakePolicy,
     no_send: bool,
     actor: &str,
 ) -> Result<Pass, PassError> {
     let mut ca = Ca::open(home, Clock::system())?;
     crate::migrate(ca.store_mut())?;
-    let config = ca.config().mail.clone().ok_or(PassError::NoMailSection)?;
+    let config = mail.ok_or(PassError::NoMailSection)?;
     config.check_secrets().map_err(PassError::Secret)?;
     let rt = runtime()?;
     let _in_runtime = rt.enter();
@@ -133,12 +143,7 @@ pub fn run(
         replies,
     };
     let clock = ca.clock().clone();
-    let fetch = rt.block_on(crate::fetch_once(
-        &config,
-        ca.store_mut(),
-        &receiver,
-        &clock,
-    ))?;
+    let fetch = rt.block_on(crate::fetch_once(config, ca.store_mut(), &receiver, &clock))?;
     let send = match &sender {
         Some(s) => Some(rt.block_on(outbox::run_once(ca.store_mut(), s, &clock, actor))?),
         None => None,

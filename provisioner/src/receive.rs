@@ -31,22 +31,41 @@ pub enum Received {
     AlreadyRejected,
     /// Recorded now.
     Processed {
+        /// Its row in `intake_mails`.
         mail_id: i64,
+        /// The applications recorded from its forms.
         applications: Vec<i64>,
+        /// Attached forms already received before.
         duplicates: usize,
+        /// Whether an answer was queued.
         replied: bool,
         /// Why no answer was queued, when none was.
         #[serde(skip_serializing_if = "Option::is_none")]
         not_answered: Option<NoReply>,
     },
     /// Same Message-ID as an earlier mail: recorded as a duplicate.
-    DuplicateMail { mail_id: i64, first: i64 },
+    DuplicateMail {
+        /// Its own row in `intake_mails`.
+        mail_id: i64,
+        /// The row of the mail it repeats.
+        first: i64,
+    },
     /// Not readable within the limits: recorded, answered when the
     /// sender is known, and moved out of the mailbox.
-    Rejected { mail_id: i64, code: String },
+    Rejected {
+        /// Its row in `intake_mails`.
+        mail_id: i64,
+        /// Why, as a stable code (e.g. `mail_too_large`).
+        code: String,
+    },
     /// The reader failed on this attempt: left in the mailbox for the next
     /// pass, which rejects it if it fails again.
-    Deferred { attempts: i64, error: String },
+    Deferred {
+        /// Attempts made so far.
+        attempts: i64,
+        /// What failed, in English.
+        error: String,
+    },
 }
 
 /// Attempts at one mail before it is rejected unread.
@@ -54,10 +73,13 @@ pub const MAX_ATTEMPTS: i64 = 2;
 
 /// Context of a receive pass.
 pub struct Receiver<'a> {
+    /// Reads and checks each attached spreadsheet.
     pub checker: &'a dyn FormChecker,
+    /// Bounds on one mail.
     pub limits: Limits,
     /// Domain for the Message-IDs of replies.
     pub reply_domain: String,
+    /// Who the audit events name.
     pub actor: String,
     /// The worker that parses the mail; `None` parses in this process
     /// (tests of the mail path only: mail from outside is always contained).

@@ -8,20 +8,35 @@ use crate::forms::{CheckedRow, RowVerdict};
 pub enum FileOutcome {
     /// A new application.
     Accepted {
+        /// The file's name.
         file: String,
+        /// Its application.
         application_id: i64,
+        /// Its rows, checked.
         rows: Vec<CheckedRow>,
     },
     /// The same file was received before.
-    Duplicate { file: String, application_id: i64 },
+    Duplicate {
+        /// The file's name.
+        file: String,
+        /// The application recorded the first time.
+        application_id: i64,
+    },
     /// A spreadsheet that is not the application form.
-    NotAForm { file: String, message_ja: String },
+    NotAForm {
+        /// The file's name.
+        file: String,
+        /// Why, for the applicant.
+        message_ja: String,
+    },
 }
 
 /// Everything the reply reports.
 #[derive(Debug, Clone, Default)]
 pub struct ReplyFacts {
+    /// The received mail's subject, for the answer's "Re:".
     pub original_subject: String,
+    /// What became of each attached spreadsheet.
     pub files: Vec<FileOutcome>,
     /// Attachments that are not spreadsheets, by name.
     pub ignored: Vec<String>,

@@ -32,9 +32,10 @@ fn upgrade_scrubs_forms_stored_whole_from_the_file_and_the_wal() {
             .unwrap();
         store
             .write(|tx| {
-                tx.execute_batch(
+                tx.execute(
                     "INSERT INTO intake_mails (id, source_key, message_id, subject, received_at, outcome, detail, created_at)
                      VALUES (1, 'k', 'm@x', 's', 0, 'processed', '{}', 0)",
+                    [],
                 )
                 .unwrap();
                 tx.execute(

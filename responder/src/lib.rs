@@ -11,7 +11,9 @@
 
 pub mod http;
 pub mod ocsp;
+mod serve_config;
 
-pub use http::{serve, ServeConfig};
+pub use http::serve;
 pub use kxca_ca::Error;
 pub use ocsp::{Engine, Publisher};
+pub use serve_config::ServeConfig;

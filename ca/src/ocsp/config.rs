@@ -16,6 +16,7 @@ pub enum NoncePolicy {
     Ignore,
 }
 
+/// `[ocsp]` in kxca.toml: the delegated responder key and the lifetimes and bounds of OCSP answers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OcspConfig {
@@ -37,6 +38,7 @@ pub struct OcspConfig {
     pub response_validity_hours: u32,
     /// Re-sign pre-signed responses once they are this old, in hours.
     pub refresh_hours: u32,
+    /// Whether a request's nonce is echoed (a live signature) or ignored (the pre-signed answer).
     pub nonce: NoncePolicy,
     /// Largest request accepted, in bytes (POST body or decoded GET path).
     pub max_request_bytes: usize,

@@ -118,7 +118,10 @@ impl Maintainer {
             .iter()
             .filter(|a| a.role == AuthorityRole::Issuing)
         {
-            let current = ostore::latest_responder_cert(self.ca.store().conn(), a.id)?;
+            let current = self
+                .ca
+                .store()
+                .read(|s| ostore::latest_responder_cert(s, a.id))?;
             let usable = current.as_ref().is_some_and(|c| {
                 c.key_ref == self.responder_ref
                     && certifies(&c.certificate, self.responder_key.as_ref())
@@ -161,7 +164,7 @@ impl Maintainer {
     /// changed) and does the periodic work that is due. Call about once a second.
     pub fn tick(&mut self) -> Result<(), Error> {
         let now = self.ca.clock().now();
-        let version = ostore::data_version(self.ca.store().conn())?;
+        let version = self.ca.store().read(ostore::data_version)?;
         // A full sweep (refresh, renewals, CRL nextUpdate) once a minute.
         let sweep = now - self.last_sweep >= 60;
         if sweep {
@@ -182,8 +185,11 @@ impl Maintainer {
     /// due); regenerates CRLs after revocations and before nextUpdate.
     fn reload(&mut self, sweep: bool) -> Result<(), Error> {
         let now = self.ca.clock().now();
-        self.data_version = ostore::data_version(self.ca.store().conn())?;
-        let statuses = ostore::issued_statuses(self.ca.store().conn())?;
+        let (version, statuses) = self
+            .ca
+            .store()
+            .read(|s| Ok((ostore::data_version(s)?, ostore::issued_statuses(s)?)))?;
+        self.data_version = version;
         let policy = self.ca.config().ocsp.clone();
         let validity = i64::from(policy.response_validity_hours) * 3600;
         let refresh = i64::from(policy.refresh_hours) * 3600;
@@ -192,7 +198,7 @@ impl Maintainer {
         let mut stored: HashMap<(i64, HashAlg, String), ResponseRow> = HashMap::new();
         let first = self.last_sweep == 0;
         if first {
-            for r in ostore::all_responses(self.ca.store().conn())? {
+            for r in self.ca.store().read(ostore::all_responses)? {
                 stored.insert((r.authority_id, r.hash, r.serial.clone()), r);
             }
         }
@@ -321,7 +327,7 @@ impl Maintainer {
             .collect();
         self.refresh_crls(&changed_crl, &newest_revocation)?;
         // Our own writes bump nothing for this connection, but be sure.
-        self.data_version = ostore::data_version(self.ca.store().conn())?;
+        self.data_version = self.ca.store().read(ostore::data_version)?;
         Ok(())
     }
 
@@ -339,7 +345,7 @@ impl Maintainer {
             .iter()
             .filter(|a| a.role == AuthorityRole::Issuing)
         {
-            let latest = crls::latest(self.ca.store().conn(), a.id)?;
+            let latest = self.ca.store().read(|s| crls::latest(s, a.id))?;
             let due = latest.as_ref().is_none_or(|c| {
                 revoked.contains(&a.id)
                     || newest_revocation

@@ -20,7 +20,12 @@ pub enum Status {
     /// Issued by this CA and not revoked.
     Good,
     /// Revoked at a Unix time, with an RFC 5280 reason code.
-    Revoked { at: i64, reason: u8 },
+    Revoked {
+        /// revocationTime, Unix seconds.
+        at: i64,
+        /// The CRLReason code (RFC 5280 5.3.1).
+        reason: u8,
+    },
     /// Anything else: never issued here, pending, failed.
     Unknown,
 }
@@ -35,6 +40,7 @@ impl Status {
             Status::Unknown => "unknown".into(),
         }
     }
+    /// The status as OCSP names it (`good`, `revoked`, `unknown`), for logs and metrics.
     pub fn name(&self) -> &'static str {
         match self {
             Status::Good => "good",
@@ -48,10 +54,13 @@ impl Status {
 pub struct Credential {
     /// Row id in `ocsp_responder_certs`.
     pub id: i64,
+    /// The responder key.
     pub signer: Arc<dyn Signer>,
+    /// The responder certificate, DER, included in every response it signs.
     pub certificate: Vec<u8>,
     /// SHA-1 of the responder's subjectPublicKey (ResponderID byKey).
     pub key_hash: Vec<u8>,
+    /// When the responder certificate expires, Unix seconds: no answer may outlive it.
     pub not_after: i64,
 }
 

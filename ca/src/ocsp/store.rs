@@ -3,13 +3,16 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, OptionalExtension};
+
+use crate::store::{Snapshot, Tx};
 
 use super::asn1::HashAlg;
 use super::response::Status;
 use crate::store::{sql, Migration};
 use crate::Error;
 
+/// The OCSP tables (responder certificates, pre-signed responses), migrated as component "ocsp".
 pub const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     description: "OCSP responder certificates and pre-signed responses",
@@ -39,6 +42,7 @@ CREATE TABLE ocsp_responses (
 }];
 
 impl HashAlg {
+    /// The stored name of the CertID hash algorithm.
     pub fn as_str(self) -> &'static str {
         match self {
             HashAlg::Sha1 => "sha1",
@@ -50,11 +54,7 @@ impl HashAlg {
 /// Points responder certificates made for a soft key under `from` at the
 /// same key under `to` (a restored home, crate::backup), so the public role
 /// finds its certificate for the key it opens. Returns the rows changed.
-pub(crate) fn relocate_soft_keys(
-    tx: &Transaction<'_>,
-    from: &str,
-    to: &str,
-) -> Result<usize, Error> {
+pub(crate) fn relocate_soft_keys(tx: &Tx<'_>, from: &str, to: &str) -> Result<usize, Error> {
     let exists = tx
         .query_row(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ocsp_responder_certs'",
@@ -78,15 +78,19 @@ pub(crate) fn relocate_soft_keys(
 /// A responder certificate as stored.
 #[derive(Debug, Clone)]
 pub struct ResponderCertRow {
+    /// Row id, which pre-signed responses refer to.
     pub id: i64,
+    /// The responder key's reference.
     pub key_ref: String,
+    /// The responder certificate, DER.
     pub certificate: Vec<u8>,
+    /// When it expires, Unix seconds.
     pub not_after: i64,
 }
 
 /// The newest responder certificate of an authority.
 pub fn latest_responder_cert(
-    conn: &Connection,
+    conn: &Snapshot<'_>,
     authority_id: i64,
 ) -> Result<Option<ResponderCertRow>, Error> {
     conn.query_row(
@@ -108,7 +112,7 @@ pub fn latest_responder_cert(
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn insert_responder_cert(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     authority_id: i64,
     key_ref: &str,
     serial: &str,
@@ -129,17 +133,25 @@ pub(crate) fn insert_responder_cert(
 /// One pre-signed response row.
 #[derive(Debug, Clone)]
 pub struct ResponseRow {
+    /// The issuing CA the certificate belongs to.
     pub authority_id: i64,
+    /// The CertID hash algorithm the response answers for.
     pub hash: HashAlg,
+    /// The certificate's serial, hex.
     pub serial: String,
+    /// What the response says, as `Status::fingerprint`, to tell a stale one.
     pub status: String,
+    /// The responder certificate (row id) that signed it.
     pub responder: i64,
+    /// thisUpdate, Unix seconds.
     pub this_update: i64,
+    /// nextUpdate, Unix seconds.
     pub next_update: i64,
+    /// The signed OCSPResponse, DER.
     pub der: Vec<u8>,
 }
 
-pub(crate) fn upsert_response(tx: &Transaction<'_>, r: &ResponseRow) -> Result<(), Error> {
+pub(crate) fn upsert_response(tx: &Tx<'_>, r: &ResponseRow) -> Result<(), Error> {
     tx.execute(
         "INSERT INTO ocsp_responses (authority_id, hash_alg, serial, status, responder, this_update, next_update, der)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
@@ -153,7 +165,7 @@ pub(crate) fn upsert_response(tx: &Transaction<'_>, r: &ResponseRow) -> Result<(
 }
 
 /// Drops responses of certificates that have expired (nothing to answer for).
-pub(crate) fn delete_expired(tx: &Transaction<'_>, now: i64) -> Result<usize, Error> {
+pub(crate) fn delete_expired(tx: &Tx<'_>, now: i64) -> Result<usize, Error> {
     tx.execute(
         "DELETE FROM ocsp_responses WHERE (authority_id, serial) IN
            (SELECT authority_id, serial FROM certificates WHERE not_after < ?1)",
@@ -162,7 +174,8 @@ pub(crate) fn delete_expired(tx: &Transaction<'_>, now: i64) -> Result<usize, Er
     .map_err(sql)
 }
 
-pub fn all_responses(conn: &Connection) -> Result<Vec<ResponseRow>, Error> {
+/// Every pre-signed response, for the responder to load at start.
+pub fn all_responses(conn: &Snapshot<'_>) -> Result<Vec<ResponseRow>, Error> {
     let mut stmt = conn
         .prepare("SELECT authority_id, hash_alg, serial, status, responder, this_update, next_update, der FROM ocsp_responses")
         .map_err(sql)?;
@@ -194,13 +207,15 @@ pub type Statuses = HashMap<i64, HashMap<Box<[u8]>, KnownCert>>;
 /// A certificate's status as the store says it, with its expiry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KnownCert {
+    /// What the store says about the certificate now.
     pub status: Status,
+    /// When it expires, Unix seconds.
     pub not_after: i64,
 }
 
 /// Every issued certificate of every authority: (authority, serial bytes) →
 /// status. Pending and failed rows are left out, so they answer `unknown`.
-pub fn issued_statuses(conn: &Connection) -> Result<Statuses, Error> {
+pub fn issued_statuses(conn: &Snapshot<'_>) -> Result<Statuses, Error> {
     let mut stmt = conn
         .prepare(
             "SELECT c.authority_id, c.serial, c.not_after, r.revoked_at, r.reason
@@ -233,7 +248,7 @@ pub fn issued_statuses(conn: &Connection) -> Result<Statuses, Error> {
 }
 
 /// SQLite's counter of commits by other connections: cheap to poll.
-pub fn data_version(conn: &Connection) -> Result<i64, Error> {
+pub fn data_version(conn: &Snapshot<'_>) -> Result<i64, Error> {
     conn.query_row("PRAGMA data_version", [], |r| r.get(0))
         .map_err(sql)
 }

@@ -5,19 +5,27 @@
 //! `kxca audit verify` recomputes them (crate::audit_log). The canonical
 //! bytes of an event are documented in docs/AUDIT.md.
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use super::{Snapshot, Tx};
+use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 use super::sql;
 use crate::{AuditAction, Error};
 
+/// One event as `kxca audit` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditEvent {
+    /// Its id, in the order events were recorded.
     pub id: i64,
+    /// When, Unix seconds.
     pub at: i64,
+    /// Who: the login name, `--actor`, or the role (kxca-daemon).
     pub actor: String,
+    /// What, as `AuditAction` names it.
     pub action: String,
+    /// The certificate concerned, hex, if any.
     pub serial: Option<String>,
+    /// The action's details (JSON object).
     pub detail: serde_json::Value,
 }
 
@@ -25,7 +33,7 @@ pub struct AuditEvent {
 /// and leaf hash (the caller's transaction holds the write lock, so the
 /// next index cannot be taken twice; the unique index would refuse it).
 pub fn append(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     at: i64,
     actor: &str,
     action: AuditAction,
@@ -138,14 +146,21 @@ fn canonical_json(v: &serde_json::Value, out: &mut String) {
 /// One row as stored, for verification: nothing is trusted.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
+    /// Its id.
     pub id: i64,
+    /// When, Unix seconds.
     pub at: i64,
+    /// Who.
     pub actor: String,
+    /// What, as stored (not checked against `AuditAction`: a tampered name is a finding).
     pub action: String,
+    /// The certificate concerned, if any.
     pub serial: Option<String>,
     /// The detail column as written; `None` when it is not JSON.
     pub detail: Option<serde_json::Value>,
+    /// Its leaf's index in the tree; `None` for a row the tree never adopted.
     pub leaf_index: Option<i64>,
+    /// Its leaf hash as stored, to compare with the one recomputed.
     pub leaf: Option<Vec<u8>>,
 }
 
@@ -166,7 +181,7 @@ impl StoredEvent {
 }
 
 /// Every row in id order (the table's order), or those with id >= `from_id`.
-pub fn all_rows(conn: &Connection, from_id: i64) -> Result<Vec<StoredEvent>, Error> {
+pub fn all_rows(conn: &Snapshot<'_>, from_id: i64) -> Result<Vec<StoredEvent>, Error> {
     let mut stmt = conn
         .prepare(
             "SELECT id, at, actor, action, serial, detail, leaf_index, leaf FROM audit \
@@ -194,7 +209,7 @@ pub fn all_rows(conn: &Connection, from_id: i64) -> Result<Vec<StoredEvent>, Err
 }
 
 /// The number of leaves in the tree: one more than the highest leaf index.
-pub fn tree_size(conn: &Connection) -> Result<i64, Error> {
+pub fn tree_size(conn: &Snapshot<'_>) -> Result<i64, Error> {
     conn.query_row(
         "SELECT COALESCE(MAX(leaf_index) + 1, 0) FROM audit",
         [],
@@ -207,7 +222,9 @@ pub fn tree_size(conn: &Connection) -> Result<i64, Error> {
 /// recomputed from the events: that is `audit_log::verify`'s work), for a
 /// backup's manifest. `None` when the stored leaves do not make a tree of
 /// that size (a leaf missing or not 32 bytes).
-pub(crate) fn stored_root(conn: &Connection) -> Result<Option<(i64, crate::merkle::Hash)>, Error> {
+pub(crate) fn stored_root(
+    conn: &Snapshot<'_>,
+) -> Result<Option<(i64, crate::merkle::Hash)>, Error> {
     let size = tree_size(conn)?;
     let mut stmt = conn
         .prepare("SELECT leaf FROM audit WHERE leaf_index IS NOT NULL ORDER BY leaf_index")
@@ -230,8 +247,8 @@ pub(crate) fn stored_root(conn: &Connection) -> Result<Option<(i64, crate::merkl
 /// once: the migration notes the highest such id in `audit_backfill`, and
 /// the table is dropped when done, so that a row inserted later by hand
 /// is never adopted into the tree.
-pub(crate) fn backfill(tx: &Transaction<'_>) -> Result<(), Error> {
-    if !backfill_pending(tx).map_err(sql)? {
+pub(crate) fn backfill(tx: &Tx<'_>) -> Result<(), Error> {
+    if !backfill_pending(tx)? {
         return Ok(());
     }
     let upto: i64 = tx
@@ -257,33 +274,39 @@ pub(crate) fn backfill(tx: &Transaction<'_>) -> Result<(), Error> {
         )
         .map_err(sql)?;
     }
-    tx.execute_batch("DROP TABLE audit_backfill").map_err(sql)?;
+    tx.execute("DROP TABLE audit_backfill", []).map_err(sql)?;
     Ok(())
 }
 
-pub(crate) fn backfill_pending(conn: &Connection) -> Result<bool, rusqlite::Error> {
+pub(crate) fn backfill_pending(conn: &Snapshot<'_>) -> Result<bool, Error> {
     Ok(conn
         .query_row(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_backfill'",
             [],
             |_| Ok(()),
         )
-        .optional()?
+        .optional()
+        .map_err(sql)?
         .is_some())
 }
 
 /// A signed checkpoint as stored.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredCheckpoint {
+    /// Leaves covered.
     pub size: i64,
+    /// The tree root over them.
     pub root: Vec<u8>,
+    /// The signed note, as published.
     pub note: String,
+    /// When it was signed, Unix seconds.
     pub signed_at: i64,
+    /// The signing key's SPKI, DER, for the public role to publish.
     #[serde(skip)]
     pub public_key: Vec<u8>,
 }
 
-pub fn insert_checkpoint(tx: &Transaction<'_>, c: &StoredCheckpoint) -> Result<(), Error> {
+pub(crate) fn insert_checkpoint(tx: &Tx<'_>, c: &StoredCheckpoint) -> Result<(), Error> {
     tx.execute(
         "INSERT INTO audit_checkpoints (size, root, note, signed_at, public_key) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -294,7 +317,7 @@ pub fn insert_checkpoint(tx: &Transaction<'_>, c: &StoredCheckpoint) -> Result<(
 }
 
 /// Every checkpoint, smallest tree first.
-pub fn checkpoints(conn: &Connection) -> Result<Vec<StoredCheckpoint>, Error> {
+pub fn checkpoints(conn: &Snapshot<'_>) -> Result<Vec<StoredCheckpoint>, Error> {
     let mut stmt = conn
         .prepare(
             "SELECT size, root, note, signed_at, public_key FROM audit_checkpoints ORDER BY size",
@@ -317,7 +340,7 @@ pub fn checkpoints(conn: &Connection) -> Result<Vec<StoredCheckpoint>, Error> {
 }
 
 /// Events, oldest first.
-pub fn list(conn: &Connection, limit: i64) -> Result<Vec<AuditEvent>, Error> {
+pub fn list(conn: &Snapshot<'_>, limit: i64) -> Result<Vec<AuditEvent>, Error> {
     let mut stmt = conn
         .prepare(
             "SELECT id, at, actor, action, serial, detail FROM audit ORDER BY id DESC LIMIT ?1",
@@ -355,7 +378,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kxca.db");
         {
-            let conn = Connection::open(&path).unwrap();
+            let conn = rusqlite::Connection::open(&path).unwrap();
             conn.execute_batch(super::super::migrations::CA[0].sql)
                 .unwrap();
             conn.execute_batch(
@@ -369,7 +392,7 @@ mod tests {
             .unwrap();
         }
         let mut store = Store::open(&path, false).unwrap();
-        let rows = all_rows(store.conn(), 0).unwrap();
+        let rows = store.read(|s| all_rows(s, 0)).unwrap();
         assert_eq!(
             rows.iter().map(|e| e.leaf_index).collect::<Vec<_>>(),
             vec![Some(0), Some(1)]
@@ -389,16 +412,16 @@ mod tests {
                 )
             })
             .unwrap();
-        assert_eq!(tree_size(store.conn()).unwrap(), 3);
+        assert_eq!(store.read(tree_size).unwrap(), 3);
         drop(store);
-        Connection::open(&path)
+        rusqlite::Connection::open(&path)
             .unwrap()
             .execute_batch(
                 "INSERT INTO audit (at, actor, action, serial, detail) VALUES (13, 'x', 'y', NULL, '{}')",
             )
             .unwrap();
         let store = Store::open(&path, false).unwrap();
-        let last = all_rows(store.conn(), 4).unwrap();
+        let last = store.read(|s| all_rows(s, 4)).unwrap();
         assert_eq!(last.len(), 1);
         assert_eq!(last[0].leaf_index, None, "a hand-inserted row was adopted");
     }

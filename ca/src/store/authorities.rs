@@ -1,6 +1,7 @@
 //! The `authorities` table: root and issuing CA certificates.
 
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+use super::{Snapshot, Tx};
+use rusqlite::{params, OptionalExtension, Row};
 
 use super::sql;
 use crate::{Authority, AuthorityRole, Error};
@@ -29,11 +30,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Authority> {
 /// Points soft key references under the directory `from` at the same
 /// files under `to` (a home restored elsewhere, crate::backup). Returns the
 /// rows changed. Token and YubiKey references name no path: untouched.
-pub(crate) fn relocate_soft_keys(
-    tx: &Transaction<'_>,
-    from: &str,
-    to: &str,
-) -> Result<usize, Error> {
+pub(crate) fn relocate_soft_keys(tx: &Tx<'_>, from: &str, to: &str) -> Result<usize, Error> {
     tx.execute(
         "UPDATE authorities SET key_ref = 'soft:' || ?2 || substr(key_ref, length(?1) + 6)
          WHERE substr(key_ref, 1, length(?1) + 6) = 'soft:' || ?1 || '/'",
@@ -55,7 +52,7 @@ pub(crate) struct NewAuthority<'a> {
     pub not_after: i64,
 }
 
-pub(crate) fn insert(tx: &Transaction<'_>, a: &NewAuthority<'_>, now: i64) -> Result<i64, Error> {
+pub(crate) fn insert(tx: &Tx<'_>, a: &NewAuthority<'_>, now: i64) -> Result<i64, Error> {
     tx.execute(
         "INSERT INTO authorities (name, role, parent_id, key_ref, certificate, subject_der, spki, key_id, not_before, not_after, active, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, ?11)",
@@ -66,7 +63,7 @@ pub(crate) fn insert(tx: &Transaction<'_>, a: &NewAuthority<'_>, now: i64) -> Re
 }
 
 /// The active authority of a role.
-pub fn active(conn: &Connection, role: AuthorityRole) -> Result<Authority, Error> {
+pub fn active(conn: &Snapshot<'_>, role: AuthorityRole) -> Result<Authority, Error> {
     conn.query_row(
         &format!("SELECT {COLUMNS} FROM authorities WHERE role = ?1 AND active = 1"),
         [role.as_str()],
@@ -80,19 +77,10 @@ pub fn active(conn: &Connection, role: AuthorityRole) -> Result<Authority, Error
 }
 
 /// Every authority, current and previous, oldest first.
-pub fn all(conn: &Connection) -> Result<Vec<Authority>, Error> {
+pub fn all(conn: &Snapshot<'_>) -> Result<Vec<Authority>, Error> {
     let mut stmt = conn
         .prepare(&format!("SELECT {COLUMNS} FROM authorities ORDER BY id"))
         .map_err(sql)?;
     let rows = stmt.query_map([], from_row).map_err(sql)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(sql)
-}
-
-pub fn by_id(conn: &Connection, id: i64) -> Result<Authority, Error> {
-    conn.query_row(
-        &format!("SELECT {COLUMNS} FROM authorities WHERE id = ?1"),
-        [id],
-        from_row,
-    )
-    .map_err(sql)
 }

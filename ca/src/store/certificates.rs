@@ -2,23 +2,27 @@
 //! before the signer is called, and moved to `issued` with the signed DER
 //! after: a crash in between leaves a record, never an unknown certificate.
 
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+use super::{Snapshot, Tx};
+use rusqlite::{params, OptionalExtension, Row};
 use serde::Serialize;
 
 use super::sql;
 use crate::{Error, Holder, RevocationReason};
 
+/// Where a certificate's issuance stands, as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CertificateState {
     /// Recorded, not (yet) signed.
     Pending,
+    /// Signed, and its PKCS#12 written.
     Issued,
     /// The signer refused; the TBS was never signed.
     Failed,
 }
 
 impl CertificateState {
+    /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
             CertificateState::Pending => "pending",
@@ -39,32 +43,53 @@ impl CertificateState {
 /// What the store knows of one certificate.
 #[derive(Debug, Clone, Serialize)]
 pub struct CertificateRecord {
+    /// Row id.
     #[serde(skip)]
     pub id: i64,
+    /// Serial, hex.
     pub serial: String,
+    /// The issuing CA (row id in `authorities`).
     pub authority_id: i64,
+    /// The profile it was issued under.
     pub profile: String,
+    /// The certificate ID built from the holder's codes (the CN).
     pub certificate_id: String,
+    /// The subject DN as text.
     pub subject: String,
+    /// The holder's e-mail address (subjectAltName).
     pub email: String,
+    /// Who it is for.
     pub holder: Holder,
+    /// The holder key's algorithm.
     pub key_algorithm: String,
+    /// notBefore, Unix seconds.
     pub not_before: i64,
+    /// notAfter, Unix seconds.
     pub not_after: i64,
+    /// Pending, issued or failed.
     pub state: CertificateState,
+    /// The certificate, DER, once signed.
     #[serde(skip)]
     pub der: Option<Vec<u8>>,
+    /// When the row was reserved, Unix seconds.
     pub created_at: i64,
+    /// When it was signed, Unix seconds.
     pub issued_at: Option<i64>,
+    /// Its revocation, if revoked.
     pub revocation: Option<RevocationInfo>,
 }
 
+/// How and when a certificate was revoked.
 #[derive(Debug, Clone, Serialize)]
 pub struct RevocationInfo {
+    /// When, Unix seconds.
     pub revoked_at: i64,
+    /// The reason's RFC 5280 name.
     pub reason: String,
+    /// The reason's CRLReason code.
     #[serde(skip)]
     pub reason_code: u8,
+    /// Who revoked it.
     pub actor: String,
 }
 
@@ -146,7 +171,7 @@ pub(crate) struct NewCertificate<'a> {
 /// Records a to-be-signed certificate. Fails with a UNIQUE violation on a
 /// serial collision (the caller draws a new serial and retries).
 pub(crate) fn insert_pending(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     c: &NewCertificate<'_>,
     now: i64,
 ) -> Result<i64, InsertError> {
@@ -170,12 +195,7 @@ pub(crate) enum InsertError {
     Other(Error),
 }
 
-pub(crate) fn mark_issued(
-    tx: &Transaction<'_>,
-    id: i64,
-    der: &[u8],
-    now: i64,
-) -> Result<(), Error> {
+pub(crate) fn mark_issued(tx: &Tx<'_>, id: i64, der: &[u8], now: i64) -> Result<(), Error> {
     let n = tx
         .execute(
             "UPDATE certificates SET state = 'issued', der = ?2, issued_at = ?3 WHERE id = ?1 AND state = 'pending'",
@@ -191,7 +211,7 @@ pub(crate) fn mark_issued(
     Ok(())
 }
 
-pub(crate) fn mark_failed(tx: &Transaction<'_>, id: i64) -> Result<(), Error> {
+pub(crate) fn mark_failed(tx: &Tx<'_>, id: i64) -> Result<(), Error> {
     tx.execute(
         "UPDATE certificates SET state = 'failed' WHERE id = ?1 AND state = 'pending'",
         params![id],
@@ -200,14 +220,17 @@ pub(crate) fn mark_failed(tx: &Transaction<'_>, id: i64) -> Result<(), Error> {
     Ok(())
 }
 
-pub fn by_serial(conn: &Connection, serial: &str) -> Result<Option<CertificateRecord>, Error> {
+pub(crate) fn by_serial(
+    conn: &Snapshot<'_>,
+    serial: &str,
+) -> Result<Option<CertificateRecord>, Error> {
     conn.query_row(&format!("{SELECT} WHERE c.serial = ?1"), [serial], from_row)
         .optional()
         .map_err(sql)
 }
 
 /// Certificates, newest first; `limit` bounds the list.
-pub fn list(conn: &Connection, limit: i64) -> Result<Vec<CertificateRecord>, Error> {
+pub fn list(conn: &Snapshot<'_>, limit: i64) -> Result<Vec<CertificateRecord>, Error> {
     let mut stmt = conn
         .prepare(&format!("{SELECT} ORDER BY c.id DESC LIMIT ?1"))
         .map_err(sql)?;
@@ -217,7 +240,7 @@ pub fn list(conn: &Connection, limit: i64) -> Result<Vec<CertificateRecord>, Err
 
 /// Issued certificates of an office contact (same certificate id).
 pub fn by_certificate_id(
-    conn: &Connection,
+    conn: &Snapshot<'_>,
     certificate_id: &str,
 ) -> Result<Vec<CertificateRecord>, Error> {
     let mut stmt = conn
@@ -259,15 +282,22 @@ pub fn owner_alive(owner: Option<&str>) -> bool {
 /// A row still `pending`: its issuer, and where its PKCS#12 was to go.
 #[derive(Debug, Clone)]
 pub struct PendingRow {
+    /// Row id.
     pub id: i64,
+    /// Serial, hex.
     pub serial: String,
+    /// The certificate ID.
     pub certificate_id: String,
+    /// The process that reserved it (pid:start time), to tell a live one from a dead one.
     pub owner: Option<String>,
+    /// Where its PKCS#12 was to be written.
     pub pkcs12_path: Option<String>,
+    /// When it was reserved, Unix seconds.
     pub created_at: i64,
 }
 
-pub fn pending(conn: &Connection) -> Result<Vec<PendingRow>, Error> {
+/// Every row still pending, for the sweep of abandoned issuances.
+pub fn pending(conn: &Snapshot<'_>) -> Result<Vec<PendingRow>, Error> {
     let mut stmt = conn
         .prepare(
             "SELECT id, serial, certificate_id, owner, pkcs12_path, created_at FROM certificates
@@ -291,7 +321,7 @@ pub fn pending(conn: &Connection) -> Result<Vec<PendingRow>, Error> {
 
 /// How many rows other than `except` are issued or pending with this
 /// PKCS#12 path (a file another issuance owns must not be touched).
-pub(crate) fn others_with_path(conn: &Connection, path: &str, except: i64) -> Result<i64, Error> {
+pub(crate) fn others_with_path(conn: &Snapshot<'_>, path: &str, except: i64) -> Result<i64, Error> {
     conn.query_row(
         "SELECT COUNT(*) FROM certificates WHERE pkcs12_path = ?1 AND id != ?2 AND state IN ('pending', 'issued')",
         params![path, except],
@@ -303,7 +333,7 @@ pub(crate) fn others_with_path(conn: &Connection, path: &str, except: i64) -> Re
 /// Issued certificates that are neither revoked nor expired at `now`, with
 /// the PKCS#12 path kxca wrote, as (serial, certificate id, path).
 pub fn good_with_paths(
-    conn: &Connection,
+    conn: &Snapshot<'_>,
     now: i64,
 ) -> Result<Vec<(String, String, String)>, Error> {
     let mut stmt = conn
@@ -321,7 +351,7 @@ pub fn good_with_paths(
 }
 
 /// Failed certificates that recorded a PKCS#12 path, as (id, serial, path).
-pub fn failed_with_paths(conn: &Connection) -> Result<Vec<(i64, String, String)>, Error> {
+pub fn failed_with_paths(conn: &Snapshot<'_>) -> Result<Vec<(i64, String, String)>, Error> {
     let mut stmt = conn
         .prepare(
             "SELECT id, serial, pkcs12_path FROM certificates
@@ -337,11 +367,7 @@ pub fn failed_with_paths(conn: &Connection) -> Result<Vec<(i64, String, String)>
 /// Points recorded PKCS#12 destinations under the directory `from` at the
 /// same files under `to` (a restored home, crate::backup), so `kxca doctor`
 /// looks for them where they now belong. Returns the rows changed.
-pub(crate) fn relocate_pkcs12_paths(
-    tx: &Transaction<'_>,
-    from: &str,
-    to: &str,
-) -> Result<usize, Error> {
+pub(crate) fn relocate_pkcs12_paths(tx: &Tx<'_>, from: &str, to: &str) -> Result<usize, Error> {
     tx.execute(
         "UPDATE certificates SET pkcs12_path = ?2 || substr(pkcs12_path, length(?1) + 1)
          WHERE substr(pkcs12_path, 1, length(?1) + 1) = ?1 || '/'",
@@ -373,7 +399,9 @@ mod tests {
     fn unknown_state_or_reason_is_an_error_naming_the_column() {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::Store::open(&dir.path().join("kxca.db"), true).unwrap();
-        let conn = store.conn();
+        // The rows and the tampering come from outside, as another program
+        // writing the file would.
+        let conn = rusqlite::Connection::open(dir.path().join("kxca.db")).unwrap();
         conn.execute_batch(
             "INSERT INTO authorities (id, name, role, key_ref, certificate, subject_der, spki, key_id, not_before, not_after, active, created_at)
                VALUES (1, 'root', 'root', 'k', x'00', x'00', x'00', x'00', 0, 10, 1, 0);
@@ -382,12 +410,13 @@ mod tests {
              INSERT INTO revocations (certificate, revoked_at, reason, actor) VALUES (1, 5, 7, 'a');",
         )
         .unwrap();
-        let err = by_serial(conn, "0A").unwrap_err().to_string();
+        let err = store.read(|s| by_serial(s, "0A")).unwrap_err().to_string();
         assert!(
             err.contains("revocations.reason: unknown value '7'"),
             "{err}"
         );
-        let err = super::super::revocations::for_each_revoked(conn, 1, 0, |_, _, _| Ok(()))
+        let err = store
+            .read(|s| super::super::revocations::for_each_revoked(s, 1, 0, |_, _, _| Ok(())))
             .unwrap_err()
             .to_string();
         assert!(err.contains("revocations.reason: unknown value 7"), "{err}");
@@ -398,7 +427,7 @@ mod tests {
              UPDATE certificates SET state = 'revoked' WHERE id = 1;",
         )
         .unwrap();
-        let err = by_serial(conn, "0A").unwrap_err().to_string();
+        let err = store.read(|s| by_serial(s, "0A")).unwrap_err().to_string();
         assert!(
             err.contains("certificates.state: unknown value 'revoked'"),
             "{err}"

@@ -1,12 +1,13 @@
 //! The `crls` table: every CRL signed, with its number (monotonic per authority).
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use super::{Snapshot, Tx};
+use rusqlite::{params, OptionalExtension};
 
 use super::sql;
 use crate::Error;
 
 /// The next CRL number for an authority (inside the transaction that stores it).
-pub(crate) fn next_number(tx: &Transaction<'_>, authority_id: i64) -> Result<i64, Error> {
+pub(crate) fn next_number(tx: &Snapshot<'_>, authority_id: i64) -> Result<i64, Error> {
     tx.query_row(
         "SELECT COALESCE(MAX(number), 0) + 1 FROM crls WHERE authority_id = ?1",
         [authority_id],
@@ -17,7 +18,7 @@ pub(crate) fn next_number(tx: &Transaction<'_>, authority_id: i64) -> Result<i64
 
 /// thisUpdate of the newest CRL of an authority, if any (without its bytes).
 pub(crate) fn latest_this_update(
-    conn: &Connection,
+    conn: &Snapshot<'_>,
     authority_id: i64,
 ) -> Result<Option<i64>, Error> {
     conn.query_row(
@@ -30,7 +31,7 @@ pub(crate) fn latest_this_update(
 }
 
 pub(crate) fn insert(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     authority_id: i64,
     number: i64,
     this_update: i64,
@@ -55,14 +56,18 @@ pub(crate) fn insert(
 /// The newest signed CRL of an authority.
 #[derive(Debug, Clone)]
 pub struct StoredCrl {
+    /// Its cRLNumber.
     pub number: i64,
+    /// thisUpdate, Unix seconds.
     pub this_update: i64,
+    /// nextUpdate, Unix seconds.
     pub next_update: i64,
+    /// The signed CRL, DER.
     pub der: Vec<u8>,
 }
 
 /// The newest CRL of an authority.
-pub fn latest(conn: &Connection, authority_id: i64) -> Result<Option<StoredCrl>, Error> {
+pub fn latest(conn: &Snapshot<'_>, authority_id: i64) -> Result<Option<StoredCrl>, Error> {
     conn.query_row(
         "SELECT number, this_update, next_update, der FROM crls WHERE authority_id = ?1 ORDER BY number DESC LIMIT 1",
         [authority_id],

@@ -5,8 +5,11 @@ use crate::Error;
 
 /// One numbered schema change. Never edit a released migration: add one.
 pub struct Migration {
+    /// Its number within its component, from 1 up.
     pub version: i64,
+    /// What it does, recorded in `schema_migrations`.
     pub description: &'static str,
+    /// The SQL it runs, in one transaction.
     pub sql: &'static str,
 }
 
@@ -115,7 +118,7 @@ CREATE TABLE audit_checkpoints (
 
 /// The newest applied migration of every component.
 pub(crate) fn versions(
-    conn: &rusqlite::Connection,
+    conn: &super::Snapshot<'_>,
 ) -> Result<std::collections::BTreeMap<String, i64>, Error> {
     let mut stmt = conn
         .prepare("SELECT component, MAX(version) FROM schema_migrations GROUP BY component")

@@ -1,13 +1,13 @@
 //! The SQLite store. One module owns each table; every state change is one
 //! transaction that also appends to `audit`.
 //!
-//! Only this crate holds the connection (`Store::conn` is crate-private):
-//! other crates get a state change's transaction from [`Store::write`], a
-//! read snapshot from [`Store::read`], or a named operation
-//! ([`Store::schema_version`], [`Store::truncate_wal`], [`Store::backup_to`],
-//! `audit_log::verify`
-//! / `export`), so nothing outside can begin, commit or change pragmas on
-//! its own. tests/layering.rs keeps it so.
+//! Only this module holds the connection: table code (here, in
+//! `crate::ocsp::store`, in other crates) gets a state change's [`Tx`]
+//! from [`Store::write`], a read [`Snapshot`] from [`Store::read`], or a
+//! named operation ([`Store::schema_version`], [`Store::truncate_wal`],
+//! [`Store::backup_to`]),
+//! so nothing outside can begin, commit or change pragmas on its own.
+//! tests/layering.rs keeps it so.
 //!
 //! Migrations are numbered per component ("ca", "provisioner", ...) so that
 //! crates built on the CA add their own tables without touching these.
@@ -18,21 +18,27 @@ pub mod certificates;
 pub mod crls;
 pub(crate) mod migrations;
 pub mod revocations;
+mod tx;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, Transaction};
+use rusqlite::{Connection, OpenFlags};
 
 use crate::Error;
 
 pub use migrations::Migration;
+pub use tx::{Snapshot, Tx};
 
 /// An open store. Not `Sync`: open one per thread or process; SQLite's WAL
 /// and busy timeout arbitrate between them.
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Set while a `write` or `read` closure runs (see `tx::install_guard`).
+    guard: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Store {
@@ -88,19 +94,23 @@ impl Store {
             "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA secure_delete = ON;",
         )
         .map_err(db_err)?;
+        let guard = Arc::new(AtomicBool::new(false));
+        tx::install_guard(&conn, Arc::clone(&guard));
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
+            guard,
         };
         store.migrate("ca", migrations::CA)?;
         // Only a store migrated from before the audit tree has work here; the
         // read first keeps a read-only open (the public role) read-only.
-        if audit::backfill_pending(&store.conn).map_err(|e| store.err(e))? {
+        if store.read(audit::backfill_pending)? {
             store.write(audit::backfill)?;
         }
         Ok(store)
     }
 
+    /// The database file, for messages and for opening it again.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -122,10 +132,7 @@ impl Store {
     /// Runs `f` in one IMMEDIATE transaction (the write lock is taken at the
     /// start, so two writers never deadlock on upgrade) and commits if it
     /// returns Ok. Nothing is written when it fails.
-    pub fn write<T>(
-        &mut self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, Error>,
-    ) -> Result<T, Error> {
+    pub fn write<T>(&mut self, f: impl FnOnce(&Tx<'_>) -> Result<T, Error>) -> Result<T, Error> {
         let path = self.path.clone();
         let db_err = |e: rusqlite::Error| Error::Database {
             path: path.clone(),
@@ -135,21 +142,22 @@ impl Store {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(db_err)?;
-        let out = f(&tx).map_err(|e| e.in_database(&path))?;
+        let out = {
+            let _guarded = tx::Guarded::new(&self.guard);
+            f(&Tx::new(&tx)).map_err(|e| e.in_database(&path))?
+        };
         tx.commit().map_err(db_err)?;
         Ok(out)
     }
 
     /// Runs `f` in one read transaction: every query sees the same snapshot,
     /// and no write lock is taken (the WAL lets writers go on meanwhile).
-    pub fn read<T>(
-        &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, Error>,
-    ) -> Result<T, Error> {
+    pub fn read<T>(&self, f: impl FnOnce(&Snapshot<'_>) -> Result<T, Error>) -> Result<T, Error> {
         let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        let _guarded = tx::Guarded::new(&self.guard);
         // Dropped without commit: a read transaction has nothing to keep.
         // Its `sql` errors are given this store's path.
-        f(&tx).map_err(|e| e.in_database(&self.path))
+        f(&Snapshot::new(&tx)).map_err(|e| e.in_database(&self.path))
     }
 
     /// The newest applied migration of `component` (0: none yet). A failed
@@ -249,14 +257,6 @@ impl Store {
         }
         target.close().map_err(|(_, e)| dest_err(e))
     }
-
-    /// The connection stays inside this crate: other crates reach the
-    /// store only through [`Store::write`], [`Store::read`] and the
-    /// operations above, so none can commit, begin or change pragmas
-    /// behind a state change's transaction.
-    pub(crate) fn conn(&self) -> &Connection {
-        &self.conn
-    }
 }
 
 /// Opens a copy of a store (a backup) read-only, checks it with `PRAGMA
@@ -265,7 +265,7 @@ impl Store {
 /// switch, so the copy's hash stays what its manifest says.
 pub(crate) fn read_copy<T>(
     path: &Path,
-    f: impl FnOnce(&Transaction<'_>) -> Result<T, Error>,
+    f: impl FnOnce(&Snapshot<'_>) -> Result<T, Error>,
 ) -> Result<T, Error> {
     let err = |e: rusqlite::Error| Error::Database {
         path: path.to_path_buf(),
@@ -290,7 +290,7 @@ pub(crate) fn read_copy<T>(
         });
     }
     let snapshot = conn.unchecked_transaction().map_err(err)?;
-    f(&snapshot).map_err(|e| e.in_database(path))
+    f(&Snapshot::new(&snapshot)).map_err(|e| e.in_database(path))
 }
 
 /// The store holds personal data: the database is created 0600 before

@@ -1,13 +1,14 @@
 //! The `revocations` table: at most one row per certificate (its primary key),
 //! so a certificate cannot be revoked twice.
 
-use rusqlite::{params, Connection, Transaction};
+use super::{Snapshot, Tx};
+use rusqlite::params;
 
 use super::sql;
 use crate::{Error, RevocationReason};
 
 pub(crate) fn insert(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     certificate_row: i64,
     at: i64,
     reason: RevocationReason,
@@ -35,7 +36,7 @@ pub fn stored_reason(code: i64) -> Result<RevocationReason, Error> {
 /// certificate of an authority whose notAfter is at or after
 /// `not_expired_at`, without loading them all at once.
 pub fn for_each_revoked(
-    conn: &Connection,
+    conn: &Snapshot<'_>,
     authority_id: i64,
     not_expired_at: i64,
     mut f: impl FnMut(&str, i64, u8) -> Result<(), Error>,

@@ -5,35 +5,74 @@
 /// from the parsing worker.
 #[derive(Debug, serde::Serialize, serde::Deserialize, thiserror::Error)]
 pub enum FormError {
+    /// No sheet has the form's header row.
     #[error("{file}: not an application form: no sheet has the header titles (missing: {})", missing_titles.join(", "))]
     NotAForm {
+        /// The file's name.
         file: String,
         /// Titles missing from the best candidate header row.
         missing_titles: Vec<String>,
     },
+    /// Not .xlsx, .xls or .ods by its bytes.
     #[error("{file}: not a spreadsheet (.xlsx, .xls or .ods)")]
-    UnknownFormat { file: String },
+    UnknownFormat {
+        /// The file's name.
+        file: String,
+    },
+    /// A spreadsheet whose structure is broken or hostile.
     #[error("{file}: corrupt spreadsheet: {detail}")]
-    Corrupt { file: String, detail: String },
+    Corrupt {
+        /// The file's name.
+        file: String,
+        /// What is broken, in English.
+        detail: String,
+    },
+    /// The file, or a part of it, is over a `[limits]` bound.
     #[error("{file}: too large: {what} is {size}, the limit is {limit}")]
     TooLarge {
+        /// The file's name.
         file: String,
+        /// Which part (the file, the shared strings, a sheet...).
         what: String,
+        /// Its size.
         size: u64,
+        /// The bound it exceeds.
         limit: u64,
     },
+    /// More application rows than `[limits]` allows.
     #[error("{file}: too many rows: at least {rows} rows, the limit is {limit} application rows")]
-    TooManyRows { file: String, rows: u64, limit: u32 },
+    TooManyRows {
+        /// The file's name.
+        file: String,
+        /// Rows seen before stopping.
+        rows: u64,
+        /// The bound.
+        limit: u32,
+    },
+    /// A header and no row below it.
     #[error("{file}: the form has a header but no application rows")]
-    NoRows { file: String, sheet: String },
+    NoRows {
+        /// The file's name.
+        file: String,
+        /// The sheet whose header was found.
+        sheet: String,
+    },
+    /// The file could not be read from disk.
     #[error("{file}: {detail}")]
-    Io { file: String, detail: String },
+    Io {
+        /// The file's name.
+        file: String,
+        /// What the system said.
+        detail: String,
+    },
     /// The reader was stopped or died (see `crate::sandbox`).
     #[error("{file}: could not be read: {detail}")]
     Unreadable {
+        /// The file's name.
         file: String,
         /// The `Contained` code, e.g. `reader_memory`.
         reason: String,
+        /// What stopped it, in English.
         detail: String,
     },
 }
@@ -53,6 +92,7 @@ impl FormError {
         }
     }
 
+    /// The name of the file concerned.
     pub fn file(&self) -> &str {
         match self {
             FormError::NotAForm { file, .. }

@@ -3,6 +3,7 @@
 /// A contact already registered for an office.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExistingContact {
+    /// 担当者コード.
     pub contact_code: String,
     /// Whether the account is a 社労士's.
     pub sharoushi: bool,

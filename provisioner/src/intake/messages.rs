@@ -14,10 +14,11 @@ macro_rules! finding_codes {
         /// What an intake check found about a cell or row.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum FindingCode {
-            $($variant,)*
+            $(#[doc = concat!("`", $code, "`: ", $template)] $variant,)*
         }
 
         impl FindingCode {
+            /// Every code, in table order.
             pub const ALL: &'static [FindingCode] = &[$(FindingCode::$variant,)*];
 
             /// The stable English code.
@@ -27,6 +28,7 @@ macro_rules! finding_codes {
                 }
             }
 
+            /// Whether the finding makes the row invalid, needs a review, or only warns.
             pub fn severity(self) -> Severity {
                 match self {
                     $(FindingCode::$variant => Severity::$severity,)*

@@ -8,12 +8,15 @@ use unicode_normalization::UnicodeNormalization;
 /// never read into one of these (the reader keeps only their presence).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Cell {
+    /// Nothing typed.
     Empty,
+    /// Text as typed.
     Text(String),
     /// An integer (.xls stores integers as such).
     Int(i64),
     /// A number (.xlsx and .ods store every number as a float).
     Float(f64),
+    /// TRUE or FALSE.
     Bool(bool),
     /// A date or time; the text is how the report shows it.
     Date(String),
@@ -81,6 +84,7 @@ pub fn title_key(s: &str) -> String {
 /// A code cell after normalisation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Code {
+    /// The code's digits.
     pub value: String,
     /// Excel stored the code as a number and it was left-padded with zeros.
     pub padded: bool,
@@ -89,10 +93,15 @@ pub struct Code {
 /// Why a code cell cannot be a code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CodeProblem {
+    /// A number with a fractional part.
     Fraction,
+    /// Excel made the code a date.
     Date,
+    /// Excel wrote the number in E notation (digits lost).
     ENotation,
+    /// The cell holds a formula error.
     FormulaError,
+    /// Something other than digits.
     NotDigits,
     /// Too many or too few digits for the column.
     Width,

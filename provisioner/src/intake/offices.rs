@@ -14,8 +14,9 @@ use super::existing::{ExistingAccounts, ExistingContact};
 use super::normalize::{self, Cell};
 use super::policy::{Field, IntakePolicy};
 
-pub const COMPONENT: &str = "offices";
+pub(crate) const COMPONENT: &str = "offices";
 
+/// The `offices` table (the office register), migrated as component "offices".
 pub const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     description: "office register",
@@ -34,23 +35,40 @@ CREATE TABLE offices (
 /// One registered office.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Office {
+    /// 組合コード.
     pub union_code: String,
+    /// 支部コード.
     pub branch_code: String,
+    /// 事業所コード.
     pub office_code: String,
+    /// 事業所名.
     pub name: String,
 }
 
+/// Why the office register could not be imported or read.
 #[derive(Debug, thiserror::Error)]
 pub enum OfficeError {
+    /// The CSV file as a whole (unreadable, no header).
     #[error("{file}: {message}")]
-    File { file: String, message: String },
-    #[error("{file}: line {line}, column {column}: {message}")]
-    Row {
+    File {
+        /// The CSV file.
         file: String,
-        line: usize,
-        column: String,
+        /// What is wrong.
         message: String,
     },
+    /// One row of the CSV file breaks a rule of the intake policy.
+    #[error("{file}: line {line}, column {column}: {message}")]
+    Row {
+        /// The CSV file.
+        file: String,
+        /// The line, 1-based.
+        line: usize,
+        /// The column's title.
+        column: String,
+        /// The rule it breaks.
+        message: String,
+    },
+    /// The store failed.
     #[error(transparent)]
     Store(#[from] kxca_ca::Error),
 }
@@ -73,14 +91,17 @@ impl OfficeRegister {
         Ok(OfficeRegister { offices })
     }
 
+    /// How many offices are registered.
     pub fn len(&self) -> usize {
         self.offices.len()
     }
 
+    /// Whether the register is empty (then nothing is checked against it).
     pub fn is_empty(&self) -> bool {
         self.offices.is_empty()
     }
 
+    /// Whether this union, branch and office code are registered.
     pub fn contains(&self, union: &str, branch: &str, office: &str) -> bool {
         self.offices
             .contains(&(union.to_string(), branch.to_string(), office.to_string()))

@@ -13,6 +13,7 @@ use super::normalize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IntakePolicy {
+    /// `[limits]`: bounds on a form (file size, rows, cells) before and while it is read.
     pub limits: Limits,
     /// Limits on the worker process that parses each file and mail.
     #[serde(default)]
@@ -21,21 +22,34 @@ pub struct IntakePolicy {
     /// policy over its pipe, not a path into the home.
     #[serde(skip)]
     pub(crate) source: String,
+    /// `[columns]`: where each field is in the form, by its title.
     pub columns: Columns,
+    /// `[centres]`: the centre codes accepted.
     pub centres: Centres,
+    /// `[union]`: the union's code and name as forms must give them.
     pub union: Union,
+    /// `[branches]`: the branch codes and names.
     pub branches: Branches,
+    /// `[contract_unit]`: how the contract unit code is made and checked.
     #[serde(default)]
     pub contract_unit: ContractUnit,
+    /// `[office]`: office code widths and the office register.
     pub office: Office,
+    /// `[own_rows]`: how the union's own rows (not an office) are recognised.
     pub own_rows: OwnRows,
+    /// `[contact]`: the contact code's width.
     pub contact: Contact,
+    /// `[sharoushi]`: how a 社労士's row is recognised.
     pub sharoushi: Sharoushi,
+    /// `[names]`: the longest office and contact names.
     pub names: Names,
+    /// `[email]`: how the two address columns are checked.
     #[serde(default)]
     pub email: Email,
+    /// `[passwords]`: what to do with passwords typed into the form.
     #[serde(default)]
     pub passwords: Passwords,
+    /// `[replies]`: the answers' limits (loops, per-sender rate).
     #[serde(default)]
     pub replies: Replies,
     /// The rules issuance shares (codes, contract unit, own rows, names),
@@ -93,24 +107,40 @@ pub struct Columns {
 /// The form's columns, in the order of [`Columns`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Field {
+    /// The form's own row number.
     No,
+    /// センター.
     Centre,
+    /// 契約単位コード.
     ContractUnit,
+    /// 組合コード.
     UnionCode,
+    /// 支部コード.
     BranchCode,
+    /// 事業所コード.
     OfficeCode,
+    /// 担当者コード.
     ContactCode,
+    /// The first e-mail address.
     Email1,
+    /// 組合名.
     UnionName,
+    /// 支部名.
     BranchName,
+    /// 事業所名.
     OfficeName,
+    /// 担当者名.
     ContactName,
+    /// The CA password column (never read into the report).
     PasswordCa,
+    /// The KX password column (never read into the report).
     PasswordKx,
+    /// The confirmation e-mail address.
     Email2,
 }
 
 impl Field {
+    /// Every field, in column-index order.
     pub const ALL: [Field; 15] = [
         Field::No,
         Field::Centre,
@@ -129,11 +159,12 @@ impl Field {
         Field::Email2,
     ];
 
+    /// The field's index in [`Field::ALL`] and in a row's values.
     pub fn index(self) -> usize {
         self as usize
     }
 
-    pub fn is_password(self) -> bool {
+    pub(crate) fn is_password(self) -> bool {
         matches!(self, Field::PasswordCa | Field::PasswordKx)
     }
 }
@@ -319,19 +350,34 @@ impl Default for Replies {
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum PasswordHandling {
+    /// Say nothing about a typed password.
     #[default]
     Ignore,
+    /// Warn the applicant that a typed password is not used.
     Warn,
+    /// Refuse the row.
     Reject,
 }
 
 /// A policy file that cannot be used, naming the file and what is wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
+    /// The policy file could not be read.
     #[error("{path}: {message}")]
-    Read { path: PathBuf, message: String },
+    Read {
+        /// The policy file.
+        path: PathBuf,
+        /// What the system said.
+        message: String,
+    },
+    /// The policy file is not a valid policy.
     #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// The policy file.
+        path: PathBuf,
+        /// The key at fault (with its line) and what is wrong.
+        message: String,
+    },
 }
 
 /// The policy shipped with kxca, for checks run outside a home.

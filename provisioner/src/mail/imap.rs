@@ -11,7 +11,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
-use kxca_ca::{Clock, ImapConfig, Store, TlsMode};
+use kxca_ca::{Clock, Store};
+
+use crate::{ImapConfig, TlsMode};
 use rustls_pki_types::ServerName;
 use secrecy::ExposeSecret;
 use tokio::net::TcpStream;
@@ -42,6 +44,8 @@ fn limit(config: &ImapConfig) -> Duration {
     Duration::from_secs(config.timeout_seconds.max(1))
 }
 
+/// One pass over the IMAP mailbox: every message read, recorded by
+/// `receiver`, then moved to the processed or rejected folder.
 pub async fn fetch(
     config: &ImapConfig,
     store: &mut Store,

@@ -16,6 +16,8 @@ pub const REJECTED_FOLDER: &str = ".kxca-rejected";
 use crate::receive::Receiver;
 use crate::Error;
 
+/// One pass over the Maildir at `dir`: every message in `new/` and
+/// `cur/` not yet handled, recorded by `receiver`, then moved on.
 pub fn fetch(
     dir: &Path,
     store: &mut Store,

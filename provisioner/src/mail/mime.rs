@@ -10,9 +10,11 @@ use super::names;
 /// Bounds on what one mail may be; past them the mail is rejected whole.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Limits {
+    /// Largest raw mail, in bytes.
     pub max_message_bytes: usize,
     /// Nesting of multiparts and forwarded messages.
     pub max_depth: usize,
+    /// Most MIME parts in one mail, all levels counted.
     pub max_parts: usize,
 }
 
@@ -29,12 +31,27 @@ impl Default for Limits {
 /// Why a mail could not be read at all.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum MimeError {
+    /// The raw mail is over `max_message_bytes`.
     #[error("message is {size} bytes, above the limit of {limit}")]
-    TooLarge { size: usize, limit: usize },
+    TooLarge {
+        /// The mail's size in bytes.
+        size: usize,
+        /// `max_message_bytes`.
+        limit: usize,
+    },
+    /// Multiparts or forwarded messages nest deeper than `max_depth`.
     #[error("MIME structure nested deeper than {limit} levels")]
-    TooDeep { limit: usize },
+    TooDeep {
+        /// `max_depth`.
+        limit: usize,
+    },
+    /// More parts than `max_parts`.
     #[error("more than {limit} MIME parts")]
-    TooManyParts { limit: usize },
+    TooManyParts {
+        /// `max_parts`.
+        limit: usize,
+    },
+    /// Not a mail the parser can read.
     #[error("not a parseable RFC 5322 message")]
     Unparseable,
 }
@@ -58,10 +75,12 @@ pub enum FileKind {
     Zip,
     /// `D0 CF 11 E0`: .xls.
     Ole2,
+    /// Anything else: not a form.
     Other,
 }
 
 impl FileKind {
+    /// The kind a file's first bytes say it is (its name is not trusted).
     pub fn of(bytes: &[u8]) -> FileKind {
         if bytes.starts_with(b"PK\x03\x04") {
             FileKind::Zip
@@ -83,7 +102,9 @@ impl FileKind {
 pub struct Attachment {
     /// Decoded file name; `添付ファイル<N>` when the part has none.
     pub name: String,
+    /// The part's Content-Type as sent (not trusted).
     pub content_type: String,
+    /// What its bytes say it is.
     pub kind: FileKind,
     /// Base64 on the worker's pipe: JSON arrays of numbers would be four
     /// times the size.
@@ -103,12 +124,15 @@ pub struct ReceivedMail {
     pub message_id: String,
     /// The address replies go to (Reply-To, else From), if any.
     pub reply_to: Option<String>,
+    /// The From address, if any.
     pub from: Option<String>,
+    /// The decoded Subject.
     pub subject: String,
     /// Date header as Unix seconds.
     pub date: Option<i64>,
     /// The References chain for a reply, oldest first, without brackets.
     pub references: Vec<String>,
+    /// Every attached file, forwarded messages' included.
     pub attachments: Vec<Attachment>,
     /// What the mail says about being automatic (RFC 3834, RFC 3464);
     /// [`crate::loops`] decides from it whether the mail is answered.
@@ -143,6 +167,7 @@ pub struct DeliveryReport {
     /// `Original-Message-ID` field, the returned message or headers, and
     /// the report's own In-Reply-To/References.
     pub original_message_ids: Vec<String>,
+    /// What the report says per recipient.
     pub recipients: Vec<RecipientStatus>,
 }
 
@@ -162,8 +187,10 @@ pub struct RecipientStatus {
 /// Why a mail could not be read: its content, or the worker reading it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
+    /// The mail itself is over a bound or unreadable.
     #[error("{0}")]
     Mime(#[from] MimeError),
+    /// The worker process reading it was stopped or died.
     #[error("{0}")]
     Contained(#[from] crate::sandbox::Contained),
 }

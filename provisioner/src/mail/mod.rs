@@ -7,7 +7,9 @@ pub mod mime;
 mod names;
 mod tls;
 
-use kxca_ca::{Clock, MailConfig, Store};
+use kxca_ca::{Clock, Store};
+
+use crate::MailConfig;
 use serde::Serialize;
 
 use crate::receive::{Received, Receiver};
@@ -16,10 +18,15 @@ use crate::Error;
 /// What one fetch pass did.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct FetchSummary {
+    /// Mails read and recorded this pass.
     pub processed: usize,
+    /// Application forms recorded.
     pub applications: usize,
+    /// Mails already recorded (same Message-ID).
     pub duplicate_mails: usize,
+    /// Attached forms already recorded (same SHA-256).
     pub duplicate_files: usize,
+    /// Mails refused whole (over a bound, unreadable twice).
     pub rejected: usize,
     /// Recorded but not answered (automatic mail, bounces, over the
     /// per-sender limit).

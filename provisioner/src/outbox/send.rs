@@ -2,7 +2,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use kxca_ca::{Clock, SmtpConfig, Store, TlsMode};
+use kxca_ca::{Clock, Store};
+
+use crate::{SmtpConfig, TlsMode};
 use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
@@ -95,8 +97,11 @@ impl Sender {
 /// What one pass did.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct SendSummary {
+    /// Mails the SMTP server accepted.
     pub sent: usize,
+    /// Mails that failed this time and will be tried again.
     pub retrying: usize,
+    /// Mails given up for good.
     pub failed: usize,
 }
 

@@ -3,7 +3,9 @@
 use kxca_ca::store::audit;
 use kxca_ca::store::Migration;
 use kxca_ca::Store;
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, OptionalExtension};
+
+use kxca_ca::store::{Snapshot, Tx};
 use serde::Serialize;
 
 use crate::error::sql;
@@ -67,16 +69,22 @@ CREATE INDEX outbox_delivery_failures_by_mail ON outbox_delivery_failures(outbox
     },
 ];
 
+/// Where an outbox mail stands; stored in `outbox.state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OutboxState {
+    /// Waiting for its next attempt.
     Queued,
+    /// Taken by a sender (a crashed sender's mail is taken again).
     Sending,
+    /// Accepted by the SMTP server.
     Sent,
+    /// Given up: attempts used up, or refused for good.
     Failed,
 }
 
 impl OutboxState {
+    /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
             OutboxState::Queued => "queued",
@@ -107,8 +115,10 @@ pub enum OutboxKind {
 }
 
 impl OutboxKind {
+    /// Every kind, for reading a stored name back.
     pub const ALL: &'static [OutboxKind] = &[OutboxKind::IntakeReply, OutboxKind::IntakeRejected];
 
+    /// The stored name; never changes (the loop limits count by it).
     pub fn as_str(self) -> &'static str {
         match self {
             OutboxKind::IntakeReply => "intake-reply",
@@ -116,6 +126,7 @@ impl OutboxKind {
         }
     }
 
+    /// The kind of a stored name; `None` for a name this version does not know.
     pub fn parse(s: &str) -> Option<OutboxKind> {
         OutboxKind::ALL.iter().copied().find(|k| k.as_str() == s)
     }
@@ -146,8 +157,11 @@ fn unknown_value(index: usize, column: &str, value: &str) -> rusqlite::Error {
 /// A file attached to an outbound mail.
 #[derive(Debug, Clone, Serialize)]
 pub struct OutboxAttachment {
+    /// The name the recipient sees.
     pub file_name: String,
+    /// Its MIME type.
     pub content_type: String,
+    /// Its content.
     #[serde(skip)]
     pub bytes: Vec<u8>,
 }
@@ -158,34 +172,57 @@ pub struct OutboxAttachment {
 pub struct NewMail {
     /// Unique per logical mail: queuing the same key twice queues once.
     pub idempotency_key: String,
+    /// What the mail is, for the loop limits and the audit record.
     pub kind: OutboxKind,
+    /// The recipient's address.
     pub to: String,
+    /// The subject (Japanese allowed).
     pub subject: String,
+    /// The text body.
     pub body: String,
+    /// Message-ID of the mail this answers, if any.
     pub in_reply_to: Option<String>,
+    /// The thread's Message-IDs, for References.
     pub references: Vec<String>,
+    /// Files to attach.
     pub attachments: Vec<OutboxAttachment>,
 }
 
 /// A row of the outbox.
 #[derive(Debug, Clone, Serialize)]
 pub struct OutboxMail {
+    /// Row id.
     pub id: i64,
+    /// The key it was queued under.
     pub idempotency_key: String,
+    /// What the mail is.
     pub kind: OutboxKind,
+    /// The Message-ID kxca gave it, to match bounces.
     pub message_id: String,
+    /// The recipient's address.
     pub to: String,
+    /// The subject.
     pub subject: String,
+    /// The text body.
     #[serde(skip)]
     pub body: String,
+    /// Message-ID of the mail it answers, if any.
     pub in_reply_to: Option<String>,
+    /// The thread's Message-IDs.
     pub references: Vec<String>,
+    /// Queued, sending, sent or failed.
     pub state: OutboxState,
+    /// Attempts made so far.
     pub attempts: u32,
+    /// When the next attempt may start, Unix seconds.
     pub next_attempt_at: i64,
+    /// What the last failed attempt said.
     pub last_error: Option<String>,
+    /// When it was queued, Unix seconds.
     pub created_at: i64,
+    /// When the SMTP server accepted it, Unix seconds.
     pub sent_at: Option<i64>,
+    /// Its attachments.
     pub attachments: Vec<OutboxAttachment>,
     /// What delivery-status reports said about this mail's recipients.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -196,11 +233,17 @@ pub struct OutboxMail {
 /// (`failed`) or has not reached yet (`delayed`).
 #[derive(Debug, Clone, Serialize)]
 pub struct DeliveryFailure {
+    /// The recipient the report is about.
     pub recipient: String,
+    /// The report's Action (`failed`, `delayed`).
     pub action: String,
+    /// The report's Status code (e.g. 5.1.1), if given.
     pub status: Option<String>,
+    /// The remote server's Diagnostic-Code, if given.
     pub diagnostic: Option<String>,
+    /// The received report (row in `intake_mails`), if recorded.
     pub report_mail_id: Option<i64>,
+    /// When the report was recorded, Unix seconds.
     pub reported_at: i64,
 }
 
@@ -210,7 +253,7 @@ pub struct DeliveryFailure {
 /// report is about no mail kxca sent. Only `failed` and `delayed`
 /// recipients are recorded: a `delivered` notice is no failure.
 pub fn record_delivery_report(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     message_ids: &[String],
     recipients: &[(String, String, Option<String>, Option<String>)],
     report_mail_id: i64,
@@ -271,7 +314,7 @@ pub fn record_delivery_report(
     Ok(Some(outbox_id))
 }
 
-fn delivery_failures(conn: &Connection, id: i64) -> Result<Vec<DeliveryFailure>, kxca_ca::Error> {
+fn delivery_failures(conn: &Snapshot<'_>, id: i64) -> Result<Vec<DeliveryFailure>, kxca_ca::Error> {
     let mut stmt = conn
         .prepare("SELECT recipient, action, status, diagnostic, report_mail_id, reported_at FROM outbox_delivery_failures WHERE outbox_id = ?1 ORDER BY id")
         .map_err(sql)?;
@@ -296,7 +339,7 @@ fn delivery_failures(conn: &Connection, id: i64) -> Result<Vec<DeliveryFailure>,
 /// with an idempotency key already queued is not queued again (the earlier
 /// id is returned).
 pub fn enqueue(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     mail: &NewMail,
     message_id_domain: &str,
     now: i64,
@@ -375,7 +418,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxMail> {
     })
 }
 
-fn attachments(conn: &Connection, id: i64) -> Result<Vec<OutboxAttachment>, kxca_ca::Error> {
+fn attachments(conn: &Snapshot<'_>, id: i64) -> Result<Vec<OutboxAttachment>, kxca_ca::Error> {
     let mut stmt = conn
         .prepare("SELECT file_name, content_type, bytes FROM outbox_attachments WHERE outbox_id = ?1 ORDER BY position")
         .map_err(sql)?;
@@ -394,7 +437,7 @@ fn attachments(conn: &Connection, id: i64) -> Result<Vec<OutboxAttachment>, kxca
 }
 
 /// Outbox rows, newest first.
-pub fn list(conn: &Connection, limit: i64) -> Result<Vec<OutboxMail>, kxca_ca::Error> {
+pub fn list(conn: &Snapshot<'_>, limit: i64) -> Result<Vec<OutboxMail>, kxca_ca::Error> {
     let mut stmt = conn
         .prepare(&format!(
             "SELECT {COLUMNS} FROM outbox ORDER BY id DESC LIMIT ?1"

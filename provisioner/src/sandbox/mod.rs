@@ -87,22 +87,31 @@ impl SandboxLimits {
 /// could not be read"), not an error of the caller.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum Contained {
+    /// Killed at the wall-clock limit (seconds).
     #[error("the reader was stopped after {0} s (wall-clock limit)")]
     WallTime(u64),
+    /// Stopped at RLIMIT_CPU (seconds).
     #[error("the reader used up its {0} s of CPU time")]
     CpuTime(u64),
+    /// An allocation failed under RLIMIT_AS (bytes).
     #[error("the reader ran out of memory (limit {0} bytes)")]
     Memory(u64),
+    /// A stack overflow (deep recursion in a parser).
     #[error("the reader overflowed its stack")]
     Stack,
+    /// A parser panicked; the message.
     #[error("the reader failed inside the parser: {0}")]
     Panic(String),
+    /// Its answer was over the cap (bytes).
     #[error("the reader's answer exceeded {0} bytes")]
     AnswerTooLarge(u64),
+    /// Killed by another signal or exited abnormally; how.
     #[error("the reader died ({0})")]
     Died(String),
+    /// It could not be started; why.
     #[error("the reader could not be started: {0}")]
     Spawn(String),
+    /// Its answer was not the expected JSON; why.
     #[error("the reader's answer could not be understood: {0}")]
     Protocol(String),
 }
@@ -171,6 +180,7 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
+    /// Workers started from `exe` (the kxca binary) under `limits`.
     pub fn new(exe: PathBuf, limits: SandboxLimits) -> Sandbox {
         Sandbox { exe, limits }
     }
@@ -188,6 +198,7 @@ impl Sandbox {
         ))
     }
 
+    /// The limits each worker runs under.
     pub fn limits(&self) -> &SandboxLimits {
         &self.limits
     }

@@ -28,7 +28,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::Semaphore;
 
-pub use kxca_ca::ServeConfig;
+use crate::ServeConfig;
 
 use access_log::{AccessLog, OcspLine};
 use conns::{Conns, BUSY, IDLE};

@@ -94,7 +94,7 @@ impl Publisher {
     /// call about once a second) or when the last read is getting old.
     pub fn tick(&mut self) -> Result<(), Error> {
         let now = self.clock.now();
-        let version = self.store.read(|c| ostore::data_version(c))?;
+        let version = self.store.read(ostore::data_version)?;
         if version != self.data_version || now - self.last_reload >= PUBLISHER_RELOAD_SECONDS {
             self.reload()?;
         } else {

@@ -1,7 +1,11 @@
-//! `[serve]` in kxca.toml: the listener of `kxca serve`.
+//! `[serve]` in kxca.toml: the listener of `kxca serve`. This crate owns
+//! the section; the kxca binary reads it with the rest of the file
+//! (src/config.rs) and `kxca_ca::Config` keeps it opaque.
 
 use serde::{Deserialize, Serialize};
 
+/// `[serve]`: where and how the public role listens, and its bounds on
+/// clients (timeouts, connections).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServeConfig {

@@ -1,12 +1,14 @@
 //! `[mail]` in `kxca.toml`: where signup mail is read from and how replies
-//! are sent. Read by the provisioner; kept here because `Config` owns the
-//! file and rejects unknown sections.
+//! are sent. This crate owns the section; the kxca binary reads it with the
+//! rest of the file (src/config.rs) and `kxca_ca::Config` keeps it opaque.
 
 use std::path::PathBuf;
 
 use kxca_hsm::SecretSource;
 use serde::{Deserialize, Serialize};
 
+/// `[mail]`: where signup mail is read from, where answers are sent, and
+/// the bounds on one received mail.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MailConfig {
@@ -19,14 +21,16 @@ pub struct MailConfig {
     /// Where replies and other outbound mail are submitted.
     #[serde(default)]
     pub smtp: Option<SmtpConfig>,
-    /// Seconds between passes when `kxca serve` fetches and sends.
+    /// Seconds between passes when `kxca daemon` fetches and sends.
     #[serde(default = "default_interval")]
     pub interval_seconds: u64,
     /// Bounds on one received mail; larger or deeper mails are rejected.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
+    /// Nesting of multiparts and forwarded messages.
     #[serde(default = "default_max_depth")]
     pub max_mime_depth: usize,
+    /// MIME parts in one mail, all levels counted.
     #[serde(default = "default_max_parts")]
     pub max_mime_parts: usize,
 }
@@ -42,12 +46,17 @@ pub enum TlsMode {
     Starttls,
 }
 
+/// `[mail.imap]`: the signup mailbox on an IMAP server.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImapConfig {
+    /// The server's name, as its certificate names it.
     pub host: String,
+    /// 993 for implicit TLS, 143 for STARTTLS, usually.
     pub port: u16,
+    /// How the connection is secured.
     pub tls: TlsMode,
+    /// The login of the signup mailbox.
     pub user: String,
     /// Environment variable holding the password...
     #[serde(default)]
@@ -55,6 +64,7 @@ pub struct ImapConfig {
     /// ...or a file whose first line is the password.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// The folder signup mail arrives in.
     #[serde(default = "default_mailbox")]
     pub mailbox: String,
     /// Processed messages are moved here (created when missing).
@@ -71,17 +81,23 @@ pub struct ImapConfig {
     pub timeout_seconds: u64,
 }
 
+/// `[mail.smtp]`: where kxca submits every mail it sends.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpConfig {
+    /// The server's name, as its certificate names it.
     pub host: String,
+    /// 465 for implicit TLS, 587 for STARTTLS, usually.
     pub port: u16,
+    /// How the connection is secured.
     pub tls: TlsMode,
     /// AUTH user; no AUTH when absent.
     #[serde(default)]
     pub user: Option<String>,
+    /// Environment variable holding the AUTH password...
     #[serde(default)]
     pub password_env: Option<String>,
+    /// ...or a file whose first line is the password.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
     /// The From address of every outbound mail.
@@ -89,6 +105,7 @@ pub struct SmtpConfig {
     /// Display name for From (Japanese allowed).
     #[serde(default)]
     pub from_name: Option<String>,
+    /// Extra trusted root CA (PEM), e.g. a private mail server's CA.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// Attempts before a message is marked failed.
@@ -137,7 +154,7 @@ fn default_timeout() -> u64 {
 impl MailConfig {
     /// Checks the shape of `[mail]` when kxca.toml loads: each password
     /// given one way only, and given where a server needs one.
-    pub fn validate(&self) -> Result<(), kxca_hsm::Error> {
+    pub fn check(&self) -> Result<(), kxca_hsm::Error> {
         if let Some(imap) = &self.imap {
             imap.password_source()?;
         }
