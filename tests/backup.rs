@@ -465,6 +465,11 @@ fn backup_under_load_restores_with_the_same_answers_and_no_secrets() {
             status(&again, &server, &i.cert) == want
         });
     }
+    eprintln!(
+        "{} certificates issued in the loop ({unknown} after the backup), {} OCSP answers during it, tree size {tree_size} at the backup",
+        loop_certs.len(),
+        answered.load(Ordering::Relaxed)
+    );
     assert!(
         unknown >= 1,
         "no certificate issued after the backup was checked"
