@@ -485,8 +485,30 @@ fn a_tampered_backup_is_refused_and_nothing_is_overwritten() {
     let ca = TestCa::new();
     let a = ca.issue("1000001", "001", &[]);
     assert_ok(&ca.kxca(&["revoke", &a.serial]), "revoke");
+    // A ceremony transcript is kept; a key put beside it, and a stray
+    // file, are left out and listed.
+    std::fs::create_dir(ca.path("ceremonies")).unwrap();
+    std::fs::write(ca.path("ceremonies/issuing-2.txt"), "transcript\n").unwrap();
+    let leak = "-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n";
+    std::fs::write(ca.path("ceremonies/issuing-2-key.pem"), leak).unwrap();
+    std::fs::write(ca.path("notes.txt"), "stray").unwrap();
     let backup = ca.dir.path().join("b");
-    assert_ok(&ca.kxca(&["backup", p(&backup)]), "backup");
+    let out = ca.kxca(&["backup", p(&backup)]);
+    assert_ok(&out, "backup");
+    let kept = files_under(&backup);
+    assert!(kept.contains("ceremonies/issuing-2.txt"), "{kept:?}");
+    assert!(
+        !kept.contains("ceremonies/issuing-2-key.pem") && !kept.contains("notes.txt"),
+        "{kept:?}"
+    );
+    let manifest = std::fs::read_to_string(backup.join("manifest.json")).unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    for left in ["ceremonies/issuing-2-key.pem", "notes.txt", "issued"] {
+        assert!(
+            manifest.contains(left) && said.contains(left),
+            "{left} not listed as left out"
+        );
+    }
 
     // Backups never overwrite: not a non-empty directory, not inside the home.
     let out = ca.kxca(&["backup", p(&backup)]);

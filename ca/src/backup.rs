@@ -212,7 +212,9 @@ fn take_into(
             holders += 1;
             continue;
         }
-        let kept = rel == "kxca.toml" || ["policies", "ca", "crl"].contains(&top);
+        // `ceremonies/`: ceremony files, transcripts and their public
+        // outputs (docs/CEREMONIES.md), part of the CA's record.
+        let kept = rel == "kxca.toml" || ["policies", "ca", "crl", "ceremonies"].contains(&top);
         if secret_paths.iter().any(|p| *p == path) {
             continue; // listed below with where to back it up
         }
