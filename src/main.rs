@@ -4,6 +4,7 @@
 mod accounts_cli;
 mod audit;
 mod ceremony;
+mod backup;
 mod certificates;
 mod cli;
 mod config;
