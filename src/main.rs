@@ -3,8 +3,8 @@
 
 mod accounts_cli;
 mod audit;
-mod ceremony;
 mod backup;
+mod ceremony;
 mod certificates;
 mod cli;
 mod config;
