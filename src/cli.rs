@@ -126,6 +126,24 @@ pub enum Command {
     Daemon,
     /// Export pre-signed OCSP responses, CRLs and CA certificates for nginx or a CDN.
     Publish(crate::publish::PublishArgs),
+    /// Back up the store (consistent, while the roles run) and the home's
+    /// non-secret files into DIR, with a manifest of hashes. Never keys or secrets.
+    Backup {
+        /// A new or empty directory, outside the home.
+        dir: PathBuf,
+    },
+    /// Verify a backup and restore it into a new home (never over an existing one).
+    Restore {
+        /// The directory `kxca backup` wrote.
+        backup: PathBuf,
+        /// The new home: a new or empty directory.
+        #[arg(required_unless_present = "check")]
+        new_home: Option<PathBuf>,
+        /// Only check that the backup restores (everything a restore
+        /// checks, on a throwaway copy); write no home.
+        #[arg(long, conflicts_with = "new_home")]
+        check: bool,
+    },
     /// Demonstration: init a CA, issue two certificates, revoke one, sign a CRL.
     Demo {
         /// Where to put the demo CA (default: $KXCA_HOME, else a new temporary directory).
@@ -155,9 +173,9 @@ pub(crate) fn home(cli: &Option<PathBuf>) -> Result<Home> {
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let actor = actor(&cli.actor);
     // Every section checked before any command runs; `init` and `demo`
-    // write the file instead.
+    // write the file instead, `restore` reads a backup's, not KXCA_HOME's.
     let config = match (&cli.command, &cli.home) {
-        (Command::Init(_) | Command::Demo { .. }, _) | (_, None) => None,
+        (Command::Init(_) | Command::Demo { .. } | Command::Restore { .. }, _) | (_, None) => None,
         (_, Some(dir)) => KxcaToml::of_home(&home(&Some(dir.clone()))?)?,
     };
     let mail = config.as_ref().and_then(|c| c.mail.clone());
@@ -202,6 +220,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Mail(command) => {
             crate::mail_cli::run(command, home(&cli.home)?, mail.as_ref(), &actor)?
         }
+        Command::Backup { dir } => crate::backup::take(home(&cli.home)?, &dir, &actor)?,
+        Command::Restore {
+            backup,
+            new_home,
+            check,
+        } => match new_home {
+            Some(new_home) if !check => crate::backup::restore(&backup, &new_home, &actor)?,
+            _ => crate::backup::check(&backup, &actor)?,
+        },
         Command::Demo { dir } => crate::demo::run(dir.or(cli.home), &actor)?,
         Command::Serve(args) => {
             let home = home(&cli.home)?;

@@ -50,44 +50,16 @@ pub enum OfficesCommand {
     },
 }
 
-/// The intake policy in force: an explicit file, the home's, or the shipped
-/// one; checked against the profiles issuance will use (the home's, else
-/// the shipped one), so that a row it accepts is issuable.
+/// The intake policy in force (`IntakePolicy::in_force`: an explicit
+/// file, the home's, or the shipped one, checked against the profiles).
 pub fn policy(home: &Option<PathBuf>, explicit: &Option<PathBuf>) -> Result<IntakePolicy> {
-    let home_policies = home
-        .as_ref()
-        .map(|h| Home::new(h).policies())
-        .filter(|p| p.join("profiles").is_dir());
-    let policy = if let Some(p) = explicit {
-        IntakePolicy::load(p)?
-    } else if let Some(path) = home
-        .as_ref()
-        .map(|h| Home::new(h).policies().join("intake.toml"))
-        .filter(|p| p.exists())
-    {
-        IntakePolicy::load(&path)?
-    } else {
-        if let Some(h) = home.as_ref().filter(|h| Home::new(h).config().exists()) {
-            let path = Home::new(h).policies().join("intake.toml");
-            tracing::warn!(path = %path.display(), "no intake policy in the home; using the shipped one");
-        }
-        IntakePolicy::shipped()
-    };
-    match home_policies {
-        Some(dir) => {
-            let profiles = kxca_ca::Profiles::load(&dir)?;
-            let list: Vec<&kxca_ca::Profile> = profiles
-                .names()
-                .filter_map(|n| profiles.get(n).ok())
-                .collect();
-            policy.agree_with(&list)?;
-        }
-        None => {
-            let shipped = crate::policies::shipped_profiles()?;
-            policy.agree_with(&shipped.iter().collect::<Vec<_>>())?;
-        }
-    }
-    Ok(policy)
+    let shipped = crate::policies::shipped_profiles()?;
+    let home = home.as_ref().map(Home::new);
+    Ok(IntakePolicy::in_force(
+        home.as_ref(),
+        explicit.as_deref(),
+        &shipped,
+    )?)
 }
 
 fn open_store(home: &Option<PathBuf>) -> Result<Store> {

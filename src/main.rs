@@ -3,6 +3,7 @@
 
 mod accounts_cli;
 mod audit;
+mod backup;
 mod ceremony;
 mod certificates;
 mod cli;

@@ -105,6 +105,10 @@ pub enum AuditAction {
     AuthorityRevoke,
     /// An issuing CA retired after its final CRL; its key destroyed or archived.
     AuthorityRetire,
+    /// `kxca backup`: a backup was taken (docs/BACKUP.md).
+    StoreBackup,
+    /// `kxca restore`: this store was restored from a backup.
+    StoreRestore,
 }
 
 impl AuditAction {
@@ -159,6 +163,8 @@ impl AuditAction {
         AuditAction::CeremonyRun,
         AuditAction::AuthorityRevoke,
         AuditAction::AuthorityRetire,
+        AuditAction::StoreBackup,
+        AuditAction::StoreRestore,
     ];
 
     /// The stored name (hashed into the leaf: never change an existing one).
@@ -213,6 +219,8 @@ impl AuditAction {
             AuditAction::CeremonyRun => "ceremony.run",
             AuditAction::AuthorityRevoke => "authority.revoke",
             AuditAction::AuthorityRetire => "authority.retire",
+            AuditAction::StoreBackup => "store.backup",
+            AuditAction::StoreRestore => "store.restore",
         }
     }
 
@@ -289,6 +297,8 @@ mod tests {
                 "ceremony.run",
                 "authority.revoke",
                 "authority.retire",
+                "store.backup",
+                "store.restore",
             ]
         );
         for a in AuditAction::ALL {

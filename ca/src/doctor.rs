@@ -44,6 +44,12 @@ fn inspect_in(ca: &Ca, conn: &Snapshot<'_>) -> Result<Vec<Finding>, Error> {
         })
     };
 
+    // Keys and secrets a restored home (docs/BACKUP.md) still lacks.
+    for (kind, subject, detail) in
+        crate::backup::missing_material(ca.config(), ca.home(), conn, now)?
+    {
+        add(kind, subject, detail);
+    }
     for row in certificates::pending(conn)? {
         if !certificates::owner_alive(row.owner.as_deref()) {
             add(

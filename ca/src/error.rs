@@ -161,6 +161,14 @@ pub enum Error {
         /// What is wrong, naming the field.
         message: String,
     },
+    /// A backup or restore refused: the file or directory and why.
+    #[error("{path}: {message}")]
+    Backup {
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The store holds no active CA of this role (a home not initialised
     /// completely).
     #[error("no active {role} CA in the store")]

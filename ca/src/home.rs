@@ -1,5 +1,8 @@
 use std::path::{Path, PathBuf};
 
+/// The store's file name in a home (and in a backup of one).
+pub const DATABASE_FILE: &str = "kxca.db";
+
 /// The files of a kxca home directory.
 #[derive(Debug, Clone)]
 pub struct Home {
@@ -21,7 +24,7 @@ impl Home {
     }
     /// `kxca.db`, the store.
     pub fn database(&self) -> PathBuf {
-        self.root.join("kxca.db")
+        self.root.join(DATABASE_FILE)
     }
     /// `policies/`, the certificate profiles and intake policy.
     pub fn policies(&self) -> PathBuf {

@@ -10,6 +10,7 @@
 mod audit_action;
 pub mod audit_log;
 mod authority;
+pub mod backup;
 mod ca;
 pub mod ceremony;
 mod clock;

@@ -8,6 +8,9 @@ pub enum Error {
     /// The store or the CA failed.
     #[error(transparent)]
     Ca(#[from] kxca_ca::Error),
+    /// The intake policy file cannot be used.
+    #[error(transparent)]
+    Policy(#[from] crate::intake::PolicyError),
     /// A `[mail]` setting cannot be used (e.g. an SMTP From address).
     #[error("[mail] in kxca.toml: {0}")]
     Config(String),

@@ -51,6 +51,30 @@ impl HashAlg {
     }
 }
 
+/// Points responder certificates made for a soft key under `from` at the
+/// same key under `to` (a restored home, crate::backup), so the public role
+/// finds its certificate for the key it opens. Returns the rows changed.
+pub(crate) fn relocate_soft_keys(tx: &Tx<'_>, from: &str, to: &str) -> Result<usize, Error> {
+    let exists = tx
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ocsp_responder_certs'",
+            [],
+            |_| Ok(()),
+        )
+        .optional()
+        .map_err(sql)?
+        .is_some();
+    if !exists {
+        return Ok(0);
+    }
+    tx.execute(
+        "UPDATE ocsp_responder_certs SET key_ref = 'soft:' || ?2 || substr(key_ref, length(?1) + 6)
+         WHERE substr(key_ref, 1, length(?1) + 6) = 'soft:' || ?1 || '/'",
+        params![from, to],
+    )
+    .map_err(sql)
+}
+
 /// A responder certificate as stored.
 #[derive(Debug, Clone)]
 pub struct ResponderCertRow {

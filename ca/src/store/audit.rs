@@ -218,6 +218,31 @@ pub fn tree_size(conn: &Snapshot<'_>) -> Result<i64, Error> {
     .map_err(sql)
 }
 
+/// The tree size and the RFC 6962 root of the leaves as stored (not
+/// recomputed from the events: that is `audit_log::verify`'s work), for a
+/// backup's manifest. `None` when the stored leaves do not make a tree of
+/// that size (a leaf missing or not 32 bytes).
+pub(crate) fn stored_root(
+    conn: &Snapshot<'_>,
+) -> Result<Option<(i64, crate::merkle::Hash)>, Error> {
+    let size = tree_size(conn)?;
+    let mut stmt = conn
+        .prepare("SELECT leaf FROM audit WHERE leaf_index IS NOT NULL ORDER BY leaf_index")
+        .map_err(sql)?;
+    let stored = stmt
+        .query_map([], |r| r.get::<_, Option<Vec<u8>>>(0))
+        .map_err(sql)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql)?;
+    let leaves: Option<Vec<crate::merkle::Hash>> = stored
+        .iter()
+        .map(|l| l.as_deref().and_then(|l| l.try_into().ok()))
+        .collect();
+    Ok(leaves
+        .filter(|l| l.len() as i64 == size)
+        .map(|l| (size, crate::merkle::Tree::new(l).root(size as usize))))
+}
+
 /// Gives the events written before the Merkle tree existed their leaves,
 /// once: the migration notes the highest such id in `audit_backfill`, and
 /// the table is dropped when done, so that a row inserted later by hand

@@ -27,6 +27,18 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Authority> {
     })
 }
 
+/// Points soft key references under the directory `from` at the same
+/// files under `to` (a home restored elsewhere, crate::backup). Returns the
+/// rows changed. Token and YubiKey references name no path: untouched.
+pub(crate) fn relocate_soft_keys(tx: &Tx<'_>, from: &str, to: &str) -> Result<usize, Error> {
+    tx.execute(
+        "UPDATE authorities SET key_ref = 'soft:' || ?2 || substr(key_ref, length(?1) + 6)
+         WHERE substr(key_ref, 1, length(?1) + 6) = 'soft:' || ?1 || '/'",
+        params![from, to],
+    )
+    .map_err(sql)
+}
+
 pub(crate) struct NewAuthority<'a> {
     pub name: &'a str,
     pub role: AuthorityRole,

@@ -364,6 +364,18 @@ pub fn failed_with_paths(conn: &Snapshot<'_>) -> Result<Vec<(i64, String, String
     rows.collect::<Result<Vec<_>, _>>().map_err(sql)
 }
 
+/// Points recorded PKCS#12 destinations under the directory `from` at the
+/// same files under `to` (a restored home, crate::backup), so `kxca doctor`
+/// looks for them where they now belong. Returns the rows changed.
+pub(crate) fn relocate_pkcs12_paths(tx: &Tx<'_>, from: &str, to: &str) -> Result<usize, Error> {
+    tx.execute(
+        "UPDATE certificates SET pkcs12_path = ?2 || substr(pkcs12_path, length(?1) + 1)
+         WHERE substr(pkcs12_path, 1, length(?1) + 1) = ?1 || '/'",
+        params![from, to],
+    )
+    .map_err(sql)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

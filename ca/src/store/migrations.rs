@@ -167,6 +167,19 @@ CREATE INDEX pickup_requests_pending ON pickup_requests(state) WHERE state = 'pe
     },
 ];
 
+/// The newest applied migration of every component.
+pub(crate) fn versions(
+    conn: &super::Snapshot<'_>,
+) -> Result<std::collections::BTreeMap<String, i64>, Error> {
+    let mut stmt = conn
+        .prepare("SELECT component, MAX(version) FROM schema_migrations GROUP BY component")
+        .map_err(super::sql)?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(super::sql)?;
+    rows.collect::<Result<_, _>>().map_err(super::sql)
+}
+
 pub(super) fn apply(
     store: &mut Store,
     component: &str,

@@ -4,7 +4,8 @@
 //! Only this module holds the connection: table code (here, in
 //! `crate::ocsp::store`, in other crates) gets a state change's [`Tx`]
 //! from [`Store::write`], a read [`Snapshot`] from [`Store::read`], or a
-//! named operation ([`Store::schema_version`], [`Store::truncate_wal`]),
+//! named operation ([`Store::schema_version`], [`Store::truncate_wal`],
+//! [`Store::backup_to`]),
 //! so nothing outside can begin, commit or change pragmas on its own.
 //! tests/layering.rs keeps it so.
 //!
@@ -15,7 +16,7 @@ pub mod audit;
 pub mod authorities;
 pub mod certificates;
 pub mod crls;
-mod migrations;
+pub(crate) mod migrations;
 pub mod revocations;
 mod tx;
 
@@ -184,6 +185,114 @@ impl Store {
                 message: format!("truncating the WAL {why}: {e}"),
             })
     }
+
+    /// Copies the whole database into the new file `dest` with SQLite's
+    /// online backup API while other processes go on reading and writing.
+    /// The source is read in one read transaction held across the steps, so
+    /// the copy is one consistent snapshot (a writer in another process
+    /// would otherwise restart the copy at every commit, and a busy store
+    /// would never finish). `progress(copied, total)` is called after each
+    /// step, in pages. The copy is left in rollback-journal mode: one
+    /// self-contained file, no `-wal` beside it.
+    pub fn backup_to(&self, dest: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<(), Error> {
+        use rusqlite::backup::{Backup, StepResult};
+        let dest_err = |e: rusqlite::Error| Error::Database {
+            path: dest.to_path_buf(),
+            message: format!("backup copy: {e}"),
+        };
+        // Created here, 0600 and new: never over an existing file, and the
+        // copy holds the same personal data as the store.
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        options.open(dest).map_err(|e| crate::Error::io(dest, e))?;
+        let mut target = Connection::open(dest).map_err(dest_err)?;
+        let snapshot = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        // A deferred transaction takes its snapshot at the first read.
+        snapshot
+            .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(|e| self.err(e))?;
+        {
+            let backup = Backup::new(&snapshot, &mut target).map_err(dest_err)?;
+            let mut waits = 0u32;
+            loop {
+                match backup.step(256).map_err(dest_err)? {
+                    StepResult::Done => break,
+                    StepResult::More => waits = 0,
+                    // Only the destination can be busy (the source snapshot
+                    // is already held): nobody else should have it open.
+                    _ => {
+                        waits += 1;
+                        if waits > 200 {
+                            return Err(dest_err(rusqlite::Error::SqliteFailure(
+                                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                                Some("the backup file stays locked by another process".into()),
+                            )));
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+                let p = backup.progress();
+                let total = u64::try_from(p.pagecount).unwrap_or(0);
+                let left = u64::try_from(p.remaining).unwrap_or(0);
+                progress(total.saturating_sub(left), total);
+            }
+            let p = backup.progress();
+            let total = u64::try_from(p.pagecount).unwrap_or(0);
+            progress(total, total);
+        }
+        drop(snapshot);
+        let mode: String = target
+            .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
+            .map_err(dest_err)?;
+        if !mode.eq_ignore_ascii_case("delete") {
+            return Err(Error::Database {
+                path: dest.to_path_buf(),
+                message: format!("backup copy: cannot leave WAL mode (journal_mode is {mode})"),
+            });
+        }
+        target.close().map_err(|(_, e)| dest_err(e))
+    }
+}
+
+/// Opens a copy of a store (a backup) read-only, checks it with `PRAGMA
+/// integrity_check`, and runs `f` on one read snapshot of it. Unlike
+/// [`Store::open`] it changes nothing in the file: no migration, no WAL
+/// switch, so the copy's hash stays what its manifest says.
+pub(crate) fn read_copy<T>(
+    path: &Path,
+    f: impl FnOnce(&Snapshot<'_>) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let err = |e: rusqlite::Error| Error::Database {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(err)?;
+    let problems: Vec<String> = conn
+        .prepare("PRAGMA integrity_check")
+        .and_then(|mut s| {
+            s.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(err)?;
+    if problems != ["ok"] {
+        return Err(Error::Database {
+            path: path.to_path_buf(),
+            message: format!("PRAGMA integrity_check: {}", problems.join("; ")),
+        });
+    }
+    let snapshot = conn.unchecked_transaction().map_err(err)?;
+    f(&Snapshot::new(&snapshot)).map_err(|e| e.in_database(path))
 }
 
 /// The store holds personal data: the database is created 0600 before

@@ -393,6 +393,48 @@ impl IntakePolicy {
         IntakePolicy::parse(&text, path)
     }
 
+    /// The policy in force: `explicit` (a file named on the command
+    /// line), else the home's `policies/intake.toml`, else the shipped
+    /// one; checked against the certificate profiles issuance will use
+    /// (the home's `policies/profiles/`, else `shipped_profiles`), so that
+    /// a row intake accepts is issuable. One choice for `kxca intake`,
+    /// `kxca offices` and the daemon's mail pass.
+    pub fn in_force(
+        home: Option<&kxca_ca::Home>,
+        explicit: Option<&Path>,
+        shipped_profiles: &[kxca_ca::Profile],
+    ) -> Result<IntakePolicy, crate::Error> {
+        let home_policy = home
+            .map(|h| h.policies().join("intake.toml"))
+            .filter(|p| p.exists());
+        let policy = match (explicit, home_policy) {
+            (Some(p), _) => IntakePolicy::load(p)?,
+            (None, Some(p)) => IntakePolicy::load(&p)?,
+            (None, None) => {
+                if let Some(h) = home.filter(|h| h.config().exists()) {
+                    let path = h.policies().join("intake.toml");
+                    tracing::warn!(path = %path.display(), "no intake policy in the home; using the shipped one");
+                }
+                IntakePolicy::shipped()
+            }
+        };
+        match home
+            .map(|h| h.policies())
+            .filter(|p| p.join("profiles").is_dir())
+        {
+            Some(dir) => {
+                let profiles = kxca_ca::Profiles::load(&dir)?;
+                let list: Vec<&kxca_ca::Profile> = profiles
+                    .names()
+                    .filter_map(|n| profiles.get(n).ok())
+                    .collect();
+                policy.agree_with(&list)?;
+            }
+            None => policy.agree_with(&shipped_profiles.iter().collect::<Vec<_>>())?,
+        }
+        Ok(policy)
+    }
+
     /// The policy shipped with kxca (`policies/intake.toml`).
     pub fn shipped() -> IntakePolicy {
         // The shipped file is checked by a unit test; failing here is a build defect.
@@ -488,6 +530,54 @@ mod tests {
         assert_eq!(p.branches.names.get("00").map(String::as_str), Some("本部"));
         assert_eq!(p.columns.field_of("メールアドレス１"), Some(Field::Email1));
         assert_eq!(p.columns.field_of(" No． "), Some(Field::No));
+    }
+
+    const PROFILE: &str = include_str!("../../../policies/profiles/office-client.toml");
+
+    /// A home whose policies are the shipped ones, with `intake` edited.
+    fn home_with(intake: &str) -> (tempfile::TempDir, kxca_ca::Home) {
+        let dir = tempfile::tempdir().unwrap();
+        let home = kxca_ca::Home::new(dir.path());
+        std::fs::create_dir_all(home.policies().join("profiles")).unwrap();
+        std::fs::write(home.policies().join("intake.toml"), intake).unwrap();
+        std::fs::write(home.policies().join("profiles/office-client.toml"), PROFILE).unwrap();
+        (dir, home)
+    }
+
+    #[test]
+    fn the_policy_in_force_is_explicit_then_the_homes_then_shipped() {
+        let shipped =
+            [kxca_ca::Profile::parse(PROFILE, Path::new("policies/office-client.toml")).unwrap()];
+        let none = IntakePolicy::in_force(None, None, &shipped).unwrap();
+        assert_eq!(none.replies.max_per_sender_per_hour, 10);
+        let (_d, home) = home_with(&SHIPPED.replace(
+            "max_per_sender_per_hour = 10",
+            "max_per_sender_per_hour = 3",
+        ));
+        let homes = IntakePolicy::in_force(Some(&home), None, &shipped).unwrap();
+        assert_eq!(homes.replies.max_per_sender_per_hour, 3);
+        let explicit = home.root().join("explicit.toml");
+        std::fs::write(
+            &explicit,
+            SHIPPED.replace(
+                "max_per_sender_per_hour = 10",
+                "max_per_sender_per_hour = 7",
+            ),
+        )
+        .unwrap();
+        let chosen = IntakePolicy::in_force(Some(&home), Some(&explicit), &shipped).unwrap();
+        assert_eq!(chosen.replies.max_per_sender_per_hour, 7);
+    }
+
+    #[test]
+    fn a_home_policy_the_homes_profile_disagrees_with_is_refused() {
+        let (_d, home) = home_with(&SHIPPED.replace("max_digits = 10", "max_digits = 9"));
+        let e = IntakePolicy::in_force(Some(&home), None, &[]).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("intake.toml") && text.contains("office-client.toml"),
+            "{text}"
+        );
     }
 
     #[test]
