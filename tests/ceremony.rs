@@ -10,7 +10,7 @@ use std::process::Output;
 
 use kxca_test_support::ceremony::{
     assert_root_links, assert_verifies, ceremony_file, crl_verifies, enddate, enrol, intermediate,
-    ocsp_status, pem_der, root_rollover, run_ceremony, verify, within,
+    ocsp_answer, pem_der, root_rollover, run_ceremony, verify, within,
 };
 use kxca_test_support::common::{self, assert_ok, p, require_tool, run, Issued, TestCa};
 use kxca_test_support::ocsp::{self as support_ocsp, Server};
@@ -301,7 +301,7 @@ fn issuing_rollover_both_cas_answer_then_the_old_one_retires() {
         (&issuing2, &new_revoked, ": revoked"),
     ] {
         support_ocsp::eventually("OCSP answers", || {
-            ocsp_status(&ca, &server, issuer, &cert.cert).contains(expected)
+            ocsp_answer(&root, &server, issuer, &cert.cert).is_ok_and(|t| t.contains(expected))
         });
     }
     // Distinct CRL URLs, both served.
