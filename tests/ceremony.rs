@@ -495,24 +495,12 @@ transcript = "ceremonies/cross.txt"
     assert_ok(&ca.kxca(&["audit", "verify"]), "audit verify");
 }
 
-#[test]
-fn compromise_revokes_the_issuing_ca_at_the_root_and_lists_live_certificates() {
-    if !tools() {
-        return;
-    }
-    let ca = TestCa::new();
-    let (a, b) = enrol(&ca, &[]);
-    let live = ca.issue("1234567", "001", &[]);
-    let gone = ca.issue("1234568", "001", &[]);
-    assert_ok(
-        &ca.kxca(&["revoke", &gone.serial, "--reason", "superseded"]),
-        "revoke",
-    );
-    let file = ceremony_file(
-        &ca,
-        "compromise.toml",
-        &format!(
-            r#"type = "compromise"
+/// A compromise ceremony for issuing-1: revoked at the root, new
+/// issuance under issuing-3 (a soft key), the live certificates listed and
+/// reset.
+fn compromise(ca: &TestCa) -> String {
+    format!(
+        r#"type = "compromise"
 description = "issuing-1 key suspected compromised"
 [compromise]
 authority = "issuing-1"
@@ -532,9 +520,24 @@ crl = "crl/root-compromise.pem"
 reset_list = "ceremonies/reset-issuing-1.jsonl"
 transcript = "ceremonies/compromise-issuing-1.txt"
 "#,
-            p(&ca.path("keys/issuing-3.p8"))
-        ),
+        p(&ca.path("keys/issuing-3.p8"))
+    )
+}
+
+#[test]
+fn compromise_revokes_the_issuing_ca_at_the_root_and_lists_live_certificates() {
+    if !tools() {
+        return;
+    }
+    let ca = TestCa::new();
+    let (a, b) = enrol(&ca, &[]);
+    let live = ca.issue("1234567", "001", &[]);
+    let gone = ca.issue("1234568", "001", &[]);
+    assert_ok(
+        &ca.kxca(&["revoke", &gone.serial, "--reason", "superseded"]),
+        "revoke",
     );
+    let file = ceremony_file(&ca, "compromise.toml", &compromise(&ca));
     let out = run_ceremony(&ca, &[], &file, &[("officer-a", &a), ("officer-b", &b)]);
     assert_ok(&out, "compromise");
     // The reset flow is tried for each live certificate; one issued with
@@ -713,4 +716,182 @@ transcript = "ceremonies/spare.txt"
         transcript.contains("public key SHA-256 (SPKI)"),
         "{transcript}"
     );
+}
+
+/// The mails (kind, recipient) queued for an enrolment by the accounts
+/// delivery (their idempotency keys are `KIND:ENROLMENT`).
+fn mails_of_enrolment(ca: &TestCa, enrolment: i64) -> Vec<(String, String)> {
+    let conn = rusqlite::Connection::open(ca.path("kxca.db")).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT kind, to_addr FROM outbox \
+             WHERE idempotency_key = kind || ':' || ?1 AND state = 'queued' ORDER BY id",
+        )
+        .unwrap();
+    stmt.query_map([enrolment.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Issue 13's compromise with a real account: a contact approved through
+/// the provisioning flow (intake from a Maildir, `kxca applications
+/// approve`) picks up a certificate under issuing-1 from `kxca serve`;
+/// the compromise of issuing-1 puts that account into the reset flow: a
+/// new enrolment superseding the certificate, and its mail 1 and mail 2
+/// queued in the outbox.
+#[test]
+fn compromise_puts_an_approved_account_into_the_reset_flow() {
+    use kxca_ca::enrolment::{self, EnrolmentState, PickupPolicy};
+    use kxca_ca::{Clock, Store};
+    use kxca_test_support::intake::{contact_row, signup_mail, standard, APPLICANT};
+
+    if !(support_ocsp::tools_present() && require_tool("curl", &["--version"])) {
+        return;
+    }
+    let ca = TestCa::new();
+    let (a, b) = enrol(&ca, &[]);
+    let maildir = ca.dir.path().join("Maildir");
+    for d in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(maildir.join(d)).unwrap();
+    }
+    let config = ca.path("kxca.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("\n[mail]\nmaildir = {maildir:?}\n"));
+    std::fs::write(&config, text).unwrap();
+    std::fs::write(
+        maildir.join("new").join("signup-1"),
+        signup_mail(
+            "compromise-1@office.test",
+            &standard(&[contact_row(1, "12345", "001", None)]),
+        ),
+    )
+    .unwrap();
+    assert_ok(&ca.kxca(&["intake", "fetch"]), "intake fetch");
+    let out = ca.kxca(&["applications", "approve", "1", "--json"]);
+    assert_ok(&out, "approve");
+    let approved: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = approved["approved"][0]["certificate_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{approved}"))
+        .to_string();
+
+    // Mail 2's code, minted as `kxca outbox send` mints it (no SMTP here),
+    // then the pickup from the public role while the daemon signs.
+    let policy = PickupPolicy::load(&ca.path("policies")).unwrap();
+    let mut store = Store::open(&ca.path("kxca.db"), false).unwrap();
+    let now = Clock::system().now();
+    let first = store
+        .read(|c| enrolment::by_certificate_id(c, &id, now))
+        .unwrap()
+        .unwrap();
+    let code = store
+        .write(|tx| enrolment::mint_code(tx, first.id, &policy, now))
+        .unwrap();
+    let server = Server::start(&ca);
+    let form = ca.dir.path().join("pickup-form");
+    std::fs::write(
+        &form,
+        format!(
+            "certificate_id={id}&code={}&password=PickupPass42x&password_confirm=PickupPass42x",
+            code.as_str()
+        ),
+    )
+    .unwrap();
+    let p12 = ca.dir.path().join("picked.p12");
+    let (ok, status) = run(
+        "curl",
+        &[
+            "-s",
+            "-o",
+            p(&p12),
+            "-w",
+            "%{http_code}",
+            "--data-binary",
+            &format!("@{}", p(&form)),
+            &server.url("/pickup"),
+        ],
+    );
+    assert!(
+        ok && status.trim() == "200",
+        "pickup: {status} {}",
+        String::from_utf8_lossy(&std::fs::read(&p12).unwrap_or_default())
+    );
+    drop(server);
+    let account = |store: &Store| {
+        store
+            .read(|c| kxca_provisioner::accounts::register::by_certificate_id(c, &id))
+            .unwrap()
+            .unwrap()
+    };
+    let serial = account(&store)
+        .current_serial
+        .unwrap_or_else(|| panic!("{id}: no certificate after the pickup"));
+    // It is a certificate of issuing-1.
+    let leaf = ca.dir.path().join("picked.pem");
+    let (ok, t) = run(
+        "openssl",
+        &[
+            "pkcs12",
+            "-in",
+            p(&p12),
+            "-passin",
+            "pass:PickupPass42x",
+            "-nokeys",
+            "-clcerts",
+            "-out",
+            p(&leaf),
+        ],
+    );
+    assert!(ok, "{t}");
+    assert_verifies(
+        &ca.path("ca/root.pem"),
+        &[&ca.path("ca/issuing-1.pem")],
+        &leaf,
+        "the picked-up certificate under issuing-1",
+    );
+
+    let file = ceremony_file(&ca, "compromise.toml", &compromise(&ca));
+    let out = run_ceremony(&ca, &[], &file, &[("officer-a", &a), ("officer-b", &b)]);
+    assert_ok(&out, "compromise");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "{id} ({serial}): reset, new pickup opened, 2 mail(s) queued"
+        )) && !stdout.contains("had no active account"),
+        "{stdout}"
+    );
+    // A new enrolment supersedes the compromised CA's certificate ...
+    let now = Clock::system().now();
+    let next = store
+        .read(|c| enrolment::by_certificate_id(c, &id, now))
+        .unwrap()
+        .unwrap();
+    assert_ne!(next.id, first.id);
+    assert_eq!(
+        next.supersedes.as_deref().map(str::to_lowercase),
+        Some(serial.to_lowercase())
+    );
+    assert_eq!(next.state, EnrolmentState::Waiting, "{next:?}");
+    // ... and its mail 1 and mail 2 wait in the outbox for the contact.
+    let mails = mails_of_enrolment(&ca, next.id.0);
+    assert_eq!(
+        mails,
+        vec![
+            ("certificate-ready".to_string(), APPLICANT.to_string()),
+            ("initial-passwords".to_string(), APPLICANT.to_string()),
+        ],
+        "{stdout}"
+    );
+    // The certificate stays valid until its replacement is picked up
+    // (then the daemon revokes it superseded); the account is listed.
+    assert_eq!(
+        account(&store).current_serial.as_deref(),
+        Some(serial.as_str())
+    );
+    let list = std::fs::read_to_string(ca.path("ceremonies/reset-issuing-1.jsonl")).unwrap();
+    assert!(list.contains(&id), "{list}");
+    let audit = ca.kxca(&["audit", "--json", "--limit", "200"]);
+    assert!(String::from_utf8_lossy(&audit.stdout).contains("account.reset"));
+    assert_ok(&ca.kxca(&["audit", "verify"]), "audit verify");
 }
