@@ -895,3 +895,101 @@ fn compromise_puts_an_approved_account_into_the_reset_flow() {
     assert!(String::from_utf8_lossy(&audit.stdout).contains("account.reset"));
     assert_ok(&ca.kxca(&["audit", "verify"]), "audit verify");
 }
+
+/// After rollovers kxca.toml's `ca.root_key` / `ca.issuing_key` still name
+/// the keys made at init: they only seed `kxca init`, and the store says
+/// which key each authority uses. `kxca doctor` neither asks for the
+/// retired key nor misses the new ones; `kxca backup` lists the keys in
+/// use for the officers to back up, not the seeds.
+#[test]
+fn the_store_not_kxca_toml_says_which_keys_are_in_use_after_rollovers() {
+    if !tools() {
+        return;
+    }
+    let ca = TestCa::new();
+    let (a, b) = enrol(&ca, &[]);
+    let officers = [("officer-a", a.as_path()), ("officer-b", b.as_path())];
+    let config_before = std::fs::read_to_string(ca.path("kxca.toml")).unwrap();
+    let old = ca.issue("1234567", "001", &[]);
+    let root2 = ceremony_file(
+        &ca,
+        "root2.toml",
+        &root_rollover(&format!("soft:{}", p(&ca.path("keys/root-2.p8")))),
+    );
+    assert_ok(&run_ceremony(&ca, &[], &root2, &officers), "root rollover");
+    let issuing2 = ceremony_file(
+        &ca,
+        "issuing2.toml",
+        &intermediate(
+            &format!("soft:{}", p(&ca.path("keys/issuing-2.p8"))),
+            "issuing-2",
+            1000,
+            "ca",
+        ),
+    );
+    assert_ok(
+        &run_ceremony(&ca, &[], &issuing2, &officers),
+        "issuing rollover",
+    );
+    assert_ok(
+        &ca.kxca(&["revoke", &old.serial, "--reason", "superseded"]),
+        "revoke",
+    );
+    let retire = ceremony_file(
+        &ca,
+        "retire.toml",
+        r#"type = "crl"
+[crl]
+authority = "issuing-1"
+final = true
+retire = "destroy"
+[outputs]
+crl = "crl/issuing-1-final.pem"
+transcript = "ceremonies/retire-issuing-1.txt"
+"#,
+    );
+    assert_ok(&run_ceremony(&ca, &[], &retire, &officers), "retire");
+    let seed = ca.path("keys/issuing-1.p8");
+    assert!(!seed.exists(), "issuing-1's key was destroyed");
+    // kxca.toml is not rewritten: it still names the seed.
+    assert_eq!(
+        std::fs::read_to_string(ca.path("kxca.toml")).unwrap(),
+        config_before
+    );
+    assert!(config_before.contains(p(&seed)), "{config_before}");
+
+    let doctor = ca.kxca(&["doctor", "--json"]);
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        !text.contains("key_missing") && !text.contains(p(&seed)),
+        "doctor asks for the retired key: {text}"
+    );
+    // The backup lists the keys in use, by authority, from the store.
+    let out = ca.kxca(&["backup", p(&ca.dir.path().join("backup"))]);
+    assert_ok(&out, "backup");
+    let said = String::from_utf8_lossy(&out.stdout);
+    let line = |what: &str| {
+        said.lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("{what} not listed: {said}"))
+            .to_string()
+    };
+    assert!(
+        line("issuing CA key of issuing-2").contains("issuing-2.p8"),
+        "{said}"
+    );
+    assert!(
+        line("root CA key of root-2").contains("root-2.p8"),
+        "{said}"
+    );
+    assert!(line("root CA key of root:").contains("root.p8"), "{said}");
+    assert!(!said.contains("issuing CA key of issuing-1"), "{said}");
+    // A key the store names and kxca.toml does not is asked for when gone.
+    std::fs::remove_file(ca.path("keys/issuing-2.p8")).unwrap();
+    let doctor = ca.kxca(&["doctor", "--json"]);
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        text.contains("key_missing") && text.contains("issuing-2.p8"),
+        "{text}"
+    );
+}
