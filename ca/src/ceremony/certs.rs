@@ -10,7 +10,8 @@ use x509_cert::ext::pkix::{
     AuthorityKeyIdentifier, BasicConstraints, KeyUsage, KeyUsages, SubjectKeyIdentifier,
 };
 
-use super::{fingerprint, Transcript};
+use super::fingerprint;
+use super::run::Transcript;
 use crate::ca::sign_checked;
 use crate::clock::rfc3339;
 use crate::x509::{self, SignedEnvelope, TbsCertificate};
