@@ -238,10 +238,18 @@ impl std::fmt::Debug for Ca {
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    use std::io::Write;
     // Write-then-rename so a reader (nginx, the KX server) never sees half a
     // file; the temporary name is unique, so two processes writing the same
     // file never rename each other's half-written copy away.
+    let tmp = synced_temp(path, bytes)?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+/// `bytes` in a synced temporary file beside `path`, for the caller to
+/// rename onto it (replacing it or not).
+pub(crate) fn synced_temp(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile, Error> {
+    use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
         .prefix(".kxca-")
@@ -250,9 +258,8 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         .map_err(|e| Error::io(dir, e))?;
     tmp.write_all(bytes)
         .and_then(|_| tmp.as_file().sync_all())
-        .map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+        .map_err(|e| Error::io(path, e))?;
+    Ok(tmp)
 }
 
 pub(crate) fn pem(label: &str, der: &[u8]) -> String {

@@ -27,11 +27,7 @@ impl Ctx<'_> {
         let reason: RevocationReason = section.reason.parse()?;
         let parent_id = old.parent_id.ok_or_else(|| self.missing("parent"))?;
         let parent = self.ca.store().read(|c| authorities::by_id(c, parent_id))?;
-        let parent_signer = self.ca.signer(&parent)?;
-        t.line(format!(
-            "opened the key of {} ({})",
-            parent.name, parent.key_ref
-        ));
+        let parent_signer = self.open_key(&parent, t)?;
         let now = self.ca.clock().now();
         // The revocation first, in its own transaction: whatever happens
         // next, the compromised CA is revoked.

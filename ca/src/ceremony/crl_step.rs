@@ -19,19 +19,14 @@ use crate::{AuditAction, Authority, AuthorityRole, Ca, Error};
 
 impl Ctx<'_> {
     pub(super) fn crl(&mut self, t: &mut Transcript<'_>) -> Result<(), Error> {
-        let a = self
-            .checked
-            .issuer
-            .clone()
-            .ok_or_else(|| self.missing("issuer"))?;
+        let a = self.issuer()?;
         let s = self
             .checked
             .spec
             .crl
             .clone()
             .ok_or_else(|| self.missing("crl"))?;
-        let signer = self.ca.signer(&a)?;
-        t.line(format!("opened the key of {} ({})", a.name, a.key_ref));
+        let signer = self.open_key(&a, t)?;
         let now = self.ca.clock().now();
         let next_update = if s.final_crl {
             a.not_after

@@ -8,36 +8,17 @@ use super::run::{write_new, Ctx, Transcript};
 use super::{certs, fingerprint};
 use crate::ca::pem;
 use crate::store::{audit, authorities, sql};
-use crate::x509::{self, DnAttr};
+use crate::x509;
 use crate::{AuditAction, Authority, AuthorityRole, Error};
 
 impl Ctx<'_> {
     /// The issuing-CA rollover: a new issuing CA under the active root
     /// takes over new issuance at once. Returns it.
     pub(super) fn intermediate(&mut self, t: &mut Transcript<'_>) -> Result<Authority, Error> {
-        let root = self
-            .checked
-            .issuer
-            .clone()
-            .ok_or_else(|| self.missing("issuer"))?;
-        let root_signer = self.ca.signer(&root)?;
-        t.line(format!(
-            "opened the key of {} ({})",
-            root.name, root.key_ref
-        ));
+        let root = self.issuer()?;
+        let root_signer = self.open_key(&root, t)?;
         let key = self.new_key(t)?;
-        let c = self
-            .checked
-            .spec
-            .certificate
-            .clone()
-            .ok_or_else(|| self.missing("certificate"))?;
-        let union = self.union_name();
-        let subject = x509::name(&[
-            DnAttr::Country("JP"),
-            DnAttr::Organization(&union),
-            DnAttr::CommonName(&c.common_name),
-        ])?;
+        let (c, subject) = self.new_ca_subject()?;
         let der = certs::make(
             t,
             &format!("issuing CA {}", c.name),
@@ -125,6 +106,7 @@ impl Ctx<'_> {
                 write_new(&p, &bytes)?;
             }
         }
+        let union = self.union_name();
         // The responder certificate, so that `kxca serve` answers for the
         // new CA at once; the daemon renews it from then on.
         match crate::ocsp::responder_key::open_responder_key(

@@ -10,32 +10,16 @@ use super::run::{write_new, Ctx, Transcript};
 use super::{certs, fingerprint};
 use crate::ca::pem;
 use crate::store::{audit, authorities, sql};
-use crate::x509::{self, DnAttr};
+use crate::x509;
 use crate::{AuditAction, AuthorityRole, Error};
 
 impl Ctx<'_> {
     /// A new root, and link certificates both ways with the current one.
     pub(super) fn root(&mut self, t: &mut Transcript<'_>) -> Result<(), Error> {
-        let old = self
-            .checked
-            .issuer
-            .clone()
-            .ok_or_else(|| self.missing("issuer"))?;
-        let old_signer = self.ca.signer(&old)?;
-        t.line(format!("opened the key of {} ({})", old.name, old.key_ref));
+        let old = self.issuer()?;
+        let old_signer = self.open_key(&old, t)?;
         let key = self.new_key(t)?;
-        let c = self
-            .checked
-            .spec
-            .certificate
-            .clone()
-            .ok_or_else(|| self.missing("certificate"))?;
-        let union = self.union_name();
-        let subject = x509::name(&[
-            DnAttr::Country("JP"),
-            DnAttr::Organization(&union),
-            DnAttr::CommonName(&c.common_name),
-        ])?;
+        let (c, subject) = self.new_ca_subject()?;
         let subject_der = x509::enc("subject", &subject)?;
         let key_id = x509::key_id(key.public_key_der())?;
         // Self-signed, with an AKI like every certificate kxca makes: when
@@ -171,21 +155,13 @@ impl Ctx<'_> {
     }
 
     pub(super) fn cross(&mut self, t: &mut Transcript<'_>) -> Result<(), Error> {
-        let issuer = self
-            .checked
-            .issuer
-            .clone()
-            .ok_or_else(|| self.missing("issuer"))?;
+        let issuer = self.issuer()?;
         let subject = self
             .checked
             .subject
             .clone()
             .ok_or_else(|| self.missing("subject"))?;
-        let signer = self.ca.signer(&issuer)?;
-        t.line(format!(
-            "opened the key of {} ({})",
-            issuer.name, issuer.key_ref
-        ));
+        let signer = self.open_key(&issuer, t)?;
         let subject_name = der::asn1::Any::from_der(&subject.subject_der)
             .map_err(|e| Error::encoding("subject", e))?;
         let now = self.ca.clock().now();

@@ -7,10 +7,16 @@ use rusqlite::params;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use der::asn1::Any;
+use kxca_hsm::Signer;
+
 use super::check::{check, Checked};
+use super::file::CertificateSection;
 use super::{verify_approvals, Approval, CeremonyPolicy, Kind};
 use crate::clock::rfc3339;
 use crate::store::{audit, sql};
+use crate::x509::{self, DnAttr};
+use crate::Authority;
 use crate::{AuditAction, Ca, Error};
 
 /// Every step, printed as it happens and kept for the audit log and file.
@@ -184,17 +190,8 @@ pub fn run(
 
 /// Writes a file that must not exist yet.
 pub(super) fn write_new(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".kxca-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
-    tmp.write_all(bytes)
-        .and_then(|_| tmp.as_file().sync_all())
-        .map_err(|e| Error::io(path, e))?;
-    tmp.persist_noclobber(path)
+    crate::ca::synced_temp(path, bytes)?
+        .persist_noclobber(path)
         .map_err(|e| Error::io(path, e.error))?;
     Ok(())
 }
@@ -231,5 +228,42 @@ impl Ctx<'_> {
             path: self.checked.file.clone(),
             message: format!("internal: {what} not resolved by check"),
         }
+    }
+
+    /// The signing authority `check` resolved.
+    pub(super) fn issuer(&self) -> Result<Authority, Error> {
+        self.checked
+            .issuer
+            .clone()
+            .ok_or_else(|| self.missing("issuer"))
+    }
+
+    /// Opens an authority's key, saying so in the transcript.
+    pub(super) fn open_key(
+        &self,
+        a: &Authority,
+        t: &mut Transcript<'_>,
+    ) -> Result<Box<dyn Signer>, Error> {
+        let signer = self.ca.signer(a)?;
+        t.line(format!("opened the key of {} ({})", a.name, a.key_ref));
+        Ok(signer)
+    }
+
+    /// The `[certificate]` section of a new CA and its subject name:
+    /// C=JP, O=the union, CN=common_name.
+    pub(super) fn new_ca_subject(&self) -> Result<(CertificateSection, Any), Error> {
+        let c = self
+            .checked
+            .spec
+            .certificate
+            .clone()
+            .ok_or_else(|| self.missing("certificate"))?;
+        let union = self.union_name();
+        let subject = x509::name(&[
+            DnAttr::Country("JP"),
+            DnAttr::Organization(&union),
+            DnAttr::CommonName(&c.common_name),
+        ])?;
+        Ok((c, subject))
     }
 }
