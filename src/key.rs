@@ -184,8 +184,7 @@ fn audit(
     let mut store = Store::open(&Home::new(home).database(), false)?;
     let at = Clock::system().now();
     store.write(|tx| {
-        kxca_ca::store::audit::append(
-            tx,
+        tx.audit(
             at,
             actor,
             kxca_ca::AuditAction::KeyGenerate,

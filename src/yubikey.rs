@@ -154,7 +154,7 @@ fn record(
     let now = clock.now();
     let mut ca = Ca::open(home, clock)?;
     ca.store_mut()
-        .write(|tx| kxca_ca::store::audit::append(tx, now, actor, action, None, detail))?;
+        .write(|tx| tx.audit(now, actor, action, None, detail))?;
     Ok(())
 }
 

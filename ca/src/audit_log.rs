@@ -89,7 +89,7 @@ pub fn origin(config: &Config) -> String {
 }
 
 /// The key ID of C2SP signed-note signature type 0x02 (ECDSA P-256 over
-/// SHA-256, ASN.1 DER signature): SHA-256(DER SubjectPublicKeyInfo)[:4].
+/// SHA-256, ASN.1 DER signature): `SHA-256(DER SubjectPublicKeyInfo)[:4]`.
 pub fn key_id(spki_der: &[u8]) -> [u8; 4] {
     let d = Sha256::digest(spki_der);
     [d[0], d[1], d[2], d[3]]

@@ -7,7 +7,6 @@
 //! it comes back a third time) it is rejected, answered and moved out of
 //! the mailbox, so that no mail can stop intake for good.
 
-use kxca_ca::store::audit;
 use kxca_ca::Store;
 use serde::Serialize;
 
@@ -204,9 +203,7 @@ impl Receiver<'_> {
                     },
                     now,
                 )?;
-                audit::append(
-                    tx,
-                    now,
+                tx.audit(now,
                     &actor,
                     kxca_ca::AuditAction::IntakeMailDuplicate,
                     None,
@@ -293,9 +290,7 @@ impl Receiver<'_> {
                             },
                             now,
                         )?;
-                        audit::append(
-                            tx,
-                            now,
+                        tx.audit(now,
                             &actor,
                             kxca_ca::AuditAction::IntakeApplication,
                             None,
@@ -371,9 +366,7 @@ impl Receiver<'_> {
                 }
                 None => false,
             };
-            audit::append(
-                tx,
-                now,
+            tx.audit(now,
                 &actor,
                 kxca_ca::AuditAction::IntakeMail,
                 None,
@@ -528,9 +521,7 @@ impl Receiver<'_> {
                     now,
                 )?;
             }
-            audit::append(
-                tx,
-                now,
+            tx.audit(now,
                 &actor,
                 kxca_ca::AuditAction::IntakeMailRejected,
                 None,

@@ -71,7 +71,7 @@ impl EncodeValue for Enumerated {
     }
 }
 
-/// OCSPRequest ::= SEQUENCE { tbsRequest, optionalSignature [0] EXPLICIT OPTIONAL }
+/// `OCSPRequest ::= SEQUENCE { tbsRequest, optionalSignature [0] EXPLICIT OPTIONAL }`
 #[derive(Clone, Debug, Sequence)]
 pub struct OcspRequest {
     /// What is asked: the certificates and the request extensions.
@@ -126,7 +126,7 @@ pub struct CertId {
     pub serial_number: Int,
 }
 
-/// OCSPResponse ::= SEQUENCE { responseStatus, responseBytes [0] EXPLICIT OPTIONAL }
+/// `OCSPResponse ::= SEQUENCE { responseStatus, responseBytes [0] EXPLICIT OPTIONAL }`
 #[derive(Clone, Debug, Sequence)]
 pub struct OcspResponse {
     /// OCSPResponseStatus.

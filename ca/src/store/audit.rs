@@ -32,7 +32,7 @@ pub struct AuditEvent {
 /// Appends one event inside the caller's transaction, with its leaf index
 /// and leaf hash (the caller's transaction holds the write lock, so the
 /// next index cannot be taken twice; the unique index would refuse it).
-pub fn append(
+pub(crate) fn append(
     tx: &Tx<'_>,
     at: i64,
     actor: &str,

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use kxca_ca::enrolment::{self, NewEnrolment};
-use kxca_ca::store::{audit, Snapshot, Tx};
+use kxca_ca::store::{Snapshot, Tx};
 use kxca_ca::{Holder, Profile};
 use rusqlite::params;
 use serde::Serialize;
@@ -349,8 +349,7 @@ fn approve_in(
         )?;
         out.mails_queued +=
             delivery::queue(tx, &account, enrolment, Mails::Both, &ctx.delivery, now)?;
-        audit::append(
-            tx,
+        tx.audit(
             now,
             actor,
             kxca_ca::AuditAction::AccountApprove,
@@ -566,9 +565,7 @@ pub fn reject(
             )?;
             out.mails_queued += 1;
         }
-        audit::append(
-            tx,
-            now,
+        tx.audit(now,
             actor,
             kxca_ca::AuditAction::ApplicationReject,
             None,

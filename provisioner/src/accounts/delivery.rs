@@ -10,7 +10,7 @@
 
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
 use kxca_ca::enrolment::{self, EnrolmentId};
-use kxca_ca::store::{audit, Tx};
+use kxca_ca::store::Tx;
 use rusqlite::{params, OptionalExtension};
 use zeroize::Zeroizing;
 
@@ -213,9 +213,7 @@ pub(crate) fn mint_for_sending(
         params![mail.id, now],
     )
     .map_err(sql)?;
-    audit::append(
-        tx,
-        now,
+    tx.audit(now,
         actor,
         kxca_ca::AuditAction::AccountSecretsMinted,
         None,

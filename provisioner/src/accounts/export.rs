@@ -178,9 +178,7 @@ pub fn export(
         }
     };
     store.write(|tx| {
-        kxca_ca::store::audit::append(
-            tx,
-            now,
+        tx.audit(now,
             actor,
             kxca_ca::AuditAction::AccountExport,
             None,

@@ -5,7 +5,7 @@
 use std::str::FromStr;
 
 use kxca_ca::enrolment::{self, EnrolmentId, NewEnrolment};
-use kxca_ca::store::{audit, revocations, Tx};
+use kxca_ca::store::{revocations, Tx};
 use kxca_ca::{RevocationReason, Serial};
 use rusqlite::params;
 use serde::Serialize;
@@ -83,9 +83,7 @@ pub fn reset(
             now,
         )?;
         let mails = delivery::queue(tx, &a, enrolment, Mails::Both, ctx, now)?;
-        audit::append(
-            tx,
-            now,
+        tx.audit(now,
             actor,
             kxca_ca::AuditAction::AccountReset,
             a.current_serial.as_deref(),
@@ -136,9 +134,7 @@ pub fn renew_pickup(
             ctx,
             now,
         )?;
-        audit::append(
-            tx,
-            now,
+        tx.audit(now,
             actor,
             kxca_ca::AuditAction::AccountRenewPickup,
             None,
@@ -260,9 +256,7 @@ pub fn revoke(
                 )?;
                 mails += 1;
             }
-            audit::append(
-                tx,
-                now,
+            tx.audit(now,
                 actor,
                 kxca_ca::AuditAction::AccountRevoke,
                 None,

@@ -128,9 +128,7 @@ pub fn queue_due(
                 message_id_domain,
                 now,
             )?;
-            kxca_ca::store::audit::append(
-                tx,
-                now,
+            tx.audit(now,
                 actor,
                 kxca_ca::AuditAction::AccountExpiryReminder,
                 Some(&serial),

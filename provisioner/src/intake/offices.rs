@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use kxca_ca::store::{audit, Migration};
+use kxca_ca::store::Migration;
 use kxca_ca::Store;
 use rusqlite::params;
 use serde::Serialize;
@@ -270,8 +270,7 @@ pub fn import_csv(
             )
             .map_err(db)?;
         }
-        audit::append(
-            tx,
+        tx.audit(
             now,
             actor,
             kxca_ca::AuditAction::OfficesImport,

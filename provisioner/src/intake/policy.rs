@@ -104,7 +104,7 @@ pub struct Columns {
     pub email2: ColumnSpec,
 }
 
-/// The form's columns, in the order of [`Columns`].
+/// The form's columns, in the order of `Columns`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Field {
     /// The form's own row number.

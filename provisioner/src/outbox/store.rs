@@ -1,6 +1,5 @@
 //! The `outbox` table and its one state machine.
 
-use kxca_ca::store::audit;
 use kxca_ca::store::Migration;
 use kxca_ca::Store;
 use rusqlite::{params, OptionalExtension};
@@ -330,9 +329,7 @@ pub fn record_delivery_report(
         .map_err(sql)?;
         recorded.push(serde_json::json!({ "recipient": to, "action": "failed" }));
     }
-    audit::append(
-        tx,
-        now,
+    tx.audit(now,
         actor,
         kxca_ca::AuditAction::OutboxDeliveryReport,
         None,
@@ -543,9 +540,7 @@ pub(super) fn claim_next(
                         params![mail.id, error],
                     )
                     .map_err(sql)?;
-                    audit::append(
-                        tx,
-                        now,
+                    tx.audit(now,
                         actor,
                         kxca_ca::AuditAction::OutboxFailed,
                         None,
@@ -575,9 +570,7 @@ pub(super) fn mark_sent(
             )
             .map_err(sql)?;
         if n == 1 {
-            audit::append(
-                tx,
-                now,
+            tx.audit(now,
                 actor,
                 kxca_ca::AuditAction::OutboxSent,
                 None,
@@ -613,9 +606,7 @@ pub(super) fn mark_attempt_failed(
                     params![mail.id, error],
                 )
                 .map_err(sql)?;
-                audit::append(
-                    tx,
-                    now,
+                tx.audit(now,
                     actor,
                     kxca_ca::AuditAction::OutboxFailed,
                     None,
