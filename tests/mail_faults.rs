@@ -14,11 +14,9 @@ use std::collections::BTreeSet;
 use std::process::{Command, Output};
 
 use common::TestCa;
-use support_intake::{row, standard};
+use support_intake::{row, signup_mail, standard, APPLICANT, SIGNUP};
 use support_mailstack::{bounded, MailStack};
 
-const APPLICANT: &str = "applicant@office.test";
-const SIGNUP: &str = "signup@kx.test";
 const PROCESSED: &str = "kxca-processed";
 /// Enough mails that a fetch is still running when the test reacts to the
 /// first one being processed.
@@ -26,20 +24,7 @@ const MAILS: usize = 30;
 
 /// A signup mail with one form for its own office.
 fn signup(id: &str, office: &str) -> Vec<u8> {
-    let form = standard(&[row(1, office, "001")]);
-    format!(
-        "From: {APPLICANT}\r\nTo: {SIGNUP}\r\nSubject: =?UTF-8?B?{}?=\r\nMessage-ID: <{id}>\r\n\
-Date: Fri, 27 Nov 2026 10:00:00 +0900\r\nMIME-Version: 1.0\r\n\
-Content-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n--XX\r\n\
-Content-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--XX\r\n\
-Content-Type: application/vnd.openxmlformats-officedocument.spreadsheetml.sheet; name=\"form.xlsx\"\r\n\
-Content-Disposition: attachment; filename=\"form.xlsx\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
-{}\r\n--XX--\r\n",
-        common::mime_base64("利用申込".as_bytes()),
-        common::mime_base64("申込書を送付します。\r\n".as_bytes()),
-        common::mime_base64(&form)
-    )
-    .into_bytes()
+    signup_mail(id, &standard(&[row(1, office, "001")]))
 }
 
 fn no_form(id: &str) -> Vec<u8> {

@@ -12,10 +12,8 @@ use kxca_test_support::intake as support_intake;
 use kxca_test_support::mailstack as support_mailstack;
 
 use common::TestCa;
-use support_intake::{row, standard};
+use support_intake::{row, standard, APPLICANT, SIGNUP};
 
-const SIGNUP: &str = "signup@kx.test";
-const APPLICANT: &str = "applicant@office.test";
 const OTHER: &str = "other@office.test";
 /// No such mailbox: Dovecot's LMTP refuses it and Postfix bounces kxca's
 /// reply back to signup@kx.test as a multipart/report from MAILER-DAEMON.

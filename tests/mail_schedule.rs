@@ -9,29 +9,15 @@ use kxca_test_support::mailstack as support_mailstack;
 use kxca_test_support::ocsp as support_ocsp;
 
 use common::TestCa;
-use support_intake::{row, s, set, standard};
+use support_intake::{row, s, set, standard, APPLICANT, SIGNUP};
 use support_ocsp::{eventually, Server};
-
-const APPLICANT: &str = "applicant@office.test";
-const SIGNUP: &str = "signup@kx.test";
 
 /// A signup mail carrying one form for `office`, whose second row has a
 /// contract unit that does not match its union and branch.
 fn signup_mail(id: &str, office: &str) -> Vec<u8> {
     let mut bad = row(2, office, "002");
     set(&mut bad, "契約単位コード", s("2627601"));
-    let form = standard(&[row(1, office, "001"), bad]);
-    format!(
-        "From: <{APPLICANT}>\r\nTo: {SIGNUP}\r\nSubject: =?UTF-8?B?5Yip55So55Sz6L68?=\r\n\
-Message-ID: <{id}>\r\nDate: Fri, 27 Nov 2026 10:00:00 +0900\r\nMIME-Version: 1.0\r\n\
-Content-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n--XX\r\n\
-Content-Type: text/plain; charset=UTF-8\r\n\r\n申込書を送付します。\r\n--XX\r\n\
-Content-Type: application/vnd.openxmlformats-officedocument.spreadsheetml.sheet; name=\"form.xlsx\"\r\n\
-Content-Disposition: attachment; filename=\"form.xlsx\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
-{}\r\n--XX--\r\n",
-        common::mime_base64(&form)
-    )
-    .into_bytes()
+    support_intake::signup_mail(id, &standard(&[row(1, office, "001"), bad]))
 }
 
 fn set_mail_config(ca: &TestCa, section: &str) {

@@ -8,10 +8,8 @@ use kxca_test_support::intake as support_intake;
 use kxca_test_support::mailstack as support_mailstack;
 
 use common::TestCa;
-use support_intake::{row, s, set, standard};
+use support_intake::{row, s, set, standard, APPLICANT, SIGNUP};
 
-const APPLICANT: &str = "applicant@office.test";
-const SIGNUP: &str = "signup@kx.test";
 const NAME: &str = "KX利用申込兼電子証明書発行申請書（事業所用）.xlsx";
 
 fn form(office: &str) -> Vec<u8> {

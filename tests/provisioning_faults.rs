@@ -13,36 +13,15 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::TestCa;
-use support_intake::{row, s, set, standard, V};
+use support_intake::{contact_row, signup_mail, standard, APPLICANT, SIGNUP, V};
 use support_mailstack::MailStack;
 
-const APPLICANT: &str = "applicant@office.test";
 const OTHER: &str = "other@office.test";
-const SIGNUP: &str = "signup@kx.test";
-
-fn signup(id: &str, form: &[u8]) -> Vec<u8> {
-    format!(
-        "From: {APPLICANT}\r\nTo: {SIGNUP}\r\nSubject: apply\r\nMessage-ID: <{id}>\r\n\
-Date: Mon, 07 Dec 2026 10:00:00 +0900\r\nMIME-Version: 1.0\r\n\
-Content-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n--XX\r\n\
-Content-Type: text/plain; charset=UTF-8\r\n\r\nform attached\r\n--XX\r\n\
-Content-Type: application/vnd.openxmlformats-officedocument.spreadsheetml.sheet; name=\"form.xlsx\"\r\n\
-Content-Disposition: attachment; filename=\"form.xlsx\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
-{}\r\n--XX--\r\n",
-        common::mime_base64(form)
-    )
-    .into_bytes()
-}
 
 /// `n` valid rows, one office each; mail 1 to the applicant, mail 2 to other.
 fn form(n: u32) -> Vec<u8> {
     let rows: Vec<Vec<V>> = (1..=n)
-        .map(|i| {
-            let mut r = row(i, &format!("{}", 30000 + i), "001");
-            set(&mut r, "メールアドレス1", s(APPLICANT));
-            set(&mut r, "メールアドレス2", s(OTHER));
-            r
-        })
+        .map(|i| contact_row(i, &format!("{}", 30000 + i), "001", Some(OTHER)))
         .collect();
     standard(&rows)
 }
@@ -63,7 +42,11 @@ fn ca_with(stack: &MailStack) -> TestCa {
 
 /// One application of `n` rows recorded by an intake pass; its id.
 fn intake(ca: &TestCa, stack: &MailStack, n: u32) -> String {
-    stack.send(APPLICANT, SIGNUP, &signup("batch@office.test", &form(n)));
+    stack.send(
+        APPLICANT,
+        SIGNUP,
+        &signup_mail("batch@office.test", &form(n)),
+    );
     stack.wait_for(SIGNUP, "INBOX", 1);
     let fetch = json(ca.kxca(&["intake", "fetch", "--json"]), "fetch");
     assert_eq!(fetch["fetch"]["applications"], 1, "{fetch}");

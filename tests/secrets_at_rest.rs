@@ -16,10 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::{assert_ok, TestCa};
-use support_intake::{row, s, set, standard};
+use support_intake::{row, s, set, standard, APPLICANT, SIGNUP};
 
-const SIGNUP: &str = "signup@kx.test";
-const APPLICANT: &str = "applicant@office.test";
 const PW_CA: &str = "認証局へ初回ログイン用のパスワード";
 const PW_KX: &str = "KXサーバへ初回ログイン時のパスワード";
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/provisioner/tests/fixtures");
