@@ -95,7 +95,7 @@ impl Tree {
         }
     }
 
-    /// RFC 6962 2.1.1 PATH(m, D[0:n]): the inclusion proof of leaf `m` in
+    /// RFC 6962 2.1.1 `PATH(m, D[0:n])`: the inclusion proof of leaf `m` in
     /// the tree of the first `n` leaves.
     pub fn inclusion_proof(&self, m: usize, n: usize) -> Vec<Hash> {
         let mut out = Vec::new();
@@ -117,7 +117,7 @@ impl Tree {
         }
     }
 
-    /// RFC 6962 2.1.2 PROOF(m, D[0:n]): that the tree of the first `m`
+    /// RFC 6962 2.1.2 `PROOF(m, D[0:n])`: that the tree of the first `m`
     /// leaves is a prefix of the tree of the first `n` (0 < m <= n).
     pub fn consistency_proof(&self, m: usize, n: usize) -> Vec<Hash> {
         let mut out = Vec::new();

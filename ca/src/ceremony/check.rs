@@ -21,7 +21,7 @@ pub(super) struct NewKey {
     pub(super) generate: bool,
 }
 
-/// A checked ceremony: what [`run`] will do, resolved against the home.
+/// A checked ceremony: what [`run`](fn@super::run) will do, resolved against the home.
 #[derive(Debug)]
 pub struct Checked {
     /// The ceremony file checked.
