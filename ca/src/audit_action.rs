@@ -109,6 +109,18 @@ pub enum AuditAction {
     StoreBackup,
     /// `kxca restore`: this store was restored from a backup.
     StoreRestore,
+    /// A console admin account was created (`kxca admin add`).
+    AdminAdd,
+    /// A console admin logged in (password and TOTP).
+    AdminLogin,
+    /// A console login was refused (wrong name, password or code, or locked).
+    AdminLoginFailed,
+    /// A console admin account was locked after repeated failures.
+    AdminLocked,
+    /// A console admin logged out.
+    AdminLogout,
+    /// A console admin downloaded an application's stored file.
+    AdminDownload,
 }
 
 impl AuditAction {
@@ -165,6 +177,12 @@ impl AuditAction {
         AuditAction::AuthorityRetire,
         AuditAction::StoreBackup,
         AuditAction::StoreRestore,
+        AuditAction::AdminAdd,
+        AuditAction::AdminLogin,
+        AuditAction::AdminLoginFailed,
+        AuditAction::AdminLocked,
+        AuditAction::AdminLogout,
+        AuditAction::AdminDownload,
     ];
 
     /// The stored name (hashed into the leaf: never change an existing one).
@@ -221,6 +239,12 @@ impl AuditAction {
             AuditAction::AuthorityRetire => "authority.retire",
             AuditAction::StoreBackup => "store.backup",
             AuditAction::StoreRestore => "store.restore",
+            AuditAction::AdminAdd => "admin.add",
+            AuditAction::AdminLogin => "admin.login",
+            AuditAction::AdminLoginFailed => "admin.login_failed",
+            AuditAction::AdminLocked => "admin.locked",
+            AuditAction::AdminLogout => "admin.logout",
+            AuditAction::AdminDownload => "admin.download",
         }
     }
 

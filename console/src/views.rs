@@ -1,0 +1,88 @@
+//! The pages: askama templates (templates/*.html, HTML-escaped) and the
+//! rows they show, already in the admins' words.
+
+use askama::Template;
+
+/// Who is logged in, for the header.
+pub struct Who {
+    pub name: String,
+    pub role: &'static str,
+    pub csrf: String,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct Login {
+    pub error: Option<&'static str>,
+}
+
+pub struct AppLine {
+    pub id: i64,
+    pub sender: String,
+    pub received: String,
+    pub file_name: String,
+    pub valid: i64,
+    pub review: i64,
+    pub invalid: i64,
+    pub status: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "inbox.html")]
+pub struct Inbox {
+    pub who: Who,
+    pub apps: Vec<AppLine>,
+}
+
+pub struct Cell {
+    pub value: String,
+    /// "invalid", "review" or "".
+    pub class: &'static str,
+    pub messages: Vec<String>,
+}
+
+pub struct RowView {
+    pub row: u32,
+    pub status: &'static str,
+    pub status_class: &'static str,
+    pub cells: Vec<Cell>,
+    /// Findings not about one column.
+    pub messages: Vec<String>,
+    /// What was decided, in words; None while open.
+    pub decision: Option<String>,
+    pub may_approve: bool,
+}
+
+#[derive(Template)]
+#[template(path = "application.html")]
+pub struct ApplicationPage {
+    pub who: Who,
+    pub may_act: bool,
+    pub id: i64,
+    pub sender: String,
+    pub received: String,
+    pub file_name: String,
+    pub columns: Vec<String>,
+    pub rows: Vec<RowView>,
+    pub open_valid: usize,
+}
+
+#[derive(Template)]
+#[template(path = "confirm.html")]
+pub struct Confirm {
+    pub who: Who,
+    pub title: String,
+    pub what: Vec<String>,
+    pub action: String,
+    pub fields: Vec<(String, String)>,
+    pub back: String,
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+pub struct Message {
+    pub who: Option<Who>,
+    pub title: String,
+    pub lines: Vec<String>,
+    pub back: String,
+}

@@ -1,0 +1,888 @@
+//! The admin listener: routes, sessions, CSRF, roles, security headers.
+//! Store work runs on blocking threads; every change goes through
+//! kxca-provisioner's functions (one transaction each, with their audit
+//! events).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use askama::Template;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use kxca_ca::{AuditAction, Ca, Error, Home};
+use kxca_provisioner::accounts::{self, Setup};
+use kxca_provisioner::applications;
+use kxca_provisioner::intake::{Field, IntakePolicy};
+use kxca_provisioner::MailConfig;
+
+use crate::admins::{self, Admin, LoginRefused};
+use crate::key::ConsoleKey;
+use crate::views::*;
+use crate::ConsoleConfig;
+
+const COOKIE: &str = "__Host-kxca-console";
+const CSS: &str = include_str!("../templates/console.css");
+
+/// What the console serves from.
+pub struct Console {
+    config: ConsoleConfig,
+    key: ConsoleKey,
+    ca: Mutex<Ca>,
+    intake: IntakePolicy,
+    mail: Option<MailConfig>,
+    profile: String,
+}
+
+impl Console {
+    /// Opens the home's store (its own connection) and console key.
+    /// `intake`: the intake policy in force (the binary loads it with the
+    /// shipped profiles, as `kxca applications approve` does).
+    pub fn open(
+        home: &Home,
+        config: ConsoleConfig,
+        intake: IntakePolicy,
+        mail: Option<MailConfig>,
+    ) -> Result<Console, Error> {
+        let key = ConsoleKey::load_or_create(home)?;
+        let mut ca = Ca::open(home.clone(), kxca_ca::Clock::system())?;
+        kxca_provisioner::migrate(ca.store_mut())?;
+        ca.store_mut()
+            .migrate(admins::COMPONENT, admins::migrations())?;
+        Ok(Console {
+            config,
+            key,
+            ca: Mutex::new(ca),
+            intake,
+            mail,
+            profile: "office-client".to_string(),
+        })
+    }
+}
+
+type Shared = Arc<Console>;
+
+/// Binds the listener (refusing a non-loopback address) and returns it
+/// with the service to run on it.
+pub async fn bind(
+    console: Console,
+) -> Result<(tokio::net::TcpListener, SocketAddr, Router), Error> {
+    console
+        .config
+        .check()
+        .map_err(|message| Error::InvalidField {
+            field: "console.listen".to_string(),
+            message,
+        })?;
+    let listener = tokio::net::TcpListener::bind(console.config.listen)
+        .await
+        .map_err(|source| Error::Io {
+            path: format!("console listener {}", console.config.listen).into(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| Error::Io {
+        path: "console listener".into(),
+        source,
+    })?;
+    Ok((listener, addr, router(Arc::new(console))))
+}
+
+fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/static/console.css", get(css))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/", get(inbox))
+        .route("/applications/{id}", get(application))
+        .route("/applications/{id}/file", get(download))
+        .route("/applications/{id}/approve", post(approve))
+        .route("/applications/{id}/reject", post(reject))
+        .fallback(not_found)
+        .layer(middleware::from_fn(guard))
+        .with_state(state)
+}
+
+/// Headers on every answer, and the Host check: a page is only served to
+/// a loopback name, so a DNS-rebinding page elsewhere cannot read it.
+async fn guard(req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let loopback = ["127.0.0.1:", "localhost:", "[::1]:"]
+        .iter()
+        .any(|p| host.starts_with(p));
+    let mut resp = if loopback {
+        next.run(req).await
+    } else {
+        (StatusCode::MISDIRECTED_REQUEST, "unknown host").into_response()
+    };
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+async fn css() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS).into_response()
+}
+
+fn html<T: Template>(status: StatusCode, page: &T) -> Response {
+    match page.render() {
+        Ok(body) => (
+            status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "console page failed to render");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+fn message(
+    status: StatusCode,
+    who: Option<Who>,
+    title: &str,
+    lines: Vec<String>,
+    back: &str,
+) -> Response {
+    html(
+        status,
+        &Message {
+            who,
+            title: title.to_string(),
+            lines,
+            back: back.to_string(),
+        },
+    )
+}
+
+fn failure(e: Error) -> Response {
+    // The page says where to look; the log has the detail (no secret is
+    // in a store error).
+    tracing::error!(error = %e, "console request failed");
+    message(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        None,
+        "処理できませんでした",
+        vec!["内部エラーが発生しました。時間をおいてもう一度お試しください。続く場合はシステム担当者に連絡してください(kxca daemon のログに詳細があります)。".to_string()],
+        "/",
+    )
+}
+
+async fn not_found() -> Response {
+    message(
+        StatusCode::NOT_FOUND,
+        None,
+        "ページが見つかりません",
+        vec!["指定されたページはありません。".to_string()],
+        "/",
+    )
+}
+
+/// Runs store work off the async threads, with the console's CA.
+async fn with_ca<T: Send + 'static>(
+    state: &Shared,
+    f: impl FnOnce(&Console, &mut Ca) -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut ca = state.ca.lock().unwrap_or_else(|p| p.into_inner());
+        f(&state, &mut ca)
+    })
+    .await
+    .map_err(|e| Error::InvalidField {
+        field: "console".to_string(),
+        message: format!("a console task failed: {e}"),
+    })?
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn cookie_session(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_string())
+        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// A logged-in request.
+struct Authed {
+    admin: Admin,
+    session: String,
+    csrf: String,
+}
+
+impl Authed {
+    fn who(&self) -> Who {
+        Who {
+            name: self.admin.name.clone(),
+            role: self.admin.role.label_ja(),
+            csrf: self.csrf.clone(),
+        }
+    }
+
+    fn actor(&self) -> String {
+        format!("console:{}", self.admin.name)
+    }
+}
+
+/// The session's admin, or the answer to give instead (to the login page).
+async fn authed(state: &Shared, headers: &HeaderMap) -> Result<Authed, Response> {
+    let Some(session) = cookie_session(headers) else {
+        return Err(Redirect::to("/login").into_response());
+    };
+    let s = session.clone();
+    let admin = with_ca(state, move |c, ca| {
+        admins::session(ca.store_mut(), &c.config, &s, now())
+    })
+    .await
+    .map_err(failure)?;
+    match admin {
+        Some(admin) => {
+            let csrf = state.key.csrf(&admins::session_hash(&session));
+            Ok(Authed {
+                admin,
+                session,
+                csrf,
+            })
+        }
+        None => Err(Redirect::to("/login").into_response()),
+    }
+}
+
+fn form(body: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn one<'f>(form: &'f [(String, String)], name: &str) -> Option<&'f str> {
+    form.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A form post: a live session, its CSRF token, and (when `act`) a role
+/// that may change things.
+async fn posted(
+    state: &Shared,
+    headers: &HeaderMap,
+    form: &[(String, String)],
+    act: bool,
+) -> Result<Authed, Response> {
+    let a = authed(state, headers).await?;
+    let token = one(form, "csrf").unwrap_or("");
+    if !state.key.csrf_ok(&admins::session_hash(&a.session), token) {
+        tracing::warn!(admin = %a.admin.name, "console form refused: CSRF token missing or wrong");
+        return Err(message(
+            StatusCode::FORBIDDEN,
+            Some(a.who()),
+            "操作を受け付けられませんでした",
+            vec!["画面の有効期限が切れたか、正しくない送信です。ページを開き直してからもう一度操作してください。".to_string()],
+            "/",
+        ));
+    }
+    if act && !a.admin.role.may_act() {
+        tracing::warn!(admin = %a.admin.name, "console action refused: role {}", a.admin.role.as_str());
+        return Err(message(
+            StatusCode::FORBIDDEN,
+            Some(a.who()),
+            "権限がありません",
+            vec![format!(
+                "{}の権限では、この操作はできません。",
+                a.admin.role.label_ja()
+            )],
+            "/",
+        ));
+    }
+    Ok(a)
+}
+
+async fn login_page(headers: HeaderMap, State(state): State<Shared>) -> Response {
+    if authed(&state, &headers).await.is_ok() {
+        return Redirect::to("/").into_response();
+    }
+    html(StatusCode::OK, &Login { error: None })
+}
+
+async fn login(State(state): State<Shared>, body: String) -> Response {
+    let f = form(&body);
+    let name = one(&f, "name").unwrap_or("").trim().to_string();
+    let password = one(&f, "password").unwrap_or("").to_string();
+    let code = one(&f, "code").unwrap_or("").to_string();
+    let out = with_ca(&state, move |c, ca| {
+        admins::login(
+            ca.store_mut(),
+            &c.key,
+            &c.config,
+            &name,
+            &password,
+            &code,
+            now(),
+        )
+    })
+    .await;
+    match out {
+        Err(e) => failure(e),
+        Ok(Err(why)) => html(
+            StatusCode::UNAUTHORIZED,
+            &Login {
+                error: Some(match why {
+                    LoginRefused::Wrong => "管理者名、パスワードまたは確認コードが正しくありません。",
+                    LoginRefused::Locked => "ログインの失敗が続いたため、このアカウントは一時的にロックされています。しばらくしてからお試しいただくか、セキュリティ責任者に連絡してください。",
+                }),
+            },
+        ),
+        Ok(Ok((admin, session))) => {
+            tracing::info!(admin = %admin.name, "console login");
+            let cookie = format!("{COOKIE}={session}; Path=/; Secure; HttpOnly; SameSite=Strict");
+            let mut resp = Redirect::to("/").into_response();
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                resp.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            resp
+        }
+    }
+}
+
+async fn logout(headers: HeaderMap, State(state): State<Shared>, body: String) -> Response {
+    let f = form(&body);
+    let a = match posted(&state, &headers, &f, false).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let admin = a.admin.clone();
+    let session = a.session.clone();
+    if let Err(e) = with_ca(&state, move |_, ca| {
+        admins::logout(ca.store_mut(), &admin, &session, now())
+    })
+    .await
+    {
+        return failure(e);
+    }
+    let mut resp = Redirect::to("/login").into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "__Host-kxca-console=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0",
+        ),
+    );
+    resp
+}
+
+fn jst(t: i64) -> String {
+    let Ok(t) = time::OffsetDateTime::from_unix_timestamp(t) else {
+        return t.to_string();
+    };
+    let Ok(offset) = time::UtcOffset::from_hms(9, 0, 0) else {
+        return t.to_string();
+    };
+    let t = t.to_offset(offset);
+    format!(
+        "{}年{}月{}日 {:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute()
+    )
+}
+
+async fn inbox(headers: HeaderMap, State(state): State<Shared>) -> Response {
+    let a = match authed(&state, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let apps = with_ca(&state, |_, ca| {
+        ca.store().read(|s| applications::list(s, 1000))
+    })
+    .await;
+    let apps = match apps {
+        Ok(apps) => apps,
+        Err(e) => return failure(e),
+    };
+    let apps = apps
+        .into_iter()
+        .rev()
+        .map(|a| AppLine {
+            id: a.id,
+            sender: a.sender.unwrap_or_else(|| "(不明)".to_string()),
+            received: jst(a.received_at),
+            file_name: a.file_name,
+            valid: a.rows_valid,
+            review: a.rows_review,
+            invalid: a.rows_invalid,
+            status: match a.status {
+                applications::ApplicationStatus::PendingReview => "確認待ち",
+                applications::ApplicationStatus::Rejected => "不備のため返送済み",
+            },
+        })
+        .collect();
+    html(StatusCode::OK, &Inbox { who: a.who(), apps })
+}
+
+/// The key of a column's value in a row's stored fields.
+fn field_key(f: Field) -> &'static str {
+    match f {
+        Field::No => "no",
+        Field::Centre => "centre",
+        Field::ContractUnit => "contract_unit",
+        Field::UnionCode => "union_code",
+        Field::BranchCode => "branch_code",
+        Field::OfficeCode => "office_code",
+        Field::ContactCode => "contact_code",
+        Field::Email1 => "email1",
+        Field::UnionName => "union_name",
+        Field::BranchName => "branch_name",
+        Field::OfficeName => "office_name",
+        Field::ContactName => "contact_name",
+        Field::PasswordCa => "password_ca_present",
+        Field::PasswordKx => "password_kx_present",
+        Field::Email2 => "email2",
+    }
+}
+
+fn row_view(
+    policy: &IntakePolicy,
+    r: &applications::ApplicationRowRecord,
+    decision: Option<&accounts::Decision>,
+) -> RowView {
+    use kxca_provisioner::forms::RowVerdict;
+    let findings: Vec<&serde_json::Value> = r
+        .findings
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    let text = |v: &serde_json::Value, k: &str| {
+        v.get(k)
+            .and_then(|x| x.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut placed = vec![false; findings.len()];
+    let cells = Field::ALL
+        .iter()
+        .map(|f| {
+            let title = policy.columns.title(*f);
+            let mut class = "";
+            let mut messages = Vec::new();
+            let mut shown: Option<String> = None;
+            for (i, fd) in findings.iter().enumerate() {
+                if text(fd, "column") == title {
+                    placed[i] = true;
+                    messages.push(text(fd, "message_ja"));
+                    if text(fd, "severity") == "error" {
+                        class = "invalid";
+                    } else if class.is_empty() {
+                        class = "review";
+                    }
+                    shown.get_or_insert_with(|| text(fd, "value"));
+                }
+            }
+            let value = match *f {
+                Field::No => r.no.clone().unwrap_or_default(),
+                Field::PasswordCa | Field::PasswordKx => {
+                    match r.fields.get(field_key(*f)).and_then(|v| v.as_bool()) {
+                        Some(true) => "入力あり".to_string(),
+                        Some(false) => "なし".to_string(),
+                        None => String::new(),
+                    }
+                }
+                _ => r
+                    .fields
+                    .get(field_key(*f))
+                    .and_then(|v| v.as_str())
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .or(shown)
+                    .unwrap_or_default(),
+            };
+            Cell {
+                value,
+                class,
+                messages,
+            }
+        })
+        .collect();
+    let messages = findings
+        .iter()
+        .zip(&placed)
+        .filter(|(_, p)| !**p)
+        .map(|(f, _)| text(f, "message_ja"))
+        .collect();
+    let (status, status_class) = match r.status {
+        RowVerdict::Valid => ("有効", "valid"),
+        RowVerdict::Review => ("要確認", "review"),
+        RowVerdict::Invalid => ("不備あり", "invalid"),
+    };
+    let decision_text = decision.map(|d| match d.decision.as_str() {
+        "approved" => format!(
+            "承認済み({}、{})",
+            d.certificate_id.as_deref().unwrap_or("-"),
+            d.actor
+        ),
+        _ => format!(
+            "却下済み(理由: {}、{})",
+            d.reason.as_deref().unwrap_or("-"),
+            d.actor
+        ),
+    });
+    RowView {
+        row: r.row,
+        status,
+        status_class,
+        cells,
+        messages,
+        may_approve: decision.is_none() && r.status != RowVerdict::Invalid,
+        decision: decision_text,
+    }
+}
+
+async fn application(
+    headers: HeaderMap,
+    State(state): State<Shared>,
+    Path(id): Path<i64>,
+) -> Response {
+    let a = match authed(&state, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let got = with_ca(&state, move |_, ca| {
+        ca.store().read(|s| {
+            let app = applications::get(s, id)?;
+            let decisions = match app {
+                Some(_) => accounts::decisions(s, id)?,
+                None => Vec::new(),
+            };
+            Ok((app, decisions))
+        })
+    })
+    .await;
+    let (app, decisions) = match got {
+        Ok((Some(app), d)) => (app, d),
+        Ok((None, _)) => return not_found().await,
+        Err(e) => return failure(e),
+    };
+    let rows: Vec<RowView> = app
+        .rows
+        .iter()
+        .map(|r| row_view(&state.intake, r, decisions.iter().find(|d| d.row == r.row)))
+        .collect();
+    let open_valid = rows
+        .iter()
+        .filter(|r| r.decision.is_none() && r.status_class == "valid")
+        .count();
+    html(
+        StatusCode::OK,
+        &ApplicationPage {
+            may_act: a.admin.role.may_act(),
+            who: a.who(),
+            id,
+            sender: app.sender.unwrap_or_else(|| "(不明)".to_string()),
+            received: jst(app.received_at),
+            file_name: app.file_name,
+            columns: state
+                .intake
+                .columns
+                .titles()
+                .iter()
+                .map(|t| t.to_string())
+                .collect(),
+            rows,
+            open_valid,
+        },
+    )
+}
+
+async fn download(
+    headers: HeaderMap,
+    State(state): State<Shared>,
+    Path(id): Path<i64>,
+) -> Response {
+    let a = match authed(&state, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let actor = a.actor();
+    let got = with_ca(&state, move |_, ca| {
+        let file = ca.store().read(|s| applications::file(s, id))?;
+        if file.is_some() {
+            ca.store_mut().write(|tx| {
+                tx.audit(
+                    now(),
+                    &actor,
+                    AuditAction::AdminDownload,
+                    None,
+                    serde_json::json!({"application": id}),
+                )
+            })?;
+        }
+        Ok(file)
+    })
+    .await;
+    match got {
+        Ok(Some((name, bytes))) => {
+            // RFC 5987: the Japanese file name as UTF-8, an ASCII fallback.
+            let encoded: String = form_urlencoded::byte_serialize(name.as_bytes())
+                .collect::<String>()
+                .replace('+', "%20");
+            let disposition = format!(
+                "attachment; filename=\"application-{id}.xlsx\"; filename*=UTF-8''{encoded}"
+            );
+            let mut resp = Response::new(Body::from(bytes));
+            let h = resp.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                ),
+            );
+            if let Ok(v) = HeaderValue::from_str(&disposition) {
+                h.insert(header::CONTENT_DISPOSITION, v);
+            }
+            resp
+        }
+        Ok(None) => not_found().await,
+        Err(e) => failure(e),
+    }
+}
+
+fn refused(a: &Authed, e: &Error, back: &str) -> Response {
+    message(
+        StatusCode::CONFLICT,
+        Some(a.who()),
+        "実行できませんでした",
+        vec![
+            "次の理由で処理されませんでした。内容を確認してください。".to_string(),
+            e.to_string(),
+        ],
+        back,
+    )
+}
+
+async fn approve(
+    headers: HeaderMap,
+    State(state): State<Shared>,
+    Path(id): Path<i64>,
+    method: Method,
+    body: String,
+) -> Response {
+    debug_assert_eq!(method, Method::POST);
+    let f = form(&body);
+    let a = match posted(&state, &headers, &f, true).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let back = format!("/applications/{id}");
+    let selected = one(&f, "scope") == Some("selected");
+    let rows: Option<Vec<u32>> =
+        if selected {
+            let rows: Result<Vec<u32>, _> = f
+                .iter()
+                .filter(|(k, _)| k == "rows")
+                .map(|(_, v)| v.parse::<u32>())
+                .collect();
+            match rows {
+                Ok(r) if !r.is_empty() => Some(r),
+                _ => return message(
+                    StatusCode::BAD_REQUEST,
+                    Some(a.who()),
+                    "行が選ばれていません",
+                    vec![
+                        "承認する行にチェックを入れてから「選択した行を承認」を押してください。"
+                            .to_string(),
+                    ],
+                    &back,
+                ),
+            }
+        } else {
+            None
+        };
+    if one(&f, "confirm") != Some("yes") {
+        let what = match &rows {
+            Some(r) => vec![format!(
+                "申込 {id} の {} 行目を承認し、アカウントを作成します。",
+                r.iter().map(u32::to_string).collect::<Vec<_>>().join("、")
+            )],
+            None => vec![format!(
+                "申込 {id} の有効な行をすべて承認し、アカウントを作成します。"
+            )],
+        };
+        let mut what = what;
+        what.push("各連絡先へ証明書受け取りの案内メール(メール1・メール2)を送ります。".to_string());
+        let mut fields = vec![(
+            "scope".to_string(),
+            if selected { "selected" } else { "valid" }.to_string(),
+        )];
+        for r in rows.iter().flatten() {
+            fields.push(("rows".to_string(), r.to_string()));
+        }
+        return html(
+            StatusCode::OK,
+            &Confirm {
+                who: a.who(),
+                title: "承認の確認".to_string(),
+                what,
+                action: format!("/applications/{id}/approve"),
+                fields,
+                back,
+            },
+        );
+    }
+    let actor = a.actor();
+    let out = with_ca(&state, move |c, ca| {
+        let setup = Setup::load(ca, c.mail.as_ref())?;
+        let profile = ca.profiles().get(&c.profile)?.clone();
+        let now = ca.clock().now();
+        let ctx = accounts::Context {
+            profile: &profile,
+            intake: &c.intake,
+            delivery: setup.delivery(),
+        };
+        accounts::approve(ca.store_mut(), id, rows.as_deref(), &ctx, &actor, now)
+    })
+    .await;
+    match out {
+        Ok(out) => {
+            let mut lines = vec![format!(
+                "{}行を承認し、メール{}通を送信待ちにしました。",
+                out.approved.len(),
+                out.mails_queued
+            )];
+            for r in &out.approved {
+                lines.push(format!(
+                    "{}行目: 承認(証明書ID {})",
+                    r.row,
+                    r.certificate_id.as_deref().unwrap_or("-")
+                ));
+            }
+            for r in &out.refused {
+                lines.push(format!(
+                    "{}行目: 承認できませんでした({})",
+                    r.row,
+                    r.reason.as_deref().unwrap_or("-")
+                ));
+            }
+            if !out.already_decided.is_empty() {
+                lines.push(format!(
+                    "すでに処理済みの行: {}",
+                    out.already_decided
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join("、")
+                ));
+            }
+            message(StatusCode::OK, Some(a.who()), "承認しました", lines, &back)
+        }
+        Err(e) => refused(&a, &e, &back),
+    }
+}
+
+async fn reject(
+    headers: HeaderMap,
+    State(state): State<Shared>,
+    Path(id): Path<i64>,
+    body: String,
+) -> Response {
+    let f = form(&body);
+    let a = match posted(&state, &headers, &f, true).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let back = format!("/applications/{id}");
+    let row = one(&f, "row").and_then(|r| r.parse::<u32>().ok());
+    let reason = one(&f, "reason").unwrap_or("").trim().to_string();
+    let Some(row) = row.filter(|_| !reason.is_empty()) else {
+        return message(
+            StatusCode::BAD_REQUEST,
+            Some(a.who()),
+            "却下の理由が入力されていません",
+            vec!["却下する行の理由欄に、申込者へ伝える理由を入力してください。".to_string()],
+            &back,
+        );
+    };
+    if one(&f, "confirm") != Some("yes") {
+        return html(
+            StatusCode::OK,
+            &Confirm {
+                who: a.who(),
+                title: "却下の確認".to_string(),
+                what: vec![
+                    format!("申込 {id} の {row} 行目を却下します。"),
+                    format!("理由: {reason}"),
+                    "申込者へ理由をメールで伝えます。".to_string(),
+                ],
+                action: format!("/applications/{id}/reject"),
+                fields: vec![
+                    ("row".to_string(), row.to_string()),
+                    ("reason".to_string(), reason),
+                ],
+                back,
+            },
+        );
+    }
+    let actor = a.actor();
+    let out = with_ca(&state, move |c, ca| {
+        let setup = Setup::load(ca, c.mail.as_ref())?;
+        let now = ca.clock().now();
+        accounts::reject(ca.store_mut(), id, &[row], &reason, &setup, &actor, now)
+    })
+    .await;
+    match out {
+        Ok(out) => message(
+            StatusCode::OK,
+            Some(a.who()),
+            "却下しました",
+            vec![format!(
+                "{}行を却下し、メール{}通を送信待ちにしました。",
+                out.refused.len(),
+                out.mails_queued
+            )],
+            &back,
+        ),
+        Err(e) => refused(&a, &e, &back),
+    }
+}
+
+/// Serves the console on `listener` until `stop` completes; requests in
+/// progress finish first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+}
