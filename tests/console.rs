@@ -68,7 +68,11 @@ fn start(extra_console: &str) -> Console {
     let mut bad = row(2, "34X6", "001");
     set(&mut bad, "メールアドレス1", s(APPLICANT));
     let form: Vec<Vec<V>> = vec![good, bad];
-    std::fs::write(maildir.join("new/0001.signup.host"), signup(&standard(&form))).unwrap();
+    std::fs::write(
+        maildir.join("new/0001.signup.host"),
+        signup(&standard(&form)),
+    )
+    .unwrap();
     let out = ca.kxca(&["intake", "fetch", "--json"]);
     common::assert_ok(&out, "intake fetch");
     let mut daemon = ca
@@ -140,7 +144,13 @@ fn code(secret: &[u8], steps: i64) -> String {
 }
 
 /// One HTTP/1.1 exchange: (status, headers lower-cased, body).
-fn http(base: &str, method: &str, path: &str, cookie: Option<&str>, body: &str) -> (u16, String, String) {
+fn http(
+    base: &str,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    body: &str,
+) -> (u16, String, String) {
     http_host(base, method, path, cookie, body, None)
 }
 
@@ -207,7 +217,12 @@ fn login(c: &Console, a: &NewAdmin, password: &str, steps: i64) -> Result<String
         .map(|v| v.split(';').next().unwrap().to_string());
     match (status, cookie) {
         (303, Some(cookie)) => {
-            assert!(head.contains("httponly") && head.contains("samesite=strict") && head.contains("secure"), "{head}");
+            assert!(
+                head.contains("httponly")
+                    && head.contains("samesite=strict")
+                    && head.contains("secure"),
+                "{head}"
+            );
             Ok(cookie)
         }
         _ => Err((status, page)),
@@ -228,7 +243,11 @@ fn db(c: &Console) -> rusqlite::Connection {
 
 fn audit_count(c: &Console, action: &str) -> i64 {
     db(c)
-        .query_row("SELECT COUNT(*) FROM audit WHERE action = ?1", [action], |r| r.get(0))
+        .query_row(
+            "SELECT COUNT(*) FROM audit WHERE action = ?1",
+            [action],
+            |r| r.get(0),
+        )
         .unwrap()
 }
 
@@ -255,13 +274,26 @@ fn refuses_without_session_csrf_role_after_logout_and_expiry_and_locks_brute_for
     assert_eq!(status, 303);
     let (status, _, _) = http(&c.base, "GET", "/applications/1/file", None, "");
     assert_eq!(status, 303);
-    let (status, _, _) = http(&c.base, "POST", "/applications/1/approve", None, "scope=valid&confirm=yes");
+    let (status, _, _) = http(
+        &c.base,
+        "POST",
+        "/applications/1/approve",
+        None,
+        "scope=valid&confirm=yes",
+    );
     assert_eq!(status, 303);
     // A forged session id is no session.
     let (status, _, _) = http(&c.base, "GET", "/", Some(&"ab".repeat(32)), "");
     assert_eq!(status, 303);
     // A page asked for under another host name is not served (DNS rebinding).
-    let (status, _, _) = http_host(&c.base, "GET", "/login", None, "", Some("console.evil.test"));
+    let (status, _, _) = http_host(
+        &c.base,
+        "GET",
+        "/login",
+        None,
+        "",
+        Some("console.evil.test"),
+    );
     assert_eq!(status, 421);
 
     // bob: a session; a post without or with a forged CSRF token changes nothing.
@@ -274,12 +306,20 @@ fn refuses_without_session_csrf_role_after_logout_and_expiry_and_locks_brute_for
         format!("csrf={}&scope=valid&confirm=yes", "0".repeat(64)),
         format!("csrf={}x&scope=valid&confirm=yes", &csrf[..63]),
     ] {
-        let (status, _, page) = http(&c.base, "POST", "/applications/1/approve", Some(&session), &body);
+        let (status, _, page) = http(
+            &c.base,
+            "POST",
+            "/applications/1/approve",
+            Some(&session),
+            &body,
+        );
         assert_eq!(status, 403, "{body}: {page}");
         assert!(page.contains("操作を受け付けられませんでした"), "{page}");
     }
     let decided: i64 = db(&c)
-        .query_row("SELECT COUNT(*) FROM application_decisions", [], |r| r.get(0))
+        .query_row("SELECT COUNT(*) FROM application_decisions", [], |r| {
+            r.get(0)
+        })
         .unwrap();
     assert_eq!(decided, 0, "a refused post decided a row");
     // With the token, the confirmation step comes first.
@@ -291,7 +331,10 @@ fn refuses_without_session_csrf_role_after_logout_and_expiry_and_locks_brute_for
         &format!("csrf={csrf}&scope=valid"),
     );
     assert_eq!(status, 200, "{page}");
-    assert!(page.contains("承認の確認") && page.contains("取り消せません"), "{page}");
+    assert!(
+        page.contains("承認の確認") && page.contains("取り消せません"),
+        "{page}"
+    );
     // bob's token is not carol's.
     let carol_session = login(&c, &carol, &carol.password, 0).unwrap();
     let (status, _, page) = http(
@@ -306,7 +349,10 @@ fn refuses_without_session_csrf_role_after_logout_and_expiry_and_locks_brute_for
     // carol (auditor) reads, and is refused any action with her own token.
     let (status, _, page) = http(&c.base, "GET", "/applications/1", Some(&carol_session), "");
     assert_eq!(status, 200);
-    assert!(!page.contains("id=\"approve-valid\""), "an auditor is offered approval");
+    assert!(
+        !page.contains("id=\"approve-valid\""),
+        "an auditor is offered approval"
+    );
     let carol_csrf = csrf_of(&page);
     let (status, _, page) = http(
         &c.base,
@@ -318,7 +364,13 @@ fn refuses_without_session_csrf_role_after_logout_and_expiry_and_locks_brute_for
     assert_eq!(status, 403, "{page}");
     assert!(page.contains("権限がありません"), "{page}");
     // After logout the session opens nothing.
-    let (status, _, _) = http(&c.base, "POST", "/logout", Some(&carol_session), &format!("csrf={carol_csrf}"));
+    let (status, _, _) = http(
+        &c.base,
+        "POST",
+        "/logout",
+        Some(&carol_session),
+        &format!("csrf={carol_csrf}"),
+    );
     assert_eq!(status, 303);
     let (status, _, _) = http(&c.base, "GET", "/", Some(&carol_session), "");
     assert_eq!(status, 303, "a logged-out session still opens pages");
@@ -326,12 +378,18 @@ fn refuses_without_session_csrf_role_after_logout_and_expiry_and_locks_brute_for
 
     // After the idle timeout bob's session is over, and stays over.
     db(&c)
-        .execute("UPDATE console_sessions SET last_seen = last_seen - 16 * 60", [])
+        .execute(
+            "UPDATE console_sessions SET last_seen = last_seen - 16 * 60",
+            [],
+        )
         .unwrap();
     let (status, _, _) = http(&c.base, "GET", "/", Some(&session), "");
     assert_eq!(status, 303, "an idle session still opens pages");
     db(&c)
-        .execute("UPDATE console_sessions SET last_seen = strftime('%s','now')", [])
+        .execute(
+            "UPDATE console_sessions SET last_seen = strftime('%s','now')",
+            [],
+        )
         .unwrap();
     let (status, _, _) = http(&c.base, "GET", "/", Some(&session), "");
     assert_eq!(status, 303, "an expired session came back");
@@ -363,7 +421,11 @@ fn refuses_without_session_csrf_role_after_logout_and_expiry_and_locks_brute_for
     assert!(!stored.contains(&bob.password));
     assert!(!stored.contains(&hex::encode_upper(&bob.secret)));
     let sessions: String = db(&c)
-        .query_row("SELECT group_concat(id_hash) FROM console_sessions", [], |r| r.get(0))
+        .query_row(
+            "SELECT group_concat(id_hash) FROM console_sessions",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert!(!sessions.contains(&session));
 }
@@ -378,7 +440,10 @@ fn a_non_loopback_console_is_refused_naming_the_key() {
     let out = ca.kxca(&["admin", "list"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("[console] listen") && err.contains("loopback"), "{err}");
+    assert!(
+        err.contains("[console] listen") && err.contains("loopback"),
+        "{err}"
+    );
 }
 
 fn free_port() -> u16 {
@@ -504,50 +569,119 @@ async fn flow(c: &Console, alice: &NewAdmin, port: u16, chromium: &Path) {
             .await
             .unwrap_or_else(|_| panic!("no label for #{id}"));
     }
-    client.find(Locator::Id("name")).await.unwrap().send_keys(&alice.name).await.unwrap();
-    client
-        .find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(&alice.password)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Id("code"))
-        .await
-        .unwrap()
-        .send_keys(&code(&alice.secret, 0))
+    // By keyboard only: the name field has the focus, Tab moves to the
+    // next field, Enter submits.
+    const TAB: &str = "\u{e004}";
+    const ENTER: &str = "\u{e007}";
+    let focused = client.active_element().await.unwrap();
+    assert_eq!(focused.attr("id").await.unwrap().as_deref(), Some("name"));
+    focused
+        .send_keys(&format!("{}{TAB}", alice.name))
         .await
         .unwrap();
-    client.find(Locator::Id("login")).await.unwrap().click().await.unwrap();
+    let focused = client.active_element().await.unwrap();
+    assert_eq!(
+        focused.attr("id").await.unwrap().as_deref(),
+        Some("password")
+    );
+    focused
+        .send_keys(&format!("{}{TAB}", alice.password))
+        .await
+        .unwrap();
+    let focused = client.active_element().await.unwrap();
+    assert_eq!(focused.attr("id").await.unwrap().as_deref(), Some("code"));
+    focused
+        .send_keys(&format!("{}{ENTER}", code(&alice.secret, 0)))
+        .await
+        .unwrap();
 
     // The inbox: the application with its counts.
     h1_is(&client, "申込受付").await;
-    let line = client.find(Locator::Css("table.list tbody tr")).await.unwrap().text().await.unwrap();
-    assert!(line.contains(APPLICANT) && line.contains("form.xlsx"), "{line}");
+    let line = client
+        .find(Locator::Css("table.list tbody tr"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        line.contains(APPLICANT) && line.contains("form.xlsx"),
+        "{line}"
+    );
     shot(&client, "02-inbox").await;
 
     // The application: sheet row 6 (the bad office code) highlighted, its message beside it.
-    client.find(Locator::Id("app-1")).await.unwrap().click().await.unwrap();
+    client
+        .find(Locator::Id("app-1"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     h1_is(&client, "申込 1").await;
     shot(&client, "03-application").await;
-    let bad = client.find(Locator::Css("#row-6 td.invalid")).await.expect("a highlighted invalid cell");
+    let bad = client
+        .find(Locator::Css("#row-6 td.invalid"))
+        .await
+        .expect("a highlighted invalid cell");
     let text = bad.text().await.unwrap();
-    assert!(text.contains("34X6"), "the cell shows the value as sent: {text}");
-    let msg = bad.find(Locator::Css(".msg")).await.unwrap().text().await.unwrap();
-    assert!(msg.contains("事業所コード"), "the message names the column: {msg}");
+    assert!(
+        text.contains("34X6"),
+        "the cell shows the value as sent: {text}"
+    );
+    let msg = bad
+        .find(Locator::Css(".msg"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        msg.contains("事業所コード"),
+        "the message names the column: {msg}"
+    );
     let bg = bad.css_value("background-color").await.unwrap();
-    assert!(bg.contains("255, 214, 214"), "the invalid cell is highlighted: {bg}");
-    assert!(client.find(Locator::Css("#row-5 td.invalid")).await.is_err(), "the valid row is highlighted");
+    assert!(
+        bg.contains("255, 214, 214"),
+        "the invalid cell is highlighted: {bg}"
+    );
+    assert!(
+        client
+            .find(Locator::Css("#row-5 td.invalid"))
+            .await
+            .is_err(),
+        "the valid row is highlighted"
+    );
 
     // Approve the valid rows: confirmation, then the result with the mails queued.
-    client.find(Locator::Id("approve-valid")).await.unwrap().click().await.unwrap();
+    client
+        .find(Locator::Id("approve-valid"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     h1_is(&client, "承認の確認").await;
     shot(&client, "04-confirm").await;
-    client.find(Locator::Id("confirm")).await.unwrap().click().await.unwrap();
+    client
+        .find(Locator::Id("confirm"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     h1_is(&client, "承認しました").await;
-    let body = client.find(Locator::Css("main")).await.unwrap().text().await.unwrap();
-    assert!(body.contains("1行を承認し、メール2通を送信待ちにしました"), "{body}");
+    let body = client
+        .find(Locator::Css("main"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        body.contains("1行を承認し、メール2通を送信待ちにしました"),
+        "{body}"
+    );
     shot(&client, "05-approved").await;
     let queued: i64 = db(c)
         .query_row(
@@ -558,14 +692,30 @@ async fn flow(c: &Console, alice: &NewAdmin, port: u16, chromium: &Path) {
         .unwrap();
     assert_eq!(queued, 2, "mail 1 and mail 2 of the approved row");
     let actor: String = db(c)
-        .query_row("SELECT actor FROM audit WHERE action = 'account.approve'", [], |r| r.get(0))
+        .query_row(
+            "SELECT actor FROM audit WHERE action = 'account.approve'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(actor, "console:alice");
 
     // Back on the application, sheet row 5 is decided and offered no more.
-    client.find(Locator::Id("back")).await.unwrap().click().await.unwrap();
+    client
+        .find(Locator::Id("back"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     h1_is(&client, "申込 1").await;
-    let row5 = client.find(Locator::Css("#row-5")).await.unwrap().text().await.unwrap();
+    let row5 = client
+        .find(Locator::Css("#row-5"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(row5.contains("承認済み"), "{row5}");
     assert!(client.find(Locator::Id("pick-5")).await.is_err());
 
@@ -577,20 +727,45 @@ async fn flow(c: &Console, alice: &NewAdmin, port: u16, chromium: &Path) {
         .send_keys("事業所コードを確認のうえ再提出してください")
         .await
         .unwrap();
-    client.find(Locator::Id("reject-6")).await.unwrap().click().await.unwrap();
+    client
+        .find(Locator::Id("reject-6"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     h1_is(&client, "却下の確認").await;
-    client.find(Locator::Id("confirm")).await.unwrap().click().await.unwrap();
+    client
+        .find(Locator::Id("confirm"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     h1_is(&client, "却下しました").await;
     let rejected: i64 = db(c)
-        .query_row("SELECT COUNT(*) FROM outbox WHERE kind = 'application-rejected'", [], |r| r.get(0))
+        .query_row(
+            "SELECT COUNT(*) FROM outbox WHERE kind = 'application-rejected'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(rejected, 1);
 
-    // Logout by keyboard: the button is reachable and the session ends.
-    client.find(Locator::Css("form.logout button")).await.unwrap().click().await.unwrap();
+    // Logout: the session ends, and its pages lead to the login page.
+    client
+        .find(Locator::Css("form.logout button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     h1_is(&client, "ログイン").await;
     assert_eq!(client.current_url().await.unwrap().path(), "/login");
-    client.goto(&format!("{base}/applications/1")).await.unwrap();
+    client
+        .goto(&format!("{base}/applications/1"))
+        .await
+        .unwrap();
     assert_eq!(client.current_url().await.unwrap().path(), "/login");
     client.close().await.unwrap();
 }

@@ -705,16 +705,16 @@ async fn approve(
     };
     let back = format!("/applications/{id}");
     let selected = one(&f, "scope") == Some("selected");
-    let rows: Option<Vec<u32>> =
-        if selected {
-            let rows: Result<Vec<u32>, _> = f
-                .iter()
-                .filter(|(k, _)| k == "rows")
-                .map(|(_, v)| v.parse::<u32>())
-                .collect();
-            match rows {
-                Ok(r) if !r.is_empty() => Some(r),
-                _ => return message(
+    let rows: Option<Vec<u32>> = if selected {
+        let rows: Result<Vec<u32>, _> = f
+            .iter()
+            .filter(|(k, _)| k == "rows")
+            .map(|(_, v)| v.parse::<u32>())
+            .collect();
+        match rows {
+            Ok(r) if !r.is_empty() => Some(r),
+            _ => {
+                return message(
                     StatusCode::BAD_REQUEST,
                     Some(a.who()),
                     "行が選ばれていません",
@@ -723,11 +723,12 @@ async fn approve(
                             .to_string(),
                     ],
                     &back,
-                ),
+                )
             }
-        } else {
-            None
-        };
+        }
+    } else {
+        None
+    };
     if one(&f, "confirm") != Some("yes") {
         let what = match &rows {
             Some(r) => vec![format!(
