@@ -13,6 +13,8 @@ use clap::Subcommand;
 use kxca_ca::ceremony::{self, Approval, CeremonyPolicy};
 use kxca_ca::{Ca, Clock, Home};
 use kxca_hsm::{SecretSource, SecretString};
+use kxca_provisioner::accounts::{lifecycle, Setup};
+use kxca_provisioner::MailConfig;
 
 use crate::yubikey::prompt_no_echo;
 
@@ -169,7 +171,61 @@ fn approvals_from_terminal(required: usize) -> Result<Vec<Approval>> {
     Ok(out)
 }
 
-pub fn run_ceremony(home: Home, command: CeremonyCommand, actor: &str) -> Result<()> {
+/// After a compromise: each live certificate of the compromised CA whose
+/// contact has an account gets the reset flow (a new pickup superseding it,
+/// mail 1 and mail 2); the others are named for the admin to reissue.
+fn reset_accounts(
+    ca: &mut Ca,
+    reset: &[(String, String, String)],
+    mail: Option<&MailConfig>,
+    actor: &str,
+) -> Result<()> {
+    kxca_provisioner::migrate(ca.store_mut())?;
+    let setup = match Setup::load(ca, mail) {
+        Ok(s) => s,
+        Err(e) => {
+            println!(
+                "Reset flow not started ({e}): reset each certificate of the reset list with kxca accounts reset"
+            );
+            return Ok(());
+        }
+    };
+    let mut without = Vec::new();
+    for (serial, certificate_id, _) in reset {
+        let now = ca.clock().now();
+        match lifecycle::reset(
+            ca.store_mut(),
+            certificate_id,
+            &setup.delivery(),
+            actor,
+            now,
+        ) {
+            Ok(out) => println!(
+                "  {certificate_id} ({serial}): reset, new pickup opened, {} mail(s) queued",
+                out.mails_queued
+            ),
+            Err(e) => {
+                println!("  {certificate_id} ({serial}): not reset: {e}");
+                without.push(certificate_id.as_str());
+            }
+        }
+    }
+    if !without.is_empty() {
+        println!(
+            "{} certificate(s) had no active account to reset; issue their replacements by hand (kxca issue): {}",
+            without.len(),
+            without.join(", ")
+        );
+    }
+    Ok(())
+}
+
+pub fn run_ceremony(
+    home: Home,
+    command: CeremonyCommand,
+    mail: Option<&MailConfig>,
+    actor: &str,
+) -> Result<()> {
     let mut ca = Ca::open(home, Clock::system())?;
     match command {
         CeremonyCommand::Check { file } => {
@@ -214,9 +270,10 @@ pub fn run_ceremony(home: Home, command: CeremonyCommand, actor: &str) -> Result
             }
             if !report.reset.is_empty() {
                 println!(
-                    "{} certificates need replacing (reset list written); the reset flow mails their contacts",
+                    "{} live certificate(s) of the compromised CA need replacing (reset list written):",
                     report.reset.len()
                 );
+                reset_accounts(&mut ca, &report.reset, mail, actor)?;
             }
         }
     }

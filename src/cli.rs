@@ -212,7 +212,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::ceremony::run_officer(home(&cli.home)?, command, &actor)?
         }
         Command::Ceremony { command } => {
-            crate::ceremony::run_ceremony(home(&cli.home)?, command, &actor)?
+            crate::ceremony::run_ceremony(home(&cli.home)?, command, mail.as_ref(), &actor)?
         }
         Command::Intake { command } => {
             return crate::intake::run_intake(command, &cli.home, mail.as_ref(), &actor)

@@ -822,10 +822,19 @@ pub fn missing_material(
     conn: &crate::store::Snapshot<'_>,
     now: i64,
 ) -> Result<Vec<(&'static str, String, String)>, Error> {
-    let mut items = inventory(config, home);
-    for a in authorities::all(conn)? {
-        // An expired authority signs nothing more: its key may be destroyed.
-        if a.not_after <= now || items.iter().any(|m| m.location == a.key_ref) {
+    // A retired authority (a ceremony destroyed or archived its key) and
+    // an expired one sign nothing more: their keys are not asked for, even
+    // where kxca.toml still names them (a rollover does not rewrite it).
+    let retired = crate::ceremony::retired_ids(conn)?;
+    let (done, live): (Vec<_>, Vec<_>) = authorities::all(conn)?
+        .into_iter()
+        .partition(|a| a.not_after <= now || retired.contains(&a.id));
+    let mut items: Vec<Material> = inventory(config, home)
+        .into_iter()
+        .filter(|m| !done.iter().any(|a| a.key_ref == m.location))
+        .collect();
+    for a in live {
+        if items.iter().any(|m| m.location == a.key_ref) {
             continue;
         }
         items.push(key_material(
