@@ -323,6 +323,12 @@ mod tests {
                 "authority.retire",
                 "store.backup",
                 "store.restore",
+                "admin.add",
+                "admin.login",
+                "admin.login_failed",
+                "admin.locked",
+                "admin.logout",
+                "admin.download",
             ]
         );
         for a in AuditAction::ALL {
