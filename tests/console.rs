@@ -752,6 +752,106 @@ async fn flow(c: &Console, alice: &NewAdmin, port: u16, chromium: &Path) {
         .unwrap();
     assert_eq!(rejected, 1);
 
+    // Accounts: search by office code, open the account, revoke it (with
+    // its confirmation step); the register says revoked, by this admin.
+    client
+        .find(Locator::LinkText("アカウント"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    h1_is(&client, "アカウント検索").await;
+    client
+        .find(Locator::Id("q"))
+        .await
+        .unwrap()
+        .send_keys("3456789\u{e007}")
+        .await
+        .unwrap();
+    let cid = "TI26276000003456789001";
+    let link = {
+        let started = Instant::now();
+        loop {
+            if let Ok(l) = client.find(Locator::LinkText(cid)).await {
+                break l;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no search result for 3456789"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    shot(&client, "06-accounts").await;
+    link.click().await.unwrap();
+    h1_is(&client, &format!("アカウント {cid}")).await;
+    let state = client
+        .find(Locator::Id("state"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(state, "有効");
+    shot(&client, "07-account").await;
+    client
+        .find(Locator::Css(
+            "#reason option[value=\"cessationOfOperation\"]",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("revoke"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    h1_is(&client, "失効の確認").await;
+    client
+        .find(Locator::Id("confirm"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    h1_is(&client, "失効しました").await;
+    client
+        .find(Locator::Id("back"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    h1_is(&client, &format!("アカウント {cid}")).await;
+    let state = client
+        .find(Locator::Id("state"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(state, "失効済み");
+    assert!(
+        client.find(Locator::Id("revoke")).await.is_err(),
+        "a revoked account offers revocation"
+    );
+    let (state, actor): (String, String) = db(c)
+        .query_row(
+            "SELECT a.state, (SELECT actor FROM audit WHERE action = 'account.revoke') FROM accounts a WHERE certificate_id = ?1",
+            [cid],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (state.as_str(), actor.as_str()),
+        ("revoked", "console:alice")
+    );
+
     // Logout: the session ends, and its pages lead to the login page.
     client
         .find(Locator::Css("form.logout button"))

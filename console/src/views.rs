@@ -86,3 +86,47 @@ pub struct Message {
     pub lines: Vec<String>,
     pub back: String,
 }
+
+pub struct AccountLine {
+    pub certificate_id: String,
+    pub office_code: String,
+    pub office_name: String,
+    pub contact_name: String,
+    pub state: &'static str,
+    pub serial: String,
+}
+
+#[derive(Template)]
+#[template(path = "accounts.html")]
+pub struct Accounts {
+    pub who: Who,
+    pub q: String,
+    pub searched: bool,
+    pub accounts: Vec<AccountLine>,
+}
+
+pub struct CertLine {
+    pub serial: String,
+    pub state: String,
+    pub not_before: String,
+    pub not_after: String,
+    pub current: bool,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+pub struct AccountPage {
+    pub who: Who,
+    pub may_act: bool,
+    pub active: bool,
+    pub certificate_id: String,
+    pub state: &'static str,
+    pub office: String,
+    pub contact: String,
+    pub email1: String,
+    pub email2: String,
+    pub approved: String,
+    pub revoked: Option<String>,
+    pub certificates: Vec<CertLine>,
+    pub reasons: Vec<(&'static str, &'static str)>,
+}
