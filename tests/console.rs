@@ -363,6 +363,11 @@ fn refuses_without_session_csrf_role_after_logout_and_expiry_and_locks_brute_for
     );
     assert_eq!(status, 403, "{page}");
     assert!(page.contains("権限がありません"), "{page}");
+    // An auditor reads the outbox, the accounts and the audit log.
+    for page in ["/outbox", "/audit?action=admin.", "/accounts?q=3456789"] {
+        let (status, _, body) = http(&c.base, "GET", page, Some(&carol_session), "");
+        assert_eq!(status, 200, "{page}: {body}");
+    }
     // After logout the session opens nothing.
     let (status, _, _) = http(
         &c.base,
@@ -851,6 +856,97 @@ async fn flow(c: &Console, alice: &NewAdmin, port: u16, chromium: &Path) {
         (state.as_str(), actor.as_str()),
         ("revoked", "console:alice")
     );
+
+    // The outbox: the mails queued by the approval, the rejection and the revocation.
+    client
+        .find(Locator::LinkText("送信メール"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    h1_is(&client, "送信メール").await;
+    let mails = client
+        .find(Locator::Css("#mails tbody"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for kind in [
+        "メール1(受け取りの案内)",
+        "メール2(初期パスワード)",
+        "却下の通知",
+        "送信待ち",
+    ] {
+        assert!(mails.contains(kind), "{kind} not in the outbox: {mails}");
+    }
+    shot(&client, "08-outbox").await;
+    // The audit log, filtered by action: this admin's acts.
+    client
+        .find(Locator::LinkText("監査ログ"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    h1_is(&client, "監査ログ").await;
+    client
+        .find(Locator::Id("action"))
+        .await
+        .unwrap()
+        .send_keys("account.")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("actor"))
+        .await
+        .unwrap()
+        .send_keys("console:alice")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("filter"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let url = client.current_url().await.unwrap();
+        if url.query().is_some_and(|q| q.contains("action=account.")) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the filter was not applied"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rows = client
+        .find_all(Locator::Css("#events tbody tr"))
+        .await
+        .unwrap();
+    let mut actions = Vec::new();
+    for r in &rows {
+        let cells = r.find_all(Locator::Css("td")).await.unwrap();
+        assert_eq!(cells[2].text().await.unwrap(), "console:alice");
+        actions.push(cells[3].text().await.unwrap());
+    }
+    assert!(
+        actions.contains(&"account.approve".to_string()),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&"account.revoke".to_string()),
+        "{actions:?}"
+    );
+    assert!(
+        actions.iter().all(|a| a.starts_with("account.")),
+        "{actions:?}"
+    );
+    shot(&client, "09-audit").await;
 
     // Logout: the session ends, and its pages lead to the login page.
     client

@@ -128,5 +128,49 @@ pub struct AccountPage {
     pub approved: String,
     pub revoked: Option<String>,
     pub certificates: Vec<CertLine>,
+    pub pickups: Vec<PickupLine>,
+    pub mails: Vec<MailLine>,
     pub reasons: Vec<(&'static str, &'static str)>,
+}
+
+pub struct PickupLine {
+    pub state: &'static str,
+    pub tries: u32,
+    pub code_expires: String,
+    pub opened: String,
+}
+
+pub struct MailLine {
+    pub created: String,
+    pub kind: &'static str,
+    pub to: String,
+    pub subject: String,
+    pub state: &'static str,
+    pub attempts: u32,
+    pub error: String,
+}
+
+#[derive(Template)]
+#[template(path = "outbox.html")]
+pub struct Outbox {
+    pub who: Who,
+    pub mails: Vec<MailLine>,
+}
+
+pub struct AuditLine {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub serial: String,
+    pub detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+pub struct Audit {
+    pub who: Who,
+    pub action: String,
+    pub actor: String,
+    pub events: Vec<AuditLine>,
 }

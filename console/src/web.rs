@@ -101,6 +101,8 @@ fn router(state: Shared) -> Router {
         .route("/applications/{id}/file", get(download))
         .route("/applications/{id}/approve", post(approve))
         .route("/applications/{id}/reject", post(reject))
+        .route("/outbox", get(outbox_page))
+        .route("/audit", get(audit_page))
         .route("/accounts", get(accounts_search))
         .route("/accounts/{cid}", get(account_page))
         .route("/accounts/{cid}/{action}", post(account_action))
@@ -992,6 +994,31 @@ async fn account_page(
         Err(e) => return failure(e),
     };
     let current = acc.current_serial.clone();
+    let (pickups, mails) = match with_ca(&state, {
+        let cid = acc.certificate_id.clone();
+        let to = [acc.email1.clone(), acc.email2.clone()];
+        move |_, ca| {
+            let now = ca.clock().now();
+            ca.store().read(|s| {
+                let filter = kxca_ca::enrolment::Filter {
+                    state: None,
+                    certificate_id: Some(cid),
+                    limit: Some(50),
+                };
+                let pickups = kxca_ca::enrolment::list(s, &filter, now)?;
+                let mails = kxca_provisioner::outbox::list(s, 2000)?
+                    .into_iter()
+                    .filter(|m| to.iter().any(|t| !t.is_empty() && *t == m.to))
+                    .collect::<Vec<_>>();
+                Ok((pickups, mails))
+            })
+        }
+    })
+    .await
+    {
+        Ok(x) => x,
+        Err(e) => return failure(e),
+    };
     html(
         StatusCode::OK,
         &AccountPage {
@@ -1043,6 +1070,8 @@ async fn account_page(
                 })
                 .collect(),
             certificate_id: acc.certificate_id,
+            pickups: pickups.iter().map(pickup_line).collect(),
+            mails: mails.iter().map(mail_line).collect(),
             reasons: REASONS.to_vec(),
         },
     )
@@ -1169,4 +1198,117 @@ async fn account_action(
         }
         Err(e) => refused(&a, &e, &back),
     }
+}
+
+fn pickup_line(e: &kxca_ca::enrolment::Enrolment) -> PickupLine {
+    use kxca_ca::enrolment::EnrolmentState as S;
+    PickupLine {
+        state: match e.state {
+            S::Waiting => "受け取り待ち",
+            S::Locked => "ロック中(コードの誤りが続いたため)",
+            S::Expired => "期限切れ",
+            S::Used => "受け取り処理中",
+            S::Cancelled => "取り消し",
+            S::Issued => "受け取り済み",
+        },
+        tries: e.tries,
+        code_expires: e
+            .code_expires_at
+            .map(jst)
+            .unwrap_or_else(|| "-".to_string()),
+        opened: jst(e.opened_at),
+    }
+}
+
+fn mail_line(m: &kxca_provisioner::outbox::OutboxMail) -> MailLine {
+    use kxca_provisioner::outbox::{OutboxKind as K, OutboxState as S};
+    MailLine {
+        created: jst(m.created_at),
+        kind: match m.kind {
+            K::IntakeReply => "受付の返信",
+            K::IntakeRejected => "受付できない旨の返信",
+            K::CertificateReady => "メール1(受け取りの案内)",
+            K::InitialPasswords => "メール2(初期パスワード)",
+            K::ApplicationRejected => "却下の通知",
+            K::AccountRevoked => "失効の通知",
+            K::ExpiryReminder => "有効期限の案内",
+        },
+        to: m.to.clone(),
+        subject: m.subject.clone(),
+        state: match m.state {
+            S::Queued => "送信待ち",
+            S::Sending => "送信中",
+            S::Sent => "送信済み",
+            S::Failed => "送信失敗",
+        },
+        attempts: m.attempts,
+        error: m.last_error.clone().unwrap_or_default(),
+    }
+}
+
+async fn outbox_page(headers: HeaderMap, State(state): State<Shared>) -> Response {
+    let a = match authed(&state, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    match with_ca(&state, |_, ca| {
+        ca.store().read(|s| kxca_provisioner::outbox::list(s, 200))
+    })
+    .await
+    {
+        Ok(mails) => html(
+            StatusCode::OK,
+            &Outbox {
+                who: a.who(),
+                mails: mails.iter().map(mail_line).collect(),
+            },
+        ),
+        Err(e) => failure(e),
+    }
+}
+
+async fn audit_page(
+    headers: HeaderMap,
+    State(state): State<Shared>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let a = match authed(&state, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let f = query.as_deref().map(form).unwrap_or_default();
+    let action = one(&f, "action").unwrap_or("").trim().to_string();
+    let actor = one(&f, "actor").unwrap_or("").trim().to_string();
+    let events = match with_ca(&state, |_, ca| {
+        ca.store().read(|s| kxca_ca::store::audit::list(s, 1000))
+    })
+    .await
+    {
+        Ok(e) => e,
+        Err(e) => return failure(e),
+    };
+    // Oldest first from the store: the admins read the newest first.
+    let events = events
+        .into_iter()
+        .rev()
+        .filter(|e| e.action.starts_with(&action) && (actor.is_empty() || e.actor == actor))
+        .take(300)
+        .map(|e| AuditLine {
+            id: e.id,
+            at: jst(e.at),
+            actor: e.actor,
+            action: e.action,
+            serial: e.serial.unwrap_or_default(),
+            detail: e.detail.to_string(),
+        })
+        .collect();
+    html(
+        StatusCode::OK,
+        &Audit {
+            who: a.who(),
+            action,
+            actor,
+            events,
+        },
+    )
 }
