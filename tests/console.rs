@@ -757,6 +757,49 @@ async fn flow(c: &Console, alice: &NewAdmin, port: u16, chromium: &Path) {
         .unwrap();
     assert_eq!(rejected, 1);
 
+    // The status page: the approved contact's pickup waits, the CRL is
+    // current, three mails wait to be sent.
+    client
+        .find(Locator::LinkText("状況"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    h1_is(&client, "状況").await;
+    let pickups = client
+        .find(Locator::Css("#pickups tbody"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        pickups.contains("TI26276000003456789001") && pickups.contains("受け取り待ち"),
+        "{pickups}"
+    );
+    let crl = client
+        .find(Locator::Id("crl"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(crl.contains("正常"), "{crl}");
+    let queued = client
+        .find(Locator::Id("queued"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(queued.contains("送信待ち: 4通"), "{queued}");
+    client
+        .find(Locator::Id("expiring-none"))
+        .await
+        .expect("no certificate expires soon");
+    shot(&client, "06-status").await;
+
     // Accounts: search by office code, open the account, revoke it (with
     // its confirmation step); the register says revoked, by this admin.
     client
@@ -788,7 +831,7 @@ async fn flow(c: &Console, alice: &NewAdmin, port: u16, chromium: &Path) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
-    shot(&client, "06-accounts").await;
+    shot(&client, "07-accounts").await;
     link.click().await.unwrap();
     h1_is(&client, &format!("アカウント {cid}")).await;
     let state = client
@@ -799,7 +842,7 @@ async fn flow(c: &Console, alice: &NewAdmin, port: u16, chromium: &Path) {
         .await
         .unwrap();
     assert_eq!(state, "有効");
-    shot(&client, "07-account").await;
+    shot(&client, "08-account").await;
     client
         .find(Locator::Css(
             "#reason option[value=\"cessationOfOperation\"]",
@@ -881,7 +924,7 @@ async fn flow(c: &Console, alice: &NewAdmin, port: u16, chromium: &Path) {
     ] {
         assert!(mails.contains(kind), "{kind} not in the outbox: {mails}");
     }
-    shot(&client, "08-outbox").await;
+    shot(&client, "09-outbox").await;
     // The audit log, filtered by action: this admin's acts.
     client
         .find(Locator::LinkText("監査ログ"))
@@ -946,7 +989,7 @@ async fn flow(c: &Console, alice: &NewAdmin, port: u16, chromium: &Path) {
         actions.iter().all(|a| a.starts_with("account.")),
         "{actions:?}"
     );
-    shot(&client, "09-audit").await;
+    shot(&client, "10-audit").await;
 
     // Logout: the session ends, and its pages lead to the login page.
     client

@@ -174,3 +174,23 @@ pub struct Audit {
     pub actor: String,
     pub events: Vec<AuditLine>,
 }
+
+pub struct ExpiringLine {
+    pub certificate_id: String,
+    pub office: String,
+    pub contact: String,
+    pub serial: String,
+    pub not_after: String,
+}
+
+#[derive(Template)]
+#[template(path = "status.html")]
+pub struct Status {
+    pub who: Who,
+    pub expiring: Vec<ExpiringLine>,
+    pub pickups: Vec<(String, PickupLine)>,
+    pub queued: usize,
+    pub failed: Vec<MailLine>,
+    pub issuing: String,
+    pub crl: String,
+}

@@ -101,6 +101,7 @@ fn router(state: Shared) -> Router {
         .route("/applications/{id}/file", get(download))
         .route("/applications/{id}/approve", post(approve))
         .route("/applications/{id}/reject", post(reject))
+        .route("/status", get(status_page))
         .route("/outbox", get(outbox_page))
         .route("/audit", get(audit_page))
         .route("/accounts", get(accounts_search))
@@ -911,7 +912,7 @@ fn state_ja(state: accounts::register::AccountState) -> &'static str {
 
 fn cert_state_ja(state: &str) -> String {
     match state {
-        "good" => "有効".to_string(),
+        "issued" => "有効".to_string(),
         "revoked" => "失効".to_string(),
         "pending" => "発行処理中".to_string(),
         "failed" => "発行失敗".to_string(),
@@ -1309,6 +1310,83 @@ async fn audit_page(
             action,
             actor,
             events,
+        },
+    )
+}
+
+async fn status_page(headers: HeaderMap, State(state): State<Shared>) -> Response {
+    use kxca_ca::enrolment::{EnrolmentState, Filter};
+    let a = match authed(&state, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let got = with_ca(&state, |_, ca| {
+        let now = ca.clock().now();
+        ca.store().read(|s| {
+            let expiring = accounts::register::expiring(s, now + 30 * 86_400)?;
+            let mut pickups = Vec::new();
+            for st in [EnrolmentState::Locked, EnrolmentState::Waiting] {
+                let filter = Filter {
+                    state: Some(st),
+                    certificate_id: None,
+                    limit: Some(200),
+                };
+                pickups.extend(kxca_ca::enrolment::list(s, &filter, now)?);
+            }
+            let mails = kxca_provisioner::outbox::list(s, 5000)?;
+            let issuing = kxca_ca::store::authorities::active(s, kxca_ca::AuthorityRole::Issuing)?;
+            let crl = kxca_ca::store::crls::latest(s, issuing.id)?;
+            Ok((now, expiring, pickups, mails, issuing.name, crl))
+        })
+    })
+    .await;
+    let (now, expiring, pickups, mails, issuing, crl) = match got {
+        Ok(x) => x,
+        Err(e) => return failure(e),
+    };
+    use kxca_provisioner::outbox::OutboxState as S;
+    let queued = mails.iter().filter(|m| m.state == S::Queued).count();
+    let failed: Vec<MailLine> = mails
+        .iter()
+        .filter(|m| m.state == S::Failed)
+        .take(50)
+        .map(mail_line)
+        .collect();
+    let crl = match crl {
+        Some(c) if c.next_update > now => format!(
+            "正常: 番号 {}、発行 {}、次回更新 {}",
+            c.number,
+            jst(c.this_update),
+            jst(c.next_update)
+        ),
+        Some(c) => format!(
+            "異常: 次回更新 {} を過ぎています(kxca daemon を確認してください)",
+            jst(c.next_update)
+        ),
+        None => "異常: CRLがまだ発行されていません".to_string(),
+    };
+    html(
+        StatusCode::OK,
+        &Status {
+            who: a.who(),
+            expiring: expiring
+                .into_iter()
+                .map(|(acc, end)| ExpiringLine {
+                    certificate_id: acc.certificate_id,
+                    office: format!("{} {}", acc.office_code, acc.office_name),
+                    contact: acc.contact_name,
+                    serial: acc.current_serial.unwrap_or_default(),
+                    not_after: jst(end),
+                })
+                .collect(),
+            pickups: pickups
+                .iter()
+                .map(|e| (e.certificate_id.clone(), pickup_line(e)))
+                .collect(),
+            queued,
+            failed,
+            issuing,
+            crl,
         },
     )
 }
