@@ -399,6 +399,25 @@ fn refuses_without_session_csrf_role_after_logout_and_expiry_and_locks_brute_for
     let (status, _, _) = http(&c.base, "GET", "/", Some(&session), "");
     assert_eq!(status, 303, "an expired session came back");
 
+    // A session used all along still ends session_hours after its login.
+    let session2 = login(&c, &bob, &bob.password, 1).unwrap();
+    let (status, _, _) = http(&c.base, "GET", "/", Some(&session2), "");
+    assert_eq!(status, 200);
+    db(&c)
+        .execute(
+            "UPDATE console_sessions SET created_at = created_at - 8 * 3600 - 1 WHERE ended_at IS NULL",
+            [],
+        )
+        .unwrap();
+    let (status, _, _) = http(&c.base, "GET", "/", Some(&session2), "");
+    assert_eq!(
+        status, 303,
+        "a session older than session_hours still opens pages"
+    );
+    // The same TOTP code is not taken twice.
+    let (status, page) = login(&c, &bob, &bob.password, 1).unwrap_err();
+    assert_eq!(status, 401, "{page}");
+
     // dave: five wrong passwords lock the account; then the right one fails too.
     for i in 1..=5 {
         let (status, page) = login(&c, &dave, "wrong-password", 0).unwrap_err();
@@ -414,7 +433,7 @@ fn refuses_without_session_csrf_role_after_logout_and_expiry_and_locks_brute_for
     assert!(page.contains("ロック"), "{page}");
     assert_eq!(audit_count(&c, "admin.locked"), 1);
     assert!(audit_count(&c, "admin.login_failed") >= 6);
-    assert_eq!(audit_count(&c, "admin.login"), 2);
+    assert_eq!(audit_count(&c, "admin.login"), 3);
     // No secret in the store: only hashes and sealed TOTP secrets.
     let stored: String = db(&c)
         .query_row(
