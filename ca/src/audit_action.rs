@@ -121,6 +121,8 @@ pub enum AuditAction {
     AdminLogout,
     /// A console admin downloaded an application's stored file.
     AdminDownload,
+    /// A failed outbox mail was put back in the queue by an admin.
+    OutboxRetry,
 }
 
 impl AuditAction {
@@ -183,6 +185,7 @@ impl AuditAction {
         AuditAction::AdminLocked,
         AuditAction::AdminLogout,
         AuditAction::AdminDownload,
+        AuditAction::OutboxRetry,
     ];
 
     /// The stored name (hashed into the leaf: never change an existing one).
@@ -245,6 +248,7 @@ impl AuditAction {
             AuditAction::AdminLocked => "admin.locked",
             AuditAction::AdminLogout => "admin.logout",
             AuditAction::AdminDownload => "admin.download",
+            AuditAction::OutboxRetry => "outbox.retry",
         }
     }
 
@@ -329,6 +333,7 @@ mod tests {
                 "admin.locked",
                 "admin.logout",
                 "admin.download",
+                "outbox.retry",
             ]
         );
         for a in AuditAction::ALL {

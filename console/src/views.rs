@@ -141,6 +141,7 @@ pub struct PickupLine {
 }
 
 pub struct MailLine {
+    pub id: i64,
     pub created: String,
     pub kind: &'static str,
     pub to: String,
@@ -189,6 +190,7 @@ pub struct Status {
     pub who: Who,
     pub expiring: Vec<ExpiringLine>,
     pub pickups: Vec<(String, PickupLine)>,
+    pub may_act: bool,
     pub queued: usize,
     pub failed: Vec<MailLine>,
     pub issuing: String,

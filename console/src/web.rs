@@ -103,6 +103,7 @@ fn router(state: Shared) -> Router {
         .route("/applications/{id}/reject", post(reject))
         .route("/status", get(status_page))
         .route("/outbox", get(outbox_page))
+        .route("/outbox/{id}/retry", post(outbox_retry))
         .route("/audit", get(audit_page))
         .route("/accounts", get(accounts_search))
         .route("/accounts/{cid}", get(account_page))
@@ -1224,6 +1225,7 @@ fn pickup_line(e: &kxca_ca::enrolment::Enrolment) -> PickupLine {
 fn mail_line(m: &kxca_provisioner::outbox::OutboxMail) -> MailLine {
     use kxca_provisioner::outbox::{OutboxKind as K, OutboxState as S};
     MailLine {
+        id: m.id,
         created: jst(m.created_at),
         kind: match m.kind {
             K::IntakeReply => "受付の返信",
@@ -1368,6 +1370,7 @@ async fn status_page(headers: HeaderMap, State(state): State<Shared>) -> Respons
     html(
         StatusCode::OK,
         &Status {
+            may_act: a.admin.role.may_act(),
             who: a.who(),
             expiring: expiring
                 .into_iter()
@@ -1389,4 +1392,44 @@ async fn status_page(headers: HeaderMap, State(state): State<Shared>) -> Respons
             crl,
         },
     )
+}
+
+async fn outbox_retry(
+    headers: HeaderMap,
+    State(state): State<Shared>,
+    Path(id): Path<i64>,
+    body: String,
+) -> Response {
+    let f = form(&body);
+    let a = match posted(&state, &headers, &f, true).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let actor = a.actor();
+    match with_ca(&state, move |_, ca| {
+        let now = ca.clock().now();
+        kxca_provisioner::outbox::retry(ca.store_mut(), id, &actor, now)
+    })
+    .await
+    {
+        Ok(true) => message(
+            StatusCode::OK,
+            Some(a.who()),
+            "再送信を予約しました",
+            vec![format!(
+                "メール {id} を送信待ちに戻しました。kxca daemon が次の送信処理で送ります。"
+            )],
+            "/status",
+        ),
+        Ok(false) => message(
+            StatusCode::CONFLICT,
+            Some(a.who()),
+            "再送信できません",
+            vec![format!(
+                "メール {id} は送信失敗の状態ではありません(送信済み・送信待ちなど)。"
+            )],
+            "/status",
+        ),
+        Err(e) => failure(e),
+    }
 }
