@@ -452,6 +452,19 @@ fn refuses_without_session_csrf_role_after_logout_and_expiry_and_locks_brute_for
         )
         .unwrap();
     assert!(!sessions.contains(&session));
+
+    // The CLI's retry is the console's: a queued mail is refused, a failed one queued.
+    let out = c.ca.kxca(&["outbox", "retry", "1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not failed"));
+    db(&c)
+        .execute("UPDATE outbox SET state = 'failed' WHERE id = 1", [])
+        .unwrap();
+    common::assert_ok(&c.ca.kxca(&["outbox", "retry", "1"]), "outbox retry");
+    let state: String = db(&c)
+        .query_row("SELECT state FROM outbox WHERE id = 1", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(state, "queued");
 }
 
 #[test]
