@@ -5,162 +5,18 @@
 //! retirement, the root rollover with link certificates both ways, and a
 //! compromise.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
+use kxca_test_support::ceremony::{
+    assert_root_links, assert_verifies, ceremony_file, crl_verifies, enddate, enrol, intermediate,
+    ocsp_answer, pem_der, root_rollover, run_ceremony, verify, within,
+};
 use kxca_test_support::common::{self, assert_ok, p, require_tool, run, Issued, TestCa};
 use kxca_test_support::ocsp::{self as support_ocsp, Server};
 
-/// Enrols officer-a and officer-b (officer-c stays unenrolled); returns
-/// their passphrase files.
-fn enrol(ca: &TestCa) -> (PathBuf, PathBuf) {
-    let mut files = Vec::new();
-    for name in ["officer-a", "officer-b"] {
-        let f = ca.dir.path().join(format!("{name}.pass"));
-        std::fs::write(&f, format!("long passphrase of {name}\n")).unwrap();
-        assert_ok(
-            &ca.kxca(&["officer", "add", name, "--passphrase-file", p(&f)]),
-            "officer add",
-        );
-        files.push(f);
-    }
-    (files[0].clone(), files[1].clone())
-}
-
-fn ceremony_file(ca: &TestCa, name: &str, text: &str) -> PathBuf {
-    let path = ca.path(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn run_ceremony(ca: &TestCa, file: &Path, approvals: &[(&str, &Path)]) -> Output {
-    let mut args = vec![
-        "ceremony".to_string(),
-        "run".to_string(),
-        p(file).to_string(),
-    ];
-    for (name, pass) in approvals {
-        args.push("--approve".into());
-        args.push(format!("{name}={}", p(pass)));
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    ca.kxca(&args)
-}
-
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn intermediate(key_ref: &str, name: &str, days: u32, out: &str) -> String {
-    format!(
-        r#"type = "intermediate"
-description = "issuing CA rollover to {name}"
-[key]
-ref = "{key_ref}"
-algorithm = "ecdsa-p256"
-generate = true
-[certificate]
-name = "{name}"
-common_name = "KX Issuing CA {name}"
-validity_days = {days}
-[outputs]
-certificate = "{out}/{name}-ceremony.pem"
-transcript = "ceremonies/{name}.txt"
-"#
-    )
-}
-
-fn verify(ca_file: &Path, untrusted: &[&Path], cert: &Path) -> (bool, String) {
-    let mut args = vec![
-        "verify",
-        "-x509_strict",
-        "-purpose",
-        "sslclient",
-        "-CAfile",
-        p(ca_file),
-    ];
-    let bundle;
-    if !untrusted.is_empty() {
-        let mut pem = String::new();
-        for u in untrusted {
-            pem.push_str(&std::fs::read_to_string(u).unwrap());
-        }
-        bundle = cert.with_extension("untrusted.pem");
-        std::fs::write(&bundle, pem).unwrap();
-        args.extend_from_slice(&["-untrusted", p(&bundle)]);
-    }
-    args.push(p(cert));
-    run("openssl", &args)
-}
-
-fn assert_verifies(ca_file: &Path, untrusted: &[&Path], cert: &Path, what: &str) {
-    let (ok, text) = verify(ca_file, untrusted, cert);
-    assert!(ok && text.contains(": OK"), "openssl verify {what}: {text}");
-}
-
-fn crl_verifies(crl: &Path, issuer: &Path) -> String {
-    let (ok, text) = run(
-        "openssl",
-        &[
-            "crl",
-            "-in",
-            p(crl),
-            "-CAfile",
-            p(issuer),
-            "-verify",
-            "-noout",
-            "-text",
-        ],
-    );
-    assert!(
-        ok && text.contains("verify OK"),
-        "openssl crl {crl:?}: {text}"
-    );
-    text
-}
-
-fn ocsp_status(ca: &TestCa, server: &Server, issuer: &Path, cert: &Path) -> String {
-    let url = server.url("/ocsp");
-    let (ok, text) = run(
-        "openssl",
-        &[
-            "ocsp",
-            "-issuer",
-            p(issuer),
-            "-CAfile",
-            p(&ca.path("ca/root.pem")),
-            "-url",
-            &url,
-            "-cert",
-            p(cert),
-        ],
-    );
-    assert!(
-        ok && text.contains("Response verify OK"),
-        "openssl ocsp: {text}"
-    );
-    text
-}
-
-fn within(seconds: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
-    while std::time::Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    panic!("not within {seconds} s: {what}");
-}
-
-/// The DER inside a one-certificate PEM file.
-fn pem_der(path: &Path) -> Vec<u8> {
-    use base64::Engine;
-    let text = std::fs::read_to_string(path).unwrap();
-    let b64: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .unwrap()
 }
 
 fn tools() -> bool {
@@ -173,7 +29,7 @@ fn dual_control_refusals_and_check_refusals_change_nothing() {
         return;
     }
     let ca = TestCa::new();
-    let (a, b) = enrol(&ca);
+    let (a, b) = enrol(&ca, &[]);
     let wrong = ca.dir.path().join("wrong.pass");
     std::fs::write(&wrong, "not the passphrase of b\n").unwrap();
     let key = ca.path("keys/issuing-2.p8");
@@ -205,7 +61,7 @@ fn dual_control_refusals_and_check_refusals_change_nothing() {
         ),
     ];
     for (approvals, expected) in cases {
-        let out = run_ceremony(&ca, &file, approvals);
+        let out = run_ceremony(&ca, &[], &file, approvals);
         let err = stderr(&out);
         assert!(
             !out.status.success() && err.contains(expected) && err.contains("nothing was done"),
@@ -226,7 +82,7 @@ fn dual_control_refusals_and_check_refusals_change_nothing() {
         "{}",
         stderr(&out)
     );
-    let out = run_ceremony(&ca, &file, &[("officer-a", &a), ("officer-b", &b)]);
+    let out = run_ceremony(&ca, &[], &file, &[("officer-a", &a), ("officer-b", &b)]);
     assert!(!out.status.success(), "run with an existing output");
     assert_eq!(
         std::fs::read_to_string(ca.path("ca/issuing-2-ceremony.pem")).unwrap(),
@@ -345,7 +201,7 @@ fn issuing_rollover_both_cas_answer_then_the_old_one_retires() {
         return;
     }
     let ca = TestCa::new();
-    let (a, b) = enrol(&ca);
+    let (a, b) = enrol(&ca, &[]);
     let old_kept = ca.issue("1234567", "001", &[]);
     let old_revoked = ca.issue("1234568", "001", &[]);
     // Both roles run through the rollover: the daemon takes up the new
@@ -358,7 +214,7 @@ fn issuing_rollover_both_cas_answer_then_the_old_one_retires() {
         "roll.toml",
         &intermediate(&format!("soft:{}", p(&key)), "issuing-2", 1000, "ca"),
     );
-    let out = run_ceremony(&ca, &file, &[("officer-a", &a), ("officer-b", &b)]);
+    let out = run_ceremony(&ca, &[], &file, &[("officer-a", &a), ("officer-b", &b)]);
     assert_ok(&out, "ceremony run");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -445,7 +301,7 @@ fn issuing_rollover_both_cas_answer_then_the_old_one_retires() {
         (&issuing2, &new_revoked, ": revoked"),
     ] {
         support_ocsp::eventually("OCSP answers", || {
-            ocsp_status(&ca, &server, issuer, &cert.cert).contains(expected)
+            ocsp_answer(&root, &server, issuer, &cert.cert).is_ok_and(|t| t.contains(expected))
         });
     }
     // Distinct CRL URLs, both served.
@@ -496,7 +352,7 @@ transcript = "ceremonies/retire-issuing-1.txt"
         "{text}"
     );
     assert_ok(
-        &run_ceremony(&ca, &retire, &[("officer-b", &b), ("officer-a", &a)]),
+        &run_ceremony(&ca, &[], &retire, &[("officer-b", &b), ("officer-a", &a)]),
         "retire",
     );
     let doctor = ca.kxca(&["doctor", "--json"]);
@@ -522,47 +378,29 @@ transcript = "ceremonies/retire-issuing-1.txt"
     assert_ok(&ca.kxca(&["audit", "verify"]), "audit verify");
 }
 
-fn root_pem_enddate(cert: &Path) -> String {
-    let (_, t) = run("openssl", &["x509", "-in", p(cert), "-noout", "-enddate"]);
-    t.trim().to_string()
-}
-
 #[test]
 fn root_rollover_link_certificates_verify_from_either_root() {
     if !tools() {
         return;
     }
     let ca = TestCa::new();
-    let (a, b) = enrol(&ca);
+    let (a, b) = enrol(&ca, &[]);
     let old_leaf = ca.issue("1234567", "001", &[]);
     // Same name as the old root: the case where only key identifiers tell
     // the roots apart.
     let root_ceremony = ceremony_file(
         &ca,
         "root2.toml",
-        &format!(
-            r#"type = "root"
-description = "root rollover"
-[key]
-ref = "soft:{}"
-algorithm = "ecdsa-p256"
-generate = true
-[certificate]
-name = "root-2"
-common_name = "KX Root CA"
-validity_days = 9000
-[outputs]
-certificate = "ca/root-2-ceremony.pem"
-link_new_by_old = "ca/root-2-by-root.pem"
-link_old_by_new = "ca/root-by-root-2.pem"
-transcript = "ceremonies/root-2.txt"
-"#,
-            p(&ca.path("keys/root-2.p8"))
-        ),
+        &root_rollover(&format!("soft:{}", p(&ca.path("keys/root-2.p8")))),
     );
     assert_ok(&ca.kxca(&["ceremony", "check", p(&root_ceremony)]), "check");
     assert_ok(
-        &run_ceremony(&ca, &root_ceremony, &[("officer-a", &a), ("officer-b", &b)]),
+        &run_ceremony(
+            &ca,
+            &[],
+            &root_ceremony,
+            &[("officer-a", &a), ("officer-b", &b)],
+        ),
         "root ceremony",
     );
     let issuing = ceremony_file(
@@ -576,7 +414,7 @@ transcript = "ceremonies/root-2.txt"
         ),
     );
     assert_ok(
-        &run_ceremony(&ca, &issuing, &[("officer-a", &a), ("officer-b", &b)]),
+        &run_ceremony(&ca, &[], &issuing, &[("officer-a", &a), ("officer-b", &b)]),
         "issuing ceremony under root-2",
     );
     let new_leaf = ca.issue("1234568", "001", &[]);
@@ -593,59 +431,16 @@ transcript = "ceremonies/root-2.txt"
     );
     assert!(text.contains("Authority Key Identifier"), "{text}");
 
-    // New leaf: from the new root alone, and from the old root through NewWithOld.
-    assert_verifies(
-        &new_root,
-        &[&issuing2],
-        &new_leaf.cert,
-        "new leaf, new root",
-    );
-    assert_verifies(
+    assert_root_links(
         &old_root,
-        &[&issuing2, &new_by_old],
-        &new_leaf.cert,
-        "new leaf, old root + NewWithOld",
-    );
-    let (ok, _) = verify(&old_root, &[&issuing2], &new_leaf.cert);
-    assert!(
-        !ok,
-        "without the link the old root cannot reach the new leaf"
-    );
-    // Old leaf: from the old root, and from the new root through OldWithNew.
-    assert_verifies(
-        &old_root,
-        &[&issuing1],
-        &old_leaf.cert,
-        "old leaf, old root",
-    );
-    assert_verifies(
         &new_root,
-        &[&issuing1, &old_by_new],
+        &new_by_old,
+        &old_by_new,
+        &issuing1,
         &old_leaf.cert,
-        "old leaf, new root + OldWithNew",
+        &issuing2,
+        &new_leaf.cert,
     );
-    // Links need AKI and SKI and are critical CA certificates.
-    for link in [&new_by_old, &old_by_new] {
-        let (_, text) = run("openssl", &["x509", "-in", p(link), "-noout", "-text"]);
-        assert!(
-            text.contains("X509v3 Subject Key Identifier")
-                && text.contains("X509v3 Authority Key Identifier")
-                && text.contains("X509v3 Basic Constraints: critical")
-                && text.contains("CA:TRUE")
-                && text.contains("X509v3 Key Usage: critical")
-                && text.contains("Certificate Sign, CRL Sign"),
-            "{text}"
-        );
-        // Neither outlives the old root (the shorter-lived of the two).
-        assert_eq!(
-            root_pem_enddate(link),
-            root_pem_enddate(&old_root),
-            "{link:?}"
-        );
-        // Nor starts before the new root.
-        let start = |c: &Path| run("openssl", &["x509", "-in", p(c), "-noout", "-startdate"]).1;
-        assert_eq!(start(link), start(&new_root), "{link:?}");
-    }
     // A cross certificate: issuing-1's key certified by root-2, so old
     // leaves chain to the new root without the root link.
     let cross = ceremony_file(
@@ -661,7 +456,7 @@ transcript = "ceremonies/cross.txt"
 "#,
     );
     assert_ok(
-        &run_ceremony(&ca, &cross, &[("officer-a", &a), ("officer-b", &b)]),
+        &run_ceremony(&ca, &[], &cross, &[("officer-a", &a), ("officer-b", &b)]),
         "cross ceremony",
     );
     let issuing1_by_new = ca.path("ca/issuing-1-by-root-2.pem");
@@ -672,10 +467,7 @@ transcript = "ceremonies/cross.txt"
         "old leaf, new root + cross-certified issuing-1",
     );
     // It does not outlive issuing-1.
-    assert_eq!(
-        root_pem_enddate(&issuing1_by_new),
-        root_pem_enddate(&issuing1)
-    );
+    assert_eq!(enddate(&issuing1_by_new), enddate(&issuing1));
     // kxca serve publishes both links and the new root.
     if support_ocsp::tools_present() {
         let server = Server::start(&ca);
@@ -703,24 +495,12 @@ transcript = "ceremonies/cross.txt"
     assert_ok(&ca.kxca(&["audit", "verify"]), "audit verify");
 }
 
-#[test]
-fn compromise_revokes_the_issuing_ca_at_the_root_and_lists_live_certificates() {
-    if !tools() {
-        return;
-    }
-    let ca = TestCa::new();
-    let (a, b) = enrol(&ca);
-    let live = ca.issue("1234567", "001", &[]);
-    let gone = ca.issue("1234568", "001", &[]);
-    assert_ok(
-        &ca.kxca(&["revoke", &gone.serial, "--reason", "superseded"]),
-        "revoke",
-    );
-    let file = ceremony_file(
-        &ca,
-        "compromise.toml",
-        &format!(
-            r#"type = "compromise"
+/// A compromise ceremony for issuing-1: revoked at the root, new
+/// issuance under issuing-3 (a soft key), the live certificates listed and
+/// reset.
+fn compromise(ca: &TestCa) -> String {
+    format!(
+        r#"type = "compromise"
 description = "issuing-1 key suspected compromised"
 [compromise]
 authority = "issuing-1"
@@ -740,10 +520,25 @@ crl = "crl/root-compromise.pem"
 reset_list = "ceremonies/reset-issuing-1.jsonl"
 transcript = "ceremonies/compromise-issuing-1.txt"
 "#,
-            p(&ca.path("keys/issuing-3.p8"))
-        ),
+        p(&ca.path("keys/issuing-3.p8"))
+    )
+}
+
+#[test]
+fn compromise_revokes_the_issuing_ca_at_the_root_and_lists_live_certificates() {
+    if !tools() {
+        return;
+    }
+    let ca = TestCa::new();
+    let (a, b) = enrol(&ca, &[]);
+    let live = ca.issue("1234567", "001", &[]);
+    let gone = ca.issue("1234568", "001", &[]);
+    assert_ok(
+        &ca.kxca(&["revoke", &gone.serial, "--reason", "superseded"]),
+        "revoke",
     );
-    let out = run_ceremony(&ca, &file, &[("officer-a", &a), ("officer-b", &b)]);
+    let file = ceremony_file(&ca, "compromise.toml", &compromise(&ca));
+    let out = run_ceremony(&ca, &[], &file, &[("officer-a", &a), ("officer-b", &b)]);
     assert_ok(&out, "compromise");
     // The reset flow is tried for each live certificate; one issued with
     // `kxca issue` has no account, and the officers are told to reissue it.
@@ -821,7 +616,7 @@ transcript = "ceremonies/root-crl.txt"
 "#,
     );
     assert_ok(
-        &run_ceremony(&ca, &renew, &[("officer-a", &a), ("officer-b", &b)]),
+        &run_ceremony(&ca, &[], &renew, &[("officer-a", &a), ("officer-b", &b)]),
         "root CRL ceremony",
     );
     let text = crl_verifies(&ca.path("crl/root-renewed.pem"), &root);
@@ -858,7 +653,7 @@ fn officers_approve_on_a_terminal_without_echo() {
         return;
     }
     let ca = TestCa::new();
-    enrol(&ca);
+    enrol(&ca, &[]);
     let file = ceremony_file(
         &ca,
         "key.toml",
@@ -920,5 +715,281 @@ transcript = "ceremonies/spare.txt"
     assert!(
         transcript.contains("public key SHA-256 (SPKI)"),
         "{transcript}"
+    );
+}
+
+/// The mails (kind, recipient) queued for an enrolment by the accounts
+/// delivery (their idempotency keys are `KIND:ENROLMENT`).
+fn mails_of_enrolment(ca: &TestCa, enrolment: i64) -> Vec<(String, String)> {
+    let conn = rusqlite::Connection::open(ca.path("kxca.db")).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT kind, to_addr FROM outbox \
+             WHERE idempotency_key = kind || ':' || ?1 AND state = 'queued' ORDER BY id",
+        )
+        .unwrap();
+    stmt.query_map([enrolment.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Issue 13's compromise with a real account: a contact approved through
+/// the provisioning flow (intake from a Maildir, `kxca applications
+/// approve`) picks up a certificate under issuing-1 from `kxca serve`;
+/// the compromise of issuing-1 puts that account into the reset flow: a
+/// new enrolment superseding the certificate, and its mail 1 and mail 2
+/// queued in the outbox.
+#[test]
+fn compromise_puts_an_approved_account_into_the_reset_flow() {
+    use kxca_ca::enrolment::{self, EnrolmentState, PickupPolicy};
+    use kxca_ca::{Clock, Store};
+    use kxca_test_support::intake::{contact_row, signup_mail, standard, APPLICANT};
+
+    if !(support_ocsp::tools_present() && require_tool("curl", &["--version"])) {
+        return;
+    }
+    let ca = TestCa::new();
+    let (a, b) = enrol(&ca, &[]);
+    let maildir = ca.dir.path().join("Maildir");
+    for d in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(maildir.join(d)).unwrap();
+    }
+    let config = ca.path("kxca.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("\n[mail]\nmaildir = {maildir:?}\n"));
+    std::fs::write(&config, text).unwrap();
+    std::fs::write(
+        maildir.join("new").join("signup-1"),
+        signup_mail(
+            "compromise-1@office.test",
+            &standard(&[contact_row(1, "12345", "001", None)]),
+        ),
+    )
+    .unwrap();
+    assert_ok(&ca.kxca(&["intake", "fetch"]), "intake fetch");
+    let out = ca.kxca(&["applications", "approve", "1", "--json"]);
+    assert_ok(&out, "approve");
+    let approved: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = approved["approved"][0]["certificate_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{approved}"))
+        .to_string();
+
+    // Mail 2's code, minted as `kxca outbox send` mints it (no SMTP here),
+    // then the pickup from the public role while the daemon signs.
+    let policy = PickupPolicy::load(&ca.path("policies")).unwrap();
+    let mut store = Store::open(&ca.path("kxca.db"), false).unwrap();
+    let now = Clock::system().now();
+    let first = store
+        .read(|c| enrolment::by_certificate_id(c, &id, now))
+        .unwrap()
+        .unwrap();
+    let code = store
+        .write(|tx| enrolment::mint_code(tx, first.id, &policy, now))
+        .unwrap();
+    let server = Server::start(&ca);
+    let form = ca.dir.path().join("pickup-form");
+    std::fs::write(
+        &form,
+        format!(
+            "certificate_id={id}&code={}&password=PickupPass42x&password_confirm=PickupPass42x",
+            code.as_str()
+        ),
+    )
+    .unwrap();
+    let p12 = ca.dir.path().join("picked.p12");
+    let (ok, status) = run(
+        "curl",
+        &[
+            "-s",
+            "-o",
+            p(&p12),
+            "-w",
+            "%{http_code}",
+            "--data-binary",
+            &format!("@{}", p(&form)),
+            &server.url("/pickup"),
+        ],
+    );
+    assert!(
+        ok && status.trim() == "200",
+        "pickup: {status} {}",
+        String::from_utf8_lossy(&std::fs::read(&p12).unwrap_or_default())
+    );
+    drop(server);
+    let account = |store: &Store| {
+        store
+            .read(|c| kxca_provisioner::accounts::register::by_certificate_id(c, &id))
+            .unwrap()
+            .unwrap()
+    };
+    let serial = account(&store)
+        .current_serial
+        .unwrap_or_else(|| panic!("{id}: no certificate after the pickup"));
+    // It is a certificate of issuing-1.
+    let leaf = ca.dir.path().join("picked.pem");
+    let (ok, t) = run(
+        "openssl",
+        &[
+            "pkcs12",
+            "-in",
+            p(&p12),
+            "-passin",
+            "pass:PickupPass42x",
+            "-nokeys",
+            "-clcerts",
+            "-out",
+            p(&leaf),
+        ],
+    );
+    assert!(ok, "{t}");
+    assert_verifies(
+        &ca.path("ca/root.pem"),
+        &[&ca.path("ca/issuing-1.pem")],
+        &leaf,
+        "the picked-up certificate under issuing-1",
+    );
+
+    let file = ceremony_file(&ca, "compromise.toml", &compromise(&ca));
+    let out = run_ceremony(&ca, &[], &file, &[("officer-a", &a), ("officer-b", &b)]);
+    assert_ok(&out, "compromise");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "{id} ({serial}): reset, new pickup opened, 2 mail(s) queued"
+        )) && !stdout.contains("had no active account"),
+        "{stdout}"
+    );
+    // A new enrolment supersedes the compromised CA's certificate ...
+    let now = Clock::system().now();
+    let next = store
+        .read(|c| enrolment::by_certificate_id(c, &id, now))
+        .unwrap()
+        .unwrap();
+    assert_ne!(next.id, first.id);
+    assert_eq!(
+        next.supersedes.as_deref().map(str::to_lowercase),
+        Some(serial.to_lowercase())
+    );
+    assert_eq!(next.state, EnrolmentState::Waiting, "{next:?}");
+    // ... and its mail 1 and mail 2 wait in the outbox for the contact.
+    let mails = mails_of_enrolment(&ca, next.id.0);
+    assert_eq!(
+        mails,
+        vec![
+            ("certificate-ready".to_string(), APPLICANT.to_string()),
+            ("initial-passwords".to_string(), APPLICANT.to_string()),
+        ],
+        "{stdout}"
+    );
+    // The certificate stays valid until its replacement is picked up
+    // (then the daemon revokes it superseded); the account is listed.
+    assert_eq!(
+        account(&store).current_serial.as_deref(),
+        Some(serial.as_str())
+    );
+    let list = std::fs::read_to_string(ca.path("ceremonies/reset-issuing-1.jsonl")).unwrap();
+    assert!(list.contains(&id), "{list}");
+    let audit = ca.kxca(&["audit", "--json", "--limit", "200"]);
+    assert!(String::from_utf8_lossy(&audit.stdout).contains("account.reset"));
+    assert_ok(&ca.kxca(&["audit", "verify"]), "audit verify");
+}
+
+/// After rollovers kxca.toml's `ca.root_key` / `ca.issuing_key` still name
+/// the keys made at init: they only seed `kxca init`, and the store says
+/// which key each authority uses. `kxca doctor` neither asks for the
+/// retired key nor misses the new ones; `kxca backup` lists the keys in
+/// use for the officers to back up, not the seeds.
+#[test]
+fn the_store_not_kxca_toml_says_which_keys_are_in_use_after_rollovers() {
+    if !tools() {
+        return;
+    }
+    let ca = TestCa::new();
+    let (a, b) = enrol(&ca, &[]);
+    let officers = [("officer-a", a.as_path()), ("officer-b", b.as_path())];
+    let config_before = std::fs::read_to_string(ca.path("kxca.toml")).unwrap();
+    let old = ca.issue("1234567", "001", &[]);
+    let root2 = ceremony_file(
+        &ca,
+        "root2.toml",
+        &root_rollover(&format!("soft:{}", p(&ca.path("keys/root-2.p8")))),
+    );
+    assert_ok(&run_ceremony(&ca, &[], &root2, &officers), "root rollover");
+    let issuing2 = ceremony_file(
+        &ca,
+        "issuing2.toml",
+        &intermediate(
+            &format!("soft:{}", p(&ca.path("keys/issuing-2.p8"))),
+            "issuing-2",
+            1000,
+            "ca",
+        ),
+    );
+    assert_ok(
+        &run_ceremony(&ca, &[], &issuing2, &officers),
+        "issuing rollover",
+    );
+    assert_ok(
+        &ca.kxca(&["revoke", &old.serial, "--reason", "superseded"]),
+        "revoke",
+    );
+    let retire = ceremony_file(
+        &ca,
+        "retire.toml",
+        r#"type = "crl"
+[crl]
+authority = "issuing-1"
+final = true
+retire = "destroy"
+[outputs]
+crl = "crl/issuing-1-final.pem"
+transcript = "ceremonies/retire-issuing-1.txt"
+"#,
+    );
+    assert_ok(&run_ceremony(&ca, &[], &retire, &officers), "retire");
+    let seed = ca.path("keys/issuing-1.p8");
+    assert!(!seed.exists(), "issuing-1's key was destroyed");
+    // kxca.toml is not rewritten: it still names the seed.
+    assert_eq!(
+        std::fs::read_to_string(ca.path("kxca.toml")).unwrap(),
+        config_before
+    );
+    assert!(config_before.contains(p(&seed)), "{config_before}");
+
+    let doctor = ca.kxca(&["doctor", "--json"]);
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        !text.contains("key_missing") && !text.contains(p(&seed)),
+        "doctor asks for the retired key: {text}"
+    );
+    // The backup lists the keys in use, by authority, from the store.
+    let out = ca.kxca(&["backup", p(&ca.dir.path().join("backup"))]);
+    assert_ok(&out, "backup");
+    let said = String::from_utf8_lossy(&out.stdout);
+    let line = |what: &str| {
+        said.lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("{what} not listed: {said}"))
+            .to_string()
+    };
+    assert!(
+        line("issuing CA key of issuing-2").contains("issuing-2.p8"),
+        "{said}"
+    );
+    assert!(
+        line("root CA key of root-2").contains("root-2.p8"),
+        "{said}"
+    );
+    assert!(line("root CA key of root:").contains("root.p8"), "{said}");
+    assert!(!said.contains("issuing CA key of issuing-1"), "{said}");
+    // A key the store names and kxca.toml does not is asked for when gone.
+    std::fs::remove_file(ca.path("keys/issuing-2.p8")).unwrap();
+    let doctor = ca.kxca(&["doctor", "--json"]);
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        text.contains("key_missing") && text.contains("issuing-2.p8"),
+        "{text}"
     );
 }

@@ -13,37 +13,14 @@ use kxca_test_support::ocsp as support_ocsp;
 use std::process::Output;
 
 use common::TestCa;
-use support_intake::{row, s, set, standard, V};
+use support_intake::{contact_row, standard, APPLICANT, SIGNUP};
 use support_mailstack::MailStack;
 
-const APPLICANT: &str = "applicant@office.test";
 const OTHER: &str = "other@office.test";
-const SIGNUP: &str = "signup@kx.test";
 
 /// A signup mail from the applicant with `form` attached.
 fn signup(id: &str, form: &[u8]) -> Vec<u8> {
-    format!(
-        "From: {APPLICANT}\r\nTo: {SIGNUP}\r\nSubject: =?UTF-8?B?{}?=\r\nMessage-ID: <{id}>\r\n\
-Date: Mon, 07 Dec 2026 10:00:00 +0900\r\nMIME-Version: 1.0\r\n\
-Content-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n--XX\r\n\
-Content-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--XX\r\n\
-Content-Type: application/vnd.openxmlformats-officedocument.spreadsheetml.sheet; name=\"form.xlsx\"\r\n\
-Content-Disposition: attachment; filename=\"form.xlsx\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
-{}\r\n--XX--\r\n",
-        common::mime_base64("利用申込".as_bytes()),
-        common::mime_base64("申込書を送付します。\r\n".as_bytes()),
-        common::mime_base64(form)
-    )
-    .into_bytes()
-}
-
-/// A valid row for `office`/`contact` whose mail goes to the test mailboxes:
-/// メールアドレス1 the applicant, メールアドレス2 `email2` (blank when None).
-fn contact_row(no: u32, office: &str, contact: &str, email2: Option<&str>) -> Vec<V> {
-    let mut r = row(no, office, contact);
-    set(&mut r, "メールアドレス1", s(APPLICANT));
-    set(&mut r, "メールアドレス2", email2.map(s).unwrap_or(V::Blank));
-    r
+    support_intake::signup_mail(id, form)
 }
 
 /// Every kxca output of a test, to look for secrets in afterwards.

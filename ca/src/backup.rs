@@ -192,7 +192,8 @@ fn take_into(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Manifest, Error> {
     let now = clock.now();
-    let secrets = inventory(config, home);
+    let mut secrets = store.read(|conn| ca_keys(conn, now))?;
+    secrets.extend(inventory(config, home));
     let secret_paths: Vec<&Path> = secrets.iter().filter_map(|m| m.path.as_deref()).collect();
     let mut left_out = Vec::new();
     let mut holders = 0usize;
@@ -723,19 +724,47 @@ fn secret_material(what: &str, source: &SecretSource, needed_by: &'static str) -
     }
 }
 
-/// Every key and secret `config` names (defaults resolved against `home`).
+/// The key of a CA: where it is and how it is backed up.
+fn ca_key_material(role: crate::AuthorityRole, name: &str, key_ref: &str) -> Material {
+    key_material(
+        &format!("{} CA key of {name}", role.as_str()),
+        key_ref,
+        match role {
+            crate::AuthorityRole::Root => "the next ceremony that uses the root CA",
+            crate::AuthorityRole::Issuing => "kxca daemon",
+        },
+    )
+}
+
+/// The CA keys in use: those of every authority in the store that still
+/// signs. The store is the one record of which key an authority uses
+/// (ceremonies add authorities there); kxca.toml's `ca.root_key` and
+/// `ca.issuing_key` only seed `kxca init`, so after a rollover they name
+/// keys that may be retired and destroyed. A retired authority (a
+/// ceremony destroyed or archived its key) and an expired one sign nothing
+/// more: their keys are not asked for.
+fn ca_keys(conn: &crate::store::Snapshot<'_>, now: i64) -> Result<Vec<Material>, Error> {
+    let retired = crate::ceremony::retired_ids(conn)?;
+    let mut out = Vec::new();
+    for a in authorities::all(conn)? {
+        if a.not_after <= now || retired.contains(&a.id) {
+            continue;
+        }
+        out.push(ca_key_material(a.role, &a.name, &a.key_ref));
+    }
+    Ok(out)
+}
+
+/// Every key and secret `config` names (defaults resolved against `home`)
+/// besides the CA keys, which are the store's ([`ca_keys`]).
 fn inventory(config: &Config, home: &Home) -> Vec<Material> {
     const DAEMON: &str = "kxca daemon";
     const BOTH: &str = "kxca serve and kxca daemon";
-    let mut out = vec![
-        key_material(
-            "root CA key",
-            &config.ca.root_key,
-            "the next ceremony that uses the root CA",
-        ),
-        key_material("issuing CA key", &config.ca.issuing_key, DAEMON),
-        secret_material("CA key passphrase or PIN", &config.key_secret(), DAEMON),
-    ];
+    let mut out = vec![secret_material(
+        "CA key passphrase or PIN",
+        &config.key_secret(),
+        DAEMON,
+    )];
     let responder = config
         .ocsp
         .responder_key
@@ -825,27 +854,8 @@ pub fn missing_material(
     conn: &crate::store::Snapshot<'_>,
     now: i64,
 ) -> Result<Vec<(&'static str, String, String)>, Error> {
-    // A retired authority (a ceremony destroyed or archived its key) and
-    // an expired one sign nothing more: their keys are not asked for, even
-    // where kxca.toml still names them (a rollover does not rewrite it).
-    let retired = crate::ceremony::retired_ids(conn)?;
-    let (done, live): (Vec<_>, Vec<_>) = authorities::all(conn)?
-        .into_iter()
-        .partition(|a| a.not_after <= now || retired.contains(&a.id));
-    let mut items: Vec<Material> = inventory(config, home)
-        .into_iter()
-        .filter(|m| !done.iter().any(|a| a.key_ref == m.location))
-        .collect();
-    for a in live {
-        if items.iter().any(|m| m.location == a.key_ref) {
-            continue;
-        }
-        items.push(key_material(
-            &format!("{} CA key of {}", a.role.as_str(), a.name),
-            &a.key_ref,
-            "kxca daemon",
-        ));
-    }
+    let mut items = ca_keys(conn, now)?;
+    items.extend(inventory(config, home));
     let mut out = Vec::new();
     for m in items {
         let Some(path) = &m.path else { continue };
@@ -1103,10 +1113,17 @@ mod tests {
                 .find(|m| m.what == what)
                 .unwrap_or_else(|| panic!("{what} not listed: {all:?}"))
         };
-        assert!(find("root CA key").back_up.contains("HSM vendor's tooling"));
-        assert!(find("issuing CA key")
-            .back_up
-            .contains("cannot be backed up"));
+        // The CA keys are the store's (kxca.toml only seeds init): listed
+        // per authority, not from the configuration.
+        assert!(!all.iter().any(|m| m.what.contains("CA key of")), "{all:?}");
+        let root = ca_key_material(crate::AuthorityRole::Root, "root", &c.ca.root_key);
+        assert!(root.back_up.contains("HSM vendor's tooling"));
+        let issuing = ca_key_material(
+            crate::AuthorityRole::Issuing,
+            "issuing-1",
+            &c.ca.issuing_key,
+        );
+        assert!(issuing.back_up.contains("cannot be backed up"));
         assert_eq!(
             find("CA key passphrase or PIN").location,
             "environment variable KX_PIN"

@@ -60,6 +60,11 @@ pub struct UnionConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CaConfig {
+    /// The keys `kxca init` makes or opens for the first root and issuing
+    /// CA. Only a seed: from then on the store records each authority's key
+    /// (ceremonies add authorities with new keys and do not rewrite this
+    /// file); after init these two are only checked against the
+    /// production rules, never used to find a CA key.
     pub root_key: String,
     pub issuing_key: String,
     /// Environment variable holding the key passphrase or PIN.

@@ -191,3 +191,36 @@ pub fn xlsx(sheets: &[Sheet]) -> Vec<u8> {
     }
     wb.save_to_buffer().unwrap()
 }
+
+/// The applicant the signup mails of [`signup_mail`] come from.
+pub const APPLICANT: &str = "applicant@office.test";
+/// The signup mailbox [`signup_mail`] writes to.
+pub const SIGNUP: &str = "signup@kx.test";
+
+/// A signup mail from [`APPLICANT`] to [`SIGNUP`] with `form` attached
+/// as form.xlsx, Message-ID `id`.
+pub fn signup_mail(id: &str, form: &[u8]) -> Vec<u8> {
+    use crate::common::mime_base64;
+    format!(
+        "From: {APPLICANT}\r\nTo: {SIGNUP}\r\nSubject: =?UTF-8?B?{}?=\r\nMessage-ID: <{id}>\r\n\
+Date: Mon, 07 Dec 2026 10:00:00 +0900\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n--XX\r\n\
+Content-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--XX\r\n\
+Content-Type: application/vnd.openxmlformats-officedocument.spreadsheetml.sheet; name=\"form.xlsx\"\r\n\
+Content-Disposition: attachment; filename=\"form.xlsx\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+{}\r\n--XX--\r\n",
+        mime_base64("利用申込".as_bytes()),
+        mime_base64("申込書を送付します。\r\n".as_bytes()),
+        mime_base64(form)
+    )
+    .into_bytes()
+}
+
+/// A valid row for `office`/`contact` whose mail goes to the test mailboxes:
+/// メールアドレス1 [`APPLICANT`], メールアドレス2 `email2` (blank when None).
+pub fn contact_row(no: u32, office: &str, contact: &str, email2: Option<&str>) -> Vec<V> {
+    let mut r = row(no, office, contact);
+    set(&mut r, "メールアドレス1", s(APPLICANT));
+    set(&mut r, "メールアドレス2", email2.map(s).unwrap_or(V::Blank));
+    r
+}

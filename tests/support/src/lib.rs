@@ -7,6 +7,7 @@
 // broke, so unwrap is the right tool here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod ceremony;
 pub mod common;
 pub mod hostile;
 pub mod intake;
