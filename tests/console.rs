@@ -169,8 +169,11 @@ fn http_host(
         "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
         host.unwrap_or(addr)
     );
-    if let Some(c) = cookie {
-        req.push_str(&format!("Cookie: __Host-kxca-console={c}\r\n"));
+    match cookie {
+        // A whole cookie header (the login form's), or a session id.
+        Some(c) if c.contains('=') => req.push_str(&format!("Cookie: {c}\r\n")),
+        Some(c) => req.push_str(&format!("Cookie: __Host-kxca-console={c}\r\n")),
+        None => {}
     }
     if method == "POST" {
         req.push_str(&format!(
@@ -204,13 +207,23 @@ fn enc(v: &str) -> String {
 
 /// Logs in over HTTP: the session cookie's value, or the refusal page.
 fn login(c: &Console, a: &NewAdmin, password: &str, steps: i64) -> Result<String, (u16, String)> {
+    // The login form first: its cookie and the token bound to it.
+    let (status, head, page) = http(&c.base, "GET", "/login", None, "");
+    assert_eq!(status, 200, "{page}");
+    let pre = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: __host-kxca-login="))
+        .map(|v| v.split(';').next().unwrap().to_string())
+        .expect("the login form's cookie");
     let body = format!(
-        "name={}&password={}&code={}",
+        "csrf={}&name={}&password={}&code={}",
+        csrf_of(&page),
         enc(&a.name),
         enc(password),
         code(&a.secret, steps)
     );
-    let (status, head, page) = http(&c.base, "POST", "/login", None, &body);
+    let cookie = format!("__Host-kxca-login={pre}");
+    let (status, head, page) = http(&c.base, "POST", "/login", Some(&cookie), &body);
     let cookie = head
         .lines()
         .find_map(|l| l.strip_prefix("set-cookie: __host-kxca-console="))
@@ -295,6 +308,26 @@ fn refuses_without_session_csrf_role_after_logout_and_expiry_and_locks_brute_for
         Some("console.evil.test"),
     );
     assert_eq!(status, 421);
+
+    // A login post without the login form's token (a login CSRF) is
+    // refused before the credentials are looked at.
+    let body = format!(
+        "name=bob&password={}&code={}",
+        enc(&bob.password),
+        code(&bob.secret, 0)
+    );
+    let (status, head, page) = http(&c.base, "POST", "/login", None, &body);
+    assert_eq!(status, 403, "{page}");
+    assert!(!head.contains("set-cookie: __host-kxca-console"), "{head}");
+    let (status, _, page) = http(
+        &c.base,
+        "POST",
+        "/login",
+        Some(&format!("__Host-kxca-login={}", "ab".repeat(32))),
+        &format!("csrf={}&{body}", "0".repeat(64)),
+    );
+    assert_eq!(status, 403, "{page}");
+    assert_eq!(audit_count(&c, "admin.login"), 0);
 
     // bob: a session; a post without or with a forged CSRF token changes nothing.
     let session = login(&c, &bob, &bob.password, 0).unwrap();

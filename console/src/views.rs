@@ -14,6 +14,7 @@ pub struct Who {
 #[template(path = "login.html")]
 pub struct Login {
     pub error: Option<&'static str>,
+    pub csrf: String,
 }
 
 pub struct AppLine {

@@ -26,6 +26,9 @@ use crate::views::*;
 use crate::ConsoleConfig;
 
 const COOKIE: &str = "__Host-kxca-console";
+/// The login form's own cookie: its CSRF token is bound to it, so another
+/// site cannot log a browser in under its own account.
+const LOGIN_COOKIE: &str = "__Host-kxca-login";
 const CSS: &str = include_str!("../templates/console.css");
 
 /// What the console serves from.
@@ -231,13 +234,17 @@ fn now() -> i64 {
 }
 
 fn cookie_session(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, COOKIE)
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_string())
         .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
 }
@@ -339,11 +346,44 @@ async fn login_page(headers: HeaderMap, State(state): State<Shared>) -> Response
     if authed(&state, &headers).await.is_ok() {
         return Redirect::to("/").into_response();
     }
-    html(StatusCode::OK, &Login { error: None })
+    login_form(&state, StatusCode::OK, None)
 }
 
-async fn login(State(state): State<Shared>, body: String) -> Response {
+fn login_binding(pre: &str) -> String {
+    format!("login:{}", admins::session_hash(pre))
+}
+
+/// The login page with a new login cookie and the CSRF token bound to it.
+fn login_form(state: &Shared, status: StatusCode, error: Option<&'static str>) -> Response {
+    let mut raw = [0u8; 32];
+    if let Err(e) = crate::key::random("login cookie", &mut raw) {
+        return failure(e);
+    }
+    let pre = hex::encode(raw);
+    let csrf = state.key.csrf(&login_binding(&pre));
+    let mut resp = html(status, &Login { error, csrf });
+    let cookie = format!("{LOGIN_COOKIE}={pre}; Path=/; Secure; HttpOnly; SameSite=Strict");
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+async fn login(headers: HeaderMap, State(state): State<Shared>, body: String) -> Response {
     let f = form(&body);
+    let bound = cookie(&headers, LOGIN_COOKIE).is_some_and(|pre| {
+        state
+            .key
+            .csrf_ok(&login_binding(&pre), one(&f, "csrf").unwrap_or(""))
+    });
+    if !bound {
+        tracing::warn!("console login refused: login form token missing or wrong");
+        return login_form(
+            &state,
+            StatusCode::FORBIDDEN,
+            Some("画面の有効期限が切れたか、正しくない送信です。もう一度ログインしてください。"),
+        );
+    }
     let name = one(&f, "name").unwrap_or("").trim().to_string();
     let password = one(&f, "password").unwrap_or("").to_string();
     let code = one(&f, "code").unwrap_or("").to_string();
@@ -361,14 +401,13 @@ async fn login(State(state): State<Shared>, body: String) -> Response {
     .await;
     match out {
         Err(e) => failure(e),
-        Ok(Err(why)) => html(
+        Ok(Err(why)) => login_form(
+            &state,
             StatusCode::UNAUTHORIZED,
-            &Login {
-                error: Some(match why {
+            Some(match why {
                     LoginRefused::Wrong => "管理者名、パスワードまたは確認コードが正しくありません。",
-                    LoginRefused::Locked => "ログインの失敗が続いたため、このアカウントは一時的にロックされています。しばらくしてからお試しいただくか、セキュリティ責任者に連絡してください。",
-                }),
-            },
+                LoginRefused::Locked => "ログインの失敗が続いたため、このアカウントは一時的にロックされています。しばらくしてからお試しいただくか、セキュリティ責任者に連絡してください。",
+            }),
         ),
         Ok(Ok((admin, session))) => {
             tracing::info!(admin = %admin.name, "console login");
