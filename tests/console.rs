@@ -908,6 +908,40 @@ async fn flow(c: &Console, alice: &NewAdmin, port: u16, chromium: &Path) {
         .unwrap();
     assert_eq!(state, "有効");
     shot(&client, "08-account").await;
+    // Resend mail 1, confirmed: one more certificate-ready mail, no mail 2.
+    client
+        .find(Locator::Id("resend"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    h1_is(&client, "メール1再送の確認").await;
+    client
+        .find(Locator::Id("confirm"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    h1_is(&client, "メール1を再送します").await;
+    let (ready, secrets): (i64, i64) = db(c)
+        .query_row(
+            "SELECT SUM(kind = 'certificate-ready'), SUM(kind = 'initial-passwords') FROM outbox",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((ready, secrets), (2, 1));
+    assert_eq!(audit_count(c, "account.resend_mail1"), 1);
+    client
+        .find(Locator::Id("back"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    h1_is(&client, &format!("アカウント {cid}")).await;
     client
         .find(Locator::Css(
             "#reason option[value=\"cessationOfOperation\"]",

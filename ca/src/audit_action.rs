@@ -123,6 +123,8 @@ pub enum AuditAction {
     AdminDownload,
     /// A failed outbox mail was put back in the queue by an admin.
     OutboxRetry,
+    /// Mail 1 (the pickup URL) was queued again for an account's pickup.
+    AccountResendMail1,
 }
 
 impl AuditAction {
@@ -186,6 +188,7 @@ impl AuditAction {
         AuditAction::AdminLogout,
         AuditAction::AdminDownload,
         AuditAction::OutboxRetry,
+        AuditAction::AccountResendMail1,
     ];
 
     /// The stored name (hashed into the leaf: never change an existing one).
@@ -249,6 +252,7 @@ impl AuditAction {
             AuditAction::AdminLogout => "admin.logout",
             AuditAction::AdminDownload => "admin.download",
             AuditAction::OutboxRetry => "outbox.retry",
+            AuditAction::AccountResendMail1 => "account.resend_mail1",
         }
     }
 
@@ -334,6 +338,7 @@ mod tests {
                 "admin.logout",
                 "admin.download",
                 "outbox.retry",
+                "account.resend_mail1",
             ]
         );
         for a in AuditAction::ALL {

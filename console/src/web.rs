@@ -1140,6 +1140,13 @@ async fn account_action(
                 "担当者へメール1・メール2を送ります。".to_string(),
             ],
         ),
+        "resend" => (
+            "メール1再送の確認",
+            vec![
+                format!("{cid} の担当者へ、証明書受け取りの案内(メール1)をもう一度送ります。"),
+                "パスワード(メール2)は送りません。新しいコードが必要なときは受け取り期限の延長を使ってください。".to_string(),
+            ],
+        ),
         "renew" => (
             "受け取り期限延長の確認",
             vec![
@@ -1195,6 +1202,14 @@ async fn account_action(
                 accounts::lifecycle::reset(ca.store_mut(), &id, &setup.delivery(), &actor, now)
                     .map(|o| vec![o])
             }
+            "resend" => accounts::lifecycle::resend_mail1(
+                ca.store_mut(),
+                &id,
+                &setup.delivery(),
+                &actor,
+                now,
+            )
+            .map(|o| vec![o]),
             "renew" => accounts::lifecycle::renew_pickup(
                 ca.store_mut(),
                 &id,
@@ -1227,6 +1242,7 @@ async fn account_action(
             let done = match action.as_str() {
                 "reset" => "再発行の受け取りを開始しました",
                 "renew" => "受け取り期限を延長しました",
+                "resend" => "メール1を再送します",
                 _ => "失効しました",
             };
             let mut lines = vec![format!(
