@@ -606,11 +606,14 @@ fn the_real_flow_in_chromium_login_inbox_highlighted_cell_approve_mails_queued()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(flow(&c, &alice, port, chromium.unwrap().as_path()));
+    rt.block_on(session(&c, &alice, port, chromium.unwrap().as_path()));
 }
 
-async fn flow(c: &Console, alice: &NewAdmin, port: u16, chromium: &Path) {
-    use fantoccini::{ClientBuilder, Locator};
+/// Runs [`flow`] in a Chromium session that is closed even when an
+/// assertion fails: otherwise the browser outlives chromedriver.
+async fn session(c: &Console, alice: &NewAdmin, port: u16, chromium: &Path) {
+    use fantoccini::ClientBuilder;
+    use futures_util::FutureExt;
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".to_string(),
@@ -626,6 +629,20 @@ async fn flow(c: &Console, alice: &NewAdmin, port: u16, chromium: &Path) {
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
         .expect("a WebDriver session with Chromium");
+    let outcome = std::panic::AssertUnwindSafe(flow(c, alice, &client))
+        .catch_unwind()
+        .await;
+    // The session may already be over (the last handle in `flow` ends it);
+    // closing is only to make sure no browser is left behind.
+    let _ = client.close().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn flow(c: &Console, alice: &NewAdmin, client: &fantoccini::Client) {
+    use fantoccini::Locator;
+    let client = client.clone();
     let base = &c.base;
 
     // The login page, then password + TOTP.
