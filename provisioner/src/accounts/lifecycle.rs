@@ -183,9 +183,7 @@ pub fn resend_mail1(
             ctx,
             now,
         )?;
-        audit::append(
-            tx,
-            now,
+        tx.audit(now,
             actor,
             kxca_ca::AuditAction::AccountResendMail1,
             None,

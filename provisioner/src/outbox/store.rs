@@ -630,9 +630,7 @@ pub fn retry(store: &mut Store, id: i64, actor: &str, now: i64) -> Result<bool, 
             )
             .map_err(sql)?;
         if changed == 1 {
-            audit::append(
-                tx,
-                now,
+            tx.audit(now,
                 actor,
                 kxca_ca::AuditAction::OutboxRetry,
                 None,
