@@ -187,10 +187,7 @@ pub(crate) struct PreparedSecrets {
 
 /// The KX password length of mail 2 `mail` (its delivery row), read from
 /// a snapshot so the secrets can be prepared before the write lock.
-pub(crate) fn kx_length(
-    conn: &Snapshot<'_>,
-    mail: &OutboxMail,
-) -> Result<usize, kxca_ca::Error> {
+pub(crate) fn kx_length(conn: &Snapshot<'_>, mail: &OutboxMail) -> Result<usize, kxca_ca::Error> {
     let len: Option<i64> = conn
         .query_row(
             "SELECT kx_length FROM account_deliveries WHERE outbox_id = ?1",

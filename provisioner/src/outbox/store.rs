@@ -571,7 +571,10 @@ pub(super) fn claim_next(
             None => {
                 // Another sender took it over (our claim expired while we
                 // hashed): it mints and sends; we must not.
-                tracing::warn!(outbox_id = mail.id, "claim lost before mail 2 was minted; left to its new sender");
+                tracing::warn!(
+                    outbox_id = mail.id,
+                    "claim lost before mail 2 was minted; left to its new sender"
+                );
                 continue;
             }
         }
