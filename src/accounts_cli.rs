@@ -84,6 +84,12 @@ pub enum AccountsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Send mail 1 (the pickup URL, no secret) again for the current pickup.
+    ResendMail1 {
+        certificate_id: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// The KX server's account feed (docs/KX-EXPORT.md).
     Export {
         /// `kx` (CSV) or `kx-json`.
@@ -401,6 +407,23 @@ pub fn run(
                 "{}: pickup renewed, {} mail(s) queued (a new code is minted when mail 2 is sent)",
                 out.certificate_id, out.mails_queued
             );
+        }
+        AccountsCommand::ResendMail1 {
+            certificate_id,
+            json,
+        } => {
+            let setup = Setup::load(&ca, mail)?;
+            let out = lifecycle::resend_mail1(
+                ca.store_mut(),
+                &certificate_id,
+                &setup.delivery(),
+                actor,
+                now,
+            )?;
+            if json {
+                return print_json(&out);
+            }
+            println!("{}: mail 1 queued again", out.certificate_id);
         }
         AccountsCommand::Export {
             format,

@@ -116,13 +116,19 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::intake::OfficesCommand,
     },
+    /// The admin console's accounts: add (password + TOTP), list.
+    Admin {
+        #[command(subcommand)]
+        command: crate::admin_cli::AdminCommand,
+    },
     /// Certificate pickups as admins see them: state, tries, code expiry, serial.
     Pickups(crate::pickups::PickupsArgs),
     /// The public role: serve OCSP, CRLs, CA certificates, /healthz and
     /// /metrics from the store, holding no CA key.
     Serve(crate::serve::ServeArgs),
     /// The private role: sign CRLs and OCSP answers into the store, renew the
-    /// responder certificate, run the mail intake schedule. Listens on no port.
+    /// responder certificate, run the mail intake schedule. Listens on no
+    /// port, except the admin console's when kxca.toml has `[console]`.
     Daemon,
     /// Export pre-signed OCSP responses, CRLs and CA certificates for nginx or a CDN.
     Publish(crate::publish::PublishArgs),
@@ -242,6 +248,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Publish(args) => crate::publish::run(home(&cli.home)?, args, &actor)?,
         Command::Pickups(args) => crate::pickups::list(home(&cli.home)?, &args)?,
+        Command::Admin { command } => {
+            let home = home(&cli.home)?;
+            let config = KxcaToml::required(config, &home)?;
+            crate::admin_cli::run(home, command, &config.ca.union.name, &actor)?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

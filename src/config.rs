@@ -48,6 +48,8 @@ struct Sections {
     mail: Option<MailConfig>,
     #[serde(default)]
     audit: IgnoredAny,
+    #[serde(default)]
+    console: Option<kxca_console::ConsoleConfig>,
 }
 
 /// kxca.toml, parsed and checked, each section by its owner.
@@ -59,6 +61,8 @@ pub struct KxcaToml {
     pub serve: ServeConfig,
     /// The signup mailbox and outbound mail; `None`: no mail.
     pub mail: Option<MailConfig>,
+    /// The admin console's listener in `kxca daemon`; `None`: no console.
+    pub console: Option<kxca_console::ConsoleConfig>,
 }
 
 impl KxcaToml {
@@ -80,12 +84,25 @@ impl KxcaToml {
         // [mail]: toml's errors then give the line of the bad key.
         let sections: Sections =
             toml::from_str(&text).map_err(|e| bad(e.to_string().trim().replace('\n', " ")))?;
-        let Sections { serve, mail, .. } = sections;
+        let Sections {
+            serve,
+            mail,
+            console,
+            ..
+        } = sections;
         serve.check().map_err(bad)?;
         if let Some(mail) = &mail {
             mail.check().map_err(|e| bad(e.to_string()))?;
         }
-        Ok(KxcaToml { ca, serve, mail })
+        if let Some(console) = &console {
+            console.check().map_err(bad)?;
+        }
+        Ok(KxcaToml {
+            ca,
+            serve,
+            mail,
+            console,
+        })
     }
 
     /// The home's kxca.toml, loaded; `None` when the home has none yet

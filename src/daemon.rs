@@ -6,7 +6,8 @@
 //! mail intake schedule (src/mail_schedule.rs), so that the process the
 //! network reaches never parses mail. It signs the keys office contacts
 //! picked up on the public role's `/pickup` page. It opens no listening
-//! socket.
+//! socket, except the admin console's (kxca-console) when kxca.toml has
+//! `[console]`: loopback only.
 
 use std::time::Duration;
 
@@ -46,13 +47,31 @@ pub fn run(home: Home, config: KxcaToml, actor: &str) -> Result<()> {
         .enable_all()
         .build()?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Its own store connection; loaded before "ready" so a broken policy
+    // or console key stops the start, naming the file.
+    let console = match &config.console {
+        Some(c) => Some(kxca_console::Console::open(
+            &home,
+            c.clone(),
+            crate::intake::policy(&Some(home.root().into()), &None)?,
+            config.mail.clone(),
+        )?),
+        None => None,
+    };
     runtime.block_on(async move {
+        let console = match console {
+            Some(c) => Some(kxca_console::bind(c).await?),
+            None => None,
+        };
         // Configuration changes are recorded before the daemon says it is ready.
         let checkpoints =
             crate::audit::start_checkpoints(&home, &config.ca, actor, stop_rx.clone())?;
         let mail = crate::mail_schedule::start(home, config.mail, actor, stop_rx.clone())?;
         // Before "ready": a stop sent right after it must be a clean stop.
         let signal = StopSignal::install();
+        if let Some((_, addr, _)) = &console {
+            println!("kxca console listening on http://{addr}/");
+        }
         println!("kxca daemon ready");
         tracing::info!("kxca daemon started");
         let mut tasks = Tasks::new();
@@ -89,6 +108,16 @@ pub fn run(home: Home, config: KxcaToml, actor: &str) -> Result<()> {
             }
             Ok("maintainer")
         });
+        if let Some((listener, _, app)) = console {
+            let mut console_stop = stop_rx.clone();
+            tasks.spawn(async move {
+                kxca_console::serve(listener, app, async move {
+                    let _ = console_stop.wait_for(|s| *s).await;
+                })
+                .await?;
+                Ok("admin console")
+            });
+        }
         if let Some(done) = mail {
             tasks.spawn(async move {
                 done.await

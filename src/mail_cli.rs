@@ -51,6 +51,11 @@ pub enum OutboxCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Put a failed mail back in the queue for a new round of attempts.
+    Retry {
+        /// The mail's id (`kxca outbox list`).
+        id: i64,
+    },
 }
 
 fn open(home: Home) -> Result<Ca> {
@@ -178,6 +183,16 @@ pub fn run(command: MailCommand, home: Home, mail: Option<&MailConfig>, actor: &
         }
         MailCommand::Applications(ApplicationsCommand::Reject(args)) => {
             crate::accounts_cli::reject(open(home)?, mail, &args, actor)?
+        }
+        MailCommand::Outbox(OutboxCommand::Retry { id }) => {
+            let mut ca = open(home)?;
+            let now = ca.clock().now();
+            if !outbox::retry(ca.store_mut(), id, actor, now)? {
+                anyhow::bail!(
+                    "outbox mail {id} is not failed (see `kxca outbox list`): nothing to retry"
+                );
+            }
+            println!("outbox mail {id} queued again; the daemon or `kxca outbox send` sends it");
         }
         MailCommand::Outbox(OutboxCommand::List { json, limit }) => {
             let ca = open(home)?;

@@ -2,6 +2,7 @@
 //! Parses arguments and hands off to the library crates.
 
 mod accounts_cli;
+mod admin_cli;
 mod audit;
 mod backup;
 mod ceremony;

@@ -109,6 +109,22 @@ pub enum AuditAction {
     StoreBackup,
     /// `kxca restore`: this store was restored from a backup.
     StoreRestore,
+    /// A console admin account was created (`kxca admin add`).
+    AdminAdd,
+    /// A console admin logged in (password and TOTP).
+    AdminLogin,
+    /// A console login was refused (wrong name, password or code, or locked).
+    AdminLoginFailed,
+    /// A console admin account was locked after repeated failures.
+    AdminLocked,
+    /// A console admin logged out.
+    AdminLogout,
+    /// A console admin downloaded an application's stored file.
+    AdminDownload,
+    /// A failed outbox mail was put back in the queue by an admin.
+    OutboxRetry,
+    /// Mail 1 (the pickup URL) was queued again for an account's pickup.
+    AccountResendMail1,
 }
 
 impl AuditAction {
@@ -165,6 +181,14 @@ impl AuditAction {
         AuditAction::AuthorityRetire,
         AuditAction::StoreBackup,
         AuditAction::StoreRestore,
+        AuditAction::AdminAdd,
+        AuditAction::AdminLogin,
+        AuditAction::AdminLoginFailed,
+        AuditAction::AdminLocked,
+        AuditAction::AdminLogout,
+        AuditAction::AdminDownload,
+        AuditAction::OutboxRetry,
+        AuditAction::AccountResendMail1,
     ];
 
     /// The stored name (hashed into the leaf: never change an existing one).
@@ -221,6 +245,14 @@ impl AuditAction {
             AuditAction::AuthorityRetire => "authority.retire",
             AuditAction::StoreBackup => "store.backup",
             AuditAction::StoreRestore => "store.restore",
+            AuditAction::AdminAdd => "admin.add",
+            AuditAction::AdminLogin => "admin.login",
+            AuditAction::AdminLoginFailed => "admin.login_failed",
+            AuditAction::AdminLocked => "admin.locked",
+            AuditAction::AdminLogout => "admin.logout",
+            AuditAction::AdminDownload => "admin.download",
+            AuditAction::OutboxRetry => "outbox.retry",
+            AuditAction::AccountResendMail1 => "account.resend_mail1",
         }
     }
 
@@ -299,6 +331,14 @@ mod tests {
                 "authority.retire",
                 "store.backup",
                 "store.restore",
+                "admin.add",
+                "admin.login",
+                "admin.login_failed",
+                "admin.locked",
+                "admin.logout",
+                "admin.download",
+                "outbox.retry",
+                "account.resend_mail1",
             ]
         );
         for a in AuditAction::ALL {

@@ -226,6 +226,9 @@ fn take_into(
                 "keys" => Some("soft key file"),
                 "ocsp" => Some("OCSP responder key material or its secret"),
                 "audit" => Some("audit checkpoint key material or its secret"),
+                "console" => Some(
+                    "the admin console's key (CSRF, sealed TOTP secrets): after a restore, re-enrol the admins",
+                ),
                 _ => Some("not a file kxca needs to run"),
             }
         } else {

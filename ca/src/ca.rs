@@ -480,6 +480,7 @@ impl Ca {
             },
             serve: o.serve.clone(),
             mail: o.mail.clone(),
+            console: None,
             audit: crate::audit_log::init_config(home, &o)?,
         };
         let header =

@@ -39,6 +39,10 @@ pub struct Config {
     /// kxca-provisioner (`MailConfig`), kept here as written, like `serve`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mail: Option<toml::Table>,
+    /// `[console]`, the admin console's listener in `kxca daemon`: owned
+    /// by kxca-console (`ConsoleConfig`), kept here as written, like `serve`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<toml::Table>,
     /// `[audit]`: the key that signs checkpoints of the audit record.
     #[serde(default)]
     pub audit: crate::audit_log::AuditConfig,

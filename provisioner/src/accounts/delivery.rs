@@ -76,23 +76,11 @@ pub fn queue(
     ];
     let mut queued = 0;
     if mails == Mails::Both {
-        let ready = ctx
-            .templates
-            .get(policy::CERTIFICATE_READY)?
-            .render(&vars)?;
-        outbox::enqueue(
+        enqueue_ready(
             tx,
-            &NewMail {
-                idempotency_key: format!("certificate-ready:{}", enrolment.0),
-                kind: OutboxKind::CertificateReady,
-                to: account.email1.clone(),
-                subject: ready.subject,
-                body: ready.body,
-                in_reply_to: None,
-                references: Vec::new(),
-                attachments: Vec::new(),
-            },
-            ctx.message_id_domain,
+            account,
+            format!("certificate-ready:{}", enrolment.0),
+            ctx,
             now,
         )?;
         queued += 1;
@@ -126,6 +114,43 @@ pub fn queue(
     )
     .map_err(sql)?;
     Ok(queued + 1)
+}
+
+/// Queues mail 1 (certificate ready: the pickup URL, no secret) for
+/// `account` under `idempotency_key`.
+pub(crate) fn enqueue_ready(
+    tx: &Tx<'_>,
+    account: &Account,
+    idempotency_key: String,
+    ctx: &DeliveryContext<'_>,
+    now: i64,
+) -> Result<i64, kxca_ca::Error> {
+    let vars = [
+        ("union_name", ctx.union_name),
+        ("office_name", account.office_name.as_str()),
+        ("contact_name", account.contact_name.as_str()),
+        ("certificate_id", account.certificate_id.as_str()),
+        ("pickup_url", ctx.pickup_url),
+    ];
+    let ready = ctx
+        .templates
+        .get(policy::CERTIFICATE_READY)?
+        .render(&vars)?;
+    outbox::enqueue(
+        tx,
+        &NewMail {
+            idempotency_key,
+            kind: OutboxKind::CertificateReady,
+            to: account.email1.clone(),
+            subject: ready.subject,
+            body: ready.body,
+            in_reply_to: None,
+            references: Vec::new(),
+            attachments: Vec::new(),
+        },
+        ctx.message_id_domain,
+        now,
+    )
 }
 
 /// A KX initial password: `length` characters of [`KX_ALPHABET`] from the

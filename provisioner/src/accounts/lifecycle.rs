@@ -155,6 +155,57 @@ pub fn renew_pickup(
     Ok(out)
 }
 
+/// `kxca accounts resend-mail1`: mail 1 (the pickup URL, no secret) again
+/// for the account's current pickup, e.g. after the contact deleted it.
+/// Mail 2 is not resent: a new code comes with `renew_pickup`.
+pub fn resend_mail1(
+    store: &mut kxca_ca::Store,
+    certificate_id: &str,
+    ctx: &DeliveryContext<'_>,
+    actor: &str,
+    now: i64,
+) -> Result<LifecycleOutcome, kxca_ca::Error> {
+    store.migrate("accounts", super::migrations())?;
+    let out = store.write(|tx| {
+        let a = active_account(tx, certificate_id)?;
+        let id = a.enrolment_id.ok_or_else(|| {
+            not_found(format!(
+                "account {certificate_id} has no pickup to send mail 1 for; use `kxca accounts reset`"
+            ))
+        })?;
+        let nth: i64 = tx
+            .query_row(
+                "SELECT COUNT(*) FROM outbox WHERE idempotency_key LIKE ?1",
+                [format!("certificate-ready:{id}:resend:%")],
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
+        let outbox_id = delivery::enqueue_ready(
+            tx,
+            &a,
+            format!("certificate-ready:{id}:resend:{}", nth + 1),
+            ctx,
+            now,
+        )?;
+        audit::append(
+            tx,
+            now,
+            actor,
+            kxca_ca::AuditAction::AccountResendMail1,
+            None,
+            serde_json::json!({ "account_id": a.id, "certificate_id": a.certificate_id, "enrolment_id": id, "outbox_id": outbox_id }),
+        )?;
+        Ok(LifecycleOutcome {
+            certificate_id: a.certificate_id.clone(),
+            enrolment_id: Some(id),
+            serials: Vec::new(),
+            mails_queued: 1,
+        })
+    })?;
+    tracing::info!(certificate_id, enrolment_id = out.enrolment_id, %actor, "mail 1 resent");
+    Ok(out)
+}
+
 /// Whom `kxca accounts revoke` is about.
 #[derive(Debug, Clone)]
 pub enum RevokeTarget {

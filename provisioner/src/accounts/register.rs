@@ -386,3 +386,23 @@ impl ExistingAccounts for AccountRegister {
             .map(|o| o.contains(union_code, branch_code, office_code))
     }
 }
+
+/// Active accounts whose current certificate ends at or before `until`,
+/// soonest first, with that end (the console's "expiring" dashboard; the
+/// reminders mail the same accounts on their own schedule).
+pub fn expiring(conn: &Snapshot<'_>, until: i64) -> Result<Vec<(Account, i64)>, kxca_ca::Error> {
+    let mut out: Vec<(Account, i64)> = search(conn, None, i64::MAX)?
+        .into_iter()
+        .filter(|a| a.state == AccountState::Active)
+        .filter_map(|a| {
+            let end = a
+                .certificates
+                .iter()
+                .find(|c| a.current_serial.as_deref() == Some(c.serial.as_str()))?
+                .not_after;
+            (end <= until).then_some((a, end))
+        })
+        .collect();
+    out.sort_by_key(|(_, end)| *end);
+    Ok(out)
+}

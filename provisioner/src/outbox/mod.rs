@@ -13,6 +13,6 @@ mod store;
 
 pub use send::{run_once, SendSummary, Sender};
 pub use store::{
-    enqueue, list, migrations, record_delivery_report, DeliveryFailure, NewMail, OutboxAttachment,
-    OutboxKind, OutboxMail, OutboxState,
+    enqueue, list, migrations, record_delivery_report, retry, DeliveryFailure, NewMail,
+    OutboxAttachment, OutboxKind, OutboxMail, OutboxState,
 };

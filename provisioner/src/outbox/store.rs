@@ -688,6 +688,31 @@ pub(super) fn mark_attempt_failed(
     })
 }
 
+/// Puts a failed mail back in the queue for a new round of attempts (an
+/// admin's retry, after the SMTP problem was fixed). `false` when mail `id`
+/// is not failed (sent, queued or sending: nothing to retry).
+pub fn retry(store: &mut Store, id: i64, actor: &str, now: i64) -> Result<bool, kxca_ca::Error> {
+    store.write(|tx| {
+        let changed = tx
+            .execute(
+                "UPDATE outbox SET state = 'queued', attempts = 0, next_attempt_at = ?2, claimed_at = NULL WHERE id = ?1 AND state = 'failed'",
+                params![id, now],
+            )
+            .map_err(sql)?;
+        if changed == 1 {
+            audit::append(
+                tx,
+                now,
+                actor,
+                kxca_ca::AuditAction::OutboxRetry,
+                None,
+                serde_json::json!({ "outbox_id": id }),
+            )?;
+        }
+        Ok(changed == 1)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

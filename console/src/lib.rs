@@ -1,0 +1,89 @@
+//! The union admins' web console: a face on kxca-provisioner's functions
+//! (it calls them, never copies their logic), served by `kxca daemon` on its
+//! own loopback listener. Server-rendered askama templates (templates/*.html,
+//! escaping on), every word Japanese; admin accounts with Argon2id passwords
+//! and TOTP, sessions in the store, CSRF tokens from the console key.
+
+pub mod admins;
+pub mod key;
+mod views;
+mod web;
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+pub use admins::{NewAdmin, Role};
+pub use key::ConsoleKey;
+pub use web::{bind, serve, Console};
+
+/// `[console]` in kxca.toml: the admin listener of `kxca daemon`. Without
+/// the section the daemon opens no listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Where the console listens; loopback only (no TLS yet).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// A session unused this long is ended.
+    #[serde(default = "default_idle_minutes")]
+    pub idle_minutes: u64,
+    /// A session is ended this long after its login, used or not.
+    #[serde(default = "default_session_hours")]
+    pub session_hours: u64,
+    /// Failed logins in a row that lock an admin account.
+    #[serde(default = "default_max_failures")]
+    pub max_failures: u32,
+    /// How long a locked account stays locked.
+    #[serde(default = "default_lockout_minutes")]
+    pub lockout_minutes: u64,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8470))
+}
+fn default_idle_minutes() -> u64 {
+    15
+}
+fn default_session_hours() -> u64 {
+    8
+}
+fn default_max_failures() -> u32 {
+    5
+}
+fn default_lockout_minutes() -> u64 {
+    30
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            listen: default_listen(),
+            idle_minutes: default_idle_minutes(),
+            session_hours: default_session_hours(),
+            max_failures: default_max_failures(),
+            lockout_minutes: default_lockout_minutes(),
+        }
+    }
+}
+
+impl ConsoleConfig {
+    /// Checks the section; the message names the key.
+    pub fn check(&self) -> Result<(), String> {
+        if !self.listen.ip().is_loopback() {
+            return Err(format!(
+                "[console] listen = \"{}\": not a loopback address. The console serves personal data and has no TLS listener yet: bind it to 127.0.0.1 or [::1] (reach it through an SSH tunnel)",
+                self.listen
+            ));
+        }
+        if self.idle_minutes == 0 || self.session_hours == 0 {
+            return Err("[console] idle_minutes and session_hours must be at least 1".to_string());
+        }
+        if self.max_failures == 0 || self.lockout_minutes == 0 {
+            return Err(
+                "[console] max_failures and lockout_minutes must be at least 1".to_string(),
+            );
+        }
+        Ok(())
+    }
+}
