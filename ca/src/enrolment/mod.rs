@@ -429,13 +429,50 @@ pub fn cancel(
 /// (`policy`: `[code] lifetime_days`); tries are reset and a previous code
 /// stops working. Audited without the code.
 ///
-/// Hashing costs the policy's Argon2id time (about 20–50 ms) inside `tx`.
+/// Hashing costs the policy's Argon2id time (about 20–50 ms) inside `tx`,
+/// holding the write lock: a caller that can, prepares the code first
+/// ([`prepare_code`], no transaction) and stores it ([`store_code`]).
 pub fn mint_code(
     tx: &Tx<'_>,
     id: EnrolmentId,
     policy: &PickupPolicy,
     now: i64,
 ) -> Result<Zeroizing<String>, Error> {
+    store_code(tx, id, prepare_code(policy)?, policy, now)
+}
+
+/// A pickup code generated and hashed, not stored yet: it works only once
+/// [`store_code`] has written its hash. Dropping it wipes the code.
+pub struct PreparedCode {
+    code: Zeroizing<String>,
+    hash: String,
+}
+
+impl std::fmt::Debug for PreparedCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PreparedCode(..)")
+    }
+}
+
+/// Generates a code and its Argon2id hash outside any transaction, so the
+/// policy's hashing time is not spent holding the store's write lock.
+pub fn prepare_code(policy: &PickupPolicy) -> Result<PreparedCode, Error> {
+    let code = code::generate()?;
+    let hash = code::hash(&code, policy)?;
+    Ok(PreparedCode { code, hash })
+}
+
+/// Stores a [`prepare_code`]d code for enrolment `id`, checking in `tx`
+/// that it is still waiting (a reset may have cancelled it meanwhile), as
+/// [`mint_code`] does; returns the code.
+pub fn store_code(
+    tx: &Tx<'_>,
+    id: EnrolmentId,
+    prepared: PreparedCode,
+    policy: &PickupPolicy,
+    now: i64,
+) -> Result<Zeroizing<String>, Error> {
+    let PreparedCode { code, hash } = prepared;
     let row = row_required(tx, id)?;
     if row.state != Stored::Open {
         return Err(Error::Enrolment {
@@ -446,8 +483,6 @@ pub fn mint_code(
             ),
         });
     }
-    let code = code::generate()?;
-    let hash = code::hash(&code, policy)?;
     let expires = now + policy.code_lifetime_seconds;
     tx.execute(
         "UPDATE enrolments SET code_hash = ?2, code_minted_at = ?3, code_expires_at = ?4, tries = 0, locked_at = NULL

@@ -226,3 +226,45 @@ fn a_code_reminted_during_verification_is_checked_again() {
         .unwrap();
     assert_eq!(got, Claim::Changed);
 }
+
+// The outbox sender hashes mail 2's code before taking the write lock: a
+// prepared code opens nothing until it is stored, storing it kills the
+// previous code, and a reset that cancels the enrolment while the sender
+// was hashing makes the storing fail (that mail 2 must not go out).
+#[test]
+fn a_prepared_code_works_only_once_stored_and_never_after_a_reset() {
+    let (_d, mut s) = store();
+    let id = open_one(&mut s, None);
+    let p = policy();
+    let old = s.write(|tx| mint_code(tx, id, &p, 1000)).unwrap();
+    let prepared = prepare_code(&p).unwrap();
+    let typed = prepared.code.clone();
+    assert_eq!(
+        attempt(&mut s, &typed, 1001),
+        Ok(Claim::Wrong { tries_left: 4 })
+    );
+    let stored = s
+        .write(|tx| store_code(tx, id, prepared, &p, 1002))
+        .unwrap();
+    assert_eq!(*stored, *typed);
+    assert_eq!(
+        attempt(&mut s, &old, 1003),
+        Ok(Claim::Wrong { tries_left: 4 })
+    );
+
+    let late = prepare_code(&p).unwrap();
+    let late_code = late.code.clone();
+    let new = open_one(&mut s, Some(Serial::from_bytes(&[1, 2, 3])));
+    let err = s
+        .write(|tx| store_code(tx, id, late, &p, 1004))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("a code can only be minted for a waiting enrolment"),
+        "{err}"
+    );
+    assert_eq!(attempt(&mut s, &late_code, 1005), Err(Refusal::NoCode));
+    assert_eq!(attempt(&mut s, &typed, 1005), Err(Refusal::NoCode));
+    assert_eq!(state(&s, id, 1005), EnrolmentState::Cancelled);
+    assert_ne!(new, id);
+}

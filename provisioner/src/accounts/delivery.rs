@@ -1,16 +1,18 @@
 //! The two delivery mails. Mail 1 (certificate ready, pickup URL, no
 //! secret) and mail 2 (the two initial passwords) are queued in the
 //! transaction that approves, resets or renews; mail 2's outbox body holds
-//! placeholders, never a secret. When the sender claims mail 2 it calls
-//! [`mint_for_sending`] in the claim's transaction: a new pickup code and a
-//! new KX password are generated, their Argon2id hashes stored, and the
-//! filled body lives only in memory until SMTP has it. A resend (after a
+//! placeholders, never a secret. When the sender has claimed mail 2 it
+//! generates and hashes a new pickup code and a new KX password
+//! ([`prepare_secrets`], outside any transaction: Argon2id is slow), then
+//! stores both hashes in one short transaction ([`store_secrets`]) that
+//! re-checks the claim; the filled body lives only in memory until SMTP
+//! has it. A resend (after a
 //! failed attempt or a crash) mints again, and the older values stop
 //! working.
 
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
 use kxca_ca::enrolment::{self, EnrolmentId};
-use kxca_ca::store::Tx;
+use kxca_ca::store::{Snapshot, Tx};
 use rusqlite::{params, OptionalExtension};
 use zeroize::Zeroizing;
 
@@ -197,37 +199,78 @@ pub fn phc(password: &str) -> Result<String, kxca_ca::Error> {
     Ok(hash.to_string())
 }
 
-/// Called by the outbox sender inside the transaction that claims mail 2:
-/// mints the pickup code (its hash stored by `enrolment::mint_code`) and
-/// the KX password (its hash stored on the account), and returns the body
-/// to send. The caller sends it and drops it; nothing of it is stored.
-pub(crate) fn mint_for_sending(
+/// Mail 2's secrets, generated and hashed before any transaction: the
+/// Argon2id time (twice the policy's cost) is not spent holding the
+/// store's write lock, which the public role's pickups and the daemon's
+/// signing wait for. They work only once [`store_secrets`] has written
+/// their hashes; dropping them wipes the clear values.
+pub(crate) struct PreparedSecrets {
+    code: enrolment::PreparedCode,
+    kx: Zeroizing<String>,
+    kx_phc: String,
+}
+
+/// The KX password length of mail 2 `mail` (its delivery row), read from
+/// a snapshot so the secrets can be prepared before the write lock.
+pub(crate) fn kx_length(conn: &Snapshot<'_>, mail: &OutboxMail) -> Result<usize, kxca_ca::Error> {
+    let len: Option<i64> = conn
+        .query_row(
+            "SELECT kx_length FROM account_deliveries WHERE outbox_id = ?1",
+            [mail.id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql)?;
+    len.map(|l| l as usize).ok_or_else(|| no_delivery_row(mail))
+}
+
+fn no_delivery_row(mail: &OutboxMail) -> kxca_ca::Error {
+    kxca_ca::Error::InvalidField {
+        field: "account_deliveries".to_string(),
+        message: format!(
+            "outbox #{} is a mail 2 with no delivery row: not sent",
+            mail.id
+        ),
+    }
+}
+
+/// Generates and hashes a pickup code and a KX password of `kx_length`.
+pub(crate) fn prepare_secrets(
+    pickup: &enrolment::PickupPolicy,
+    kx_length: usize,
+) -> Result<PreparedSecrets, kxca_ca::Error> {
+    let code = enrolment::prepare_code(pickup)?;
+    let kx = kx_password(kx_length)?;
+    let kx_phc = phc(&kx)?;
+    Ok(PreparedSecrets { code, kx, kx_phc })
+}
+
+/// Stores the hashes of `secrets` for mail 2 `mail` in `tx` (the caller
+/// has checked that its claim still holds) and returns the filled body,
+/// which exists only in memory. The enrolment must still be waiting: a
+/// newer reset or a pickup since the claim makes this fail and the mail
+/// must not go out. The previous code and KX password stop working here.
+pub(crate) fn store_secrets(
     tx: &Tx<'_>,
     mail: &OutboxMail,
+    secrets: PreparedSecrets,
     pickup: &enrolment::PickupPolicy,
     now: i64,
     actor: &str,
 ) -> Result<Zeroizing<String>, kxca_ca::Error> {
-    let row: Option<(i64, i64, i64)> = tx
+    let row: Option<(i64, i64)> = tx
         .query_row(
-            "SELECT account_id, enrolment_id, kx_length FROM account_deliveries WHERE outbox_id = ?1",
+            "SELECT account_id, enrolment_id FROM account_deliveries WHERE outbox_id = ?1",
             [mail.id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()
         .map_err(sql)?;
-    let Some((account_id, enrolment_id, kx_length)) = row else {
-        return Err(kxca_ca::Error::InvalidField {
-            field: "account_deliveries".to_string(),
-            message: format!(
-                "outbox #{} is a mail 2 with no delivery row: not sent",
-                mail.id
-            ),
-        });
+    let Some((account_id, enrolment_id)) = row else {
+        return Err(no_delivery_row(mail));
     };
-    let code = enrolment::mint_code(tx, EnrolmentId(enrolment_id), pickup, now)?;
-    let kx = kx_password(kx_length as usize)?;
-    let kx_phc = phc(&kx)?;
+    let PreparedSecrets { code, kx, kx_phc } = secrets;
+    let code = enrolment::store_code(tx, EnrolmentId(enrolment_id), code, pickup, now)?;
     tx.execute(
         "UPDATE accounts SET kx_password_phc = ?2, kx_password_at = ?3, updated_at = ?3 WHERE id = ?1",
         params![account_id, kx_phc, now],

@@ -128,12 +128,21 @@ pub async fn run_once(
     let mut summary = SendSummary::default();
     // Bounded so that a row the pass itself re-queues is not retried at once.
     let started = clock.now();
-    while let Some(mail) = store::claim_next(
-        store,
-        started.max(clock.now()),
-        actor,
-        sender.pickup.as_ref(),
-    )? {
+    loop {
+        // Per-mail phase times, at debug level (KXCA_LOG=kxca_provisioner=debug):
+        // where a slow pass spends its time, measured rather than guessed.
+        let t_claim = std::time::Instant::now();
+        let Some(mail) = store::claim_next(
+            store,
+            started.max(clock.now()),
+            actor,
+            sender.pickup.as_ref(),
+        )?
+        else {
+            break;
+        };
+        let claim_ms = t_claim.elapsed().as_secs_f64() * 1e3;
+        let t_send = std::time::Instant::now();
         let result = match build(&mail, &sender.from, clock.now()) {
             // lettre's own timeout covers only the TCP connect: a server
             // that accepts and then falls silent would hang the pass.
@@ -150,10 +159,20 @@ pub async fn run_once(
             }
             Err(message) => Err((true, message)),
         };
+        let send_ms = t_send.elapsed().as_secs_f64() * 1e3;
         let now = clock.now();
         match result {
             Ok(()) => {
+                let t_mark = std::time::Instant::now();
                 store::mark_sent(store, &mail, now, actor)?;
+                tracing::debug!(
+                    outbox_id = mail.id,
+                    kind = %mail.kind,
+                    claim_ms,
+                    send_ms,
+                    mark_ms = t_mark.elapsed().as_secs_f64() * 1e3,
+                    "mail timing"
+                );
                 tracing::info!(outbox_id = mail.id, kind = %mail.kind, to = %mail.to, "mail sent");
                 summary.sent += 1;
             }

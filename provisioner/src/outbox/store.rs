@@ -488,49 +488,49 @@ pub(super) const CLAIM_SECONDS: i64 = 600;
 /// same row.
 ///
 /// Mail 2 (`initial-passwords`) is claimed only by a sender that can mint
-/// its secrets (`pickup` given); others leave it queued.
+/// its secrets (`pickup` given); others leave it queued. Its secrets are
+/// generated and hashed after the claim's transaction, with no lock held,
+/// and stored in a second short one that re-checks the claim: the hashes
+/// are stored before a body holding the secrets exists, and a later
+/// attempt mints new ones. A crash between the two leaves the row
+/// `sending`; it is claimed again when its claim expires and minted anew.
 pub(super) fn claim_next(
     store: &mut Store,
     now: i64,
     actor: &str,
     pickup: Option<&kxca_ca::enrolment::PickupPolicy>,
 ) -> Result<Option<OutboxMail>, kxca_ca::Error> {
-    store.write(|tx| loop {
-        let mail = tx
-            .query_row(
-                &format!(
-                    "SELECT {COLUMNS} FROM outbox
-                     WHERE ((state = 'queued' AND next_attempt_at <= ?1)
-                        OR (state = 'sending' AND claimed_at <= ?1 - ?2))
-                       AND (?3 OR kind <> ?4)
-                     ORDER BY next_attempt_at, id LIMIT 1"
-                ),
-                params![
-                    now,
-                    CLAIM_SECONDS,
-                    pickup.is_some(),
-                    OutboxKind::InitialPasswords.as_str()
-                ],
-                row,
-            )
-            .optional()
-            .map_err(sql)?;
-        let Some(mut mail) = mail else {
+    loop {
+        let Some(mut mail) = claim_row(store, now, pickup.is_some())? else {
             return Ok(None);
         };
-        tx.execute(
-            "UPDATE outbox SET state = 'sending', claimed_at = ?2, attempts = attempts + 1 WHERE id = ?1",
-            params![mail.id, now],
-        )
-        .map_err(sql)?;
-        mail.attempts += 1;
-        mail.attachments = attachments(tx, mail.id)?;
-        if let (OutboxKind::InitialPasswords, Some(pickup)) = (mail.kind, pickup) {
-            // The secrets are minted here, in the claim's transaction, so
-            // their hashes are stored exactly when a body that holds them
-            // exists; a later attempt mints new ones.
-            match crate::accounts::delivery::mint_for_sending(tx, &mail, pickup, now, actor) {
-                Ok(body) => mail.secret_body = Some(body),
+        let Some(pickup) = pickup.filter(|_| mail.kind == OutboxKind::InitialPasswords) else {
+            return Ok(Some(mail));
+        };
+        let started = std::time::Instant::now();
+        let prepared = store
+            .read(|s| crate::accounts::delivery::kx_length(s, &mail))
+            .and_then(|len| crate::accounts::delivery::prepare_secrets(pickup, len));
+        let prepare_ms = started.elapsed().as_secs_f64() * 1e3;
+        let stored = store.write(|tx| {
+            // Ours still: `sending` with the attempt this claim counted.
+            let held = tx
+                .query_row(
+                    "SELECT 1 FROM outbox WHERE id = ?1 AND state = 'sending' AND attempts = ?2",
+                    params![mail.id, mail.attempts],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map_err(sql)?
+                .is_some();
+            if !held {
+                return Ok(None);
+            }
+            let minted = prepared.and_then(|secrets| {
+                crate::accounts::delivery::store_secrets(tx, &mail, secrets, pickup, now, actor)
+            });
+            match minted {
+                Ok(body) => Ok(Some(Some(body))),
                 Err(e) => {
                     // No code can be minted (the pickup was cancelled by a
                     // newer reset, or used): this mail must not go out.
@@ -547,11 +547,72 @@ pub(super) fn claim_next(
                         serde_json::json!({ "outbox_id": mail.id, "kind": mail.kind, "to": mail.to, "attempts": mail.attempts, "error": error }),
                     )?;
                     tracing::warn!(outbox_id = mail.id, error = %error, "mail 2 not sent");
-                    continue;
+                    Ok(Some(None))
                 }
             }
+        })?;
+        tracing::debug!(
+            outbox_id = mail.id,
+            prepare_ms,
+            total_ms = started.elapsed().as_secs_f64() * 1e3,
+            "mail 2 secrets minted"
+        );
+        match stored {
+            Some(Some(body)) => {
+                mail.secret_body = Some(body);
+                return Ok(Some(mail));
+            }
+            Some(None) => continue,
+            None => {
+                // Another sender took it over (our claim expired while we
+                // hashed): it mints and sends; we must not.
+                tracing::warn!(
+                    outbox_id = mail.id,
+                    "claim lost before mail 2 was minted; left to its new sender"
+                );
+                continue;
+            }
         }
-        return Ok(Some(mail));
+    }
+}
+
+/// The claim itself: the due row set `sending`, its attempt counted.
+fn claim_row(
+    store: &mut Store,
+    now: i64,
+    may_mint: bool,
+) -> Result<Option<OutboxMail>, kxca_ca::Error> {
+    store.write(|tx| {
+        let mail = tx
+            .query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM outbox
+                     WHERE ((state = 'queued' AND next_attempt_at <= ?1)
+                        OR (state = 'sending' AND claimed_at <= ?1 - ?2))
+                       AND (?3 OR kind <> ?4)
+                     ORDER BY next_attempt_at, id LIMIT 1"
+                ),
+                params![
+                    now,
+                    CLAIM_SECONDS,
+                    may_mint,
+                    OutboxKind::InitialPasswords.as_str()
+                ],
+                row,
+            )
+            .optional()
+            .map_err(sql)?;
+        let Some(mut mail) = mail else {
+            return Ok(None);
+        };
+        tx.execute(
+            "UPDATE outbox SET state = 'sending', claimed_at = ?2, attempts = attempts + 1 WHERE id = ?1",
+            params![mail.id, now],
+        )
+        .map_err(sql)?;
+        mail.attempts += 1;
+        mail.attachments = attachments(tx, mail.id)?;
+        Ok(Some(mail))
     })
 }
 
