@@ -287,7 +287,7 @@ pub(crate) fn store_secrets(
         None,
         serde_json::json!({ "outbox_id": mail.id, "account_id": account_id, "enrolment_id": enrolment_id, "attempt": mail.attempts }),
     )?;
-    Ok(Zeroizing::new(policy::fill_secrets(&mail.body, &code, &kx)))
+    Ok(policy::fill_secrets(&mail.body, &code, &kx))
 }
 
 #[cfg(test)]

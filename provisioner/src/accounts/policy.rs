@@ -394,9 +394,19 @@ fn substitute(text: &str, mut value: impl FnMut(&str) -> Option<String>) -> Resu
 }
 
 /// Fills mail 2's two secrets into its queued body (held in memory only).
-pub fn fill_secrets(body: &str, pickup_password: &str, kx_password: &str) -> String {
-    body.replacen(&format!("{{{PICKUP_PASSWORD}}}"), pickup_password, 1)
-        .replacen(&format!("{{{KX_PASSWORD}}}"), kx_password, 1)
+/// The intermediate string holds the pickup password too, so both are
+/// wiped on drop, not only the result.
+pub fn fill_secrets(
+    body: &str,
+    pickup_password: &str,
+    kx_password: &str,
+) -> zeroize::Zeroizing<String> {
+    let half = zeroize::Zeroizing::new(body.replacen(
+        &format!("{{{PICKUP_PASSWORD}}}"),
+        pickup_password,
+        1,
+    ));
+    zeroize::Zeroizing::new(half.replacen(&format!("{{{KX_PASSWORD}}}"), kx_password, 1))
 }
 
 #[cfg(test)]
@@ -428,11 +438,13 @@ mod tests {
                 let filled = fill_secrets(&r.body, "PICK-UP", "Kx12345678");
                 assert!(
                     filled.contains("\n認証局へ初回ログイン用のパスワード：PICK-UP\n"),
-                    "{filled}"
+                    "{}",
+                    filled.as_str()
                 );
                 assert!(
                     filled.contains("\nKXサーバへ初回ログイン時のパスワード：Kx12345678\n"),
-                    "{filled}"
+                    "{}",
+                    filled.as_str()
                 );
             } else {
                 assert!(!r.body.contains('{'), "{name}: {}", r.body);
