@@ -31,6 +31,36 @@ const PICKUP_POLL: Duration = Duration::from_millis(100);
 /// How long a stop waits for a signing pass or a mail pass in progress.
 const GRACE: Duration = Duration::from_secs(30);
 
+/// The console's `[console]` with `public_url` resolved: as given, else
+/// the `[serve]` listen address of the same file (an unspecified address
+/// asked on loopback), else the origin of `[publication] ocsp_url`.
+fn with_public_url(c: &kxca_console::ConsoleConfig, config: &KxcaToml) -> kxca_console::ConsoleConfig {
+    let mut c = c.clone();
+    if c.public_url.is_none() {
+        let listen = &config.serve.listen;
+        c.public_url = Some(match listen.parse::<std::net::SocketAddr>() {
+            Ok(mut addr) => {
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(match addr {
+                        std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                        std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                    });
+                }
+                format!("http://{addr}")
+            }
+            Err(_) => {
+                let ocsp = &config.ca.publication.ocsp_url;
+                let origin_end = ocsp
+                    .find("://")
+                    .and_then(|i| ocsp[i + 3..].find('/').map(|j| i + 3 + j))
+                    .unwrap_or(ocsp.len());
+                ocsp[..origin_end].to_string()
+            }
+        });
+    }
+    c
+}
+
 /// `config`: the home's kxca.toml, as loaded before the command ran.
 pub fn run(home: Home, config: KxcaToml, actor: &str) -> Result<()> {
     let ca = Ca::open(home.clone(), Clock::system())?;
@@ -52,7 +82,7 @@ pub fn run(home: Home, config: KxcaToml, actor: &str) -> Result<()> {
     let console = match &config.console {
         Some(c) => Some(kxca_console::Console::open(
             &home,
-            c.clone(),
+            with_public_url(c, &config),
             crate::intake::policy(&Some(home.root().into()), &None)?,
             config.mail.clone(),
         )?),

@@ -6,6 +6,7 @@
 
 pub mod admins;
 pub mod key;
+pub mod public;
 mod views;
 mod web;
 
@@ -37,6 +38,11 @@ pub struct ConsoleConfig {
     /// How long a locked account stays locked.
     #[serde(default = "default_lockout_minutes")]
     pub lockout_minutes: u64,
+    /// Where the console asks the public role (`kxca serve`) for live OCSP
+    /// answers and the served CRL, `http://host:port`. Unset: the `[serve]`
+    /// listen address of the same kxca.toml.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -63,6 +69,7 @@ impl Default for ConsoleConfig {
             session_hours: default_session_hours(),
             max_failures: default_max_failures(),
             lockout_minutes: default_lockout_minutes(),
+            public_url: None,
         }
     }
 }
@@ -78,6 +85,9 @@ impl ConsoleConfig {
         }
         if self.idle_minutes == 0 || self.session_hours == 0 {
             return Err("[console] idle_minutes and session_hours must be at least 1".to_string());
+        }
+        if let Some(url) = &self.public_url {
+            public::PublicRole::parse(url).map_err(|e| format!("[console] public_url = {e}"))?;
         }
         if self.max_failures == 0 || self.lockout_minutes == 0 {
             return Err(

@@ -107,6 +107,8 @@ pub struct Accounts {
 }
 
 pub struct CertLine {
+    /// What the public role answers over OCSP, verified, and its CSS class.
+    pub ocsp: (String, &'static str),
     pub serial: String,
     pub state: String,
     pub not_before: String,
@@ -129,6 +131,8 @@ pub struct AccountPage {
     pub approved: String,
     pub revoked: Option<String>,
     pub certificates: Vec<CertLine>,
+    /// Why the OCSP column is empty (the public role does not answer).
+    pub ocsp_note: Option<String>,
     pub pickups: Vec<PickupLine>,
     pub mails: Vec<MailLine>,
     pub reasons: Vec<(&'static str, &'static str)>,
@@ -196,4 +200,15 @@ pub struct Status {
     pub failed: Vec<MailLine>,
     pub issuing: String,
     pub crl: String,
+    /// The CRL the public role serves, checked.
+    pub public_crl: Health,
+    /// One OCSP answer from the public role, checked.
+    pub public_ocsp: Health,
+}
+
+/// A health line of the status page: 正常 or 異常 with its reason.
+#[derive(Clone)]
+pub struct Health {
+    pub ok: bool,
+    pub text: String,
 }

@@ -80,11 +80,18 @@ pub(super) async fn status_page(a: Authed, State(state): State<Shared>) -> Respo
             let mails = kxca_provisioner::outbox::list(s, 5000)?;
             let issuing = kxca_ca::store::authorities::active(s, kxca_ca::AuthorityRole::Issuing)?;
             let crl = kxca_ca::store::crls::latest(s, issuing.id)?;
-            Ok((now, expiring, pickups, mails, issuing.name, crl))
+            // The newest certificate of the issuing CA: what the OCSP probe asks about.
+            let newest = kxca_ca::store::certificates::list(s, 50)?
+                .into_iter()
+                .find(|c| {
+                    c.authority_id == issuing.id
+                        && c.state == kxca_ca::CertificateState::Issued
+                });
+            Ok((now, expiring, pickups, mails, issuing, crl, newest))
         })
     })
     .await;
-    let (now, expiring, pickups, mails, issuing, crl) = match got {
+    let (now, expiring, pickups, mails, issuing_ca, crl, newest) = match got {
         Ok(x) => x,
         Err(e) => return failure(e),
     };
@@ -96,6 +103,7 @@ pub(super) async fn status_page(a: Authed, State(state): State<Shared>) -> Respo
         .take(50)
         .map(mail_line)
         .collect();
+    let crl_number = crl.as_ref().map(|c| c.number);
     let crl = match crl {
         Some(c) if c.next_update > now => format!(
             "正常: 番号 {}、発行 {}、次回更新 {}",
@@ -109,9 +117,13 @@ pub(super) async fn status_page(a: Authed, State(state): State<Shared>) -> Respo
         ),
         None => "異常: CRLがまだ発行されていません".to_string(),
     };
+    let (public_crl, public_ocsp) = public_health(&state, &issuing_ca, crl_number, newest).await;
+    let issuing = issuing_ca.name;
     html(
         StatusCode::OK,
         &Status {
+            public_crl,
+            public_ocsp,
             may_act: a.admin.role.may_act(),
             who: a.who(),
             expiring: expiring
@@ -171,4 +183,93 @@ pub(super) async fn outbox_retry(
         ),
         Err(e) => failure(e),
     }
+}
+
+/// The public role's CRL and one OCSP answer, each checked as a relying
+/// party would: (正常|異常 with the reason, CSS class) for each.
+async fn public_health(
+    state: &Shared,
+    issuing: &kxca_ca::Authority,
+    store_crl: Option<i64>,
+    newest: Option<kxca_ca::CertificateRecord>,
+) -> (Health, Health) {
+    let Some(public) = state.public.clone() else {
+        let none = Health {
+            ok: false,
+            text: "異常: 公開側の問い合わせ先が設定されていません([console] public_url)".to_string(),
+        };
+        return (none.clone(), none);
+    };
+    let now = now();
+    let crl = match public.crl(issuing, now).await {
+        Ok(facts) => match store_crl {
+            Some(latest) if facts.number < latest => Health {
+                ok: false,
+                text: format!(
+                    "異常: 公開側のCRL(番号 {})が最新(番号 {latest})ではありません。kxca serve が新しいCRLを読み込めていません",
+                    facts.number
+                ),
+            },
+            _ => Health {
+                ok: true,
+                text: format!(
+                    "正常: 番号 {}、発行 {}、次回更新 {}(署名を確認済み)",
+                    facts.number,
+                    jst(facts.this_update),
+                    jst(facts.next_update)
+                ),
+            },
+        },
+        Err(e) => {
+            tracing::warn!(public = %public.url(), error = %e, "public CRL check failed");
+            Health {
+                ok: false,
+                text: format!("異常: {}", live::failure_ja(&e)),
+            }
+        }
+    };
+    // A probe for a certificate the store knows; without one, serial 1
+    // (never issued: random serials are 16 bytes), answered "unknown".
+    let (serial, expect) = match &newest {
+        Some(c) => (
+            hex::decode(&c.serial).unwrap_or_default(),
+            Some(c.revocation.is_some()),
+        ),
+        None => (vec![1], None),
+    };
+    let ocsp = match public.ocsp(issuing, &serial, now).await {
+        Ok(answer) => {
+            let revoked = matches!(answer.status, kxca_ca::ocsp::Status::Revoked { .. });
+            let (words, _) = live::status_ja(&answer.status);
+            match expect {
+                Some(want) if want != revoked => Health {
+                    ok: false,
+                    text: format!(
+                        "異常: シリアル番号 {} について公開側は「{words}」と答えましたが、台帳では{}です(反映の遅れ。続く場合は kxca daemon を確認してください)",
+                        newest.as_ref().map(|c| c.serial.as_str()).unwrap_or("-"),
+                        if want { "失効" } else { "有効" }
+                    ),
+                },
+                _ => Health {
+                    ok: true,
+                    text: format!(
+                        "正常: 署名を確認済み、次回更新 {}(シリアル番号 {}: {words})",
+                        answer.next_update.map(jst).unwrap_or_else(|| "-".to_string()),
+                        newest
+                            .as_ref()
+                            .map(|c| c.serial.clone())
+                            .unwrap_or_else(|| "01(テスト用)".to_string()),
+                    ),
+                },
+            }
+        }
+        Err(e) => {
+            tracing::warn!(public = %public.url(), error = %e, "public OCSP check failed");
+            Health {
+                ok: false,
+                text: format!("異常: {}", live::failure_ja(&e)),
+            }
+        }
+    };
+    (crl, ocsp)
 }

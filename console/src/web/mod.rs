@@ -40,6 +40,8 @@ pub struct Console {
     intake: IntakePolicy,
     mail: Option<MailConfig>,
     profile: String,
+    /// Where live OCSP answers and the served CRL are asked for.
+    public: Option<crate::public::PublicRole>,
 }
 
 impl Console {
@@ -52,6 +54,15 @@ impl Console {
         intake: IntakePolicy,
         mail: Option<MailConfig>,
     ) -> Result<Console, Error> {
+        let public = config
+            .public_url
+            .as_deref()
+            .map(crate::public::PublicRole::parse)
+            .transpose()
+            .map_err(|message| Error::InvalidField {
+                field: "console.public_url".to_string(),
+                message,
+            })?;
         let key = ConsoleKey::load_or_create(home)?;
         let mut ca = Ca::open(home.clone(), kxca_ca::Clock::system())?;
         kxca_provisioner::migrate(ca.store_mut())?;
@@ -64,6 +75,7 @@ impl Console {
             intake,
             mail,
             profile: "office-client".to_string(),
+            public,
         })
     }
 }
@@ -98,6 +110,7 @@ pub async fn bind(
 mod account_pages;
 mod dashboards;
 mod inbox;
+mod live;
 mod login;
 
 use account_pages::*;
