@@ -164,11 +164,15 @@ async fn drain(
         let claim_ms = t_claim.elapsed().as_secs_f64() * 1e3;
         let t_send = std::time::Instant::now();
         let result = match build(&mail, &sender.from, clock.now()) {
-            Ok(message) => sender
-                .submission
-                .send(message.envelope(), &message.formatted())
-                .await
-                .map_err(|f| (f.permanent, f.message)),
+            Ok(message) => {
+                // Mail 2's wire bytes hold the minted secrets.
+                let bytes = zeroize::Zeroizing::new(message.formatted());
+                sender
+                    .submission
+                    .send(message.envelope(), &bytes)
+                    .await
+                    .map_err(|f| (f.permanent, f.message))
+            }
             Err(message) => Err((true, message)),
         };
         let send_ms = t_send.elapsed().as_secs_f64() * 1e3;
