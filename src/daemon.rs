@@ -34,7 +34,10 @@ const GRACE: Duration = Duration::from_secs(30);
 /// The console's `[console]` with `public_url` resolved: as given, else
 /// the `[serve]` listen address of the same file (an unspecified address
 /// asked on loopback), else the origin of `[publication] ocsp_url`.
-fn with_public_url(c: &kxca_console::ConsoleConfig, config: &KxcaToml) -> kxca_console::ConsoleConfig {
+fn with_public_url(
+    c: &kxca_console::ConsoleConfig,
+    config: &KxcaToml,
+) -> kxca_console::ConsoleConfig {
     let mut c = c.clone();
     if c.public_url.is_none() {
         let listen = &config.serve.listen;

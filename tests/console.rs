@@ -1567,9 +1567,13 @@ async fn live_flow(
     h1_is(client, "申込受付").await;
 
     // The daemon's mail pass takes the signup mail in over IMAP.
-    reload_until(client, &format!("{base}/"), "#app-1", "the application arrives", |t| {
-        !t.is_empty()
-    })
+    reload_until(
+        client,
+        &format!("{base}/"),
+        "#app-1",
+        "the application arrives",
+        |t| !t.is_empty(),
+    )
     .await;
     shot(client, "21-inbox").await;
     client
@@ -1624,7 +1628,10 @@ async fn live_flow(
     client.goto(&format!("{base}/status")).await.unwrap();
     h1_is(client, "状況").await;
     let crl = text_of(client, "#public-crl").await;
-    assert!(crl.starts_with("正常") && crl.contains("署名を確認済み"), "{crl}");
+    assert!(
+        crl.starts_with("正常") && crl.contains("署名を確認済み"),
+        "{crl}"
+    );
     let ocsp = text_of(client, "#public-ocsp").await;
     assert!(ocsp.starts_with("正常") && ocsp.contains("有効"), "{ocsp}");
     shot(client, "27-status").await;
@@ -1729,7 +1736,14 @@ async fn live_flow(
     // The lockout page: wrong codes on the pickup page until it locks.
     let mut locked = false;
     for _ in 0..10 {
-        fill_pickup(client, &public, other, "AAAA-AAAA-AAAA-AAAA-AAAA", "Wrong12345").await;
+        fill_pickup(
+            client,
+            &public,
+            other,
+            "AAAA-AAAA-AAAA-AAAA-AAAA",
+            "Wrong12345",
+        )
+        .await;
         let started = Instant::now();
         let alert = loop {
             let t = text_of(client, "p.error").await;
@@ -1755,7 +1769,10 @@ async fn live_flow(
     assert_eq!(status, 423, "a locked pickup still takes the right code");
     client.goto(&format!("{base}/status")).await.unwrap();
     let pickups = text_of(client, "#pickups tbody").await;
-    assert!(pickups.contains(other) && pickups.contains("ロック中"), "{pickups}");
+    assert!(
+        pickups.contains(other) && pickups.contains("ロック中"),
+        "{pickups}"
+    );
 
     // The public role stops: the pages still render, saying so.
     let _ = live.serve.kill();

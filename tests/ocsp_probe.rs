@@ -128,7 +128,8 @@ fn answers_and_crls_from_the_public_role_pass_and_tampered_ones_do_not() {
     assert!(probe::check_answer(&body, &root, &root_probe, now()).is_err());
 
     // The CRL the public role serves.
-    let (status, _, crl) = support_ocsp::get(&server.url(&format!("/crl/{}.crl", issuer.name)), &[], dir);
+    let (status, _, crl) =
+        support_ocsp::get(&server.url(&format!("/crl/{}.crl", issuer.name)), &[], dir);
     assert_eq!(status, 200);
     let facts = probe::check_crl(&crl, &issuer, now()).unwrap();
     assert!(facts.number >= 1 && facts.next_update > now(), "{facts:?}");

@@ -144,7 +144,12 @@ impl PublicRole {
 
     /// The public role's OCSP answer for `serial` (bytes) of `issuer`,
     /// verified as a relying party would at `now`.
-    pub async fn ocsp(&self, issuer: &Authority, serial: &[u8], now: i64) -> Result<Answer, Failure> {
+    pub async fn ocsp(
+        &self,
+        issuer: &Authority,
+        serial: &[u8],
+        now: i64,
+    ) -> Result<Answer, Failure> {
         let probe = probe::request(issuer, serial)
             .map_err(|e| Failure::Invalid(ProbeFailure::Malformed(e.to_string())))?;
         let body = self
@@ -179,7 +184,13 @@ mod tests {
         assert_eq!(p.url(), "http://kx-ca.example.jp:80/ocsp");
         let p = PublicRole::parse("http://[::1]:9000/").unwrap();
         assert_eq!(p.url(), "http://[::1]:9000");
-        for bad in ["https://x", "ftp://x", "http://", "http://a b", "http://u@h/"] {
+        for bad in [
+            "https://x",
+            "ftp://x",
+            "http://",
+            "http://a b",
+            "http://u@h/",
+        ] {
             assert!(PublicRole::parse(bad).is_err(), "{bad}");
         }
     }

@@ -15,8 +15,8 @@
 pub mod asn1;
 mod config;
 pub mod issuer;
-pub mod probe;
 mod maintainer;
+pub mod probe;
 pub(crate) mod responder_cert;
 pub mod responder_key;
 pub mod response;

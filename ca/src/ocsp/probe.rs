@@ -183,7 +183,8 @@ fn signer_key(
     let sig = |m: String| ProbeFailure::Signature(m);
     for any in basic.certs.iter().flatten() {
         let der = any.to_der().map_err(|e| sig(format!("certs: {e}")))?;
-        let signed = Signed::from_der(&der).map_err(|e| sig(format!("responder certificate: {e}")))?;
+        let signed =
+            Signed::from_der(&der).map_err(|e| sig(format!("responder certificate: {e}")))?;
         let tbs_der = signed
             .tbs
             .to_der()
@@ -269,7 +270,8 @@ pub fn check_answer(
         .tbs_response_data
         .to_der()
         .map_err(|e| malformed(format!("ResponseData: {e}")))?;
-    let data = ResponseData::from_der(&signed).map_err(|e| malformed(format!("ResponseData: {e}")))?;
+    let data =
+        ResponseData::from_der(&signed).map_err(|e| malformed(format!("ResponseData: {e}")))?;
     let key = signer_key(&basic, &data, issuer, now)?;
     verify_sig(&basic.signature_algorithm, &key, &signed, &basic.signature)
         .map_err(ProbeFailure::Signature)?;

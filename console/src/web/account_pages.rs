@@ -337,7 +337,9 @@ async fn live_ocsp(state: &Shared, cid: &str) -> Live {
     let Some(public) = state.public.clone() else {
         return Live {
             answers: Vec::new(),
-            note: Some("公開側の問い合わせ先が設定されていません([console] public_url)".to_string()),
+            note: Some(
+                "公開側の問い合わせ先が設定されていません([console] public_url)".to_string(),
+            ),
         };
     };
     let id = cid.to_string();
@@ -386,7 +388,8 @@ async fn live_ocsp(state: &Shared, cid: &str) -> Live {
                     ));
                     break;
                 }
-                live.answers.push((serial, (format!("異常: {words}"), "bad")));
+                live.answers
+                    .push((serial, (format!("異常: {words}"), "bad")));
             }
         }
     }

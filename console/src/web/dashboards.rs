@@ -84,8 +84,7 @@ pub(super) async fn status_page(a: Authed, State(state): State<Shared>) -> Respo
             let newest = kxca_ca::store::certificates::list(s, 50)?
                 .into_iter()
                 .find(|c| {
-                    c.authority_id == issuing.id
-                        && c.state == kxca_ca::CertificateState::Issued
+                    c.authority_id == issuing.id && c.state == kxca_ca::CertificateState::Issued
                 });
             Ok((now, expiring, pickups, mails, issuing, crl, newest))
         })
@@ -196,7 +195,8 @@ async fn public_health(
     let Some(public) = state.public.clone() else {
         let none = Health {
             ok: false,
-            text: "異常: 公開側の問い合わせ先が設定されていません([console] public_url)".to_string(),
+            text: "異常: 公開側の問い合わせ先が設定されていません([console] public_url)"
+                .to_string(),
         };
         return (none.clone(), none);
     };

@@ -30,7 +30,10 @@ pub(super) fn status_ja(status: &Status) -> (String, &'static str) {
             format!("失効(理由: {}、{})", reason_ja(*reason), jst(*at)),
             "revoked",
         ),
-        Status::Unknown => ("不明(公開側はこの証明書を知りません)".to_string(), "unknown"),
+        Status::Unknown => (
+            "不明(公開側はこの証明書を知りません)".to_string(),
+            "unknown",
+        ),
     }
 }
 
