@@ -516,6 +516,22 @@ fn a_non_loopback_console_is_refused_naming_the_key() {
     );
 }
 
+#[test]
+fn a_public_url_that_is_not_plain_http_is_refused_naming_the_key() {
+    let ca = TestCa::new();
+    let config = ca.path("kxca.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[console]\npublic_url = \"https://kx-ca.example.jp\"\n");
+    std::fs::write(&config, text).unwrap();
+    let out = ca.kxca(&["admin", "list"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("[console] public_url") && err.contains("only http://"),
+        "{err}"
+    );
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
