@@ -94,7 +94,8 @@ pub fn run(
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                let when = |t: Option<i64>| t.map(kxca_ca::rfc3339).unwrap_or("-".to_string());
+                let when =
+                    |t: Option<i64>| t.map(kxca_ca::rfc3339).unwrap_or_else(|| "-".to_string());
                 println!(
                     "{:<24} {:<8} {:<6} {:<20} {:<20} FAILURES",
                     "NAME", "ROLE", "FACTOR", "LOCKED UNTIL", "LAST LOGIN"
@@ -137,7 +138,10 @@ pub fn run(
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
-                println!("admin {name}: new password; {} session(s) ended", r.sessions_ended);
+                println!(
+                    "admin {name}: new password; {} session(s) ended",
+                    r.sessions_ended
+                );
                 println!(
                     "password (shown once, hand it over in person): {}",
                     r.password.as_deref().unwrap_or_default()
@@ -152,7 +156,10 @@ pub fn run(
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 let uri = r.otpauth.as_deref().unwrap_or_default();
-                println!("admin {name}: new TOTP secret; {} session(s) ended", r.sessions_ended);
+                println!(
+                    "admin {name}: new TOTP secret; {} session(s) ended",
+                    r.sessions_ended
+                );
                 println!("TOTP: scan this QR code with an authenticator app (the old entry no longer works), or enter the URI:");
                 println!("{}", admins::qr_for_terminal(uri)?);
                 println!("{uri}");

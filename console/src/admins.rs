@@ -17,10 +17,11 @@ use crate::ConsoleConfig;
 /// The component name of the schema.
 pub const COMPONENT: &str = "console";
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "console admins and sessions",
-    sql: r#"
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "console admins and sessions",
+        sql: r#"
 CREATE TABLE console_admins (
     id            INTEGER PRIMARY KEY,
     name          TEXT NOT NULL UNIQUE,
@@ -41,10 +42,11 @@ CREATE TABLE console_sessions (
     ended_at    INTEGER
 );
 "#,
-}, Migration {
-    version: 2,
-    description: "console admins' last login, key check; login failures by client address",
-    sql: r#"
+    },
+    Migration {
+        version: 2,
+        description: "console admins' last login, key check; login failures by client address",
+        sql: r#"
 ALTER TABLE console_admins ADD COLUMN last_login INTEGER;
 ALTER TABLE console_admins ADD COLUMN totp_key_check TEXT;
 CREATE TABLE console_login_failures (
@@ -54,7 +56,8 @@ CREATE TABLE console_login_failures (
 );
 CREATE INDEX console_login_failures_ip_at ON console_login_failures (ip, at);
 "#,
-}];
+    },
+];
 
 /// The schema, applied as component "console".
 pub fn migrations() -> &'static [Migration] {
@@ -427,11 +430,8 @@ fn count_client_failure(
     now: i64,
 ) -> Result<(), Error> {
     let since = now - config.ip_window_minutes as i64 * 60;
-    tx.execute(
-        "DELETE FROM console_login_failures WHERE at <= ?1",
-        [since],
-    )
-    .map_err(sql)?;
+    tx.execute("DELETE FROM console_login_failures WHERE at <= ?1", [since])
+        .map_err(sql)?;
     tx.execute(
         "INSERT INTO console_login_failures (ip, at) VALUES (?1, ?2)",
         params![client, now],
@@ -598,7 +598,10 @@ pub fn login(
         return Ok(Err(LoginRefused::Locked));
     }
     let secret = key.open_totp(&row.nonce, &row.sealed)?;
-    let key_matches = row.key_check.as_ref().is_none_or(|c| *c == key.check_value());
+    let key_matches = row
+        .key_check
+        .as_ref()
+        .is_none_or(|c| *c == key.check_value());
     if !key_matches {
         // Sealed under a console key this home no longer has: the secret
         // opens to noise and no code can match (docs/CONSOLE.md).
@@ -711,7 +714,10 @@ pub fn change_password(
     now: i64,
 ) -> Result<Result<usize, ChangeRefused>, Error> {
     let Some(row) = stored(store, &admin.name)? else {
-        return Err(invalid("admin", format!("admin {:?} no longer exists", admin.name)));
+        return Err(invalid(
+            "admin",
+            format!("admin {:?} no longer exists", admin.name),
+        ));
     };
     if row.locked_until.is_some_and(|t| t > now) {
         return Ok(Err(ChangeRefused::Locked));
@@ -1040,7 +1046,10 @@ pub fn qr_for_terminal(uri: &str) -> Result<String, Error> {
 /// the console key is missing (`secret_missing`) or is another key than the
 /// one that sealed it (`console_key_mismatch`), e.g. after a restore
 /// without `console/console.key`. Reads only: the store is taken as is.
-pub fn doctor(store: &Store, home: &kxca_ca::Home) -> Result<Vec<(&'static str, String, String)>, Error> {
+pub fn doctor(
+    store: &Store,
+    home: &kxca_ca::Home,
+) -> Result<Vec<(&'static str, String, String)>, Error> {
     let rows: Vec<(String, Option<String>)> = store.read(|s| {
         let table: Option<String> = s
             .query_row(

@@ -427,7 +427,7 @@ pub async fn serve(
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(stop)
-        .await
+    .await
 }
 
 fn pickup_line(e: &kxca_ca::enrolment::Enrolment) -> PickupLine {
