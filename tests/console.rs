@@ -1564,3 +1564,41 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn init_writes_the_console_section_commented_and_it_loads_uncommented() {
+    let ca = TestCa::new();
+    let config = ca.path("kxca.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        text.contains("\n# [console]\n") && text.contains("# listen = \"127.0.0.1:8470\"\n"),
+        "{text}"
+    );
+    assert!(text.contains("kxca admin add NAME --role admin"), "{text}");
+    // Off as written: `admin add` says how to turn it on.
+    let out = ca.kxca(&["admin", "add", "ines", "--role", "admin"]);
+    common::assert_ok(&out, "admin add");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("uncomment the [console] section"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Uncommented as is, every key is one the console knows and accepts.
+    let mut on = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line == "# [console]" {
+            inside = true;
+        }
+        match line.strip_prefix("# ") {
+            Some(l) if inside && (l.starts_with('[') || l.contains(" = ")) => on.push_str(l),
+            _ => on.push_str(line),
+        }
+        on.push('\n');
+    }
+    assert!(on.contains("\n[console]\n"), "{on}");
+    std::fs::write(&config, on).unwrap();
+    let out = ca.kxca(&["admin", "add", "jun", "--role", "admin"]);
+    common::assert_ok(&out, "admin add with [console] on");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("uncomment"));
+}
