@@ -361,6 +361,12 @@ mod tests {
                 "admin.locked",
                 "admin.logout",
                 "admin.download",
+                "admin.remove",
+                "admin.unlock",
+                "admin.reset_password",
+                "admin.reset_totp",
+                "admin.password_change",
+                "admin.login_limited",
                 "outbox.retry",
                 "account.resend_mail1",
             ]
