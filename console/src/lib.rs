@@ -43,6 +43,14 @@ pub struct ConsoleConfig {
     /// listen address of the same kxca.toml.
     #[serde(default)]
     pub public_url: Option<String>,
+    /// Failed logins from one client address (the connection's peer, never
+    /// a header) within `ip_window_minutes` after which every login from it
+    /// is refused with 429 until the window has passed; unknown names count.
+    #[serde(default = "default_ip_max_failures")]
+    pub ip_max_failures: u32,
+    /// The window of `ip_max_failures`.
+    #[serde(default = "default_ip_window_minutes")]
+    pub ip_window_minutes: u64,
 }
 
 fn default_listen() -> SocketAddr {
@@ -60,6 +68,16 @@ fn default_max_failures() -> u32 {
 fn default_lockout_minutes() -> u64 {
     30
 }
+// Four accounts' worth of lockouts: a clerk mistyping cannot reach it, a
+// name-guessing run stops after 20 tries in a quarter of an hour. Behind an
+// SSH tunnel every admin shares 127.0.0.1, so it must stay well above one
+// account's lockout (docs/CONSOLE.md).
+fn default_ip_max_failures() -> u32 {
+    20
+}
+fn default_ip_window_minutes() -> u64 {
+    15
+}
 
 impl Default for ConsoleConfig {
     fn default() -> Self {
@@ -70,6 +88,8 @@ impl Default for ConsoleConfig {
             max_failures: default_max_failures(),
             lockout_minutes: default_lockout_minutes(),
             public_url: None,
+            ip_max_failures: default_ip_max_failures(),
+            ip_window_minutes: default_ip_window_minutes(),
         }
     }
 }
@@ -92,6 +112,11 @@ impl ConsoleConfig {
         if self.max_failures == 0 || self.lockout_minutes == 0 {
             return Err(
                 "[console] max_failures and lockout_minutes must be at least 1".to_string(),
+            );
+        }
+        if self.ip_max_failures == 0 || self.ip_window_minutes == 0 {
+            return Err(
+                "[console] ip_max_failures and ip_window_minutes must be at least 1".to_string(),
             );
         }
         Ok(())

@@ -212,3 +212,12 @@ pub struct Health {
     pub ok: bool,
     pub text: String,
 }
+
+#[derive(Template)]
+#[template(path = "password.html")]
+pub struct PasswordPage {
+    pub who: Who,
+    pub min: usize,
+    pub error: Option<String>,
+    pub done: Option<String>,
+}
