@@ -1811,9 +1811,12 @@ async fn live_flow(
             break;
         }
         assert!(alert.contains("正しくありません"), "{alert}");
+        if alert.contains("あと4回") {
+            shot(client, "32-pickup-wrong-code").await;
+        }
     }
     assert!(locked, "the pickup never locked");
-    shot(client, "32-pickup-locked").await;
+    shot(client, "33-pickup-locked").await;
     // The page was a 423 (WebDriver hides statuses: ask again with curl).
     let (status, _, _) = http_post_form(
         &public,
@@ -1837,7 +1840,7 @@ async fn live_flow(
     assert!(started.elapsed() < Duration::from_secs(10));
     let note = text_of(client, "#ocsp-note").await;
     assert!(note.contains("公開側に問い合わせできません"), "{note}");
-    shot(client, "33-account-public-down").await;
+    shot(client, "34-account-public-down").await;
     client.goto(&format!("{base}/status")).await.unwrap();
     h1_is(client, "状況").await;
     for id in ["#public-crl", "#public-ocsp"] {
@@ -1847,7 +1850,7 @@ async fn live_flow(
             "{id}: {t}"
         );
     }
-    shot(client, "34-status-public-down").await;
+    shot(client, "35-status-public-down").await;
 }
 
 /// POSTs a form to `base` + `path` over HTTP/1.1: (status, head, body).

@@ -201,7 +201,17 @@ async fn public_health(
         return (none.clone(), none);
     };
     let now = now();
-    let crl = match public.crl(issuing, now).await {
+    let crl_answer = public.crl(issuing, now).await;
+    // A public role that did not answer is not asked again: the page
+    // waits for one timeout, not two.
+    let unreachable = match &crl_answer {
+        Err(e @ crate::public::Failure::Unreachable(_)) => Some(Health {
+            ok: false,
+            text: format!("異常: {}", live::failure_ja(e)),
+        }),
+        _ => None,
+    };
+    let crl = match crl_answer {
         Ok(facts) => match store_crl {
             Some(latest) if facts.number < latest => Health {
                 ok: false,
@@ -237,6 +247,9 @@ async fn public_health(
         ),
         None => (vec![1], None),
     };
+    if let Some(down) = unreachable {
+        return (crl, down);
+    }
     let ocsp = match public.ocsp(issuing, &serial, now).await {
         Ok(answer) => {
             let revoked = matches!(answer.status, kxca_ca::ocsp::Status::Revoked { .. });
