@@ -6,6 +6,7 @@
 
 pub mod admins;
 pub mod key;
+mod refusals;
 mod views;
 mod web;
 
@@ -37,6 +38,11 @@ pub struct ConsoleConfig {
     /// How long a locked account stays locked.
     #[serde(default = "default_lockout_minutes")]
     pub lockout_minutes: u64,
+    /// How long the audit record's verification (shown on the audit and
+    /// status pages) is reused before it runs again: a full verification
+    /// reads every event, so it runs at most once per this many seconds.
+    #[serde(default = "default_audit_verify_seconds")]
+    pub audit_verify_seconds: u64,
 }
 
 fn default_listen() -> SocketAddr {
@@ -54,6 +60,9 @@ fn default_max_failures() -> u32 {
 fn default_lockout_minutes() -> u64 {
     30
 }
+fn default_audit_verify_seconds() -> u64 {
+    60
+}
 
 impl Default for ConsoleConfig {
     fn default() -> Self {
@@ -63,6 +72,7 @@ impl Default for ConsoleConfig {
             session_hours: default_session_hours(),
             max_failures: default_max_failures(),
             lockout_minutes: default_lockout_minutes(),
+            audit_verify_seconds: default_audit_verify_seconds(),
         }
     }
 }

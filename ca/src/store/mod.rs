@@ -16,6 +16,7 @@ pub mod audit;
 pub mod authorities;
 pub mod certificates;
 pub mod crls;
+pub mod paging;
 pub(crate) mod migrations;
 pub mod revocations;
 mod tx;
