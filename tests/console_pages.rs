@@ -284,7 +284,10 @@ fn walk(c: &Console, session: &str, first: &str, marker: &str) -> Vec<Vec<String
             Some(next) => path = next,
             None => break,
         }
-        assert!(pages.len() < 100, "{first}: the 次へ links never end: {path}\n{page}");
+        assert!(
+            pages.len() < 100,
+            "{first}: the 次へ links never end: {path}\n{page}"
+        );
     }
     assert!(
         link(&pages_html[0], "newer").is_none(),
@@ -293,16 +296,25 @@ fn walk(c: &Console, session: &str, first: &str, marker: &str) -> Vec<Vec<String
     // And back: each 前へ link shows the page before.
     let mut back = pages_html.last().unwrap().clone();
     for i in (0..pages.len() - 1).rev() {
-        let prev = link(&back, "newer").unwrap_or_else(|| panic!("{first}: no 前へ on page {}", i + 2));
+        let prev =
+            link(&back, "newer").unwrap_or_else(|| panic!("{first}: no 前へ on page {}", i + 2));
         let (status, page) = http(&c.base, "GET", &prev, Some(session), "");
         assert_eq!(status, 200, "{prev}");
-        assert_eq!(marked(&page, marker), pages[i], "{first}: 前へ to page {}", i + 1);
+        assert_eq!(
+            marked(&page, marker),
+            pages[i],
+            "{first}: 前へ to page {}",
+            i + 1
+        );
         back = page;
     }
     // The daemon may log an event meanwhile (the audit list): then a newer
     // page rightly exists.
     if !first.starts_with("/audit") {
-        assert!(link(&back, "newer").is_none(), "{first}: 前へ past the first page");
+        assert!(
+            link(&back, "newer").is_none(),
+            "{first}: 前へ past the first page"
+        );
     }
     pages
 }
@@ -315,7 +327,10 @@ fn assert_pages(what: &str, pages: &[Vec<String>], want: &[String]) {
         }
     }
     let all: Vec<String> = pages.concat();
-    assert_eq!(all, want, "{what}: the pages are not the store's rows, newest first, each once");
+    assert_eq!(
+        all, want,
+        "{what}: the pages are not the store's rows, newest first, each once"
+    );
 }
 
 #[test]
@@ -370,7 +385,11 @@ fn every_list_pages_through_all_its_rows_once_newest_first() {
 
     let apps = walk(&c, &session, "/", "id=\"app-");
     assert_eq!(apps.len(), 2);
-    assert_pages("inbox", &apps, &ids(&c, "SELECT id FROM applications ORDER BY id DESC"));
+    assert_pages(
+        "inbox",
+        &apps,
+        &ids(&c, "SELECT id FROM applications ORDER BY id DESC"),
+    );
 
     let accounts = walk(&c, &session, "/accounts?q=", "<tr><td><a href=\"/accounts/");
     assert_eq!(accounts.len(), 2);
@@ -380,16 +399,28 @@ fn every_list_pages_through_all_its_rows_once_newest_first() {
         &ids(&c, "SELECT certificate_id FROM accounts ORDER BY id DESC"),
     );
     // A search pages its matches only: 10 of the 60 office codes.
-    let some = walk(&c, &session, "/accounts?q=34560", "<tr><td><a href=\"/accounts/");
+    let some = walk(
+        &c,
+        &session,
+        "/accounts?q=34560",
+        "<tr><td><a href=\"/accounts/",
+    );
     assert_pages(
         "accounts matching 34560",
         &some,
-        &ids(&c, "SELECT certificate_id FROM accounts WHERE office_code LIKE '34560%' ORDER BY id DESC"),
+        &ids(
+            &c,
+            "SELECT certificate_id FROM accounts WHERE office_code LIKE '34560%' ORDER BY id DESC",
+        ),
     );
 
     let mails = walk(&c, &session, "/outbox", "<tr id=\"mail-");
     assert_eq!(mails.len(), 3, "120 mails make 3 pages");
-    assert_pages("outbox", &mails, &ids(&c, "SELECT id FROM outbox ORDER BY id DESC"));
+    assert_pages(
+        "outbox",
+        &mails,
+        &ids(&c, "SELECT id FROM outbox ORDER BY id DESC"),
+    );
 
     let events = walk(&c, &session, "/audit", "<tr id=\"event-");
     assert!(events.len() >= 3, "{} audit pages", events.len());
@@ -399,7 +430,10 @@ fn every_list_pages_through_all_its_rows_once_newest_first() {
     assert_pages(
         "audit",
         &events,
-        &ids(&c, &format!("SELECT id FROM audit WHERE id <= {top} ORDER BY id DESC")),
+        &ids(
+            &c,
+            &format!("SELECT id FROM audit WHERE id <= {top} ORDER BY id DESC"),
+        ),
     );
 
     // Filters in SQL: every page full of matches, not a filtered cap.
@@ -407,9 +441,15 @@ fn every_list_pages_through_all_its_rows_once_newest_first() {
     assert_pages(
         "audit action=account.",
         &filtered,
-        &ids(&c, "SELECT id FROM audit WHERE action LIKE 'account.%' ORDER BY id DESC"),
+        &ids(
+            &c,
+            "SELECT id FROM audit WHERE action LIKE 'account.%' ORDER BY id DESC",
+        ),
     );
-    assert!(filtered.concat().len() > 50, "too few account events to page");
+    assert!(
+        filtered.concat().len() > 50,
+        "too few account events to page"
+    );
     let by_actor = walk(
         &c,
         &session,
@@ -419,10 +459,14 @@ fn every_list_pages_through_all_its_rows_once_newest_first() {
     assert_pages(
         "audit actor=console:alice",
         &by_actor,
-        &ids(&c, "SELECT id FROM audit WHERE actor = 'console:alice' ORDER BY id DESC"),
+        &ids(
+            &c,
+            "SELECT id FROM audit WHERE actor = 'console:alice' ORDER BY id DESC",
+        ),
     );
     // Dates in Japan: today holds every event, the day before none.
-    let jst = time::OffsetDateTime::now_utc().to_offset(time::UtcOffset::from_hms(9, 0, 0).unwrap());
+    let jst =
+        time::OffsetDateTime::now_utc().to_offset(time::UtcOffset::from_hms(9, 0, 0).unwrap());
     let day = |d: time::Date| format!("{}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day());
     let today = day(jst.date());
     let yesterday = day(jst.date().previous_day().unwrap());
@@ -440,7 +484,10 @@ fn every_list_pages_through_all_its_rows_once_newest_first() {
         Some(&session),
         "",
     );
-    assert!(marked(&page, "<tr id=\"event-").is_empty(), "events listed for yesterday");
+    assert!(
+        marked(&page, "<tr id=\"event-").is_empty(),
+        "events listed for yesterday"
+    );
     let (status, page) = http(&c.base, "GET", "/audit?from=2026-13-40", Some(&session), "");
     assert_eq!(status, 200);
     assert!(page.contains("開始日「2026-13-40」は日付"), "{page}");
@@ -461,7 +508,13 @@ fn assert_refused(page: &str, status: u16, want: &str) {
     let text = lines(page);
     assert_eq!(status, 409, "{page}");
     assert!(text.contains(want), "wanted {want:?} in:\n{text}");
-    for english in ["field ", "account ", "application #", "enrolment ", "office "] {
+    for english in [
+        "field ",
+        "account ",
+        "application #",
+        "enrolment ",
+        "office ",
+    ] {
         assert!(!text.contains(english), "English on the page: {text}");
     }
 }
@@ -503,13 +556,23 @@ fn refusals_are_japanese_audit_state_verifies_and_ceremonies_are_for_officers() 
         .pop()
         .unwrap_or_else(|| panic!("no row for {office}/{contact}"))
     };
-    let bad = ids(&c, "SELECT row FROM application_rows WHERE application_id = 1 AND status = 'invalid'")
-        .pop()
-        .expect("the row with errors");
+    let bad = ids(
+        &c,
+        "SELECT row FROM application_rows WHERE application_id = 1 AND status = 'invalid'",
+    )
+    .pop()
+    .expect("the row with errors");
 
     // A row with errors.
-    let (st, page) = post("/applications/1/approve", &format!("scope=selected&rows={bad}"));
-    assert_refused(&page, st, &format!("{bad} 行目には不備があるため承認できません"));
+    let (st, page) = post(
+        "/applications/1/approve",
+        &format!("scope=selected&rows={bad}"),
+    );
+    assert_refused(
+        &page,
+        st,
+        &format!("{bad} 行目には不備があるため承認できません"),
+    );
     // Two contacts of one office chosen together: nothing approved.
     let (a, b) = (row_of("3456790", "001"), row_of("3456790", "002"));
     let (st, page) = post(
@@ -518,48 +581,77 @@ fn refusals_are_japanese_audit_state_verifies_and_ceremonies_are_for_officers() 
     );
     assert_refused(&page, st, "どの行も承認していません");
     assert!(
-        lines(&page).contains(&format!("{b} 行目: この事業所にはすでにアカウントがあります")),
+        lines(&page).contains(&format!(
+            "{b} 行目: この事業所にはすでにアカウントがあります"
+        )),
         "{page}"
     );
     assert_eq!(ids(&c, "SELECT COUNT(*) FROM accounts"), vec!["0"]);
     // The office's first contact alone is approved; then its second is
     // refused by the rule, in Japanese (intake flagged both for review, so
     // they are chosen by row).
-    let (st, page) = post("/applications/1/approve", &format!("scope=selected&rows={a}"));
+    let (st, page) = post(
+        "/applications/1/approve",
+        &format!("scope=selected&rows={a}"),
+    );
     assert_eq!(st, 200, "{page}");
-    let (st, page) = post("/applications/1/approve", &format!("scope=selected&rows={b}"));
+    let (st, page) = post(
+        "/applications/1/approve",
+        &format!("scope=selected&rows={b}"),
+    );
     assert_refused(&page, st, "どの行も承認していません");
     assert!(
-        lines(&page).contains(&format!("{b} 行目: この事業所にはすでにアカウントがあります")),
+        lines(&page).contains(&format!(
+            "{b} 行目: この事業所にはすでにアカウントがあります"
+        )),
         "{page}"
     );
     let (st, page) = post("/applications/1/approve", "scope=valid");
     assert_eq!(st, 200, "{page}");
     // A row already approved cannot be rejected.
     let one = row_of("3456789", "001");
-    let (st, page) = post("/applications/1/reject", &format!("row={one}&reason=%E9%87%8D%E8%A4%87"));
+    let (st, page) = post(
+        "/applications/1/reject",
+        &format!("row={one}&reason=%E9%87%8D%E8%A4%87"),
+    );
     assert_refused(&page, st, "すでに承認または却下されているため");
     // Approving again: the rows are named as already decided.
-    let (st, page) = post("/applications/1/approve", &format!("scope=selected&rows={one}"));
+    let (st, page) = post(
+        "/applications/1/approve",
+        &format!("scope=selected&rows={one}"),
+    );
     assert_eq!(st, 200, "{page}");
-    assert!(lines(&page).contains("すでに承認または却下されているため、処理しなかった行"), "{page}");
+    assert!(
+        lines(&page).contains("すでに承認または却下されているため、処理しなかった行"),
+        "{page}"
+    );
     // Unknown application and account.
     let (st, page) = post("/applications/999/approve", "scope=valid");
     assert_refused(&page, st, "指定された申込は見つかりません");
     let (st, page) = post("/accounts/NO-SUCH-ID/reset", "");
     assert_refused(&page, st, "指定されたアカウントは見つかりません");
     // A revoked account: no reset, renewal or mail 1 any more.
-    let cid = ids(&c, "SELECT certificate_id FROM accounts WHERE office_code = '3456789'")
-        .pop()
-        .unwrap();
-    let (st, page) = post(&format!("/accounts/{cid}/revoke"), "reason=cessationOfOperation");
+    let cid = ids(
+        &c,
+        "SELECT certificate_id FROM accounts WHERE office_code = '3456789'",
+    )
+    .pop()
+    .unwrap();
+    let (st, page) = post(
+        &format!("/accounts/{cid}/revoke"),
+        "reason=cessationOfOperation",
+    );
     assert_eq!(st, 200, "{page}");
     for action in ["reset", "renew", "resend", "revoke"] {
         let (st, page) = post(
             &format!("/accounts/{cid}/{action}"),
             "reason=cessationOfOperation",
         );
-        assert_refused(&page, st, "このアカウントは失効済みのため、この操作はできません");
+        assert_refused(
+            &page,
+            st,
+            "このアカウントは失効済みのため、この操作はできません",
+        );
     }
 
     // The ceremony page: a real issuing-CA rollover, approved by two officers.
@@ -605,7 +697,10 @@ fn refusals_are_japanese_audit_state_verifies_and_ceremonies_are_for_officers() 
         let (st, page) = http(&c.base, "GET", "/ceremonies", Some(session), "");
         assert_eq!(st, 403, "{who}: {page}");
         assert!(page.contains("責任者だけが見られます"), "{page}");
-        assert!(!page.contains("href=\"/ceremonies\""), "{who} sees the menu link");
+        assert!(
+            !page.contains("href=\"/ceremonies\""),
+            "{who} sees the menu link"
+        );
     }
     let (st, _) = http(&c.base, "GET", "/ceremonies", None, "");
     assert_eq!(st, 303, "no session");
@@ -618,19 +713,29 @@ fn refusals_are_japanese_audit_state_verifies_and_ceremonies_are_for_officers() 
     let (st, page) = http(&c.base, "GET", "/audit", Some(&s), "");
     assert_eq!(st, 200);
     assert!(page.contains("監査記録の検証: 正常"), "{page}");
-    assert!(page.contains(report["root"].as_str().unwrap()), "root not shown");
+    assert!(
+        page.contains(report["root"].as_str().unwrap()),
+        "root not shown"
+    );
     let size: i64 = page
         .split("id=\"audit-size\">")
         .nth(1)
         .and_then(|r| r.split('<').next())
         .and_then(|n| n.parse().ok())
         .unwrap();
-    assert!(size >= report["tree_size"].as_i64().unwrap(), "tree size {size}");
+    assert!(
+        size >= report["tree_size"].as_i64().unwrap(),
+        "tree size {size}"
+    );
     let (_, status) = http(&c.base, "GET", "/status", Some(&s), "");
     assert!(status.contains("監査記録の検証: 正常"), "{status}");
 
     let victim: i64 = db(&c)
-        .query_row("SELECT id FROM audit WHERE action = 'account.revoke' LIMIT 1", [], |r| r.get(0))
+        .query_row(
+            "SELECT id FROM audit WHERE action = 'account.revoke' LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     db(&c)
         .execute("UPDATE audit SET actor = 'nobody' WHERE id = ?1", [victim])
@@ -638,9 +743,15 @@ fn refusals_are_japanese_audit_state_verifies_and_ceremonies_are_for_officers() 
     std::thread::sleep(Duration::from_millis(1100));
     let (_, page) = http(&c.base, "GET", "/audit", Some(&s), "");
     assert!(page.contains("監査記録の検証: 異常"), "{page}");
-    assert!(page.contains(&format!("event {victim}")), "the edited event is not named: {page}");
+    assert!(
+        page.contains(&format!("event {victim}")),
+        "the edited event is not named: {page}"
+    );
     let (_, status) = http(&c.base, "GET", "/status", Some(&s), "");
     assert!(status.contains("監査記録の検証: 異常"), "{status}");
     let out = c.ca.kxca(&["audit", "verify"]);
-    assert!(!out.status.success(), "kxca audit verify passed a tampered record");
+    assert!(
+        !out.status.success(),
+        "kxca audit verify passed a tampered record"
+    );
 }

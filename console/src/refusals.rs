@@ -89,6 +89,11 @@ mod tests {
                 assert!(l.chars().any(|c| c > '\u{3000}'), "{kind:?}: {l}");
             }
         }
-        assert!(ja(&Error::field("x", "y")).is_none());
+        // Not a refusal an admin meets: no table entry, the generic line.
+        assert!(ja(&Error::InvalidField {
+            field: "x".to_string(),
+            message: "y".to_string(),
+        })
+        .is_none());
     }
 }

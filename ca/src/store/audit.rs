@@ -388,12 +388,18 @@ pub fn page(
 ) -> Result<super::paging::Page<AuditEvent>, Error> {
     // LIKE with an escaped prefix; `substr` would not use the index either
     // and LIKE's escaping keeps `_` and `%` in a prefix literal.
-    let prefix = filter.action_prefix.as_deref().filter(|p| !p.is_empty()).map(|p| {
-        format!(
-            "{}%",
-            p.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
-        )
-    });
+    let prefix = filter
+        .action_prefix
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            format!(
+                "{}%",
+                p.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            )
+        });
     let actor = filter.actor.as_deref().filter(|a| !a.is_empty());
     super::paging::page(
         req,

@@ -16,8 +16,8 @@ pub mod audit;
 pub mod authorities;
 pub mod certificates;
 pub mod crls;
-pub mod paging;
 pub(crate) mod migrations;
+pub mod paging;
 pub mod revocations;
 mod tx;
 

@@ -72,11 +72,9 @@ pub(super) async fn ceremonies_page(
             };
             let crl = match crl {
                 _ if st.retired_at.is_some() => "最終CRL発行済み".to_string(),
-                Some(c) if c.next_update > now => format!(
-                    "正常: 番号 {}、次回更新 {}",
-                    c.number,
-                    jst(c.next_update)
-                ),
+                Some(c) if c.next_update > now => {
+                    format!("正常: 番号 {}、次回更新 {}", c.number, jst(c.next_update))
+                }
                 Some(c) => format!("異常: 次回更新 {} を過ぎています", jst(c.next_update)),
                 None => "未発行".to_string(),
             };

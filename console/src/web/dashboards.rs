@@ -49,9 +49,7 @@ fn jst_day(label: &str, v: &str) -> Result<Option<i64>, String> {
         .and_then(|(y, d)| time::Date::from_calendar_date(y, month, d).ok())
         .ok_or_else(bad)?;
     let offset = time::UtcOffset::from_hms(9, 0, 0).map_err(|_| bad())?;
-    Ok(Some(
-        date.midnight().assume_offset(offset).unix_timestamp(),
-    ))
+    Ok(Some(date.midnight().assume_offset(offset).unix_timestamp()))
 }
 
 pub(super) async fn audit_page(
@@ -100,7 +98,12 @@ pub(super) async fn audit_page(
     };
     let pager = pager(
         "/audit",
-        &[("action", &action), ("actor", &actor), ("from", &from), ("to", &to)],
+        &[
+            ("action", &action),
+            ("actor", &actor),
+            ("from", &from),
+            ("to", &to),
+        ],
         &page,
     );
     let events = page

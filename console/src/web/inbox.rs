@@ -359,7 +359,12 @@ pub(super) async fn approve(
             for r in &out.refused {
                 // The English reason stays in the log; the admin reads the
                 // rule's Japanese words.
-                tracing::info!(application = id, row = r.row, reason = r.reason.as_deref().unwrap_or("-"), "row not approved");
+                tracing::info!(
+                    application = id,
+                    row = r.row,
+                    reason = r.reason.as_deref().unwrap_or("-"),
+                    "row not approved"
+                );
                 lines.push(format!(
                     "{}行目: 承認できませんでした({})",
                     r.row,

@@ -489,12 +489,21 @@ async fn audit_state(state: &Shared) -> Result<AuditState, Error> {
             tree_size: report.tree_size,
             root: report.root.clone(),
             latest_checkpoint: match (report.latest_checkpoint, report.latest_checkpoint_at) {
-                (Some(size), Some(at)) => format!("{}({size}件まで署名済み、未署名 {}件)", jst(at), report.unsigned_events),
+                (Some(size), Some(at)) => format!(
+                    "{}({size}件まで署名済み、未署名 {}件)",
+                    jst(at),
+                    report.unsigned_events
+                ),
                 (Some(size), None) => format!("{size}件まで署名済み"),
                 _ => "まだ署名されていません".to_string(),
             },
             checked_at: jst(now()),
-            reasons: report.findings.iter().take(5).map(|f| f.message.clone()).collect(),
+            reasons: report
+                .findings
+                .iter()
+                .take(5)
+                .map(|f| f.message.clone())
+                .collect(),
             findings: report.findings.len(),
         };
         *cached = Some((std::time::Instant::now(), s.clone()));

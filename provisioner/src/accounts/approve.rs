@@ -175,15 +175,18 @@ fn select<'r>(
         Some(rows) => {
             for n in rows {
                 let r = app.rows.iter().find(|r| r.row == *n).ok_or_else(|| {
-                    refused(Refusal::UnknownRow { row: *n }, format!(
-                        "application #{} has no row {n} (rows: {})",
-                        app.id,
-                        app.rows
-                            .iter()
-                            .map(|r| r.row.to_string())
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    ))
+                    refused(
+                        Refusal::UnknownRow { row: *n },
+                        format!(
+                            "application #{} has no row {n} (rows: {})",
+                            app.id,
+                            app.rows
+                                .iter()
+                                .map(|r| r.row.to_string())
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        ),
+                    )
                 })?;
                 if r.status == RowVerdict::Invalid && !allow_invalid {
                     return Err(refused(Refusal::RowHasErrors { row: *n }, format!(
@@ -403,7 +406,12 @@ fn check(
     }
     let certificate_id = match ctx.profile.certificate_id.render(|n| h.code(n).to_string()) {
         Ok(id) => id,
-        Err(e) => return Ok(Err((RowRefusal::CertificateId, format!("certificate id: {e}")))),
+        Err(e) => {
+            return Ok(Err((
+                RowRefusal::CertificateId,
+                format!("certificate id: {e}"),
+            )))
+        }
     };
     if let Some(a) = register::by_certificate_id(tx, &certificate_id)? {
         return Ok(Err((RowRefusal::AccountExists, format!(
@@ -414,10 +422,13 @@ fn check(
     }
     let existing = register::of_office(tx, &h.union_code, &h.branch_code, &h.office_code)?;
     if let Some(a) = existing.iter().find(|a| a.contact_code == h.contact_code) {
-        return Ok(Err((RowRefusal::ContactHasAccount, format!(
-            "contact {} of office {} already has an account ({})",
-            h.contact_code, h.office_code, a.certificate_id
-        ))));
+        return Ok(Err((
+            RowRefusal::ContactHasAccount,
+            format!(
+                "contact {} of office {} already has an account ({})",
+                h.contact_code, h.office_code, a.certificate_id
+            ),
+        )));
     }
     let in_batch = batch.get(&c.office()).cloned().unwrap_or_default();
     if !c.own_row {

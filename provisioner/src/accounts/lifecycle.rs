@@ -22,14 +22,16 @@ fn not_found(kind: Refusal, what: String) -> kxca_ca::Error {
 
 fn active_account(tx: &Tx<'_>, certificate_id: &str) -> Result<Account, kxca_ca::Error> {
     let a = register::by_certificate_id(tx, certificate_id)?.ok_or_else(|| {
-        not_found(Refusal::UnknownAccount, format!(
-            "no account with certificate id {certificate_id:?} (see `kxca accounts list`)"
-        ))
+        not_found(
+            Refusal::UnknownAccount,
+            format!("no account with certificate id {certificate_id:?} (see `kxca accounts list`)"),
+        )
     })?;
     if a.state != AccountState::Active {
-        return Err(not_found(Refusal::AccountRevoked, format!(
-            "account {certificate_id} is revoked; approve a new application row for it"
-        )));
+        return Err(not_found(
+            Refusal::AccountRevoked,
+            format!("account {certificate_id} is revoked; approve a new application row for it"),
+        ));
     }
     Ok(a)
 }
