@@ -92,10 +92,7 @@ pub(super) async fn audit_page(
         Ok(p) => p,
         Err(e) => return failure(e),
     };
-    let audit = match audit_state(&state).await {
-        Ok(s) => s,
-        Err(e) => return failure(e),
-    };
+    let audit = audit_state(&state).await;
     let pager = pager(
         "/audit",
         &[
@@ -160,10 +157,7 @@ pub(super) async fn status_page(a: Authed, State(state): State<Shared>) -> Respo
         Ok(x) => x,
         Err(e) => return failure(e),
     };
-    let audit = match audit_state(&state).await {
-        Ok(s) => s,
-        Err(e) => return failure(e),
-    };
+    let audit = audit_state(&state).await;
     use kxca_provisioner::outbox::OutboxState as S;
     let queued = mails.iter().filter(|m| m.state == S::Queued).count();
     let failed: Vec<MailLine> = mails

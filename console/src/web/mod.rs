@@ -460,7 +460,28 @@ fn pager<T>(path: &str, keep: &[(&str, &str)], page: &kxca_ca::store::paging::Pa
 /// `[console] audit_verify_seconds` (the result is cached: a verification
 /// reads every event). The lock is held while it runs, so requests
 /// arriving meanwhile wait for that one run instead of starting their own.
-async fn audit_state(state: &Shared) -> Result<AuditState, Error> {
+async fn audit_state(state: &Shared) -> AuditState {
+    match verify_audit(state).await {
+        Ok(s) => s,
+        // The page still opens: a record that cannot be checked is 異常.
+        Err(e) => {
+            tracing::error!(error = %e, "audit record could not be verified");
+            AuditState {
+                ok: false,
+                tree_size: 0,
+                root: "-".to_string(),
+                latest_checkpoint: "-".to_string(),
+                checked_at: jst(now()),
+                reasons: vec![
+                    "検証を実行できませんでした(kxca daemon のログに詳細があります)。".to_string(),
+                ],
+                findings: 1,
+            }
+        }
+    }
+}
+
+async fn verify_audit(state: &Shared) -> Result<AuditState, Error> {
     let state = state.clone();
     tokio::task::spawn_blocking(move || {
         let mut cached = state.audit.lock().unwrap_or_else(|p| p.into_inner());
