@@ -121,6 +121,18 @@ pub enum AuditAction {
     AdminLogout,
     /// A console admin downloaded an application's stored file.
     AdminDownload,
+    /// A console admin account was removed (`kxca admin remove`); its sessions ended.
+    AdminRemove,
+    /// A locked console admin account was unlocked (`kxca admin unlock`).
+    AdminUnlock,
+    /// A console admin's password was replaced by an officer (`kxca admin reset-password`).
+    AdminResetPassword,
+    /// A console admin's TOTP secret was replaced (`kxca admin reset-totp`).
+    AdminResetTotp,
+    /// A console admin changed their own password on the console.
+    AdminPasswordChange,
+    /// Console logins from one client address refused: too many failures.
+    AdminLoginLimited,
     /// A failed outbox mail was put back in the queue by an admin.
     OutboxRetry,
     /// Mail 1 (the pickup URL) was queued again for an account's pickup.
@@ -187,6 +199,12 @@ impl AuditAction {
         AuditAction::AdminLocked,
         AuditAction::AdminLogout,
         AuditAction::AdminDownload,
+        AuditAction::AdminRemove,
+        AuditAction::AdminUnlock,
+        AuditAction::AdminResetPassword,
+        AuditAction::AdminResetTotp,
+        AuditAction::AdminPasswordChange,
+        AuditAction::AdminLoginLimited,
         AuditAction::OutboxRetry,
         AuditAction::AccountResendMail1,
     ];
@@ -251,6 +269,12 @@ impl AuditAction {
             AuditAction::AdminLocked => "admin.locked",
             AuditAction::AdminLogout => "admin.logout",
             AuditAction::AdminDownload => "admin.download",
+            AuditAction::AdminRemove => "admin.remove",
+            AuditAction::AdminUnlock => "admin.unlock",
+            AuditAction::AdminResetPassword => "admin.reset_password",
+            AuditAction::AdminResetTotp => "admin.reset_totp",
+            AuditAction::AdminPasswordChange => "admin.password_change",
+            AuditAction::AdminLoginLimited => "admin.login_limited",
             AuditAction::OutboxRetry => "outbox.retry",
             AuditAction::AccountResendMail1 => "account.resend_mail1",
         }
@@ -337,6 +361,12 @@ mod tests {
                 "admin.locked",
                 "admin.logout",
                 "admin.download",
+                "admin.remove",
+                "admin.unlock",
+                "admin.reset_password",
+                "admin.reset_totp",
+                "admin.password_change",
+                "admin.login_limited",
                 "outbox.retry",
                 "account.resend_mail1",
             ]

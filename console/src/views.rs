@@ -260,3 +260,12 @@ pub struct Status {
     pub crl: String,
     pub audit: AuditState,
 }
+
+#[derive(Template)]
+#[template(path = "password.html")]
+pub struct PasswordPage {
+    pub who: Who,
+    pub min: usize,
+    pub error: Option<String>,
+    pub done: Option<String>,
+}

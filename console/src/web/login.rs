@@ -37,6 +37,7 @@ pub(super) fn login_form(
 pub(super) async fn login(
     headers: HeaderMap,
     State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: String,
 ) -> Response {
     let f = form(&body);
@@ -64,18 +65,31 @@ pub(super) async fn login(
             &name,
             &password,
             &code,
+            peer.ip(),
             now(),
         )
     })
     .await;
     match out {
         Err(e) => failure(e),
+        Ok(Err(LoginRefused::TooMany)) => {
+            // Nothing was checked: the page says the same for every name.
+            let mut resp = login_form(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                Some("この端末からのログインの失敗が続いたため、しばらくログインを受け付けません。時間をおいてからお試しください。"),
+            );
+            if let Ok(v) = HeaderValue::from_str(&(state.config.ip_window_minutes * 60).to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            resp
+        }
         Ok(Err(why)) => login_form(
             &state,
             StatusCode::UNAUTHORIZED,
             Some(match why {
                     LoginRefused::Wrong => "管理者名、パスワードまたは確認コードが正しくありません。",
-                LoginRefused::Locked => "ログインの失敗が続いたため、このアカウントは一時的にロックされています。しばらくしてからお試しいただくか、セキュリティ責任者に連絡してください。",
+                LoginRefused::Locked | LoginRefused::TooMany => "ログインの失敗が続いたため、このアカウントは一時的にロックされています。しばらくしてからお試しいただくか、セキュリティ責任者に連絡してください。",
             }),
         ),
         Ok(Ok((admin, session))) => {

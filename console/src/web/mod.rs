@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use askama::Template;
 use axum::body::Body;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -103,18 +103,21 @@ mod ceremonies;
 mod dashboards;
 mod inbox;
 mod login;
+mod password;
 
 use account_pages::*;
 use ceremonies::*;
 use dashboards::*;
 use inbox::*;
 use login::*;
+use password::*;
 
 fn router(state: Shared) -> Router {
     Router::new()
         .route("/static/console.css", get(css))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
+        .route("/password", get(password_page).post(password_change))
         .route("/", get(inbox))
         .route("/applications/{id}", get(application))
         .route("/applications/{id}/file", get(download))
@@ -544,9 +547,14 @@ pub async fn serve(
     app: Router,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await
+    // The peer address of each connection reaches the handlers (the login
+    // limit per client address); no header is ever taken for it.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop)
+    .await
 }
 
 fn pickup_line(e: &kxca_ca::enrolment::Enrolment) -> PickupLine {
