@@ -1938,7 +1938,7 @@ fn admin_lifecycle_password_change_remove_unlock_resets_and_per_client_limit() {
     let erin = add_admin(&c, "erin", "admin");
     let frank = add_admin(&c, "frank", "admin");
     let gina = add_admin(&c, "gina", "auditor");
-    let hana = add_admin(&c, "hana", "admin");
+    add_admin(&c, "hana", "admin");
 
     // --- Password change: two sessions; the page is linked from the header.
     let s1 = login(&c, &erin, &erin.password, 0).unwrap();
@@ -2150,29 +2150,6 @@ fn admin_lifecycle_password_change_remove_unlock_resets_and_per_client_limit() {
     assert!(limited.contains("127.0.0.2"), "{limited}");
     forget_steps(&c);
     login(&c, &gina, &gina_new, 0).expect("127.0.0.1 is not limited by 127.0.0.2's failures");
-
-    // --- Time shape: an unknown name costs the Argon2 verify a known one
-    // does (from 127.0.0.3, its own budget of 15; hana locks at 5, and a
-    // locked account verifies too).
-    let median = |name: &str, n: usize| {
-        let mut t: Vec<Duration> = (0..n)
-            .map(|_| {
-                let start = Instant::now();
-                let (status, _) = login_from(&c, "127.0.0.3", name, "guess-password", wrong);
-                assert_eq!(status, 401);
-                start.elapsed()
-            })
-            .collect();
-        t.sort();
-        t[n / 2]
-    };
-    let known = median(&hana.name, 5);
-    let unknown = median("nobody-here", 5);
-    eprintln!("login time, median of 5: known name {known:?}, unknown name {unknown:?}");
-    assert!(
-        unknown * 3 >= known,
-        "an unknown name answers in {unknown:?}, a known one in {known:?}: the time tells which names exist"
-    );
 
     // --- Backup and doctor: the console key is listed, not copied; a
     // restore without it makes doctor name it, and a new key makes doctor

@@ -170,6 +170,8 @@ fn hash_password(password: &str) -> Result<String, Error> {
 }
 
 fn verify_password(typed: &str, phc: &str) -> bool {
+    #[cfg(test)]
+    VERIFIES.with(|n| n.set(n.get() + 1));
     let Ok(parsed) = PasswordHash::new(phc) else {
         return false;
     };
@@ -177,6 +179,13 @@ fn verify_password(typed: &str, phc: &str) -> bool {
         && Argon2::default()
             .verify_password(typed.as_bytes(), &parsed)
             .is_ok()
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Argon2 verifications on this thread: the tests count them instead
+    /// of timing logins (a timed assertion fails on a loaded machine).
+    static VERIFIES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// The console's password rule, in one place: `kxca admin add` and
@@ -1112,4 +1121,52 @@ pub fn doctor(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An unknown name and a locked account cost the one Argon2
+    /// verification a known name costs, so the time of the answer does not
+    /// tell which names exist.
+    #[test]
+    fn every_login_outcome_costs_one_argon2_verification() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = kxca_ca::Home::new(dir.path());
+        let key = ConsoleKey::load_or_create(&home).unwrap();
+        let mut store = Store::open(&dir.path().join("kxca.db"), true).unwrap();
+        store.migrate(COMPONENT, migrations()).unwrap();
+        let config = ConsoleConfig {
+            max_failures: 2,
+            ..ConsoleConfig::default()
+        };
+        let admin = add(&mut store, &key, "kxca", "hana", Role::Admin, "test", 0).unwrap();
+        let client: std::net::IpAddr = [127, 0, 0, 1].into();
+        let mut attempt = |name: &str, password: &str| {
+            let before = VERIFIES.with(|n| n.get());
+            let out = login(
+                &mut store, &key, &config, name, password, "000000", client, 10,
+            )
+            .unwrap();
+            (out.is_ok(), VERIFIES.with(|n| n.get()) - before)
+        };
+        assert_eq!(
+            attempt("nobody", "guess-password"),
+            (false, 1),
+            "unknown name"
+        );
+        assert_eq!(
+            attempt("hana", "guess-password"),
+            (false, 1),
+            "wrong password"
+        );
+        assert_eq!(
+            attempt("hana", &admin.password),
+            (false, 1),
+            "right password, wrong code"
+        );
+        // Two failures lock hana: the right password is still verified.
+        assert_eq!(attempt("hana", &admin.password), (false, 1), "locked");
+    }
 }

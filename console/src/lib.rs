@@ -7,6 +7,7 @@
 pub mod admins;
 pub mod key;
 pub mod public;
+mod refusals;
 mod views;
 mod web;
 
@@ -43,6 +44,11 @@ pub struct ConsoleConfig {
     /// listen address of the same kxca.toml.
     #[serde(default)]
     pub public_url: Option<String>,
+    /// How long the audit record's verification (shown on the audit and
+    /// status pages) is reused before it runs again: a full verification
+    /// reads every event, so it runs at most once per this many seconds.
+    #[serde(default = "default_audit_verify_seconds")]
+    pub audit_verify_seconds: u64,
     /// Failed logins from one client address (the connection's peer, never
     /// a header) within `ip_window_minutes` after which every login from it
     /// is refused with 429 until the window has passed; unknown names count.
@@ -68,6 +74,9 @@ fn default_max_failures() -> u32 {
 fn default_lockout_minutes() -> u64 {
     30
 }
+fn default_audit_verify_seconds() -> u64 {
+    60
+}
 // Four accounts' worth of lockouts: a clerk mistyping cannot reach it, a
 // name-guessing run stops after 20 tries in a quarter of an hour. Behind an
 // SSH tunnel every admin shares 127.0.0.1, so it must stay well above one
@@ -88,6 +97,7 @@ impl Default for ConsoleConfig {
             max_failures: default_max_failures(),
             lockout_minutes: default_lockout_minutes(),
             public_url: None,
+            audit_verify_seconds: default_audit_verify_seconds(),
             ip_max_failures: default_ip_max_failures(),
             ip_window_minutes: default_ip_window_minutes(),
         }

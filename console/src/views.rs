@@ -8,6 +8,8 @@ pub struct Who {
     pub name: String,
     pub role: &'static str,
     pub csrf: String,
+    /// Officers see the ceremony page in the menu.
+    pub officer: bool,
 }
 
 #[derive(Template)]
@@ -33,6 +35,13 @@ pub struct AppLine {
 pub struct Inbox {
     pub who: Who,
     pub apps: Vec<AppLine>,
+    pub pager: Pager,
+}
+
+/// The 前へ/次へ links of a paged list (None: no page that way).
+pub struct Pager {
+    pub newer: Option<String>,
+    pub older: Option<String>,
 }
 
 pub struct Cell {
@@ -104,6 +113,7 @@ pub struct Accounts {
     pub q: String,
     pub searched: bool,
     pub accounts: Vec<AccountLine>,
+    pub pager: Pager,
 }
 
 pub struct CertLine {
@@ -161,6 +171,7 @@ pub struct MailLine {
 pub struct Outbox {
     pub who: Who,
     pub mails: Vec<MailLine>,
+    pub pager: Pager,
 }
 
 pub struct AuditLine {
@@ -178,7 +189,58 @@ pub struct Audit {
     pub who: Who,
     pub action: String,
     pub actor: String,
+    pub from: String,
+    pub to: String,
+    /// A filter value that could not be read, in words.
+    pub error: Option<String>,
     pub events: Vec<AuditLine>,
+    pub pager: Pager,
+    pub state: AuditState,
+}
+
+/// Whether the audit record verifies, as `kxca audit verify` checks it.
+#[derive(Clone)]
+pub struct AuditState {
+    /// 正常 or 異常.
+    pub ok: bool,
+    pub tree_size: i64,
+    pub root: String,
+    pub latest_checkpoint: String,
+    /// When this verification ran (the result is cached for a short time).
+    pub checked_at: String,
+    /// Why it is 異常: the first findings, as verify words them.
+    pub reasons: Vec<String>,
+    /// How many findings in all.
+    pub findings: usize,
+}
+
+pub struct AuthorityLine {
+    pub name: String,
+    pub role: &'static str,
+    pub state: String,
+    pub key: String,
+    pub not_before: String,
+    pub not_after: String,
+    pub crl: String,
+}
+
+pub struct CeremonyLine {
+    pub id: i64,
+    pub at: String,
+    pub kind: String,
+    pub file_sha256: String,
+    pub officers: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "ceremonies.html")]
+pub struct Ceremonies {
+    pub who: Who,
+    pub authorities: Vec<AuthorityLine>,
+    pub runs: Vec<CeremonyLine>,
+    pub pager: Pager,
+    pub officers: Vec<String>,
 }
 
 pub struct ExpiringLine {
@@ -204,6 +266,7 @@ pub struct Status {
     pub public_crl: Health,
     /// One OCSP answer from the public role, checked.
     pub public_ocsp: Health,
+    pub audit: AuditState,
 }
 
 /// A health line of the status page: 正常 or 異常 with its reason.

@@ -41,31 +41,39 @@ pub(super) async fn accounts_search(
         .unwrap_or_default();
     let searched = query.is_some();
     let text = q.clone();
+    let req = page_request(&query.as_deref().map(form).unwrap_or_default());
     let found = if searched {
         with_ca(&state, move |_, ca| {
             ca.store().read(|s| {
-                accounts::register::search(
+                accounts::register::search_page(
                     s,
                     Some(&text).filter(|t| !t.is_empty()).map(|t| t.as_str()),
-                    200,
+                    &req,
                 )
             })
         })
         .await
     } else {
-        Ok(Vec::new())
+        Ok(kxca_ca::store::paging::Page {
+            items: Vec::new(),
+            newer: None,
+            older: None,
+        })
     };
     let found = match found {
         Ok(f) => f,
         Err(e) => return failure(e),
     };
+    let pager = pager("/accounts", &[("q", &q)], &found);
     html(
         StatusCode::OK,
         &Accounts {
             who: a.who(),
             q,
             searched,
+            pager,
             accounts: found
+                .items
                 .into_iter()
                 .map(|x| AccountLine {
                     state: state_ja(x.state),

@@ -3,21 +3,53 @@
 
 use super::*;
 
-pub(super) async fn outbox_page(a: Authed, State(state): State<Shared>) -> Response {
-    match with_ca(&state, |_, ca| {
-        ca.store().read(|s| kxca_provisioner::outbox::list(s, 200))
+pub(super) async fn outbox_page(
+    a: Authed,
+    State(state): State<Shared>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let f = query.as_deref().map(form).unwrap_or_default();
+    let req = page_request(&f);
+    match with_ca(&state, move |_, ca| {
+        ca.store().read(|s| kxca_provisioner::outbox::page(s, &req))
     })
     .await
     {
-        Ok(mails) => html(
+        Ok(page) => html(
             StatusCode::OK,
             &Outbox {
                 who: a.who(),
-                mails: mails.iter().map(mail_line).collect(),
+                mails: page.items.iter().map(mail_line).collect(),
+                pager: pager("/outbox", &[], &page),
             },
         ),
         Err(e) => failure(e),
     }
+}
+
+/// A `YYYY-MM-DD` of the date filter as the start of that day in Japan
+/// (Unix seconds); `Err` with the Japanese line when it is not a date.
+fn jst_day(label: &str, v: &str) -> Result<Option<i64>, String> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let bad = || format!("{label}「{v}」は日付(例: 2026-12-07)として読めません。");
+    let mut parts = v.splitn(3, '-');
+    let mut num = || parts.next().and_then(|p| p.parse::<i64>().ok());
+    let (Some(y), Some(m), Some(d)) = (num(), num(), num()) else {
+        return Err(bad());
+    };
+    let month = u8::try_from(m)
+        .ok()
+        .and_then(|m| time::Month::try_from(m).ok())
+        .ok_or_else(bad)?;
+    let date = i32::try_from(y)
+        .ok()
+        .zip(u8::try_from(d).ok())
+        .and_then(|(y, d)| time::Date::from_calendar_date(y, month, d).ok())
+        .ok_or_else(bad)?;
+    let offset = time::UtcOffset::from_hms(9, 0, 0).map_err(|_| bad())?;
+    Ok(Some(date.midnight().assume_offset(offset).unix_timestamp()))
 }
 
 pub(super) async fn audit_page(
@@ -28,20 +60,52 @@ pub(super) async fn audit_page(
     let f = query.as_deref().map(form).unwrap_or_default();
     let action = one(&f, "action").unwrap_or("").trim().to_string();
     let actor = one(&f, "actor").unwrap_or("").trim().to_string();
-    let events = match with_ca(&state, |_, ca| {
-        ca.store().read(|s| kxca_ca::store::audit::list(s, 1000))
-    })
-    .await
-    {
-        Ok(e) => e,
+    let from = one(&f, "from").unwrap_or("").trim().to_string();
+    let to = one(&f, "to").unwrap_or("").trim().to_string();
+    let (since, until, error) = match (jst_day("開始日", &from), jst_day("終了日", &to)) {
+        // The end date is inclusive: events before the next day's start.
+        (Ok(s), Ok(u)) => (s, u.map(|u| u + 86_400), None),
+        (Err(e), _) | (_, Err(e)) => (None, None, Some(e)),
+    };
+    let filter = kxca_ca::store::audit::AuditFilter {
+        action_prefix: Some(action.clone()),
+        actor: Some(actor.clone()),
+        from: since,
+        until,
+    };
+    let req = page_request(&f);
+    let page = if error.is_some() {
+        // A filter that cannot be read shows nothing rather than everything.
+        Ok(kxca_ca::store::paging::Page {
+            items: Vec::new(),
+            newer: None,
+            older: None,
+        })
+    } else {
+        with_ca(&state, move |_, ca| {
+            ca.store()
+                .read(|s| kxca_ca::store::audit::page(s, &filter, &req))
+        })
+        .await
+    };
+    let page = match page {
+        Ok(p) => p,
         Err(e) => return failure(e),
     };
-    // Oldest first from the store: the admins read the newest first.
-    let events = events
+    let audit = audit_state(&state).await;
+    let pager = pager(
+        "/audit",
+        &[
+            ("action", &action),
+            ("actor", &actor),
+            ("from", &from),
+            ("to", &to),
+        ],
+        &page,
+    );
+    let events = page
+        .items
         .into_iter()
-        .rev()
-        .filter(|e| e.action.starts_with(&action) && (actor.is_empty() || e.actor == actor))
-        .take(300)
         .map(|e| AuditLine {
             id: e.id,
             at: jst(e.at),
@@ -57,7 +121,12 @@ pub(super) async fn audit_page(
             who: a.who(),
             action,
             actor,
+            from,
+            to,
+            error,
             events,
+            pager,
+            state: audit,
         },
     )
 }
@@ -94,6 +163,7 @@ pub(super) async fn status_page(a: Authed, State(state): State<Shared>) -> Respo
         Ok(x) => x,
         Err(e) => return failure(e),
     };
+    let audit = audit_state(&state).await;
     use kxca_provisioner::outbox::OutboxState as S;
     let queued = mails.iter().filter(|m| m.state == S::Queued).count();
     let failed: Vec<MailLine> = mails
@@ -143,6 +213,7 @@ pub(super) async fn status_page(a: Authed, State(state): State<Shared>) -> Respo
             failed,
             issuing,
             crl,
+            audit,
         },
     )
 }
