@@ -662,7 +662,9 @@ return {
   lang: document.documentElement.getAttribute('lang'),
   width: document.documentElement.scrollWidth,
   submits: submits.length,
-  focusable: document.querySelectorAll('a[href], button, input:not([type=hidden]), select, textarea').length,
+  // Chromium stops on each part of a date or time field (year, month, day).
+  focusable: [...document.querySelectorAll('a[href], button, input:not([type=hidden]), select, textarea')]
+    .reduce((n, el) => n + (['date', 'time', 'datetime-local', 'month', 'week'].includes(el.type) ? 3 : 1), 0),
 };"#,
             vec![],
         )
