@@ -7,8 +7,10 @@
 // broke, so unwrap is the right tool here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod browser;
 pub mod ceremony;
 pub mod common;
+pub mod console;
 pub mod hostile;
 pub mod intake;
 pub mod mailstack;
