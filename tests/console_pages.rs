@@ -1,6 +1,6 @@
 //! The console's paged lists, its Japanese refusals, the audit record's
 //! verification state and the officers' ceremony page, over HTTP against a
-//! real `kxca daemon` (the helpers follow tests/console.rs).
+//! real `kxca daemon` (the helpers are in tests/support/src/console.rs).
 //!
 //! - Paging: 60 approved rows make 60 accounts, 120 mails and hundreds of
 //!   audit events; 56 applications are in the inbox. Every list is walked
@@ -16,95 +16,25 @@
 //! - Ceremonies: officers see the CAs, a real ceremony run (file hash,
 //!   approvers, outcome) and the enrolled officers; admins and auditors 403.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use kxca_test_support::ceremony::{ceremony_file, enrol, intermediate, run_ceremony};
 use kxca_test_support::common::{self, p, TestCa};
-use kxca_test_support::intake::{row, s, set, standard, V};
-
-const APPLICANT: &str = "applicant@office.test";
-
-struct Console {
-    ca: TestCa,
-    daemon: Option<Child>,
-    base: String,
-}
-
-impl Drop for Console {
-    fn drop(&mut self) {
-        if let Some(mut d) = self.daemon.take() {
-            let _ = d.kill();
-            let _ = d.wait();
-        }
-    }
-}
-
-fn signup(form: &[u8]) -> Vec<u8> {
-    format!(
-        "From: {APPLICANT}\r\nTo: signup@kx.test\r\nSubject: =?UTF-8?B?{}?=\r\nMessage-ID: <pages-1@office.test>\r\n\
-Date: Mon, 07 Dec 2026 10:00:00 +0900\r\nMIME-Version: 1.0\r\n\
-Content-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n--XX\r\n\
-Content-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--XX\r\n\
-Content-Type: application/vnd.openxmlformats-officedocument.spreadsheetml.sheet; name=\"form.xlsx\"\r\n\
-Content-Disposition: attachment; filename=\"form.xlsx\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
-{}\r\n--XX--\r\n",
-        common::mime_base64("利用申込".as_bytes()),
-        common::mime_base64("申込書を送付します。\r\n".as_bytes()),
-        common::mime_base64(form)
-    )
-    .into_bytes()
-}
+use kxca_test_support::console::{
+    self as console, add_admin, csrf_of, db, login_ok, start, Console, Start,
+};
+use kxca_test_support::intake::{row, s, set, APPLICANT, V};
 
 /// A CA whose one application holds `form`, `[console]` on a free
 /// loopback port (audit verification reused for 1 s only), the daemon
 /// running. `before_daemon` runs on the home before the daemon starts.
-fn start(form: Vec<Vec<V>>, before_daemon: impl FnOnce(&TestCa)) -> Console {
-    let ca = TestCa::new();
-    let maildir = ca.dir.path().join("Maildir");
-    for d in ["new", "cur", "tmp"] {
-        std::fs::create_dir_all(maildir.join(d)).unwrap();
-    }
-    let config = ca.path("kxca.toml");
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&format!(
-        "\n[mail]\nmaildir = {maildir:?}\ninterval_seconds = 3600\n\n[console]\nlisten = \"127.0.0.1:0\"\naudit_verify_seconds = 1\n"
-    ));
-    std::fs::write(&config, text).unwrap();
-    std::fs::write(
-        maildir.join("new/0001.signup.host"),
-        signup(&standard(&form)),
-    )
-    .unwrap();
-    common::assert_ok(&ca.kxca(&["intake", "fetch", "--json"]), "intake fetch");
-    before_daemon(&ca);
-    let mut daemon = ca
-        .cmd()
-        .arg("daemon")
-        .env("KXCA_KEY_PASSPHRASE", common::PASSPHRASE)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(daemon.stdout.take().unwrap()).lines();
-    let mut base = None;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(url) = line.strip_prefix("kxca console listening on ") {
-            base = Some(url.trim_end_matches('/').to_string());
-        }
-        if line == "kxca daemon ready" {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Console {
-        ca,
-        daemon: Some(daemon),
-        base: base.expect("the daemon printed no console address"),
-    }
+fn start_with(form: Vec<Vec<V>>, before_daemon: impl FnOnce(&TestCa) + 'static) -> Console {
+    start(Start {
+        form: Some(form),
+        message_id: "pages-1@office.test",
+        console: "audit_verify_seconds = 1\n".to_string(),
+        before_daemon: Some(Box::new(before_daemon)),
+    })
 }
 
 fn office_row(no: u32, office: &str, contact: &str) -> Vec<V> {
@@ -113,129 +43,11 @@ fn office_row(no: u32, office: &str, contact: &str) -> Vec<V> {
     r
 }
 
-struct Admin {
-    name: String,
-    password: String,
-    secret: Vec<u8>,
-}
-
-fn add_admin(c: &Console, name: &str, role: &str) -> Admin {
-    let out = c.ca.kxca(&["admin", "add", name, "--role", role, "--json"]);
-    common::assert_ok(&out, "admin add");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let uri = v["otpauth"].as_str().unwrap();
-    let b32 = uri
-        .split("secret=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap();
-    Admin {
-        name: name.to_string(),
-        password: v["password"].as_str().unwrap().to_string(),
-        secret: totp_rs::Secret::try_from_base32(b32)
-            .unwrap()
-            .as_bytes()
-            .to_vec(),
-    }
-}
-
-fn code(secret: &[u8]) -> String {
-    let totp = totp_rs::Builder::new()
-        .with_secret(totp_rs::Secret::new(secret.to_vec().into_boxed_slice()))
-        .build()
-        .unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    totp.generate(now).to_string()
-}
-
+/// One exchange with the console: the headers (lower-cased) and the body
+/// as one text, which is what these tests read.
 fn http(base: &str, method: &str, path: &str, cookie: Option<&str>, body: &str) -> (u16, String) {
-    let addr = base.trim_start_matches("http://");
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    match cookie {
-        Some(c) if c.contains('=') => req.push_str(&format!("Cookie: {c}\r\n")),
-        Some(c) => req.push_str(&format!("Cookie: __Host-kxca-console={c}\r\n")),
-        None => {}
-    }
-    if method == "POST" {
-        req.push_str(&format!(
-            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    // Headers are kept for the login; the body is what the tests read.
+    let (status, head, body) = console::http(base, method, path, cookie, body);
     (status, format!("{head}\r\n\r\n{body}"))
-}
-
-fn enc(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// Logs in (password + TOTP): the session cookie's value.
-fn login(c: &Console, a: &Admin) -> String {
-    let (status, page) = http(&c.base, "GET", "/login", None, "");
-    assert_eq!(status, 200, "{page}");
-    let lower = page.to_ascii_lowercase();
-    let pre = lower
-        .lines()
-        .find_map(|l| l.strip_prefix("set-cookie: __host-kxca-login="))
-        .map(|v| v.split(';').next().unwrap().to_string())
-        .expect("the login form's cookie");
-    let body = format!(
-        "csrf={}&name={}&password={}&code={}",
-        csrf_of(&page),
-        enc(&a.name),
-        enc(&a.password),
-        code(&a.secret)
-    );
-    let (status, page) = http(
-        &c.base,
-        "POST",
-        "/login",
-        Some(&format!("__Host-kxca-login={pre}")),
-        &body,
-    );
-    assert_eq!(status, 303, "login of {}: {page}", a.name);
-    page.to_ascii_lowercase()
-        .lines()
-        .find_map(|l| l.strip_prefix("set-cookie: __host-kxca-console="))
-        .map(|v| v.split(';').next().unwrap().to_string())
-        .expect("a session cookie")
-}
-
-fn csrf_of(page: &str) -> String {
-    page.split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .expect("a form with a CSRF token")
-        .to_string()
-}
-
-fn db(c: &Console) -> rusqlite::Connection {
-    rusqlite::Connection::open(c.ca.path("kxca.db")).unwrap()
 }
 
 fn ids(c: &Console, sql: &str) -> Vec<String> {
@@ -339,7 +151,7 @@ fn every_list_pages_through_all_its_rows_once_newest_first() {
     let form: Vec<Vec<V>> = (0..60)
         .map(|i| office_row(i + 1, &format!("3456{:03}", i), "001"))
         .collect();
-    let c = start(form, |ca| {
+    let c = start_with(form, |ca| {
         // 55 more applications (copies of the first; the inbox pages them).
         let conn = rusqlite::Connection::open(ca.path("kxca.db")).unwrap();
         let cols: Vec<String> = conn
@@ -370,7 +182,7 @@ fn every_list_pages_through_all_its_rows_once_newest_first() {
         }
     });
     let alice = add_admin(&c, "alice", "admin");
-    let session = login(&c, &alice);
+    let session = login_ok(&c, &alice);
     let (_, page) = http(&c.base, "GET", "/applications/1", Some(&session), "");
     let csrf = csrf_of(&page);
     let (status, page) = http(
@@ -528,11 +340,11 @@ fn refusals_are_japanese_audit_state_verifies_and_ceremonies_are_for_officers() 
         office_row(3, "3456790", "001"),
         office_row(4, "3456790", "002"),
     ];
-    let c = start(form, |ca| {
+    let c = start_with(form, |ca| {
         enrol(ca, &[]);
     });
     let alice = add_admin(&c, "alice", "admin");
-    let s = login(&c, &alice);
+    let s = login_ok(&c, &alice);
     let (_, page) = http(&c.base, "GET", "/applications/1", Some(&s), "");
     let csrf = csrf_of(&page);
     let post = |path: &str, body: &str| {
@@ -672,7 +484,7 @@ fn refusals_are_japanese_audit_state_verifies_and_ceremonies_are_for_officers() 
     let (_, sha) = common::run("sha256sum", &[p(&file)]);
     let sha = sha.split_whitespace().next().unwrap().to_string();
     let olga = add_admin(&c, "olga", "officer");
-    let so = login(&c, &olga);
+    let so = login_ok(&c, &olga);
     let (st, page) = http(&c.base, "GET", "/ceremonies", Some(&so), "");
     assert_eq!(st, 200, "{page}");
     for want in [
@@ -692,7 +504,7 @@ fn refusals_are_japanese_audit_state_verifies_and_ceremonies_are_for_officers() 
     }
     assert!(!page.contains("$argon2"), "an officer's hash on the page");
     let audrey = add_admin(&c, "audrey", "auditor");
-    let sa = login(&c, &audrey);
+    let sa = login_ok(&c, &audrey);
     for (who, session) in [("admin", &s), ("auditor", &sa)] {
         let (st, page) = http(&c.base, "GET", "/ceremonies", Some(session), "");
         assert_eq!(st, 403, "{who}: {page}");

@@ -10,7 +10,7 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use crate::common::{self, TestCa};
-use crate::intake::{row, s, set, signup_mail, standard, V, APPLICANT};
+use crate::intake::{row, s, set, signup_mail, standard, APPLICANT, V};
 
 /// A daemon with `[console]`, killed on drop.
 pub struct Console {
@@ -338,4 +338,11 @@ pub fn audit_count(c: &Console, action: &str) -> i64 {
             |r| r.get(0),
         )
         .unwrap()
+}
+
+/// [`login`] with the admin's own password and the current code: the
+/// session cookie's value; a refusal fails the test.
+pub fn login_ok(c: &Console, a: &NewAdmin) -> String {
+    login(c, a, &a.password, 0)
+        .unwrap_or_else(|(status, page)| panic!("login of {}: {status}: {page}", a.name))
 }
