@@ -121,6 +121,13 @@ pub enum AuditAction {
     AdminLogout,
     /// A console admin downloaded an application's stored file.
     AdminDownload,
+    /// A client certificate became a console admin's second factor (`kxca admin cert`).
+    AdminCertificate,
+    /// A console session was ended because its admin's client certificate
+    /// no longer stands (revoked, expired, not presented).
+    AdminCertificateRefused,
+    /// The console's TLS server certificate was issued (`kxca admin tls-cert`).
+    ConsoleTlsCertificate,
     /// A failed outbox mail was put back in the queue by an admin.
     OutboxRetry,
     /// Mail 1 (the pickup URL) was queued again for an account's pickup.
@@ -187,6 +194,9 @@ impl AuditAction {
         AuditAction::AdminLocked,
         AuditAction::AdminLogout,
         AuditAction::AdminDownload,
+        AuditAction::AdminCertificate,
+        AuditAction::AdminCertificateRefused,
+        AuditAction::ConsoleTlsCertificate,
         AuditAction::OutboxRetry,
         AuditAction::AccountResendMail1,
     ];
@@ -251,6 +261,9 @@ impl AuditAction {
             AuditAction::AdminLocked => "admin.locked",
             AuditAction::AdminLogout => "admin.logout",
             AuditAction::AdminDownload => "admin.download",
+            AuditAction::AdminCertificate => "admin.certificate",
+            AuditAction::AdminCertificateRefused => "admin.certificate_refused",
+            AuditAction::ConsoleTlsCertificate => "console.tls_certificate",
             AuditAction::OutboxRetry => "outbox.retry",
             AuditAction::AccountResendMail1 => "account.resend_mail1",
         }
@@ -337,6 +350,9 @@ mod tests {
                 "admin.locked",
                 "admin.logout",
                 "admin.download",
+                "admin.certificate",
+                "admin.certificate_refused",
+                "console.tls_certificate",
                 "outbox.retry",
                 "account.resend_mail1",
             ]

@@ -41,6 +41,16 @@ CREATE TABLE console_sessions (
     ended_at    INTEGER
 );
 "#,
+}, Migration {
+    version: 2,
+    description: "console admins: second factor TOTP or client certificate",
+    // factor 'certificate': the admin logs in with their password and the
+    // client certificate cert_serial (SHA-256 cert_sha256) over mutual TLS.
+    sql: r#"
+ALTER TABLE console_admins ADD COLUMN factor TEXT NOT NULL DEFAULT 'totp' CHECK (factor IN ('totp', 'certificate'));
+ALTER TABLE console_admins ADD COLUMN cert_serial TEXT;
+ALTER TABLE console_admins ADD COLUMN cert_sha256 TEXT;
+"#,
 }];
 
 /// The schema, applied as component "console".
@@ -238,12 +248,16 @@ pub struct AdminRow {
     pub failures: i64,
     /// Locked until, Unix seconds.
     pub locked_until: Option<i64>,
+    /// The second factor: `totp` or `certificate`.
+    pub factor: String,
+    /// The serial of their client certificate, when the factor is one.
+    pub cert_serial: Option<String>,
 }
 
 /// Every admin, by name.
 pub fn list(conn: &Snapshot<'_>) -> Result<Vec<AdminRow>, Error> {
     let mut stmt = conn
-        .prepare("SELECT name, role, failures, locked_until FROM console_admins ORDER BY name")
+        .prepare("SELECT name, role, failures, locked_until, factor, cert_serial FROM console_admins ORDER BY name")
         .map_err(sql)?;
     let rows = stmt
         .query_map([], |r| {
@@ -253,6 +267,8 @@ pub fn list(conn: &Snapshot<'_>) -> Result<Vec<AdminRow>, Error> {
                 role: Role::parse(&role).unwrap_or(Role::Auditor),
                 failures: r.get(2)?,
                 locked_until: r.get(3)?,
+                factor: r.get(4)?,
+                cert_serial: r.get(5)?,
             })
         })
         .map_err(sql)?
@@ -282,10 +298,49 @@ pub struct Admin {
     pub role: Role,
 }
 
-/// Checks a login: password and TOTP code. A success opens a session and
-/// returns its id (the cookie's value; only its hash is stored); a failure
-/// counts towards the lockout. Every outcome is an audit event, committed
-/// with the counters it changes.
+/// Why the client certificate of an admin whose factor is `certificate`
+/// does not stand now: none presented, another one, or theirs revoked,
+/// expired or unknown to the store. `None`: it stands.
+const CERT_STATE: &str = "SELECT c.state, c.not_after, r.certificate IS NOT NULL FROM certificates c LEFT JOIN revocations r ON r.certificate = c.id WHERE c.serial = ?1";
+
+fn certificate_refusal(
+    stored: (Option<&str>, Option<&str>),
+    presented: Option<&str>,
+    state: Option<(String, i64, bool)>,
+    now: i64,
+) -> Option<&'static str> {
+    let (Some(_), Some(sha)) = stored else {
+        return Some("no certificate recorded for the admin");
+    };
+    let Some(presented) = presented else {
+        return Some("no client certificate presented");
+    };
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        presented.as_bytes(),
+        sha.as_bytes(),
+    )) {
+        return Some("another client certificate presented");
+    }
+    match state {
+        None => Some("certificate unknown to the store"),
+        Some((_, _, true)) => Some("certificate revoked"),
+        Some((st, _, _)) if st != "issued" => Some("certificate not issued"),
+        Some((_, not_after, _)) if not_after <= now => Some("certificate expired"),
+        Some(_) => None,
+    }
+}
+
+fn cert_state(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, i64, bool)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+}
+
+/// Checks a login: the password and the admin's second factor — a TOTP
+/// code, or (factor `certificate`) the client certificate of the TLS
+/// connection, `client_cert` being its SHA-256 as rustls verified it. A
+/// success opens a session and returns its id (the cookie's value; only its
+/// hash is stored); a failure counts towards the lockout. Every outcome is
+/// an audit event, committed with the counters it changes.
+#[allow(clippy::too_many_arguments)]
 pub fn login(
     store: &mut Store,
     key: &ConsoleKey,
@@ -293,11 +348,12 @@ pub fn login(
     name: &str,
     password: &str,
     code: &str,
+    client_cert: Option<&str>,
     now: i64,
 ) -> Result<Result<(Admin, String), LoginRefused>, Error> {
     let row = store.read(|s| {
         s.query_row(
-            "SELECT id, role, password_phc, totp_nonce, totp_sealed, failures, locked_until, last_step FROM console_admins WHERE name = ?1",
+            "SELECT id, role, password_phc, totp_nonce, totp_sealed, failures, locked_until, last_step, factor, cert_serial, cert_sha256 FROM console_admins WHERE name = ?1",
             [name],
             |r| {
                 Ok((
@@ -309,6 +365,11 @@ pub fn login(
                     r.get::<_, i64>(5)?,
                     r.get::<_, Option<i64>>(6)?,
                     r.get::<_, Option<i64>>(7)?,
+                    (
+                        r.get::<_, String>(8)?,
+                        r.get::<_, Option<String>>(9)?,
+                        r.get::<_, Option<String>>(10)?,
+                    ),
                 ))
             },
         )
@@ -316,7 +377,7 @@ pub fn login(
         .map_err(sql)
     })?;
     let actor = format!("console:{name}");
-    let Some((id, role, phc, nonce, sealed, failures, locked_until, last_step)) = row else {
+    let Some((id, role, phc, nonce, sealed, failures, locked_until, last_step, factor)) = row else {
         // Argon2 still runs: an unknown name answers in the time a known one does.
         let _ = hash_password(password);
         store.write(|tx| {
@@ -342,15 +403,40 @@ pub fn login(
         })?;
         return Ok(Err(LoginRefused::Locked));
     }
-    let secret = key.open_totp(&nonce, &sealed)?;
-    let step = if verify_password(password, &phc) {
+    let (factor, cert_serial, cert_sha256) = factor;
+    let by_certificate = factor == "certificate";
+    let mut why = "wrong password or code";
+    let step = if !verify_password(password, &phc) {
+        None
+    } else if by_certificate {
+        let state = match &cert_serial {
+            Some(serial) => store.read(|s| {
+                s.query_row(CERT_STATE, [serial], cert_state)
+                    .optional()
+                    .map_err(sql)
+            })?,
+            None => None,
+        };
+        match certificate_refusal(
+            (cert_serial.as_deref(), cert_sha256.as_deref()),
+            client_cert,
+            state,
+            now,
+        ) {
+            Some(w) => {
+                why = w;
+                None
+            }
+            // The TOTP step is not consumed: keep the last one.
+            None => Some(last_step.unwrap_or(0)),
+        }
+    } else {
+        let secret = key.open_totp(&nonce, &sealed)?;
         totp(&secret)?
             .check(code.trim(), now as u64)
             .map(|s| s as i64)
             // A code used once is not taken again (RFC 6238 section 5.2).
             .filter(|s| last_step.is_none_or(|l| *s > l))
-    } else {
-        None
     };
     let Some(step) = step else {
         let failures = failures + 1;
@@ -370,7 +456,7 @@ pub fn login(
                 &actor,
                 AuditAction::AdminLoginFailed,
                 None,
-                serde_json::json!({"admin": name, "why": "wrong password or code", "failures": failures}),
+                serde_json::json!({"admin": name, "why": why, "failures": failures}),
             )?;
             if lock {
                 tx.audit(
@@ -408,8 +494,8 @@ pub fn login(
             now,
             &actor,
             AuditAction::AdminLogin,
-            None,
-            serde_json::json!({"admin": name, "role": role.as_str()}),
+            cert_serial.as_deref().filter(|_| by_certificate),
+            serde_json::json!({"admin": name, "role": role.as_str(), "factor": factor}),
         )
     })?;
     Ok(Ok((
@@ -428,18 +514,23 @@ pub fn session_hash(session: &str) -> String {
 }
 
 /// The admin of a live session, touching its idle clock; `None` for an
-/// unknown, ended, idle or too old session (then ended).
+/// unknown, ended, idle or too old session (then ended). For an admin
+/// whose factor is `certificate`, every request must come over a TLS
+/// connection presenting that certificate (`client_cert`, its SHA-256),
+/// still issued, unrevoked and unexpired in the store: a revocation ends
+/// the session at the next request, with an audit event.
 pub fn session(
     store: &mut Store,
     config: &ConsoleConfig,
     session: &str,
+    client_cert: Option<&str>,
     now: i64,
 ) -> Result<Option<Admin>, Error> {
     let hash = session_hash(session);
     store.write(|tx| {
         let row = tx
             .query_row(
-                "SELECT a.id, a.name, a.role, s.created_at, s.last_seen FROM console_sessions s JOIN console_admins a ON a.id = s.admin_id WHERE s.id_hash = ?1 AND s.ended_at IS NULL",
+                "SELECT a.id, a.name, a.role, s.created_at, s.last_seen, a.factor, a.cert_serial, a.cert_sha256 FROM console_sessions s JOIN console_admins a ON a.id = s.admin_id WHERE s.id_hash = ?1 AND s.ended_at IS NULL",
                 [&hash],
                 |r| {
                     Ok((
@@ -448,12 +539,17 @@ pub fn session(
                         r.get::<_, String>(2)?,
                         r.get::<_, i64>(3)?,
                         r.get::<_, i64>(4)?,
+                        (
+                            r.get::<_, String>(5)?,
+                            r.get::<_, Option<String>>(6)?,
+                            r.get::<_, Option<String>>(7)?,
+                        ),
                     ))
                 },
             )
             .optional()
             .map_err(sql)?;
-        let Some((id, name, role, created, seen)) = row else {
+        let Some((id, name, role, created, seen, (factor, cert_serial, cert_sha256))) = row else {
             return Ok(None);
         };
         let idle = now - seen > config.idle_minutes as i64 * 60;
@@ -461,6 +557,31 @@ pub fn session(
         if idle || old {
             end(tx, &hash, now)?;
             return Ok(None);
+        }
+        if factor == "certificate" {
+            let state = match &cert_serial {
+                Some(serial) => tx
+                    .query_row(CERT_STATE, [serial], cert_state)
+                    .optional()
+                    .map_err(sql)?,
+                None => None,
+            };
+            if let Some(why) = certificate_refusal(
+                (cert_serial.as_deref(), cert_sha256.as_deref()),
+                client_cert,
+                state,
+                now,
+            ) {
+                end(tx, &hash, now)?;
+                tx.audit(
+                    now,
+                    &format!("console:{name}"),
+                    AuditAction::AdminCertificateRefused,
+                    cert_serial.as_deref(),
+                    serde_json::json!({"admin": name, "why": why}),
+                )?;
+                return Ok(None);
+            }
         }
         tx.execute(
             "UPDATE console_sessions SET last_seen = ?2 WHERE id_hash = ?1",
@@ -496,6 +617,68 @@ pub fn logout(store: &mut Store, admin: &Admin, session: &str, now: i64) -> Resu
             None,
             serde_json::json!({"admin": admin.name}),
         )
+    })
+}
+
+/// Makes `cert_sha256` (serial `serial`) admin `name`'s second factor in
+/// place of TOTP, ending their sessions; one transaction with its audit
+/// event. Returns the serial of the certificate it replaces, if any (the
+/// caller revokes it).
+pub fn set_certificate(
+    store: &mut Store,
+    name: &str,
+    serial: &str,
+    cert_sha256: &str,
+    actor: &str,
+    now: i64,
+) -> Result<Option<String>, Error> {
+    store.migrate(COMPONENT, migrations())?;
+    store.write(|tx| {
+        let row = tx
+            .query_row(
+                "SELECT id, cert_serial FROM console_admins WHERE name = ?1",
+                [name],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?)),
+            )
+            .optional()
+            .map_err(sql)?;
+        let Some((id, old)) = row else {
+            return Err(invalid(
+                "name",
+                format!("no console admin {name:?} (see `kxca admin list`)"),
+            ));
+        };
+        tx.execute(
+            "UPDATE console_admins SET factor = 'certificate', cert_serial = ?2, cert_sha256 = ?3 WHERE id = ?1",
+            params![id, serial, cert_sha256],
+        )
+        .map_err(sql)?;
+        tx.execute(
+            "UPDATE console_sessions SET ended_at = ?2 WHERE admin_id = ?1 AND ended_at IS NULL",
+            params![id, now],
+        )
+        .map_err(sql)?;
+        tx.audit(
+            now,
+            actor,
+            AuditAction::AdminCertificate,
+            Some(serial),
+            serde_json::json!({"admin": name, "sha256": cert_sha256, "replaces": old}),
+        )?;
+        Ok(old)
+    })
+}
+
+/// Whether admin `name` exists (before a certificate is issued for them).
+pub fn exists(store: &mut Store, name: &str) -> Result<bool, Error> {
+    store.migrate(COMPONENT, migrations())?;
+    store.read(|s| {
+        s.query_row(
+            "SELECT EXISTS(SELECT 1 FROM console_admins WHERE name = ?1)",
+            [name],
+            |r| r.get(0),
+        )
+        .map_err(sql)
     })
 }
 
