@@ -152,7 +152,9 @@ pub fn run(home: Home, command: AdminCommand, issuer: &str, actor: &str) -> Resu
             if out.exists() {
                 bail!("{}: exists already; kxca never overwrites a PKCS#12", out.display());
             }
-            let p12_profile: Pkcs12Profile = pkcs12.parse()?;
+            let p12_profile: Pkcs12Profile = pkcs12
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("--pkcs12: {e}"))?;
             let password = pkcs12_password(&password_file)?;
             drop(store);
             let mut ca = Ca::open(home.clone(), Clock::system())?;
