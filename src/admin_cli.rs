@@ -99,7 +99,8 @@ fn pkcs12_password(file: &Option<PathBuf>) -> Result<Password> {
             if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
                 bail!("no --password-file and no terminal to ask for the PKCS#12 password on");
             }
-            let first = crate::yubikey::prompt_no_echo("PKCS#12 password (8 to 16 letters and digits)")?;
+            let first =
+                crate::yubikey::prompt_no_echo("PKCS#12 password (8 to 16 letters and digits)")?;
             let again = crate::yubikey::prompt_no_echo("the same password again")?;
             if first.expose_secret() != again.expose_secret() {
                 bail!("the two passwords differ; nothing was issued");
@@ -150,7 +151,10 @@ pub fn run(home: Home, command: AdminCommand, issuer: &str, actor: &str) -> Resu
                 bail!("no console admin {name:?} (see `kxca admin list`)");
             }
             if out.exists() {
-                bail!("{}: exists already; kxca never overwrites a PKCS#12", out.display());
+                bail!(
+                    "{}: exists already; kxca never overwrites a PKCS#12",
+                    out.display()
+                );
             }
             let p12_profile: Pkcs12Profile = pkcs12
                 .parse()
@@ -178,8 +182,7 @@ pub fn run(home: Home, command: AdminCommand, issuer: &str, actor: &str) -> Resu
             let sha = kxca_console::tls::fingerprint(&cert.der);
             let serial = cert.record.serial.clone();
             let now = Clock::system().now();
-            let old =
-                admins::set_certificate(ca.store_mut(), &name, &serial, &sha, actor, now)?;
+            let old = admins::set_certificate(ca.store_mut(), &name, &serial, &sha, actor, now)?;
             // The certificate it replaces stops working at once anyway (the
             // admin row names the new one); revoking it says so to OCSP too.
             let mut revoked = None;

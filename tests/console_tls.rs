@@ -163,7 +163,10 @@ fn login(
     );
     let (status, head, _) = curl(dir, port, "POST", "/login", &jar, Some(&body), cert);
     if status == 303 && head.contains("set-cookie: __host-kxca-console=") {
-        assert!(head.contains("secure") && head.contains("httponly"), "{head}");
+        assert!(
+            head.contains("secure") && head.contains("httponly"),
+            "{head}"
+        );
         Ok(jar)
     } else {
         Err(status)
@@ -236,7 +239,11 @@ fn admin_cert(ca: &TestCa, name: &str) -> (String, PathBuf) {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&p12).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o600, "the PKCS#12 is the admin's private key");
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the PKCS#12 is the admin's private key"
+    );
     // The PKCS#12 opens with openssl (MAC and encryption with the password).
     let passin = format!("file:{}", pw.display());
     let (ok, text) = openssl(&[
@@ -279,7 +286,15 @@ fn tls_console_with_kxca_certificate_and_client_certificate_second_factor() {
     let dir = ca.dir.path().to_path_buf();
     let out = with_pass(
         &ca,
-        &["admin", "tls-cert", "--dns", NAME, "--ip", "127.0.0.1", "--json"],
+        &[
+            "admin",
+            "tls-cert",
+            "--dns",
+            NAME,
+            "--ip",
+            "127.0.0.1",
+            "--json",
+        ],
     );
     common::assert_ok(&out, "admin tls-cert");
     {
@@ -291,10 +306,18 @@ fn tls_console_with_kxca_certificate_and_client_certificate_second_factor() {
     let port = free_port();
     // Off loopback without TLS: refused at the start, naming the key.
     set_console(&ca, &format!("listen = \"0.0.0.0:{port}\"\n"));
-    let err = start(&ca).err().expect("a non-loopback console without TLS");
-    assert!(err.contains("[console] tls") && err.contains("0.0.0.0"), "{err}");
+    let err = start(&ca)
+        .err()
+        .expect("a non-loopback console without TLS");
+    assert!(
+        err.contains("[console] tls") && err.contains("0.0.0.0"),
+        "{err}"
+    );
 
-    set_console(&ca, &format!("listen = \"0.0.0.0:{port}\"\n\n[console.tls]\n"));
+    set_console(
+        &ca,
+        &format!("listen = \"0.0.0.0:{port}\"\n\n[console.tls]\n"),
+    );
     let (alice_pw, alice_totp) = add_admin(&ca, "alice");
     let (bob_pw, bob_totp) = add_admin(&ca, "bob");
     let (_carol_pw, _) = add_admin(&ca, "carol");
@@ -348,11 +371,22 @@ fn tls_console_with_kxca_certificate_and_client_certificate_second_factor() {
     let jar = dir.join("anon.jar");
     let (status, head, page) = curl(&dir, port, "GET", "/login", &jar, None, &[]);
     assert_eq!(status, 200, "{head}{page}");
-    assert!(page.contains("ログイン") && page.contains("クライアント証明書"), "{page}");
+    assert!(
+        page.contains("ログイン") && page.contains("クライアント証明書"),
+        "{page}"
+    );
     assert!(head.contains("set-cookie: __host-kxca-login=") && head.contains("secure"));
     // Another name pointing here (DNS rebinding) is refused.
     let evil = Command::new("curl")
-        .args(["-s", "-k", "-o", "/dev/null", "-w", "%{http_code}", "--resolve"])
+        .args([
+            "-s",
+            "-k",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--resolve",
+        ])
         .arg(format!("evil.example:{port}:127.0.0.1"))
         .arg(format!("https://evil.example:{port}/login"))
         .output()
@@ -360,7 +394,15 @@ fn tls_console_with_kxca_certificate_and_client_certificate_second_factor() {
     assert_eq!(String::from_utf8_lossy(&evil.stdout), "421");
     // Plain HTTP to the TLS port gets no page.
     let plain = Command::new("curl")
-        .args(["-s", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args([
+            "-s",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
         .arg(format!("http://127.0.0.1:{port}/login"))
         .output()
         .unwrap();
@@ -371,8 +413,16 @@ fn tls_console_with_kxca_certificate_and_client_certificate_second_factor() {
     );
 
     // A TOTP admin still logs in with password + code, no certificate.
-    let jar = login(&dir, port, "alice.jar", "alice", &alice_pw, &totp_now(&alice_totp), &[])
-        .expect("alice: password + TOTP over TLS");
+    let jar = login(
+        &dir,
+        port,
+        "alice.jar",
+        "alice",
+        &alice_pw,
+        &totp_now(&alice_totp),
+        &[],
+    )
+    .expect("alice: password + TOTP over TLS");
     let (status, _, page) = curl(&dir, port, "GET", "/", &jar, None, &[]);
     assert_eq!(status, 200, "{page}");
 
@@ -385,7 +435,16 @@ fn tls_console_with_kxca_certificate_and_client_certificate_second_factor() {
         "password without a certificate"
     );
     assert_eq!(
-        login(&dir, port, "b2.jar", "bob", &bob_pw, &totp_now(&bob_totp), &[]).err(),
+        login(
+            &dir,
+            port,
+            "b2.jar",
+            "bob",
+            &bob_pw,
+            &totp_now(&bob_totp),
+            &[]
+        )
+        .err(),
         Some(401),
         "password + TOTP: bob's factor is his certificate"
     );
@@ -411,8 +470,8 @@ fn tls_console_with_kxca_certificate_and_client_certificate_second_factor() {
     assert!(audit_count(&ca, "admin.certificate_refused") >= 1);
 
     // A revocation stops a live session at its next request.
-    let jar = login(&dir, port, "bob2.jar", "bob", &bob_pw, "", &bob_cert)
-        .expect("bob logs in again");
+    let jar =
+        login(&dir, port, "bob2.jar", "bob", &bob_pw, "", &bob_cert).expect("bob logs in again");
     let (status, _, _) = curl(&dir, port, "GET", "/", &jar, None, &bob_cert);
     assert_eq!(status, 200);
     let out = ca.kxca(&["revoke", &bob_serial, "--reason", "keyCompromise"]);
@@ -474,14 +533,20 @@ fn the_daemon_refuses_missing_mismatched_or_foreign_tls_files() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = start(&ca).err().expect("a world-readable key");
-        assert!(err.contains("server.key") && err.contains("chmod 600"), "{err}");
+        assert!(
+            err.contains("server.key") && err.contains("chmod 600"),
+            "{err}"
+        );
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     // The renewed certificate with the previous key: does not match.
     let new_key = std::fs::read(&key).unwrap();
     std::fs::write(&key, &first_key).unwrap();
     let err = start(&ca).err().expect("a key of another certificate");
-    assert!(err.contains("server.key") && err.contains("does not match"), "{err}");
+    assert!(
+        err.contains("server.key") && err.contains("does not match"),
+        "{err}"
+    );
     std::fs::write(&key, &new_key).unwrap();
     {
         let (_d, url) = start(&ca).expect("the renewed pair starts");

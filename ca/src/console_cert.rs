@@ -78,7 +78,10 @@ impl ConsoleProfile {
             Ok(text) => ConsoleProfile::parse(&text, &path)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 tracing::warn!(path = %path.display(), "no console profile in the home; using the shipped one");
-                ConsoleProfile::parse(shipped, &PathBuf::from(format!("policies/{file} (shipped)")))?
+                ConsoleProfile::parse(
+                    shipped,
+                    &PathBuf::from(format!("policies/{file} (shipped)")),
+                )?
             }
             Err(e) => return Err(Error::io(&path, e)),
         };
@@ -232,7 +235,12 @@ impl Ca {
                         OctetString::new(bytes).map_err(|e| Error::encoding("iPAddress", e))?,
                     ));
                 }
-                (cn.clone(), format!("console-server:{cn}"), oids::KP_SERVER_AUTH, Some(names))
+                (
+                    cn.clone(),
+                    format!("console-server:{cn}"),
+                    oids::KP_SERVER_AUTH,
+                    Some(names),
+                )
             }
             (ConsoleUsage::Client, ConsoleSubject::Admin { name }) => (
                 name.clone(),
@@ -243,13 +251,18 @@ impl Ca {
             _ => {
                 return Err(Error::field(
                     "profile",
-                    format!("profile {} does not certify this kind of subject", profile.name),
+                    format!(
+                        "profile {} does not certify this kind of subject",
+                        profile.name
+                    ),
                 ))
             }
         };
         let issuer = self.authority(AuthorityRole::Issuing)?;
         let root = match issuer.parent_id {
-            Some(id) => self.store().read(|c| crate::store::authorities::by_id(c, id))?,
+            Some(id) => self
+                .store()
+                .read(|c| crate::store::authorities::by_id(c, id))?,
             None => self.authority(AuthorityRole::Root)?,
         };
         let signer = self.signer(&issuer)?;
@@ -343,21 +356,23 @@ impl Ca {
                 owner: &owner,
                 pkcs12_path: None,
             };
-            let inserted = self.store_mut().write(|tx| match certificates::insert_pending(tx, &new, now) {
-                Ok(id) => {
-                    audit::append(
-                        tx,
-                        now,
-                        actor,
-                        AuditAction::CertificatePrepare,
-                        Some(&serial_hex),
-                        json!({"certificate_id": certificate_id, "profile": profile.name}),
-                    )?;
-                    Ok(Some(id))
-                }
-                Err(InsertError::SerialCollision) => Ok(None),
-                Err(InsertError::Other(e)) => Err(e),
-            })?;
+            let inserted =
+                self.store_mut()
+                    .write(|tx| match certificates::insert_pending(tx, &new, now) {
+                        Ok(id) => {
+                            audit::append(
+                                tx,
+                                now,
+                                actor,
+                                AuditAction::CertificatePrepare,
+                                Some(&serial_hex),
+                                json!({"certificate_id": certificate_id, "profile": profile.name}),
+                            )?;
+                            Ok(Some(id))
+                        }
+                        Err(InsertError::SerialCollision) => Ok(None),
+                        Err(InsertError::Other(e)) => Err(e),
+                    })?;
             match inserted {
                 Some(id) => break (id, serial_hex, tbs),
                 None if attempt < 5 => continue,

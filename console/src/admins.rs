@@ -17,10 +17,11 @@ use crate::ConsoleConfig;
 /// The component name of the schema.
 pub const COMPONENT: &str = "console";
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "console admins and sessions",
-    sql: r#"
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "console admins and sessions",
+        sql: r#"
 CREATE TABLE console_admins (
     id            INTEGER PRIMARY KEY,
     name          TEXT NOT NULL UNIQUE,
@@ -41,17 +42,19 @@ CREATE TABLE console_sessions (
     ended_at    INTEGER
 );
 "#,
-}, Migration {
-    version: 2,
-    description: "console admins: second factor TOTP or client certificate",
-    // factor 'certificate': the admin logs in with their password and the
-    // client certificate cert_serial (SHA-256 cert_sha256) over mutual TLS.
-    sql: r#"
+    },
+    Migration {
+        version: 2,
+        description: "console admins: second factor TOTP or client certificate",
+        // factor 'certificate': the admin logs in with their password and the
+        // client certificate cert_serial (SHA-256 cert_sha256) over mutual TLS.
+        sql: r#"
 ALTER TABLE console_admins ADD COLUMN factor TEXT NOT NULL DEFAULT 'totp' CHECK (factor IN ('totp', 'certificate'));
 ALTER TABLE console_admins ADD COLUMN cert_serial TEXT;
 ALTER TABLE console_admins ADD COLUMN cert_sha256 TEXT;
 "#,
-}];
+    },
+];
 
 /// The schema, applied as component "console".
 pub fn migrations() -> &'static [Migration] {
@@ -377,7 +380,8 @@ pub fn login(
         .map_err(sql)
     })?;
     let actor = format!("console:{name}");
-    let Some((id, role, phc, nonce, sealed, failures, locked_until, last_step, factor)) = row else {
+    let Some((id, role, phc, nonce, sealed, failures, locked_until, last_step, factor)) = row
+    else {
         // Argon2 still runs: an unknown name answers in the time a known one does.
         let _ = hash_password(password);
         store.write(|tx| {

@@ -110,14 +110,30 @@ pub fn load(home: &Home, tls: &ConsoleTls, ca: &Ca, now: i64) -> Result<TlsSetup
     }
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
         .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| bad(&cert_path, format!("[console.tls] cert: not a PEM certificate chain ({e})")))?;
+        .map_err(|e| {
+            bad(
+                &cert_path,
+                format!("[console.tls] cert: not a PEM certificate chain ({e})"),
+            )
+        })?;
     let Some(leaf) = chain.first() else {
-        return Err(bad(&cert_path, "[console.tls] cert: no certificate in the file".to_string()));
+        return Err(bad(
+            &cert_path,
+            "[console.tls] cert: no certificate in the file".to_string(),
+        ));
     };
-    let key = PrivateKeyDer::from_pem_file(&key_path)
-        .map_err(|e| bad(&key_path, format!("[console.tls] key: not a PEM private key ({e})")))?;
-    let parsed = <x509_cert::Certificate as der::Decode>::from_der(leaf.as_ref())
-        .map_err(|e| bad(&cert_path, format!("[console.tls] cert: unreadable certificate ({e})")))?;
+    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| {
+        bad(
+            &key_path,
+            format!("[console.tls] key: not a PEM private key ({e})"),
+        )
+    })?;
+    let parsed = <x509_cert::Certificate as der::Decode>::from_der(leaf.as_ref()).map_err(|e| {
+        bad(
+            &cert_path,
+            format!("[console.tls] cert: unreadable certificate ({e})"),
+        )
+    })?;
     let validity = parsed.tbs_certificate().validity();
     let not_before = validity.not_before.to_unix_duration().as_secs() as i64;
     let not_after = validity.not_after.to_unix_duration().as_secs() as i64;
@@ -205,7 +221,12 @@ pub fn load(home: &Home, tls: &ConsoleTls, ca: &Ca, now: i64) -> Result<TlsSetup
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .allow_unauthenticated()
         .build()
-        .map_err(|e| bad(&home.database(), format!("client certificate verifier: {e}")))?;
+        .map_err(|e| {
+            bad(
+                &home.database(),
+                format!("client certificate verifier: {e}"),
+            )
+        })?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| bad(&cert_path, format!("TLS versions: {e}")))?

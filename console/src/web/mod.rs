@@ -178,7 +178,10 @@ impl ClientCert {
 /// (`ClientCert`) and its address as `ConnectInfo<SocketAddr>`, as a plain
 /// listener gives it.
 async fn peer(mut req: Request, next: Next) -> Response {
-    let peer = req.extensions().get::<ConnectInfo<Peer>>().map(|c| c.0.clone());
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<Peer>>()
+        .map(|c| c.0.clone());
     match peer {
         Some(p) => {
             req.extensions_mut().insert(ConnectInfo(p.addr));
@@ -366,7 +369,11 @@ impl Authed {
 /// The session's admin, or the answer to give instead (to the login page).
 /// `cert`: the connection's client certificate, which an admin whose
 /// factor is a certificate must present on every request.
-async fn authed(state: &Shared, headers: &HeaderMap, cert: &ClientCert) -> Result<Authed, Response> {
+async fn authed(
+    state: &Shared,
+    headers: &HeaderMap,
+    cert: &ClientCert,
+) -> Result<Authed, Response> {
     let Some(session) = cookie_session(headers) else {
         return Err(Redirect::to("/login").into_response());
     };
@@ -514,12 +521,9 @@ pub async fn serve(
                 .await
         }
         ConsoleListener::Tls(listener) => {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<Peer>(),
-            )
-            .with_graceful_shutdown(stop)
-            .await
+            axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
+                .with_graceful_shutdown(stop)
+                .await
         }
     }
 }
