@@ -367,6 +367,14 @@ fn tls_console_with_kxca_certificate_and_client_certificate_second_factor() {
     ]);
     assert!(ok && text.contains(": OK"), "{text}");
 
+    // Clients that connect and never speak do not stall the accepts: each
+    // handshake runs on its own, under a 10 s timeout (one after another,
+    // these three would outlast curl's 20 s).
+    let _silent = [
+        std::net::TcpStream::connect(&connect).unwrap(),
+        std::net::TcpStream::connect(&connect).unwrap(),
+        std::net::TcpStream::connect(&connect).unwrap(),
+    ];
     // curl with kxca's root gets the Japanese login page.
     let jar = dir.join("anon.jar");
     let (status, head, page) = curl(&dir, port, "GET", "/login", &jar, None, &[]);
