@@ -218,7 +218,7 @@ async fn guard(State(state): State<Shared>, req: Request, next: Next) -> Respons
     let named = state.tls.as_ref().is_some_and(|t| {
         let name = host_name(host);
         !name.is_empty()
-            && (t.names.iter().any(|n| *n == name)
+            && (t.names.contains(&name)
                 || name
                     .parse::<std::net::IpAddr>()
                     .is_ok_and(|ip| t.ips.contains(&ip)))
