@@ -1,5 +1,7 @@
-//! `kxca admin add|list|cert|tls-cert`: the console's admin accounts, their
-//! client certificates and the console's TLS certificate (officers' CLI).
+//! `kxca admin add|list|remove|unlock|reset-password|reset-totp|cert|tls-cert`:
+//! the console's admin accounts, their client certificates and the
+//! console's TLS certificate (officers' CLI). Each change of an admin is one
+//! transaction with its audit event (kxca_console::admins).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -24,8 +26,26 @@ pub enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
-    /// List the console admins (role, failed logins, lock).
+    /// List the console admins (role, second factor, lock, last login,
+    /// failed logins).
     List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a console admin: their sessions end at once.
+    Remove { name: String },
+    /// Unlock an admin locked after repeated failed logins.
+    Unlock { name: String },
+    /// Give an admin a new generated password (shown once); their sessions end.
+    ResetPassword {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give an admin a new TOTP secret (QR code shown once); their sessions
+    /// end. Also the way back after a restore without the console key.
+    ResetTotp {
+        name: String,
         #[arg(long)]
         json: bool,
     },
@@ -110,7 +130,13 @@ fn pkcs12_password(file: &Option<PathBuf>) -> Result<Password> {
     }
 }
 
-pub fn run(home: Home, command: AdminCommand, issuer: &str, actor: &str) -> Result<()> {
+pub fn run(
+    home: Home,
+    command: AdminCommand,
+    issuer: &str,
+    console_on: bool,
+    actor: &str,
+) -> Result<()> {
     if !home.config().exists() {
         bail!(
             "{} is not a kxca home (no kxca.toml): run `kxca init` first",
@@ -138,6 +164,12 @@ pub fn run(home: Home, command: AdminCommand, issuer: &str, actor: &str) -> Resu
                 println!("TOTP: scan this QR code with an authenticator app, or enter the URI:");
                 println!("{}", admins::qr_for_terminal(&new.otpauth)?);
                 println!("{}", new.otpauth);
+                if !console_on {
+                    println!(
+                        "The console is off in this home: uncomment the [console] section of {} and restart kxca daemon (docs/CONSOLE.md)",
+                        home.config().display()
+                    );
+                }
             }
         }
         AdminCommand::Cert {
@@ -282,22 +314,80 @@ pub fn run(home: Home, command: AdminCommand, issuer: &str, actor: &str) -> Resu
             }
         }
         AdminCommand::List { json } => {
-            let rows = store.read(admins::list)?;
+            let key = kxca_console::ConsoleKey::load(&home)?;
+            let rows = store.read(|s| admins::list(s, key.as_ref()))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
+                let when =
+                    |t: Option<i64>| t.map(kxca_ca::rfc3339).unwrap_or_else(|| "-".to_string());
+                println!(
+                    "{:<24} {:<8} {:<11} {:<20} {:<20} FAILURES",
+                    "NAME", "ROLE", "FACTOR", "LOCKED UNTIL", "LAST LOGIN"
+                );
                 for r in rows {
+                    let now = Clock::system().now();
                     println!(
-                        "{:<24} {:<8} {:<11} failures {} {}",
+                        "{:<24} {:<8} {:<11} {:<20} {:<20} {}{}",
                         r.name,
                         r.role.as_str(),
                         r.factor,
+                        when(r.locked_until.filter(|t| *t > now)),
+                        when(r.last_login),
                         r.failures,
-                        r.locked_until
-                            .map(|t| format!("locked until {}", kxca_ca::rfc3339(t)))
-                            .unwrap_or_default()
+                        if r.totp_key_matches == Some(false) {
+                            format!("  (TOTP sealed with another console key: kxca admin reset-totp {})", r.name)
+                        } else {
+                            String::new()
+                        }
                     );
                 }
+            }
+        }
+        AdminCommand::Remove { name } => {
+            let now = Clock::system().now();
+            let ended = admins::remove(&mut store, &name, actor, now)?;
+            println!("admin {name} removed; {ended} session(s) ended");
+        }
+        AdminCommand::Unlock { name } => {
+            let now = Clock::system().now();
+            if admins::unlock(&mut store, &name, actor, now)? {
+                println!("admin {name} unlocked");
+            } else {
+                println!("admin {name} was not locked; failed logins reset to 0");
+            }
+        }
+        AdminCommand::ResetPassword { name, json } => {
+            let now = Clock::system().now();
+            let r = admins::reset_password(&mut store, &name, actor, now)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "admin {name}: new password; {} session(s) ended",
+                    r.sessions_ended
+                );
+                println!(
+                    "password (shown once, hand it over in person): {}",
+                    r.password.as_deref().unwrap_or_default()
+                );
+            }
+        }
+        AdminCommand::ResetTotp { name, json } => {
+            let key = kxca_console::ConsoleKey::load_or_create(&home)?;
+            let now = Clock::system().now();
+            let r = admins::reset_totp(&mut store, &key, issuer, &name, actor, now)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                let uri = r.otpauth.as_deref().unwrap_or_default();
+                println!(
+                    "admin {name}: new TOTP secret; {} session(s) ended",
+                    r.sessions_ended
+                );
+                println!("TOTP: scan this QR code with an authenticator app (the old entry no longer works), or enter the URI:");
+                println!("{}", admins::qr_for_terminal(uri)?);
+                println!("{uri}");
             }
         }
     }

@@ -116,7 +116,8 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::intake::OfficesCommand,
     },
-    /// The admin console's accounts: add (password + TOTP), list.
+    /// The admin console's accounts: add (password + TOTP), list, remove,
+    /// unlock, reset-password, reset-totp.
     Admin {
         #[command(subcommand)]
         command: crate::admin_cli::AdminCommand,
@@ -251,7 +252,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Admin { command } => {
             let home = home(&cli.home)?;
             let config = KxcaToml::required(config, &home)?;
-            crate::admin_cli::run(home, command, &config.ca.union.name, &actor)?
+            crate::admin_cli::run(
+                home,
+                command,
+                &config.ca.union.name,
+                config.console.is_some(),
+                &actor,
+            )?
         }
     }
     Ok(ExitCode::SUCCESS)

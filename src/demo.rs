@@ -65,7 +65,9 @@ pub fn run(dir: Option<PathBuf>, actor: &str) -> Result<()> {
             root_name: "KX Root CA".into(),
             issuing_name: "KX Issuing CA 1".into(),
         };
-        Ca::init(home, init::init_options(&args)?, actor, Clock::system())?
+        let ca = Ca::init(home, init::init_options(&args)?, actor, Clock::system())?;
+        init::append_console_section(&ca.home().config())?;
+        ca
     };
 
     println!("-- 2. issue two office contacts' certificates");
@@ -223,5 +225,18 @@ pub fn run(dir: Option<PathBuf>, actor: &str) -> Result<()> {
     );
     println!();
     println!("  KXCA_HOME={} kxca list", h.root().display());
+    println!();
+    println!("== The admin console (Japanese, for the union's admins)");
+    println!(
+        "  uncomment the [console] section of {} (127.0.0.1:8470), then add the first admin:",
+        h.config().display()
+    );
+    println!(
+        "  KXCA_HOME={} kxca admin add alice --role admin   # password shown once + TOTP QR for an authenticator app",
+        h.root().display()
+    );
+    println!(
+        "  restart kxca daemon and open http://127.0.0.1:8470/ (from elsewhere: ssh -L 8470:127.0.0.1:8470 this-host)"
+    );
     Ok(())
 }

@@ -9,7 +9,15 @@ use kxca_ca::{Ca, Clock, Home};
 pub fn run(home: Home, json: bool) -> Result<ExitCode> {
     // As is: pending rows must be seen before any command resolves them.
     let ca = Ca::open_as_is(home, Clock::system())?;
-    let findings = kxca_ca::doctor::inspect(&ca)?;
+    let mut findings = kxca_ca::doctor::inspect(&ca)?;
+    // The console's own material: its key, against the admins' sealed secrets.
+    for (kind, subject, detail) in kxca_console::admins::doctor(ca.store(), ca.home())? {
+        findings.push(kxca_ca::doctor::Finding {
+            kind,
+            subject,
+            detail,
+        });
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&findings)?);
     } else if findings.is_empty() {

@@ -71,6 +71,7 @@ pub struct InitArgs {
 pub fn run(home: Home, args: &InitArgs, actor: &str) -> Result<()> {
     let ca = Ca::init(home, init_options(args)?, actor, Clock::system()).map_err(init_error)?;
     let h = ca.home();
+    append_console_section(&h.config())?;
     // The file as every later command reads it, each section by its owner.
     KxcaToml::load(&h.config())?;
     println!("Initialized kxca home {}", h.root().display());
@@ -85,7 +86,38 @@ pub fn run(home: Home, args: &InitArgs, actor: &str) -> Result<()> {
         println!("  OCSP responder key: {responder} (certified by the issuing CA)");
     }
     println!("Next: kxca issue --help");
+    println!(
+        "      the admin console: uncomment [console] in kxca.toml, then kxca admin add NAME --role admin"
+    );
     println!("      kxca daemon (signs CRLs and OCSP answers) and kxca serve (answers them)");
+    Ok(())
+}
+
+/// `[console]`, written commented out with its defaults spelled out. Off
+/// until an officer turns it on: a fixed port opened by every home's daemon
+/// would collide where several homes run on one machine (staging, tests),
+/// a listener serving personal data should be a decision someone made, and
+/// it is useless before `kxca admin add` anyway. Uncommented as is, it
+/// listens on 127.0.0.1 only (the console refuses any other address).
+pub(crate) fn append_console_section(config: &Path) -> Result<()> {
+    let defaults = toml::Table::try_from(kxca_console::ConsoleConfig::default())
+        .context("rendering the [console] defaults")?;
+    let body = toml::to_string(&defaults).context("rendering the [console] defaults")?;
+    let mut text = String::from(
+        "\n# The union admins' web console, served by `kxca daemon` (docs/CONSOLE.md).\n\
+         # Off until uncommented; loopback only (reach it through an SSH tunnel).\n\
+         # Add the first admin with: kxca admin add NAME --role admin\n\
+         # [console]\n",
+    );
+    for line in body.lines() {
+        text.push_str(&format!("# {line}\n"));
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(config)
+        .with_context(|| format!("{}", config.display()))?;
+    std::io::Write::write_all(&mut f, text.as_bytes())
+        .with_context(|| format!("{}", config.display()))?;
     Ok(())
 }
 

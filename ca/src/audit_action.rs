@@ -121,6 +121,18 @@ pub enum AuditAction {
     AdminLogout,
     /// A console admin downloaded an application's stored file.
     AdminDownload,
+    /// A console admin account was removed (`kxca admin remove`); its sessions ended.
+    AdminRemove,
+    /// A locked console admin account was unlocked (`kxca admin unlock`).
+    AdminUnlock,
+    /// A console admin's password was replaced by an officer (`kxca admin reset-password`).
+    AdminResetPassword,
+    /// A console admin's TOTP secret was replaced (`kxca admin reset-totp`).
+    AdminResetTotp,
+    /// A console admin changed their own password on the console.
+    AdminPasswordChange,
+    /// Console logins from one client address refused: too many failures.
+    AdminLoginLimited,
     /// A client certificate became a console admin's second factor (`kxca admin cert`).
     AdminCertificate,
     /// A console session was ended because its admin's client certificate
@@ -194,6 +206,12 @@ impl AuditAction {
         AuditAction::AdminLocked,
         AuditAction::AdminLogout,
         AuditAction::AdminDownload,
+        AuditAction::AdminRemove,
+        AuditAction::AdminUnlock,
+        AuditAction::AdminResetPassword,
+        AuditAction::AdminResetTotp,
+        AuditAction::AdminPasswordChange,
+        AuditAction::AdminLoginLimited,
         AuditAction::AdminCertificate,
         AuditAction::AdminCertificateRefused,
         AuditAction::ConsoleTlsCertificate,
@@ -261,6 +279,12 @@ impl AuditAction {
             AuditAction::AdminLocked => "admin.locked",
             AuditAction::AdminLogout => "admin.logout",
             AuditAction::AdminDownload => "admin.download",
+            AuditAction::AdminRemove => "admin.remove",
+            AuditAction::AdminUnlock => "admin.unlock",
+            AuditAction::AdminResetPassword => "admin.reset_password",
+            AuditAction::AdminResetTotp => "admin.reset_totp",
+            AuditAction::AdminPasswordChange => "admin.password_change",
+            AuditAction::AdminLoginLimited => "admin.login_limited",
             AuditAction::AdminCertificate => "admin.certificate",
             AuditAction::AdminCertificateRefused => "admin.certificate_refused",
             AuditAction::ConsoleTlsCertificate => "console.tls_certificate",
@@ -350,6 +374,12 @@ mod tests {
                 "admin.locked",
                 "admin.logout",
                 "admin.download",
+                "admin.remove",
+                "admin.unlock",
+                "admin.reset_password",
+                "admin.reset_totp",
+                "admin.password_change",
+                "admin.login_limited",
                 "admin.certificate",
                 "admin.certificate_refused",
                 "console.tls_certificate",

@@ -818,6 +818,21 @@ fn inventory(config: &Config, home: &Home) -> Vec<Material> {
             "kxca yubikey procedures",
         ));
     }
+    // The admin console's key: listed when the home has one (a home whose
+    // console never ran has nothing to keep). Whether a restored home
+    // still lacks it is the console's question (`kxca doctor` asks it: it
+    // matters only when admins exist).
+    let console_key = home.root().join("console").join("console.key");
+    if console_key.exists() {
+        out.push(Material {
+            what: "admin console key (CSRF tokens, the admins' sealed TOTP secrets)".to_string(),
+            location: console_key.display().to_string(),
+            back_up: "copy it to the officers' offline secret backup, never beside this backup (with the store it opens every admin's TOTP secret); without it, give every admin a new TOTP secret after a restore: kxca admin reset-totp NAME (docs/CONSOLE.md)".to_string(),
+            path: Some(console_key),
+            secret: true,
+            needed_by: "the admin console",
+        });
+    }
     // `[mail]` is read as written (its type is the provisioner's): only
     // where its passwords are matters here.
     let mail = config

@@ -45,6 +45,20 @@ CREATE TABLE console_sessions (
     },
     Migration {
         version: 2,
+        description: "console admins' last login, key check; login failures by client address",
+        sql: r#"
+ALTER TABLE console_admins ADD COLUMN last_login INTEGER;
+ALTER TABLE console_admins ADD COLUMN totp_key_check TEXT;
+CREATE TABLE console_login_failures (
+    id  INTEGER PRIMARY KEY,
+    ip  TEXT NOT NULL,
+    at  INTEGER NOT NULL
+);
+CREATE INDEX console_login_failures_ip_at ON console_login_failures (ip, at);
+"#,
+    },
+    Migration {
+        version: 3,
         description: "console admins: second factor TOTP or client certificate",
         // factor 'certificate': the admin logs in with their password and the
         // client certificate cert_serial (SHA-256 cert_sha256) over mutual TLS.
@@ -167,6 +181,8 @@ fn hash_password(password: &str) -> Result<String, Error> {
 }
 
 fn verify_password(typed: &str, phc: &str) -> bool {
+    #[cfg(test)]
+    VERIFIES.with(|n| n.set(n.get() + 1));
     let Ok(parsed) = PasswordHash::new(phc) else {
         return false;
     };
@@ -174,6 +190,96 @@ fn verify_password(typed: &str, phc: &str) -> bool {
         && Argon2::default()
             .verify_password(typed.as_bytes(), &parsed)
             .is_ok()
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Argon2 verifications on this thread: the tests count them instead
+    /// of timing logins (a timed assertion fails on a loaded machine).
+    static VERIFIES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The console's password rule, in one place: `kxca admin add` and
+/// `reset-password` check their generated passwords against it and the
+/// console's password change page checks what the admin typed.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+/// Argon2 over a longer input is work an attacker could make us do.
+pub const MAX_PASSWORD_CHARS: usize = 256;
+
+/// Why a password breaks the rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordRule {
+    /// Fewer than [`MIN_PASSWORD_CHARS`] characters.
+    TooShort,
+    /// More than [`MAX_PASSWORD_CHARS`] characters.
+    TooLong,
+    /// The admin's name, or contains it.
+    ContainsName,
+}
+
+impl PasswordRule {
+    /// The rule as the console shows it.
+    pub fn ja(self) -> String {
+        match self {
+            PasswordRule::TooShort => {
+                format!("パスワードは{MIN_PASSWORD_CHARS}文字以上にしてください。")
+            }
+            PasswordRule::TooLong => {
+                format!("パスワードは{MAX_PASSWORD_CHARS}文字以内にしてください。")
+            }
+            PasswordRule::ContainsName => {
+                "パスワードに管理者名を含めることはできません。".to_string()
+            }
+        }
+    }
+
+    /// The rule in English, for the CLI.
+    pub fn en(self) -> String {
+        match self {
+            PasswordRule::TooShort => format!("at least {MIN_PASSWORD_CHARS} characters"),
+            PasswordRule::TooLong => format!("at most {MAX_PASSWORD_CHARS} characters"),
+            PasswordRule::ContainsName => "must not contain the admin's name".to_string(),
+        }
+    }
+}
+
+/// Checks `password` for admin `name` against the rule.
+pub fn password_policy(name: &str, password: &str) -> Result<(), PasswordRule> {
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD_CHARS {
+        return Err(PasswordRule::TooShort);
+    }
+    if chars > MAX_PASSWORD_CHARS {
+        return Err(PasswordRule::TooLong);
+    }
+    if !name.is_empty() && password.to_lowercase().contains(&name.to_lowercase()) {
+        return Err(PasswordRule::ContainsName);
+    }
+    Ok(())
+}
+
+/// A generated password, checked against the same rule as a typed one.
+fn new_password(name: &str) -> Result<kxca_ca::Password, Error> {
+    let password = kxca_ca::generate_password();
+    password_policy(name, password.expose()).map_err(|rule| {
+        invalid(
+            "password",
+            format!("the generated password breaks the rule ({})", rule.en()),
+        )
+    })?;
+    Ok(password)
+}
+
+/// A PHC string of a password nobody knows, made once: a login for an
+/// unknown name verifies against it, so its answer takes as long as a known
+/// name's and the time does not tell which names exist.
+fn dummy_phc() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let mut raw = [0u8; 24];
+        let _ = crate::key::random("dummy password", &mut raw);
+        hash_password(&hex::encode(raw)).unwrap_or_default()
+    })
 }
 
 /// Creates admin `name` with `role`: a generated password and a new TOTP
@@ -200,11 +306,12 @@ pub fn add(
         ));
     }
     store.migrate(COMPONENT, migrations())?;
-    let password = kxca_ca::generate_password();
+    let password = new_password(name)?;
     let phc = hash_password(password.expose())?;
     let mut secret = [0u8; 20];
     crate::key::random("TOTP secret", &mut secret)?;
     let (nonce, sealed) = key.seal_totp(&secret)?;
+    let check = key.check_value();
     store.write(|tx| {
         let exists: bool = tx
             .query_row(
@@ -220,8 +327,8 @@ pub fn add(
             ));
         }
         tx.execute(
-            "INSERT INTO console_admins (name, role, password_phc, totp_nonce, totp_sealed, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![name, role.as_str(), phc, &nonce[..], &sealed[..], now],
+            "INSERT INTO console_admins (name, role, password_phc, totp_nonce, totp_sealed, totp_key_check, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![name, role.as_str(), phc, &nonce[..], &sealed[..], check, now],
         )
         .map_err(sql)?;
         tx.audit(
@@ -247,31 +354,44 @@ pub struct AdminRow {
     pub name: String,
     /// The role.
     pub role: Role,
+    /// The second factor: `totp` or `certificate` (`kxca admin cert`).
+    pub factor: String,
+    /// The serial of their client certificate, when the factor is one.
+    pub cert_serial: Option<String>,
     /// Failed logins since the last success.
     pub failures: i64,
     /// Locked until, Unix seconds.
     pub locked_until: Option<i64>,
-    /// The second factor: `totp` or `certificate`.
-    pub factor: String,
-    /// The serial of their client certificate, when the factor is one.
-    pub cert_serial: Option<String>,
+    /// The last successful login, Unix seconds.
+    pub last_login: Option<i64>,
+    /// Whether the TOTP secret was sealed with another console key than
+    /// `key` (a restore without the key): `None` when not known.
+    pub totp_key_matches: Option<bool>,
 }
 
-/// Every admin, by name.
-pub fn list(conn: &Snapshot<'_>) -> Result<Vec<AdminRow>, Error> {
+/// Every admin, by name; `key` (when given) is compared with the key each
+/// TOTP secret was sealed with.
+pub fn list(conn: &Snapshot<'_>, key: Option<&ConsoleKey>) -> Result<Vec<AdminRow>, Error> {
+    let current = key.map(ConsoleKey::check_value);
     let mut stmt = conn
-        .prepare("SELECT name, role, failures, locked_until, factor, cert_serial FROM console_admins ORDER BY name")
+        .prepare("SELECT name, role, failures, locked_until, last_login, totp_key_check, factor, cert_serial FROM console_admins ORDER BY name")
         .map_err(sql)?;
     let rows = stmt
         .query_map([], |r| {
             let role: String = r.get(1)?;
+            let check: Option<String> = r.get(5)?;
             Ok(AdminRow {
                 name: r.get(0)?,
                 role: Role::parse(&role).unwrap_or(Role::Auditor),
+                factor: r.get(6)?,
+                cert_serial: r.get(7)?,
                 failures: r.get(2)?,
                 locked_until: r.get(3)?,
-                factor: r.get(4)?,
-                cert_serial: r.get(5)?,
+                last_login: r.get(4)?,
+                totp_key_matches: match (&current, check) {
+                    (Some(c), Some(s)) => Some(*c == s),
+                    _ => None,
+                },
             })
         })
         .map_err(sql)?
@@ -288,6 +408,8 @@ pub enum LoginRefused {
     Wrong,
     /// Locked after repeated failures.
     Locked,
+    /// Too many failures from this client address: nothing was checked.
+    TooMany,
 }
 
 /// A logged-in admin.
@@ -299,6 +421,151 @@ pub struct Admin {
     pub name: String,
     /// The role.
     pub role: Role,
+}
+
+/// Failed logins from `client` within the window.
+fn client_failures(
+    store: &Store,
+    config: &ConsoleConfig,
+    client: &str,
+    now: i64,
+) -> Result<i64, Error> {
+    let since = now - config.ip_window_minutes as i64 * 60;
+    store.read(|s| {
+        s.query_row(
+            "SELECT COUNT(*) FROM console_login_failures WHERE ip = ?1 AND at > ?2",
+            params![client, since],
+            |r| r.get(0),
+        )
+        .map_err(sql)
+    })
+}
+
+/// Records one failed login from `client` in `tx` (the transaction of its
+/// audit event); the failure that reaches the limit writes the limit's
+/// own event. Rows older than the window are dropped on the way.
+fn count_client_failure(
+    tx: &Tx<'_>,
+    config: &ConsoleConfig,
+    client: &str,
+    before: i64,
+    now: i64,
+) -> Result<(), Error> {
+    let since = now - config.ip_window_minutes as i64 * 60;
+    tx.execute("DELETE FROM console_login_failures WHERE at <= ?1", [since])
+        .map_err(sql)?;
+    tx.execute(
+        "INSERT INTO console_login_failures (ip, at) VALUES (?1, ?2)",
+        params![client, now],
+    )
+    .map_err(sql)?;
+    if before + 1 == i64::from(config.ip_max_failures) {
+        tx.audit(
+            now,
+            &format!("console-client:{client}"),
+            AuditAction::AdminLoginLimited,
+            None,
+            serde_json::json!({
+                "client": client,
+                "failures": before + 1,
+                "window_minutes": config.ip_window_minutes,
+            }),
+        )?;
+    }
+    Ok(())
+}
+
+/// Counts one failed check of admin `id`'s password or code: the lockout
+/// counter, its audit events, and the client's failure. Returns whether
+/// the account is now locked.
+#[allow(clippy::too_many_arguments)]
+fn count_failure(
+    store: &mut Store,
+    config: &ConsoleConfig,
+    id: i64,
+    name: &str,
+    failures: i64,
+    why: &str,
+    client: &str,
+    client_before: i64,
+    now: i64,
+) -> Result<bool, Error> {
+    let actor = format!("console:{name}");
+    let failures = failures + 1;
+    let lock = failures >= i64::from(config.max_failures);
+    store.write(|tx| {
+        tx.execute(
+            "UPDATE console_admins SET failures = ?2, locked_until = ?3 WHERE id = ?1",
+            params![
+                id,
+                if lock { 0 } else { failures },
+                lock.then_some(now + config.lockout_minutes as i64 * 60)
+            ],
+        )
+        .map_err(sql)?;
+        tx.audit(
+            now,
+            &actor,
+            AuditAction::AdminLoginFailed,
+            None,
+            serde_json::json!({"admin": name, "why": why, "failures": failures, "client": client}),
+        )?;
+        if lock {
+            tx.audit(
+                now,
+                &actor,
+                AuditAction::AdminLocked,
+                None,
+                serde_json::json!({"admin": name, "minutes": config.lockout_minutes}),
+            )?;
+        }
+        count_client_failure(tx, config, client, client_before, now)
+    })?;
+    Ok(lock)
+}
+
+/// The stored admin a login or password change checks.
+struct Stored {
+    id: i64,
+    role: String,
+    phc: String,
+    nonce: Vec<u8>,
+    sealed: Vec<u8>,
+    key_check: Option<String>,
+    failures: i64,
+    locked_until: Option<i64>,
+    last_step: Option<i64>,
+    /// `totp` or `certificate`.
+    factor: String,
+    cert_serial: Option<String>,
+    cert_sha256: Option<String>,
+}
+
+fn stored(store: &Store, name: &str) -> Result<Option<Stored>, Error> {
+    store.read(|s| {
+        s.query_row(
+            "SELECT id, role, password_phc, totp_nonce, totp_sealed, totp_key_check, failures, locked_until, last_step, factor, cert_serial, cert_sha256 FROM console_admins WHERE name = ?1",
+            [name],
+            |r| {
+                Ok(Stored {
+                    id: r.get(0)?,
+                    role: r.get(1)?,
+                    phc: r.get(2)?,
+                    nonce: r.get(3)?,
+                    sealed: r.get(4)?,
+                    key_check: r.get(5)?,
+                    failures: r.get(6)?,
+                    locked_until: r.get(7)?,
+                    last_step: r.get(8)?,
+                    factor: r.get(9)?,
+                    cert_serial: r.get(10)?,
+                    cert_sha256: r.get(11)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(sql)
+    })
 }
 
 /// Why the client certificate of an admin whose factor is `certificate`
@@ -337,12 +604,16 @@ fn cert_state(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, i64, bool)> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
 }
 
-/// Checks a login: the password and the admin's second factor — a TOTP
-/// code, or (factor `certificate`) the client certificate of the TLS
-/// connection, `client_cert` being its SHA-256 as rustls verified it. A
-/// success opens a session and returns its id (the cookie's value; only its
-/// hash is stored); a failure counts towards the lockout. Every outcome is
-/// an audit event, committed with the counters it changes.
+/// Checks a login from `client` (the connection's peer address): the
+/// password and the admin's second factor — a TOTP code, or (factor
+/// `certificate`) the client certificate of the TLS connection,
+/// `client_cert` being its SHA-256 as rustls verified it. A success opens a session and returns its id (the
+/// cookie's value; only its hash is stored); a failure counts towards the
+/// account's lockout and the client's limit (an unknown name counts for
+/// the client too). Every outcome is an audit event, committed with the
+/// counters it changes, except the refusals while a client is over its
+/// limit: the event is written once when the limit is reached, so a flood
+/// of attempts cannot flood the audit record.
 #[allow(clippy::too_many_arguments)]
 pub fn login(
     store: &mut Store,
@@ -352,68 +623,64 @@ pub fn login(
     password: &str,
     code: &str,
     client_cert: Option<&str>,
+    client: std::net::IpAddr,
     now: i64,
 ) -> Result<Result<(Admin, String), LoginRefused>, Error> {
-    let row = store.read(|s| {
-        s.query_row(
-            "SELECT id, role, password_phc, totp_nonce, totp_sealed, failures, locked_until, last_step, factor, cert_serial, cert_sha256 FROM console_admins WHERE name = ?1",
-            [name],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, Vec<u8>>(3)?,
-                    r.get::<_, Vec<u8>>(4)?,
-                    r.get::<_, i64>(5)?,
-                    r.get::<_, Option<i64>>(6)?,
-                    r.get::<_, Option<i64>>(7)?,
-                    (
-                        r.get::<_, String>(8)?,
-                        r.get::<_, Option<String>>(9)?,
-                        r.get::<_, Option<String>>(10)?,
-                    ),
-                ))
-            },
-        )
-        .optional()
-        .map_err(sql)
-    })?;
+    let client = client.to_string();
+    let before = client_failures(store, config, &client, now)?;
+    if before >= i64::from(config.ip_max_failures) {
+        tracing::warn!(%client, "console login refused: too many failures from this client");
+        return Ok(Err(LoginRefused::TooMany));
+    }
     let actor = format!("console:{name}");
-    let Some((id, role, phc, nonce, sealed, failures, locked_until, last_step, factor)) = row
-    else {
-        // Argon2 still runs: an unknown name answers in the time a known one does.
-        let _ = hash_password(password);
+    let Some(row) = stored(store, name)? else {
+        // Argon2 verifies against a hash nobody knows: an unknown name
+        // answers in the time a known one does.
+        let _ = verify_password(password, dummy_phc());
         store.write(|tx| {
             tx.audit(
                 now,
                 &actor,
                 AuditAction::AdminLoginFailed,
                 None,
-                serde_json::json!({"admin": name, "why": "unknown admin"}),
-            )
+                serde_json::json!({"admin": name, "why": "unknown admin", "client": client}),
+            )?;
+            count_client_failure(tx, config, &client, before, now)
         })?;
         return Ok(Err(LoginRefused::Wrong));
     };
-    if locked_until.is_some_and(|t| t > now) {
+    if row.locked_until.is_some_and(|t| t > now) {
+        // The same work as any other attempt, so a locked account's answer
+        // is not told apart by its time.
+        let _ = verify_password(password, &row.phc);
         store.write(|tx| {
             tx.audit(
                 now,
                 &actor,
                 AuditAction::AdminLoginFailed,
                 None,
-                serde_json::json!({"admin": name, "why": "locked"}),
-            )
+                serde_json::json!({"admin": name, "why": "locked", "client": client}),
+            )?;
+            count_client_failure(tx, config, &client, before, now)
         })?;
         return Ok(Err(LoginRefused::Locked));
     }
-    let (factor, cert_serial, cert_sha256) = factor;
-    let by_certificate = factor == "certificate";
+    let secret = key.open_totp(&row.nonce, &row.sealed)?;
+    let key_matches = row
+        .key_check
+        .as_ref()
+        .is_none_or(|c| *c == key.check_value());
+    if !key_matches {
+        // Sealed under a console key this home no longer has: the secret
+        // opens to noise and no code can match (docs/CONSOLE.md).
+        tracing::error!(admin = %name, "console: this admin's TOTP secret was sealed with another console key; run `kxca admin reset-totp {name}`");
+    }
+    let by_certificate = row.factor == "certificate";
     let mut why = "wrong password or code";
-    let step = if !verify_password(password, &phc) {
+    let step = if !verify_password(password, &row.phc) {
         None
     } else if by_certificate {
-        let state = match &cert_serial {
+        let state = match &row.cert_serial {
             Some(serial) => store.read(|s| {
                 s.query_row(CERT_STATE, [serial], cert_state)
                     .optional()
@@ -422,7 +689,7 @@ pub fn login(
             None => None,
         };
         match certificate_refusal(
-            (cert_serial.as_deref(), cert_sha256.as_deref()),
+            (row.cert_serial.as_deref(), row.cert_sha256.as_deref()),
             client_cert,
             state,
             now,
@@ -432,61 +699,42 @@ pub fn login(
                 None
             }
             // The TOTP step is not consumed: keep the last one.
-            None => Some(last_step.unwrap_or(0)),
+            None => Some(row.last_step.unwrap_or(0)),
         }
     } else {
-        let secret = key.open_totp(&nonce, &sealed)?;
         totp(&secret)?
             .check(code.trim(), now as u64)
             .map(|s| s as i64)
             // A code used once is not taken again (RFC 6238 section 5.2).
-            .filter(|s| last_step.is_none_or(|l| *s > l))
+            .filter(|s| row.last_step.is_none_or(|l| *s > l))
     };
     let Some(step) = step else {
-        let failures = failures + 1;
-        let lock = failures >= i64::from(config.max_failures);
-        store.write(|tx| {
-            tx.execute(
-                "UPDATE console_admins SET failures = ?2, locked_until = ?3 WHERE id = ?1",
-                params![
-                    id,
-                    if lock { 0 } else { failures },
-                    lock.then_some(now + config.lockout_minutes as i64 * 60)
-                ],
-            )
-            .map_err(sql)?;
-            tx.audit(
-                now,
-                &actor,
-                AuditAction::AdminLoginFailed,
-                None,
-                serde_json::json!({"admin": name, "why": why, "failures": failures}),
-            )?;
-            if lock {
-                tx.audit(
-                    now,
-                    &actor,
-                    AuditAction::AdminLocked,
-                    None,
-                    serde_json::json!({"admin": name, "minutes": config.lockout_minutes}),
-                )?;
-            }
-            Ok(())
-        })?;
+        let lock = count_failure(
+            store,
+            config,
+            row.id,
+            name,
+            row.failures,
+            why,
+            &client,
+            before,
+            now,
+        )?;
         return Ok(Err(if lock {
             LoginRefused::Locked
         } else {
             LoginRefused::Wrong
         }));
     };
+    let id = row.id;
     let mut raw = [0u8; 32];
     crate::key::random("session id", &mut raw)?;
     let session = hex::encode(raw);
-    let role = Role::parse(&role).unwrap_or(Role::Auditor);
+    let role = Role::parse(&row.role).unwrap_or(Role::Auditor);
     store.write(|tx| {
         tx.execute(
-            "UPDATE console_admins SET failures = 0, locked_until = NULL, last_step = ?2 WHERE id = ?1",
-            params![id, step],
+            "UPDATE console_admins SET failures = 0, locked_until = NULL, last_step = ?2, last_login = ?3 WHERE id = ?1",
+            params![id, step, now],
         )
         .map_err(sql)?;
         tx.execute(
@@ -498,8 +746,8 @@ pub fn login(
             now,
             &actor,
             AuditAction::AdminLogin,
-            cert_serial.as_deref().filter(|_| by_certificate),
-            serde_json::json!({"admin": name, "role": role.as_str(), "factor": factor}),
+            row.cert_serial.as_deref().filter(|_| by_certificate),
+            serde_json::json!({"admin": name, "role": role.as_str(), "client": client, "factor": row.factor}),
         )
     })?;
     Ok(Ok((
@@ -510,6 +758,289 @@ pub fn login(
         },
         session,
     )))
+}
+
+/// Why a password change was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeRefused {
+    /// The current password is wrong (counted towards the lockout).
+    WrongCurrent,
+    /// The account is locked.
+    Locked,
+    /// The two new passwords differ.
+    Mismatch,
+    /// The new password is the current one.
+    Unchanged,
+    /// The new password breaks the rule.
+    Rule(PasswordRule),
+}
+
+impl ChangeRefused {
+    /// The refusal as the console shows it.
+    pub fn ja(self) -> String {
+        match self {
+            ChangeRefused::WrongCurrent => "現在のパスワードが正しくありません。".to_string(),
+            ChangeRefused::Locked => "失敗が続いたため、このアカウントはロックされました。セキュリティ責任者に連絡してください。".to_string(),
+            ChangeRefused::Mismatch => "新しいパスワードが確認欄と一致しません。".to_string(),
+            ChangeRefused::Unchanged => "新しいパスワードが現在のパスワードと同じです。".to_string(),
+            ChangeRefused::Rule(r) => r.ja(),
+        }
+    }
+}
+
+/// The logged-in `admin` changes their own password: the current one
+/// checked, the new one against the rule; every other session of theirs
+/// ended. One transaction with its audit event. A wrong current password
+/// counts towards the account's lockout, as a failed login does, so a
+/// left-open session cannot be used to guess it.
+#[allow(clippy::too_many_arguments)]
+pub fn change_password(
+    store: &mut Store,
+    config: &ConsoleConfig,
+    admin: &Admin,
+    session: &str,
+    current: &str,
+    new: &str,
+    confirm: &str,
+    client: std::net::IpAddr,
+    now: i64,
+) -> Result<Result<usize, ChangeRefused>, Error> {
+    let Some(row) = stored(store, &admin.name)? else {
+        return Err(invalid(
+            "admin",
+            format!("admin {:?} no longer exists", admin.name),
+        ));
+    };
+    if row.locked_until.is_some_and(|t| t > now) {
+        return Ok(Err(ChangeRefused::Locked));
+    }
+    if !verify_password(current, &row.phc) {
+        let client = client.to_string();
+        let before = client_failures(store, config, &client, now)?;
+        let lock = count_failure(
+            store,
+            config,
+            row.id,
+            &admin.name,
+            row.failures,
+            "wrong current password on the password change page",
+            &client,
+            before,
+            now,
+        )?;
+        return Ok(Err(if lock {
+            ChangeRefused::Locked
+        } else {
+            ChangeRefused::WrongCurrent
+        }));
+    }
+    if new != confirm {
+        return Ok(Err(ChangeRefused::Mismatch));
+    }
+    if new == current {
+        return Ok(Err(ChangeRefused::Unchanged));
+    }
+    if let Err(rule) = password_policy(&admin.name, new) {
+        return Ok(Err(ChangeRefused::Rule(rule)));
+    }
+    let phc = hash_password(new)?;
+    let keep = session_hash(session);
+    let id = row.id;
+    let ended = store.write(|tx| {
+        tx.execute(
+            "UPDATE console_admins SET password_phc = ?2, failures = 0 WHERE id = ?1",
+            params![id, phc],
+        )
+        .map_err(sql)?;
+        let ended = tx
+            .execute(
+                "UPDATE console_sessions SET ended_at = ?3 WHERE admin_id = ?1 AND id_hash != ?2 AND ended_at IS NULL",
+                params![id, keep, now],
+            )
+            .map_err(sql)?;
+        tx.audit(
+            now,
+            &format!("console:{}", admin.name),
+            AuditAction::AdminPasswordChange,
+            None,
+            serde_json::json!({"admin": admin.name, "other_sessions_ended": ended}),
+        )?;
+        Ok(ended)
+    })?;
+    Ok(Ok(ended))
+}
+
+/// The id of admin `name` in `tx`, or an error naming the name and where
+/// to see the names.
+fn admin_id(tx: &Tx<'_>, name: &str) -> Result<i64, Error> {
+    tx.query_row(
+        "SELECT id FROM console_admins WHERE name = ?1",
+        [name],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(sql)?
+    .ok_or_else(|| {
+        invalid(
+            "name",
+            format!("no console admin named {name:?} (see `kxca admin list`)"),
+        )
+    })
+}
+
+fn end_all(tx: &Tx<'_>, id: i64, now: i64) -> Result<usize, Error> {
+    tx.execute(
+        "UPDATE console_sessions SET ended_at = ?2 WHERE admin_id = ?1 AND ended_at IS NULL",
+        params![id, now],
+    )
+    .map_err(sql)
+}
+
+/// Removes admin `name` (`kxca admin remove`): their sessions end at once
+/// and the account is gone; the audit record keeps their name. One
+/// transaction with its audit event. Returns the sessions ended.
+pub fn remove(store: &mut Store, name: &str, actor: &str, now: i64) -> Result<usize, Error> {
+    store.write(|tx| {
+        let id = admin_id(tx, name)?;
+        let ended = end_all(tx, id, now)?;
+        // The rows go: a removed admin keeps no password hash or sealed
+        // secret, and a name used again is a new account.
+        tx.execute("DELETE FROM console_sessions WHERE admin_id = ?1", [id])
+            .map_err(sql)?;
+        tx.execute("DELETE FROM console_admins WHERE id = ?1", [id])
+            .map_err(sql)?;
+        tx.audit(
+            now,
+            actor,
+            AuditAction::AdminRemove,
+            None,
+            serde_json::json!({"admin": name, "sessions_ended": ended}),
+        )?;
+        Ok(ended)
+    })
+}
+
+/// Unlocks admin `name` (`kxca admin unlock`): the failure count back to
+/// zero. One transaction with its audit event. Returns whether it was
+/// locked.
+pub fn unlock(store: &mut Store, name: &str, actor: &str, now: i64) -> Result<bool, Error> {
+    store.write(|tx| {
+        let id = admin_id(tx, name)?;
+        let was_locked: bool = tx
+            .query_row(
+                "SELECT COALESCE(locked_until > ?2, 0) FROM console_admins WHERE id = ?1",
+                params![id, now],
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
+        tx.execute(
+            "UPDATE console_admins SET failures = 0, locked_until = NULL WHERE id = ?1",
+            [id],
+        )
+        .map_err(sql)?;
+        tx.audit(
+            now,
+            actor,
+            AuditAction::AdminUnlock,
+            None,
+            serde_json::json!({"admin": name, "was_locked": was_locked}),
+        )?;
+        Ok(was_locked)
+    })
+}
+
+/// A password or TOTP secret an officer reset, handed back once.
+#[derive(Debug, Serialize)]
+pub struct Reset {
+    /// The admin's name.
+    pub name: String,
+    /// The new password (`reset-password`), shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// The new otpauth URI (`reset-totp`), shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otpauth: Option<String>,
+    /// Sessions of the admin ended.
+    pub sessions_ended: usize,
+}
+
+/// Gives admin `name` a new generated password (`kxca admin reset-password`):
+/// every session of theirs ended, the lock lifted. One transaction with its
+/// audit event.
+pub fn reset_password(
+    store: &mut Store,
+    name: &str,
+    actor: &str,
+    now: i64,
+) -> Result<Reset, Error> {
+    let password = new_password(name)?;
+    let phc = hash_password(password.expose())?;
+    let ended = store.write(|tx| {
+        let id = admin_id(tx, name)?;
+        tx.execute(
+            "UPDATE console_admins SET password_phc = ?2, failures = 0, locked_until = NULL WHERE id = ?1",
+            params![id, phc],
+        )
+        .map_err(sql)?;
+        let ended = end_all(tx, id, now)?;
+        tx.audit(
+            now,
+            actor,
+            AuditAction::AdminResetPassword,
+            None,
+            serde_json::json!({"admin": name, "sessions_ended": ended}),
+        )?;
+        Ok(ended)
+    })?;
+    Ok(Reset {
+        name: name.to_string(),
+        password: Some(password.expose().to_string()),
+        otpauth: None,
+        sessions_ended: ended,
+    })
+}
+
+/// Gives admin `name` a new TOTP secret sealed with the current console
+/// key (`kxca admin reset-totp`, also the way back after a restore without
+/// the key): every session of theirs ended, the used-code memory cleared.
+/// One transaction with its audit event.
+pub fn reset_totp(
+    store: &mut Store,
+    key: &ConsoleKey,
+    issuer: &str,
+    name: &str,
+    actor: &str,
+    now: i64,
+) -> Result<Reset, Error> {
+    let mut secret = [0u8; 20];
+    crate::key::random("TOTP secret", &mut secret)?;
+    let (nonce, sealed) = key.seal_totp(&secret)?;
+    let check = key.check_value();
+    let ended = store.write(|tx| {
+        let id = admin_id(tx, name)?;
+        tx.execute(
+            // TOTP becomes their factor again: a client certificate they had
+            // no longer opens anything (revoke it with `kxca revoke`).
+            "UPDATE console_admins SET totp_nonce = ?2, totp_sealed = ?3, totp_key_check = ?4, last_step = NULL, factor = 'totp', cert_serial = NULL, cert_sha256 = NULL WHERE id = ?1",
+            params![id, &nonce[..], &sealed[..], check],
+        )
+        .map_err(sql)?;
+        let ended = end_all(tx, id, now)?;
+        tx.audit(
+            now,
+            actor,
+            AuditAction::AdminResetTotp,
+            None,
+            serde_json::json!({"admin": name, "sessions_ended": ended}),
+        )?;
+        Ok(ended)
+    })?;
+    Ok(Reset {
+        name: name.to_string(),
+        password: None,
+        otpauth: Some(otpauth_uri(issuer, name, &secret)),
+        sessions_ended: ended,
+    })
 }
 
 /// The stored form of a session id.
@@ -699,4 +1230,125 @@ pub fn qr_for_terminal(uri: &str) -> Result<String, Error> {
         .light_color(qrcode::render::unicode::Dense1x2::Dark)
         .quiet_zone(true)
         .build())
+}
+
+/// What `kxca doctor` reports about the console in a home's store, as
+/// `(kind, subject, detail)`: admins whose TOTP secret cannot open because
+/// the console key is missing (`secret_missing`) or is another key than the
+/// one that sealed it (`console_key_mismatch`), e.g. after a restore
+/// without `console/console.key`. Reads only: the store is taken as is.
+pub fn doctor(
+    store: &Store,
+    home: &kxca_ca::Home,
+) -> Result<Vec<(&'static str, String, String)>, Error> {
+    let rows: Vec<(String, Option<String>)> = store.read(|s| {
+        let table: Option<String> = s
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'console_admins'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql)?;
+        let Some(table) = table else {
+            return Ok(Vec::new());
+        };
+        let column = if table.contains("totp_key_check") {
+            "totp_key_check"
+        } else {
+            "NULL"
+        };
+        let mut stmt = s
+            .prepare(&format!(
+                "SELECT name, {column} FROM console_admins ORDER BY name"
+            ))
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(sql)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql)?;
+        Ok(rows)
+    })?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let path = crate::key::path(home);
+    let mut out = Vec::new();
+    match ConsoleKey::load(home) {
+        Ok(None) => out.push((
+            "secret_missing",
+            "admin console key".to_string(),
+            format!(
+                "{} does not exist and {} admin(s) have TOTP secrets sealed with it: bring it back from the officers' backup before starting kxca daemon, or give every admin a new TOTP secret with `kxca admin reset-totp NAME` (docs/CONSOLE.md)",
+                path.display(),
+                rows.len()
+            ),
+        )),
+        Err(e) => out.push(("console_key_unusable", "admin console key".to_string(), e.to_string())),
+        Ok(Some(key)) => {
+            let current = key.check_value();
+            for (name, check) in rows {
+                if check.is_some_and(|c| c != current) {
+                    out.push((
+                        "console_key_mismatch",
+                        format!("console admin {name}"),
+                        format!(
+                            "the TOTP secret was sealed with another console key than {} (restored without it?): no code can match; run `kxca admin reset-totp {name}`, or bring the old key back",
+                            path.display()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An unknown name and a locked account cost the one Argon2
+    /// verification a known name costs, so the time of the answer does not
+    /// tell which names exist.
+    #[test]
+    fn every_login_outcome_costs_one_argon2_verification() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = kxca_ca::Home::new(dir.path());
+        let key = ConsoleKey::load_or_create(&home).unwrap();
+        let mut store = Store::open(&dir.path().join("kxca.db"), true).unwrap();
+        store.migrate(COMPONENT, migrations()).unwrap();
+        let config = ConsoleConfig {
+            max_failures: 2,
+            ..ConsoleConfig::default()
+        };
+        let admin = add(&mut store, &key, "kxca", "hana", Role::Admin, "test", 0).unwrap();
+        let client: std::net::IpAddr = [127, 0, 0, 1].into();
+        let mut attempt = |name: &str, password: &str| {
+            let before = VERIFIES.with(|n| n.get());
+            let out = login(
+                &mut store, &key, &config, name, password, "000000", client, 10,
+            )
+            .unwrap();
+            (out.is_ok(), VERIFIES.with(|n| n.get()) - before)
+        };
+        assert_eq!(
+            attempt("nobody", "guess-password"),
+            (false, 1),
+            "unknown name"
+        );
+        assert_eq!(
+            attempt("hana", "guess-password"),
+            (false, 1),
+            "wrong password"
+        );
+        assert_eq!(
+            attempt("hana", &admin.password),
+            (false, 1),
+            "right password, wrong code"
+        );
+        // Two failures lock hana: the right password is still verified.
+        assert_eq!(attempt("hana", &admin.password), (false, 1), "locked");
+    }
 }

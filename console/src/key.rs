@@ -105,6 +105,23 @@ impl ConsoleKey {
         }
     }
 
+    /// The home's console key when it exists (`kxca doctor`, `kxca admin
+    /// list`: they must not make a new one).
+    pub fn load(home: &Home) -> Result<Option<ConsoleKey>, Error> {
+        if !path(home).exists() {
+            return Ok(None);
+        }
+        ConsoleKey::load_or_create(home).map(Some)
+    }
+
+    /// A value that names this key without revealing it, stored beside each
+    /// sealed TOTP secret: a secret sealed under a key this home no longer
+    /// has (a restore without `console.key`) is then told apart from a
+    /// wrong code, by `kxca doctor` and `kxca admin list`.
+    pub fn check_value(&self) -> String {
+        hex::encode(&self.prf("kxca-console key check v1", b"")[..8])
+    }
+
     fn prf(&self, label: &str, data: &[u8]) -> [u8; 32] {
         // HMAC pads a short key with zeros to the block size: this is
         // HMAC-SHA256 under the 32-byte key, through the infallible constructor.

@@ -199,3 +199,12 @@ pub struct Status {
     pub issuing: String,
     pub crl: String,
 }
+
+#[derive(Template)]
+#[template(path = "password.html")]
+pub struct PasswordPage {
+    pub who: Who,
+    pub min: usize,
+    pub error: Option<String>,
+    pub done: Option<String>,
+}

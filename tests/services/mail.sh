@@ -6,7 +6,7 @@
 #   tests/services/mail.sh start|stop [DIR [PORT_BASE]]
 #
 # DIR defaults to $KXCA_TEST_RUN_DIR/mail, PORT_BASE to 26250 (SMTP on
-# PORT_BASE, IMAPS on +1, IMAP/STARTTLS on +2). A test that stops and
+# PORT_BASE, IMAPS on +1, IMAP/STARTTLS on +2, SMTPS on +3). A test that stops and
 # restarts the servers runs its own instance with another DIR and base.
 # Ports stay below Linux's ephemeral range (32768-60999): there, a test's own
 # outgoing connections could hold the port a server is about to bind.
@@ -23,6 +23,7 @@ base=${3:-26250}
 smtp_port=$base
 imaps_port=$((base + 1))
 imap_port=$((base + 2))
+smtps_port=$((base + 3))
 users=(signup@kx.test applicant@office.test other@office.test)
 
 log() { printf '== mail.sh: %s\n' "$*" >&2; }
@@ -173,6 +174,7 @@ maximal_backoff_time = 10s
 CONF
   cat >"$p/conf/master.cf" <<CONF
 127.0.0.1:$smtp_port inet n - n - - smtpd
+127.0.0.1:$smtps_port inet n - n - - smtpd -o smtpd_tls_wrappermode=yes
 cleanup   unix n - n - 0 cleanup
 qmgr      unix n - n 300 1 qmgr
 tlsmgr    unix - - n 1000? 1 tlsmgr
@@ -221,7 +223,8 @@ start_smtp() {
   alive "$dir/postfix/queue/pid/master.pid" && return 0
   postfix -c "$dir/postfix/conf" start </dev/null >>"$dir/postfix/start.log" 2>&1 \
     || { cat "$dir/postfix/start.log" "$dir/postfix/maillog" >&2 2>/dev/null; log "postfix did not start"; exit 1; }
-  wait_port "$smtp_port" || { tail -20 "$dir/postfix/maillog" >&2; log "postfix did not listen"; exit 1; }
+  wait_port "$smtp_port" && wait_port "$smtps_port" \
+    || { tail -20 "$dir/postfix/maillog" >&2; log "postfix did not listen"; exit 1; }
 }
 
 stop_smtp() {
@@ -245,6 +248,7 @@ start() {
     echo "MAIL_DIR=$dir"
     echo "MAIL_HOST=127.0.0.1"
     echo "MAIL_SMTP_PORT=$smtp_port"
+    echo "MAIL_SMTPS_PORT=$smtps_port"
     echo "MAIL_IMAPS_PORT=$imaps_port"
     echo "MAIL_IMAP_PORT=$imap_port"
     echo "MAIL_CA_FILE=$dir/tls/ca.pem"
@@ -252,7 +256,7 @@ start() {
     for u in "${users[@]}"; do echo "MAIL_USER_${u%%@*}=$u:pw-${u%%@*}"; done
   } >"$dir/mail.env"
   [[ "$dir" == "$run/mail" ]] && cp "$dir/mail.env" "$run/mail.env"
-  log "postfix smtp 127.0.0.1:$smtp_port, dovecot imaps :$imaps_port imap :$imap_port ($dir)"
+  log "postfix smtp 127.0.0.1:$smtp_port smtps :$smtps_port, dovecot imaps :$imaps_port imap :$imap_port ($dir)"
 }
 
 stop() {

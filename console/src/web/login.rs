@@ -51,6 +51,7 @@ pub(super) async fn login(
     headers: HeaderMap,
     Extension(cert): Extension<ClientCert>,
     State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: String,
 ) -> Response {
     let f = form(&body);
@@ -79,19 +80,32 @@ pub(super) async fn login(
             &password,
             &code,
             cert.get(),
+            peer.ip(),
             now(),
         )
     })
     .await;
     match out {
         Err(e) => failure(e),
+        Ok(Err(LoginRefused::TooMany)) => {
+            // Nothing was checked: the page says the same for every name.
+            let mut resp = login_form(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                Some("この端末からのログインの失敗が続いたため、しばらくログインを受け付けません。時間をおいてからお試しください。"),
+            );
+            if let Ok(v) = HeaderValue::from_str(&(state.config.ip_window_minutes * 60).to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            resp
+        }
         Ok(Err(why)) => login_form(
             &state,
             StatusCode::UNAUTHORIZED,
             Some(match why {
                 LoginRefused::Wrong if state.tls.is_some() => "管理者名、パスワード、確認コードまたはクライアント証明書が正しくありません。",
                 LoginRefused::Wrong => "管理者名、パスワードまたは確認コードが正しくありません。",
-                LoginRefused::Locked => "ログインの失敗が続いたため、このアカウントは一時的にロックされています。しばらくしてからお試しいただくか、セキュリティ責任者に連絡してください。",
+                LoginRefused::Locked | LoginRefused::TooMany => "ログインの失敗が続いたため、このアカウントは一時的にロックされています。しばらくしてからお試しいただくか、セキュリティ責任者に連絡してください。",
             }),
         ),
         Ok(Ok((admin, session))) => {

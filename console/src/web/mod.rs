@@ -134,17 +134,20 @@ mod account_pages;
 mod dashboards;
 mod inbox;
 mod login;
+mod password;
 
 use account_pages::*;
 use dashboards::*;
 use inbox::*;
 use login::*;
+use password::*;
 
 fn router(state: Shared) -> Router {
     Router::new()
         .route("/static/console.css", get(css))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
+        .route("/password", get(password_page).post(password_change))
         .route("/", get(inbox))
         .route("/applications/{id}", get(application))
         .route("/applications/{id}/file", get(download))
@@ -515,11 +518,18 @@ pub async fn serve(
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     match listener {
+        // The peer address of each connection reaches the handlers (the login
+        // limit per client address); no header is ever taken for it.
         ConsoleListener::Plain(listener) => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stop)
+            .await
         }
+        // `peer` turns the TLS peer into `ConnectInfo<SocketAddr>` and the
+        // client certificate.
         ConsoleListener::Tls(listener) => {
             axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
                 .with_graceful_shutdown(stop)

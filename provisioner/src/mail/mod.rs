@@ -5,7 +5,7 @@ pub mod imap;
 pub mod maildir;
 pub mod mime;
 mod names;
-mod tls;
+pub(crate) mod tls;
 
 use kxca_ca::{Clock, Store};
 

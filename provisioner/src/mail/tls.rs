@@ -1,4 +1,4 @@
-//! TLS client settings for IMAP: the public web roots plus, when the
+//! TLS client settings for IMAP and implicit-TLS SMTP: the public web roots plus, when the
 //! configuration names one, a private root CA file.
 
 use std::path::Path;

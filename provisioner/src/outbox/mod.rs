@@ -9,6 +9,7 @@
 //! expires and it is sent again with the same Message-ID).
 
 mod send;
+mod smtp;
 mod store;
 
 pub use send::{run_once, SendSummary, Sender};

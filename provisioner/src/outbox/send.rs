@@ -8,22 +8,22 @@ use crate::{SmtpConfig, TlsMode};
 use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::client::{Certificate, TlsParameters};
+use lettre::Message;
 use secrecy::ExposeSecret;
 use serde::Serialize;
 
+use super::smtp::{Security, Submission};
 use super::store::{self, OutboxMail};
 use crate::Error;
 
 /// An SMTP submission client built from `[mail.smtp]`.
 pub struct Sender {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    submission: Submission,
     from: Mailbox,
     server: String,
     max_attempts: u32,
     backoff_seconds: u64,
-    timeout: Duration,
     /// Set when this sender may send mail 2 (it mints the pickup code).
     pickup: Option<kxca_ca::enrolment::PickupPolicy>,
 }
@@ -37,32 +37,34 @@ impl Sender {
             server: server.clone(),
             message,
         };
-        let mut tls = TlsParameters::builder(config.host.clone());
-        if let Some(path) = &config.ca_file {
-            let pem = std::fs::read(path).map_err(|e| Error::CaFile {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-            let cert = Certificate::from_pem(&pem).map_err(|e| Error::CaFile {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-            tls = tls.add_root_certificate(cert);
-        }
-        let tls = tls
-            .build_rustls()
-            .map_err(|e| smtp_err(format!("TLS setup: {e}")))?;
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
-            .port(config.port)
-            .timeout(Some(Duration::from_secs(config.timeout_seconds.max(1))))
-            .tls(match config.tls {
-                TlsMode::Implicit => Tls::Wrapper(tls),
-                TlsMode::Starttls => Tls::Required(tls),
-            });
+        let security = match config.tls {
+            TlsMode::Implicit => {
+                Security::Implicit(crate::mail::tls::connector(config.ca_file.as_deref())?)
+            }
+            TlsMode::Starttls => {
+                let mut tls = TlsParameters::builder(config.host.clone());
+                if let Some(path) = &config.ca_file {
+                    let pem = std::fs::read(path).map_err(|e| Error::CaFile {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    })?;
+                    let cert = Certificate::from_pem(&pem).map_err(|e| Error::CaFile {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    })?;
+                    tls = tls.add_root_certificate(cert);
+                }
+                Security::Starttls(
+                    tls.build_rustls()
+                        .map_err(|e| smtp_err(format!("TLS setup: {e}")))?,
+                )
+            }
+        };
+        let mut credentials = None;
         if let (Some(user), Some(source)) = (&config.user, config.password_source()) {
             let source = source?;
             let secret = source.read()?;
-            builder = builder.credentials(Credentials::new(
+            credentials = Some(Credentials::new(
                 user.clone(),
                 secret.expose_secret().to_string(),
             ));
@@ -72,12 +74,17 @@ impl Sender {
             .parse()
             .map_err(|e| Error::Config(format!("[mail.smtp] from = {:?}: {e}", config.from)))?;
         Ok(Sender {
-            transport: builder.build(),
+            submission: Submission::new(
+                config.host.clone(),
+                config.port,
+                security,
+                credentials,
+                Duration::from_secs(config.timeout_seconds.max(1)),
+            ),
             from: Mailbox::new(config.from_name.clone(), address),
             server,
             max_attempts: config.max_attempts.max(1),
             backoff_seconds: config.backoff_seconds.max(1),
-            timeout: Duration::from_secs(config.timeout_seconds.max(1)),
             pickup: None,
         })
     }
@@ -125,6 +132,19 @@ pub async fn run_once(
     clock: &Clock,
     actor: &str,
 ) -> Result<SendSummary, Error> {
+    let out = drain(store, sender, clock, actor).await;
+    // One session per pass: an idle connection would only be closed by the
+    // server's timeout before the next pass.
+    sender.submission.close().await;
+    out
+}
+
+async fn drain(
+    store: &mut Store,
+    sender: &Sender,
+    clock: &Clock,
+    actor: &str,
+) -> Result<SendSummary, Error> {
     let mut summary = SendSummary::default();
     // Bounded so that a row the pass itself re-queues is not retried at once.
     let started = clock.now();
@@ -144,18 +164,14 @@ pub async fn run_once(
         let claim_ms = t_claim.elapsed().as_secs_f64() * 1e3;
         let t_send = std::time::Instant::now();
         let result = match build(&mail, &sender.from, clock.now()) {
-            // lettre's own timeout covers only the TCP connect: a server
-            // that accepts and then falls silent would hang the pass.
             Ok(message) => {
-                match tokio::time::timeout(sender.timeout, sender.transport.send(message)).await {
-                    Ok(sent) => sent
-                        .map(|_| ())
-                        .map_err(|e| (e.is_permanent(), e.to_string())),
-                    Err(_) => Err((
-                        false,
-                        format!("no answer within {} s", sender.timeout.as_secs()),
-                    )),
-                }
+                // Mail 2's wire bytes hold the minted secrets.
+                let bytes = zeroize::Zeroizing::new(message.formatted());
+                sender
+                    .submission
+                    .send(message.envelope(), &bytes)
+                    .await
+                    .map_err(|f| (f.permanent, f.message))
             }
             Err(message) => Err((true, message)),
         };

@@ -101,8 +101,9 @@ impl MailStack {
         entry.split_once(':').unwrap().1.to_string()
     }
 
-    /// The `[mail]` section: IMAP as signup@kx.test over `tls`
-    /// ("implicit" or "starttls"), SMTP submission with STARTTLS + AUTH.
+    /// The `[mail]` section: IMAP as signup@kx.test and SMTP submission
+    /// with AUTH, both over `tls`: "implicit" (IMAPS and SMTPS) or
+    /// "starttls".
     pub fn config(&self, home: &Path, tls: &str) -> String {
         let imap_pw = home.join("imap-password");
         let smtp_pw = home.join("smtp-password");
@@ -113,14 +114,18 @@ impl MailStack {
         } else {
             self.get("MAIL_IMAP_PORT")
         };
+        let smtp_port = if tls == "implicit" {
+            self.get("MAIL_SMTPS_PORT")
+        } else {
+            self.get("MAIL_SMTP_PORT")
+        };
         let ca = self.get("MAIL_CA_FILE");
         format!(
             "\n[mail]\ninterval_seconds = 1\n\n[mail.imap]\nhost = \"localhost\"\nport = {imap_port}\n\
              tls = \"{tls}\"\nuser = \"signup@kx.test\"\npassword_file = {imap_pw:?}\nca_file = {ca:?}\n\n\
-             [mail.smtp]\nhost = \"localhost\"\nport = {}\ntls = \"starttls\"\nuser = \"signup@kx.test\"\n\
+             [mail.smtp]\nhost = \"localhost\"\nport = {smtp_port}\ntls = \"{tls}\"\nuser = \"signup@kx.test\"\n\
              password_file = {smtp_pw:?}\nfrom = \"signup@kx.test\"\nfrom_name = \"全国設計事務所健康保険組合\"\n\
-             ca_file = {ca:?}\nbackoff_seconds = 1\n",
-            self.get("MAIL_SMTP_PORT")
+             ca_file = {ca:?}\nbackoff_seconds = 1\n"
         )
     }
 
