@@ -1328,7 +1328,7 @@ mod tests {
         let mut attempt = |name: &str, password: &str| {
             let before = VERIFIES.with(|n| n.get());
             let out = login(
-                &mut store, &key, &config, name, password, "000000", client, 10,
+                &mut store, &key, &config, name, password, "000000", None, client, 10,
             )
             .unwrap();
             (out.is_ok(), VERIFIES.with(|n| n.get()) - before)
