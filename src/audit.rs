@@ -50,19 +50,6 @@ pub fn run(home: Home, command: AuditCommand) -> Result<ExitCode> {
             key,
             checkpoint,
         } => {
-            // Without a published key (a production home with no [audit]
-            // key yet) the events are still checked; checkpoints cannot be.
-            let public = match key {
-                Some(path) => Some(audit_log::read_public_key(&path)?),
-                None => {
-                    let path = audit_log::public_key_path(&home);
-                    if path.exists() {
-                        Some(audit_log::read_public_key(&path)?)
-                    } else {
-                        None
-                    }
-                }
-            };
             let mut extra = Vec::new();
             for path in checkpoint {
                 let text = std::fs::read_to_string(&path)
@@ -70,12 +57,17 @@ pub fn run(home: Home, command: AuditCommand) -> Result<ExitCode> {
                 extra.push((path.display().to_string(), text));
             }
             let store = Store::open(&home.database(), false)?;
-            let report = audit_log::verify(
-                &store,
-                &audit_log::origin(&config),
-                public.as_deref(),
-                &extra,
-            )?;
+            // Without a published key (a production home with no [audit]
+            // key yet) the events are still checked; checkpoints cannot be.
+            let report = match key {
+                Some(path) => audit_log::verify(
+                    &store,
+                    &audit_log::origin(&config),
+                    Some(&audit_log::read_public_key(&path)?),
+                    &extra,
+                )?,
+                None => audit_log::verify_published(&store, &home, &config, &extra)?,
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

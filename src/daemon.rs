@@ -31,6 +31,66 @@ const PICKUP_POLL: Duration = Duration::from_millis(100);
 /// How long a stop waits for a signing pass or a mail pass in progress.
 const GRACE: Duration = Duration::from_secs(30);
 
+/// The console's `[console]` with `public_url` resolved: as given, else
+/// from the rest of the file ([`default_public_url`]).
+fn with_public_url(
+    c: &kxca_console::ConsoleConfig,
+    config: &KxcaToml,
+) -> kxca_console::ConsoleConfig {
+    let mut c = c.clone();
+    if c.public_url.is_none() {
+        c.public_url = default_public_url(&config.serve.listen, &config.ca.publication.ocsp_url);
+    }
+    c
+}
+
+/// Where the public role of this home answers: the `[serve]` listen
+/// address (an unspecified address asked on loopback), else the origin of
+/// `[publication] ocsp_url` when it is plain http. None: the console says
+/// it has nowhere to ask, rather than refusing to start.
+fn default_public_url(listen: &str, ocsp_url: &str) -> Option<String> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+    if let Ok(mut addr) = listen.parse::<SocketAddr>() {
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        return Some(format!("http://{addr}"));
+    }
+    if !listen.is_empty() && listen.contains(':') && !listen.contains('/') {
+        return Some(format!("http://{listen}"));
+    }
+    let rest = ocsp_url.strip_prefix("http://")?;
+    let host = rest.split('/').next().filter(|h| !h.is_empty())?;
+    Some(format!("http://{host}"))
+}
+
+#[cfg(test)]
+mod public_url_tests {
+    use super::default_public_url as d;
+
+    #[test]
+    fn the_serve_listener_first_then_a_plain_http_ocsp_origin() {
+        assert_eq!(
+            d("127.0.0.1:8080", "http://x/ocsp").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(d("0.0.0.0:80", "").as_deref(), Some("http://127.0.0.1:80"));
+        assert_eq!(d("[::]:8080", "").as_deref(), Some("http://[::1]:8080"));
+        assert_eq!(
+            d("ca-host:8080", "").as_deref(),
+            Some("http://ca-host:8080")
+        );
+        assert_eq!(
+            d("", "http://kx-ca.example.jp/ocsp").as_deref(),
+            Some("http://kx-ca.example.jp")
+        );
+        assert_eq!(d("", "https://kx-ca.example.jp/ocsp"), None);
+    }
+}
+
 /// `config`: the home's kxca.toml, as loaded before the command ran.
 pub fn run(home: Home, config: KxcaToml, actor: &str) -> Result<()> {
     let ca = Ca::open(home.clone(), Clock::system())?;
@@ -52,7 +112,7 @@ pub fn run(home: Home, config: KxcaToml, actor: &str) -> Result<()> {
     let console = match &config.console {
         Some(c) => Some(kxca_console::Console::open(
             &home,
-            c.clone(),
+            with_public_url(c, &config),
             crate::intake::policy(&Some(home.root().into()), &None)?,
             config.mail.clone(),
         )?),

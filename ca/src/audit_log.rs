@@ -384,6 +384,11 @@ pub struct Report {
     pub checkpoints: usize,
     /// Size of the newest checkpoint that verified.
     pub latest_checkpoint: Option<i64>,
+    /// When that checkpoint was signed (Unix seconds), when it is one of
+    /// the store's (a note given from outside carries no time).
+    pub latest_checkpoint_at: Option<i64>,
+    /// The root of the tree rebuilt from the events, hex.
+    pub root: String,
     /// Events after the latest checkpoint: not yet covered by a signature.
     pub unsigned_events: i64,
     /// Every inconsistency found, in order.
@@ -554,8 +559,10 @@ fn verify_tree(
             .get(leaf as usize)
             .map_or(format!("leaf {leaf}"), |(_, id)| format!("event {id}"))
     };
-    let mut notes: Vec<(String, String)> = audit::checkpoints(snapshot)?
-        .into_iter()
+    let stored = audit::checkpoints(snapshot)?;
+    let mut notes: Vec<(String, String)> = stored
+        .iter()
+        .cloned()
         .map(|c| (format!("checkpoint {}", c.size), c.note))
         .collect();
     notes.extend(extra.iter().cloned());
@@ -662,7 +669,16 @@ fn verify_tree(
         }
     }
     let latest = good.last().map(|c| c.size);
+    let latest_at = good.last().and_then(|cp| {
+        stored
+            .iter()
+            .filter(|s| s.size == cp.size && s.note.starts_with(&cp.body))
+            .map(|s| s.signed_at)
+            .max()
+    });
     let report = Report {
+        latest_checkpoint_at: latest_at,
+        root: hex::encode(tree.root(size as usize)),
         ok: findings.is_empty(),
         events: rows.len(),
         tree_size: size,
@@ -672,6 +688,25 @@ fn verify_tree(
         findings,
     };
     Ok((report, tree))
+}
+
+/// `verify` as `kxca audit verify` runs it without `--key`: against the
+/// audit public key published under the home (none published: events are
+/// still checked, any checkpoint is a finding). The console's audit state
+/// calls this too.
+pub fn verify_published(
+    store: &Store,
+    home: &Home,
+    config: &Config,
+    extra: &[(String, String)],
+) -> Result<Report, Error> {
+    let path = public_key_path(home);
+    let public = if path.exists() {
+        Some(read_public_key(&path)?)
+    } else {
+        None
+    };
+    verify(store, &origin(config), public.as_deref(), extra)
 }
 
 /// The audit public key as published (DER SPKI), or the key in `file`.

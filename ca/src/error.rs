@@ -176,6 +176,20 @@ pub enum Error {
         /// root or issuing.
         role: String,
     },
+    /// A request a rule of the domain refuses (an application row with
+    /// errors, an account already revoked, a pickup being signed...).
+    /// `kind` says which rule, for an interface that words refusals in its
+    /// own language (the console's Japanese table); the text is the English
+    /// line the CLI prints, as `InvalidField` words it when `field` is set.
+    #[error("{}", refused_text(field.as_deref(), message))]
+    Refused {
+        /// Which rule refused.
+        kind: Refusal,
+        /// The field, as the command line names it, if one is at fault.
+        field: Option<String>,
+        /// What is wrong, in English.
+        message: String,
+    },
     /// An enrolment (a certificate pickup) cannot do what was asked.
     #[error("enrolment {id}: {message}")]
     Enrolment {
@@ -184,6 +198,76 @@ pub enum Error {
         /// What is wrong, with the state it is in.
         message: String,
     },
+}
+
+fn refused_text(field: Option<&str>, message: &str) -> String {
+    match field {
+        Some(f) => format!("field {f}: {message}"),
+        None => message.to_string(),
+    }
+}
+
+/// Which rule refused a request ([`Error::Refused`]). Every refusal a
+/// union admin can meet from the console has its own kind, so the console
+/// words it in Japanese without reading the English text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// No application with that id.
+    UnknownApplication,
+    /// The application has no such row.
+    UnknownRow {
+        /// The row asked for.
+        row: u32,
+    },
+    /// A row with errors cannot be approved.
+    RowHasErrors {
+        /// The row.
+        row: u32,
+    },
+    /// Rows chosen for approval that the account rules refuse; nothing was
+    /// approved.
+    RowsNotApproved {
+        /// Each refused row and why.
+        rows: Vec<(u32, RowRefusal)>,
+    },
+    /// A rejection without a reason for the applicant.
+    ReasonMissing,
+    /// A rejection naming no rows.
+    NoRowsNamed,
+    /// No account with that certificate id.
+    UnknownAccount,
+    /// The account is revoked: nothing more can be done with it.
+    AccountRevoked,
+    /// The account has no pickup to renew or announce.
+    NoPickup,
+    /// An office with no active account.
+    NoOfficeAccount,
+    /// The pickup's certificate is being signed right now.
+    PickupBeingSigned,
+    /// The pickup is over (picked up or cancelled); a reset starts a new one.
+    PickupFinished,
+    /// A code can only be minted for a waiting pickup.
+    PickupNotWaiting,
+}
+
+/// Why the account rules refuse one application row at approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum RowRefusal {
+    /// The row does not make a certificate holder the profile accepts.
+    InvalidHolder,
+    /// The certificate id template cannot be filled from the row.
+    CertificateId,
+    /// An account with this certificate id exists.
+    AccountExists,
+    /// This contact of the office has an account.
+    ContactHasAccount,
+    /// The office has an account and may have only one.
+    OfficeHasAccount,
+    /// A 社労士 row before the office's own contact has an account.
+    SharoushiNeedsOffice,
 }
 
 // `store::sql` errors get their path from the store; one that escaped
@@ -222,6 +306,14 @@ impl Error {
     pub(crate) fn field(field: &str, message: impl Into<String>) -> Self {
         Error::InvalidField {
             field: field.to_string(),
+            message: message.into(),
+        }
+    }
+    /// A refusal of `kind`, worded for the CLI like `InvalidField` of `field`.
+    pub fn refused(kind: Refusal, field: &str, message: impl Into<String>) -> Self {
+        Error::Refused {
+            kind,
+            field: Some(field.to_string()),
             message: message.into(),
         }
     }

@@ -41,7 +41,7 @@ pub use ca::{Ca, InitOptions, IssueRequest, IssuedCertificate};
 pub use clock::{rfc3339, Clock};
 pub use config::Config;
 pub use crl::{build as build_crl, CrlInput, CrlOutput, RevokedEntry};
-pub use error::Error;
+pub use error::{Error, Refusal, RowRefusal};
 pub use holder::Holder;
 pub use home::Home;
 pub use password::{generate_password, Password};

@@ -6,6 +6,8 @@
 
 pub mod admins;
 pub mod key;
+pub mod public;
+mod refusals;
 pub mod tls;
 mod views;
 mod web;
@@ -44,6 +46,16 @@ pub struct ConsoleConfig {
     /// How long a locked account stays locked.
     #[serde(default = "default_lockout_minutes")]
     pub lockout_minutes: u64,
+    /// Where the console asks the public role (`kxca serve`) for live OCSP
+    /// answers and the served CRL, `http://host:port`. Unset: the `[serve]`
+    /// listen address of the same kxca.toml.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// How long the audit record's verification (shown on the audit and
+    /// status pages) is reused before it runs again: a full verification
+    /// reads every event, so it runs at most once per this many seconds.
+    #[serde(default = "default_audit_verify_seconds")]
+    pub audit_verify_seconds: u64,
     /// Failed logins from one client address (the connection's peer, never
     /// a header) within `ip_window_minutes` after which every login from it
     /// is refused with 429 until the window has passed; unknown names count.
@@ -89,6 +101,9 @@ fn default_max_failures() -> u32 {
 fn default_lockout_minutes() -> u64 {
     30
 }
+fn default_audit_verify_seconds() -> u64 {
+    60
+}
 // Four accounts' worth of lockouts: a clerk mistyping cannot reach it, a
 // name-guessing run stops after 20 tries in a quarter of an hour. Behind an
 // SSH tunnel every admin shares 127.0.0.1, so it must stay well above one
@@ -109,6 +124,8 @@ impl Default for ConsoleConfig {
             session_hours: default_session_hours(),
             max_failures: default_max_failures(),
             lockout_minutes: default_lockout_minutes(),
+            public_url: None,
+            audit_verify_seconds: default_audit_verify_seconds(),
             ip_max_failures: default_ip_max_failures(),
             ip_window_minutes: default_ip_window_minutes(),
         }
@@ -131,6 +148,9 @@ impl ConsoleConfig {
         }
         if self.idle_minutes == 0 || self.session_hours == 0 {
             return Err("[console] idle_minutes and session_hours must be at least 1".to_string());
+        }
+        if let Some(url) = &self.public_url {
+            public::PublicRole::parse(url).map_err(|e| format!("[console] public_url = {e}"))?;
         }
         if self.max_failures == 0 || self.lockout_minutes == 0 {
             return Err(

@@ -8,6 +8,8 @@ pub struct Who {
     pub name: String,
     pub role: &'static str,
     pub csrf: String,
+    /// Officers see the ceremony page in the menu.
+    pub officer: bool,
 }
 
 #[derive(Template)]
@@ -35,6 +37,13 @@ pub struct AppLine {
 pub struct Inbox {
     pub who: Who,
     pub apps: Vec<AppLine>,
+    pub pager: Pager,
+}
+
+/// The 前へ/次へ links of a paged list (None: no page that way).
+pub struct Pager {
+    pub newer: Option<String>,
+    pub older: Option<String>,
 }
 
 pub struct Cell {
@@ -106,9 +115,12 @@ pub struct Accounts {
     pub q: String,
     pub searched: bool,
     pub accounts: Vec<AccountLine>,
+    pub pager: Pager,
 }
 
 pub struct CertLine {
+    /// What the public role answers over OCSP, verified, and its CSS class.
+    pub ocsp: (String, &'static str),
     pub serial: String,
     pub state: String,
     pub not_before: String,
@@ -131,6 +143,8 @@ pub struct AccountPage {
     pub approved: String,
     pub revoked: Option<String>,
     pub certificates: Vec<CertLine>,
+    /// Why the OCSP column is empty (the public role does not answer).
+    pub ocsp_note: Option<String>,
     pub pickups: Vec<PickupLine>,
     pub mails: Vec<MailLine>,
     pub reasons: Vec<(&'static str, &'static str)>,
@@ -159,6 +173,7 @@ pub struct MailLine {
 pub struct Outbox {
     pub who: Who,
     pub mails: Vec<MailLine>,
+    pub pager: Pager,
 }
 
 pub struct AuditLine {
@@ -176,7 +191,58 @@ pub struct Audit {
     pub who: Who,
     pub action: String,
     pub actor: String,
+    pub from: String,
+    pub to: String,
+    /// A filter value that could not be read, in words.
+    pub error: Option<String>,
     pub events: Vec<AuditLine>,
+    pub pager: Pager,
+    pub state: AuditState,
+}
+
+/// Whether the audit record verifies, as `kxca audit verify` checks it.
+#[derive(Clone)]
+pub struct AuditState {
+    /// 正常 or 異常.
+    pub ok: bool,
+    pub tree_size: i64,
+    pub root: String,
+    pub latest_checkpoint: String,
+    /// When this verification ran (the result is cached for a short time).
+    pub checked_at: String,
+    /// Why it is 異常: the first findings, as verify words them.
+    pub reasons: Vec<String>,
+    /// How many findings in all.
+    pub findings: usize,
+}
+
+pub struct AuthorityLine {
+    pub name: String,
+    pub role: &'static str,
+    pub state: String,
+    pub key: String,
+    pub not_before: String,
+    pub not_after: String,
+    pub crl: String,
+}
+
+pub struct CeremonyLine {
+    pub id: i64,
+    pub at: String,
+    pub kind: String,
+    pub file_sha256: String,
+    pub officers: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "ceremonies.html")]
+pub struct Ceremonies {
+    pub who: Who,
+    pub authorities: Vec<AuthorityLine>,
+    pub runs: Vec<CeremonyLine>,
+    pub pager: Pager,
+    pub officers: Vec<String>,
 }
 
 pub struct ExpiringLine {
@@ -198,6 +264,18 @@ pub struct Status {
     pub failed: Vec<MailLine>,
     pub issuing: String,
     pub crl: String,
+    /// The CRL the public role serves, checked.
+    pub public_crl: Health,
+    /// One OCSP answer from the public role, checked.
+    pub public_ocsp: Health,
+    pub audit: AuditState,
+}
+
+/// A health line of the status page: 正常 or 異常 with its reason.
+#[derive(Clone)]
+pub struct Health {
+    pub ok: bool,
+    pub text: String,
 }
 
 #[derive(Template)]

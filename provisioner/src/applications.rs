@@ -467,6 +467,32 @@ pub fn list(conn: &Snapshot<'_>, limit: i64) -> Result<Vec<Application>, kxca_ca
     Ok(apps)
 }
 
+/// One page of applications (without their rows), newest first; the
+/// console's inbox and anything else listing many of them.
+pub fn page(
+    conn: &Snapshot<'_>,
+    req: &kxca_ca::store::paging::PageRequest,
+) -> Result<kxca_ca::store::paging::Page<Application>, kxca_ca::Error> {
+    kxca_ca::store::paging::page(
+        req,
+        |a: &Application| a.id,
+        |k| {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {COLUMNS} FROM applications WHERE id {} ?1 ORDER BY id {} LIMIT ?2",
+                    k.op, k.order
+                ))
+                .map_err(sql)?;
+            let apps = stmt
+                .query_map(params![k.key, k.limit], application)
+                .map_err(sql)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(sql)?;
+            Ok(apps)
+        },
+    )
+}
+
 /// One application with its rows.
 pub fn get(conn: &Snapshot<'_>, id: i64) -> Result<Option<Application>, kxca_ca::Error> {
     let app = conn

@@ -475,10 +475,12 @@ pub fn store_code(
     let PreparedCode { code, hash } = prepared;
     let row = row_required(tx, id)?;
     if row.state != Stored::Open {
-        return Err(Error::Enrolment {
-            id: id.0,
+        return Err(Error::Refused {
+            kind: crate::Refusal::PickupNotWaiting,
+            field: None,
             message: format!(
-                "is {}; a code can only be minted for a waiting enrolment",
+                "enrolment {}: is {}; a code can only be minted for a waiting enrolment",
+                id.0,
                 row.state_at(now)
             ),
         });
@@ -509,10 +511,18 @@ pub fn renew(tx: &Tx<'_>, id: EnrolmentId, actor: &str, now: i64) -> Result<(), 
     let row = row_required(tx, id)?;
     let was = row.state_at(now);
     if row.state != Stored::Open {
-        return Err(Error::Enrolment {
-            id: id.0,
+        // Claimed: the daemon is signing its certificate right now.
+        let kind = if row.state == Stored::Claimed {
+            crate::Refusal::PickupBeingSigned
+        } else {
+            crate::Refusal::PickupFinished
+        };
+        return Err(Error::Refused {
+            kind,
+            field: None,
             message: format!(
-                "is {was}; only a waiting, locked or expired pickup can be renewed (an issued certificate is replaced by a reset)"
+                "enrolment {}: is {was}; only a waiting, locked or expired pickup can be renewed (an issued certificate is replaced by a reset)",
+                id.0
             ),
         });
     }

@@ -5,6 +5,7 @@
 //! - [`asn1`]: the RFC 6960 structures;
 //! - [`response`]: signing responses with the delegated responder;
 //! - [`issuer`]: the issuing CAs answered for, by CertID hashes;
+//! - [`probe`]: a relying party's request and checks, to ask the public role;
 //! - [`responder_key`]: opening the delegated responder key with its own secret;
 //! - `responder_cert`: issuing that responder's certificate (CA key);
 //! - [`store`]: its tables (migration component "ocsp");
@@ -15,6 +16,7 @@ pub mod asn1;
 mod config;
 pub mod issuer;
 mod maintainer;
+pub mod probe;
 pub(crate) mod responder_cert;
 pub mod responder_key;
 pub mod response;

@@ -17,6 +17,7 @@ pub mod authorities;
 pub mod certificates;
 pub mod crls;
 pub(crate) mod migrations;
+pub mod paging;
 pub mod revocations;
 mod tx;
 

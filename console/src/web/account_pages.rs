@@ -41,31 +41,39 @@ pub(super) async fn accounts_search(
         .unwrap_or_default();
     let searched = query.is_some();
     let text = q.clone();
+    let req = page_request(&query.as_deref().map(form).unwrap_or_default());
     let found = if searched {
         with_ca(&state, move |_, ca| {
             ca.store().read(|s| {
-                accounts::register::search(
+                accounts::register::search_page(
                     s,
                     Some(&text).filter(|t| !t.is_empty()).map(|t| t.as_str()),
-                    200,
+                    &req,
                 )
             })
         })
         .await
     } else {
-        Ok(Vec::new())
+        Ok(kxca_ca::store::paging::Page {
+            items: Vec::new(),
+            newer: None,
+            older: None,
+        })
     };
     let found = match found {
         Ok(f) => f,
         Err(e) => return failure(e),
     };
+    let pager = pager("/accounts", &[("q", &q)], &found);
     html(
         StatusCode::OK,
         &Accounts {
             who: a.who(),
             q,
             searched,
+            pager,
             accounts: found
+                .items
                 .into_iter()
                 .map(|x| AccountLine {
                     state: state_ja(x.state),
@@ -96,6 +104,7 @@ pub(super) async fn account_page(
         Err(e) => return failure(e),
     };
     let current = acc.current_serial.clone();
+    let live = live_ocsp(&state, &acc.certificate_id).await;
     let (pickups, mails) = match with_ca(&state, {
         let cid = acc.certificate_id.clone();
         let to = [acc.email1.clone(), acc.email2.clone()];
@@ -157,10 +166,17 @@ pub(super) async fn account_page(
                     acc.revoke_reason.as_deref().unwrap_or("-")
                 )
             }),
+            ocsp_note: live.note,
             certificates: acc
                 .certificates
                 .iter()
                 .map(|c| CertLine {
+                    ocsp: live
+                        .answers
+                        .iter()
+                        .find(|(serial, _)| serial.eq_ignore_ascii_case(&c.serial))
+                        .map(|(_, a)| a.clone())
+                        .unwrap_or_else(|| ("-".to_string(), "")),
                     current: current.as_deref() == Some(c.serial.as_str()),
                     serial: c.serial.clone(),
                     state: match &c.revocation_reason {
@@ -313,4 +329,77 @@ pub(super) async fn account_action(
         }
         Err(e) => refused(&a, &e, &back),
     }
+}
+
+/// The public role's answers for an account's certificates: (serial,
+/// (words, class)) each, and a note for the whole table when there are none.
+struct Live {
+    answers: Vec<(String, (String, &'static str))>,
+    note: Option<String>,
+}
+
+/// Asks the public role about each issued or revoked certificate of `cid`,
+/// one after another; once it does not answer, the rest are not asked (a
+/// hanging public role costs the page one timeout, not one per row).
+async fn live_ocsp(state: &Shared, cid: &str) -> Live {
+    let Some(public) = state.public.clone() else {
+        return Live {
+            answers: Vec::new(),
+            note: Some(
+                "公開側の問い合わせ先が設定されていません([console] public_url)".to_string(),
+            ),
+        };
+    };
+    let id = cid.to_string();
+    let certs = with_ca(state, move |_, ca| {
+        ca.store().read(|s| {
+            let mut out = Vec::new();
+            for c in kxca_ca::store::certificates::by_certificate_id(s, &id)? {
+                // Revoked certificates stay `issued` here (revocation is its
+                // own table): they are asked about too.
+                if c.state == kxca_ca::CertificateState::Issued {
+                    let issuer = kxca_ca::store::authorities::by_id(s, c.authority_id)?;
+                    out.push((c.serial, issuer));
+                }
+            }
+            Ok(out)
+        })
+    })
+    .await;
+    let certs = match certs {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "reading certificates for the OCSP check failed");
+            return Live {
+                answers: Vec::new(),
+                note: Some("証明書を読み出せませんでした".to_string()),
+            };
+        }
+    };
+    let mut live = Live {
+        answers: Vec::new(),
+        note: None,
+    };
+    for (serial, issuer) in certs {
+        let Ok(bytes) = hex::decode(&serial) else {
+            continue;
+        };
+        match public.ocsp(&issuer, &bytes, now()).await {
+            Ok(answer) => live.answers.push((serial, live::status_ja(&answer.status))),
+            Err(e) => {
+                tracing::warn!(serial = %serial, public = %public.url(), error = %e, "live OCSP check failed");
+                let words = live::failure_ja(&e);
+                if matches!(e, crate::public::Failure::Unreachable(_)) {
+                    live.note = Some(format!(
+                        "{words}。OCSPの欄は空です。証明書の状態は台帳のものです(問い合わせ先: {})。",
+                        public.url()
+                    ));
+                    break;
+                }
+                live.answers
+                    .push((serial, (format!("異常: {words}"), "bad")));
+            }
+        }
+    }
+    live
 }

@@ -4,18 +4,24 @@
 
 use super::*;
 
-pub(super) async fn inbox(a: Authed, State(state): State<Shared>) -> Response {
-    let apps = with_ca(&state, |_, ca| {
-        ca.store().read(|s| applications::list(s, 1000))
+pub(super) async fn inbox(
+    a: Authed,
+    State(state): State<Shared>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let f = query.as_deref().map(form).unwrap_or_default();
+    let req = page_request(&f);
+    let page = with_ca(&state, move |_, ca| {
+        ca.store().read(|s| applications::page(s, &req))
     })
     .await;
-    let apps = match apps {
-        Ok(apps) => apps,
+    let mut page = match page {
+        Ok(page) => page,
         Err(e) => return failure(e),
     };
-    let apps = apps
+    let pager = pager("/", &[], &page);
+    let apps = std::mem::take(&mut page.items)
         .into_iter()
-        .rev()
         .map(|a| AppLine {
             id: a.id,
             sender: a.sender.unwrap_or_else(|| "(不明)".to_string()),
@@ -30,7 +36,14 @@ pub(super) async fn inbox(a: Authed, State(state): State<Shared>) -> Response {
             },
         })
         .collect();
-    html(StatusCode::OK, &Inbox { who: a.who(), apps })
+    html(
+        StatusCode::OK,
+        &Inbox {
+            who: a.who(),
+            apps,
+            pager,
+        },
+    )
 }
 
 /// The key of a column's value in a row's stored fields.
@@ -344,15 +357,25 @@ pub(super) async fn approve(
                 ));
             }
             for r in &out.refused {
+                // The English reason stays in the log; the admin reads the
+                // rule's Japanese words.
+                tracing::info!(
+                    application = id,
+                    row = r.row,
+                    reason = r.reason.as_deref().unwrap_or("-"),
+                    "row not approved"
+                );
                 lines.push(format!(
                     "{}行目: 承認できませんでした({})",
                     r.row,
-                    r.reason.as_deref().unwrap_or("-")
+                    r.kind
+                        .map(crate::refusals::row_ja)
+                        .unwrap_or("アカウントの決まりにより承認できません。")
                 ));
             }
             if !out.already_decided.is_empty() {
                 lines.push(format!(
-                    "すでに処理済みの行: {}",
+                    "すでに承認または却下されているため、処理しなかった行: {}",
                     out.already_decided
                         .iter()
                         .map(u32::to_string)
@@ -414,6 +437,15 @@ pub(super) async fn reject(
     })
     .await;
     match out {
+        Ok(out) if out.refused.is_empty() && !out.already_decided.is_empty() => message(
+            StatusCode::CONFLICT,
+            Some(a.who()),
+            "却下できませんでした",
+            vec![format!(
+                "{row} 行目はすでに承認または却下されているため、却下しませんでした。決定を取り消す場合は、アカウント画面で失効してください。"
+            )],
+            &back,
+        ),
         Ok(out) => message(
             StatusCode::OK,
             Some(a.who()),

@@ -41,6 +41,10 @@ pub struct Console {
     intake: IntakePolicy,
     mail: Option<MailConfig>,
     profile: String,
+    /// Where live OCSP answers and the served CRL are asked for.
+    public: Option<crate::public::PublicRole>,
+    /// The last audit verification and when it ran (see `audit_state`).
+    audit: Mutex<Option<(std::time::Instant, AuditState)>>,
     /// `[console.tls]`, loaded and checked at open.
     tls: Option<TlsSetup>,
 }
@@ -55,6 +59,15 @@ impl Console {
         intake: IntakePolicy,
         mail: Option<MailConfig>,
     ) -> Result<Console, Error> {
+        let public = config
+            .public_url
+            .as_deref()
+            .map(crate::public::PublicRole::parse)
+            .transpose()
+            .map_err(|message| Error::InvalidField {
+                field: "console.public_url".to_string(),
+                message,
+            })?;
         let key = ConsoleKey::load_or_create(home)?;
         let mut ca = Ca::open(home.clone(), kxca_ca::Clock::system())?;
         kxca_provisioner::migrate(ca.store_mut())?;
@@ -74,6 +87,8 @@ impl Console {
             intake,
             mail,
             profile: "office-client".to_string(),
+            public,
+            audit: Mutex::new(None),
         })
     }
 }
@@ -131,12 +146,15 @@ pub async fn bind(console: Console) -> Result<(ConsoleListener, SocketAddr, Rout
 }
 
 mod account_pages;
+mod ceremonies;
 mod dashboards;
 mod inbox;
+mod live;
 mod login;
 mod password;
 
 use account_pages::*;
+use ceremonies::*;
 use dashboards::*;
 use inbox::*;
 use login::*;
@@ -157,6 +175,7 @@ fn router(state: Shared) -> Router {
         .route("/outbox", get(outbox_page))
         .route("/outbox/{id}/retry", post(outbox_retry))
         .route("/audit", get(audit_page))
+        .route("/ceremonies", get(ceremonies_page))
         .route("/accounts", get(accounts_search))
         .route("/accounts/{cid}", get(account_page))
         .route("/accounts/{cid}/{action}", post(account_action))
@@ -361,6 +380,7 @@ impl Authed {
             name: self.admin.name.clone(),
             role: self.admin.role.label_ja(),
             csrf: self.csrf.clone(),
+            officer: self.admin.role == crate::Role::Officer,
         }
     }
 
@@ -497,17 +517,137 @@ fn jst(t: i64) -> String {
     )
 }
 
+/// A provisioner or CA function refused: its Japanese words from the one
+/// table (crate::refusals). An error not in it is not shown as is (its
+/// English text may name files): a generic line, the detail in the log.
 fn refused(a: &Authed, e: &Error, back: &str) -> Response {
+    let mut lines = vec!["次の理由で処理されませんでした。内容を確認してください。".to_string()];
+    match crate::refusals::ja(e) {
+        Some(ja) => {
+            tracing::info!(admin = %a.admin.name, refusal = %e, "console action refused");
+            lines.extend(ja);
+        }
+        None => {
+            tracing::error!(admin = %a.admin.name, error = %e, "console action failed");
+            lines = vec!["予期しない理由で処理できませんでした。時間をおいてもう一度お試しください。続く場合はシステム担当者に連絡してください(kxca daemon のログに詳細があります)。".to_string()];
+        }
+    }
     message(
         StatusCode::CONFLICT,
         Some(a.who()),
         "実行できませんでした",
-        vec![
-            "次の理由で処理されませんでした。内容を確認してください。".to_string(),
-            e.to_string(),
-        ],
+        lines,
         back,
     )
+}
+
+/// Rows per page of the paged lists.
+const PAGE: usize = 50;
+
+/// The page a query string asks for (`before` / `after` ids).
+fn page_request(f: &[(String, String)]) -> kxca_ca::store::paging::PageRequest {
+    kxca_ca::store::paging::PageRequest {
+        cursor: kxca_ca::store::paging::Cursor::from_query(one(f, "before"), one(f, "after")),
+        size: PAGE,
+    }
+}
+
+/// The 前へ/次へ links of `page` on `path`, keeping the list's filters.
+fn pager<T>(path: &str, keep: &[(&str, &str)], page: &kxca_ca::store::paging::Page<T>) -> Pager {
+    let link = |k: &str, id: i64| {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in keep.iter().filter(|(_, v)| !v.is_empty()) {
+            q.append_pair(name, value);
+        }
+        q.append_pair(k, &id.to_string());
+        format!("{path}?{}", q.finish())
+    };
+    Pager {
+        newer: page.newer.map(|id| link("after", id)),
+        older: page.older.map(|id| link("before", id)),
+    }
+}
+
+/// Whether the audit record verifies: `kxca audit verify`'s own function
+/// (`audit_log::verify_published`), run at most once per
+/// `[console] audit_verify_seconds` (the result is cached: a verification
+/// reads every event). The lock is held while it runs, so requests
+/// arriving meanwhile wait for that one run instead of starting their own.
+async fn audit_state(state: &Shared) -> AuditState {
+    match verify_audit(state).await {
+        Ok(s) => s,
+        // The page still opens: a record that cannot be checked is 異常.
+        Err(e) => {
+            tracing::error!(error = %e, "audit record could not be verified");
+            AuditState {
+                ok: false,
+                tree_size: 0,
+                root: "-".to_string(),
+                latest_checkpoint: "-".to_string(),
+                checked_at: jst(now()),
+                reasons: vec![
+                    "検証を実行できませんでした(kxca daemon のログに詳細があります)。".to_string(),
+                ],
+                findings: 1,
+            }
+        }
+    }
+}
+
+async fn verify_audit(state: &Shared) -> Result<AuditState, Error> {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut cached = state.audit.lock().unwrap_or_else(|p| p.into_inner());
+        let ttl = std::time::Duration::from_secs(state.config.audit_verify_seconds);
+        if let Some((at, s)) = cached.as_ref() {
+            if at.elapsed() < ttl {
+                return Ok(s.clone());
+            }
+        }
+        // Its own connection: the console's other requests go on while
+        // every event is read.
+        let (home, config) = {
+            let ca = state.ca.lock().unwrap_or_else(|p| p.into_inner());
+            (ca.home().clone(), ca.config().clone())
+        };
+        let store = kxca_ca::Store::open(&home.database(), false)?;
+        let report = kxca_ca::audit_log::verify_published(&store, &home, &config, &[])?;
+        if !report.ok {
+            tracing::error!(
+                findings = report.findings.len(),
+                "audit record failed verification (see `kxca audit verify`)"
+            );
+        }
+        let s = AuditState {
+            ok: report.ok,
+            tree_size: report.tree_size,
+            root: report.root.clone(),
+            latest_checkpoint: match (report.latest_checkpoint, report.latest_checkpoint_at) {
+                (Some(size), Some(at)) => format!(
+                    "{}({size}件まで署名済み、未署名 {}件)",
+                    jst(at),
+                    report.unsigned_events
+                ),
+                (Some(size), None) => format!("{size}件まで署名済み"),
+                _ => "まだ署名されていません".to_string(),
+            },
+            checked_at: jst(now()),
+            reasons: report
+                .findings
+                .iter()
+                .take(5)
+                .map(|f| f.message.clone())
+                .collect(),
+            findings: report.findings.len(),
+        };
+        *cached = Some((std::time::Instant::now(), s.clone()));
+        Ok(s)
+    })
+    .await
+    .map_err(|e| Error::InvalidField {
+        field: "console".to_string(),
+        message: format!("a console task failed: {e}"),
+    })?
 }
 
 /// Serves the console on `listener` until `stop` completes; requests in

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use kxca_ca::enrolment::{self, NewEnrolment};
 use kxca_ca::store::{Snapshot, Tx};
-use kxca_ca::{Holder, Profile};
+use kxca_ca::{Holder, Profile, Refusal, RowRefusal};
 use rusqlite::params;
 use serde::Serialize;
 
@@ -45,6 +45,10 @@ pub struct RowOutcome {
     /// Why the row was not approved (English, for the admin's CLI).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Which account rule refused it (for the console's Japanese words);
+    /// `None` for a row rejected by an admin.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<kxca_ca::RowRefusal>,
 }
 
 /// What one approval did.
@@ -74,18 +78,16 @@ fn flag(fields: &serde_json::Value, name: &str) -> bool {
     fields.get(name).and_then(|v| v.as_bool()).unwrap_or(false)
 }
 
-fn refused(message: String) -> kxca_ca::Error {
-    kxca_ca::Error::InvalidField {
-        field: "rows".to_string(),
-        message,
-    }
+fn refused(kind: Refusal, message: String) -> kxca_ca::Error {
+    kxca_ca::Error::refused(kind, "rows", message)
 }
 
 fn unknown_application(id: i64) -> kxca_ca::Error {
-    kxca_ca::Error::InvalidField {
-        field: "application".to_string(),
-        message: format!("no application #{id} (see `kxca applications list`)"),
-    }
+    kxca_ca::Error::refused(
+        Refusal::UnknownApplication,
+        "application",
+        format!("no application #{id} (see `kxca applications list`)"),
+    )
 }
 
 fn decided_rows(tx: &Tx<'_>, application_id: i64) -> Result<Vec<u32>, kxca_ca::Error> {
@@ -173,18 +175,21 @@ fn select<'r>(
         Some(rows) => {
             for n in rows {
                 let r = app.rows.iter().find(|r| r.row == *n).ok_or_else(|| {
-                    refused(format!(
-                        "application #{} has no row {n} (rows: {})",
-                        app.id,
-                        app.rows
-                            .iter()
-                            .map(|r| r.row.to_string())
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    ))
+                    refused(
+                        Refusal::UnknownRow { row: *n },
+                        format!(
+                            "application #{} has no row {n} (rows: {})",
+                            app.id,
+                            app.rows
+                                .iter()
+                                .map(|r| r.row.to_string())
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        ),
+                    )
                 })?;
                 if r.status == RowVerdict::Invalid && !allow_invalid {
-                    return Err(refused(format!(
+                    return Err(refused(Refusal::RowHasErrors { row: *n }, format!(
                         "application #{} row {n} has errors and cannot be approved (see `kxca applications show {}`)",
                         app.id, app.id
                     )));
@@ -311,16 +316,24 @@ fn approve_in(
                     .push((c.holder.contact_code.clone(), c.sharoushi));
                 approved.push((c, certificate_id));
             }
-            Err(reason) => out.refused.push(RowOutcome {
+            Err((kind, reason)) => out.refused.push(RowOutcome {
                 row: c.record.row,
                 certificate_id: None,
                 account_id: None,
                 reason: Some(reason),
+                kind: Some(kind),
             }),
         }
     }
     if rows.is_some() && !out.refused.is_empty() {
         return Err(refused(
+            Refusal::RowsNotApproved {
+                rows: out
+                    .refused
+                    .iter()
+                    .filter_map(|r| Some((r.row, r.kind?)))
+                    .collect(),
+            },
             out.refused
                 .iter()
                 .map(|r| format!("row {}: {}", r.row, r.reason.as_deref().unwrap_or_default()))
@@ -367,6 +380,7 @@ fn approve_in(
             certificate_id: Some(account.certificate_id.clone()),
             account_id: Some(account.id),
             reason: None,
+            kind: None,
         });
     }
     out.approved.sort_by_key(|r| r.row);
@@ -382,29 +396,38 @@ fn check(
     c: &Candidate<'_>,
     batch: &Batch,
     ctx: &Context<'_>,
-) -> Result<Result<String, String>, kxca_ca::Error> {
+) -> Result<Result<String, (RowRefusal, String)>, kxca_ca::Error> {
     let h = &c.holder;
     if let Err(e) = h.check(ctx.profile, &ctx.intake.rules) {
-        return Ok(Err(format!(
-            "the row does not make a valid certificate holder: {e}"
+        return Ok(Err((
+            RowRefusal::InvalidHolder,
+            format!("the row does not make a valid certificate holder: {e}"),
         )));
     }
     let certificate_id = match ctx.profile.certificate_id.render(|n| h.code(n).to_string()) {
         Ok(id) => id,
-        Err(e) => return Ok(Err(format!("certificate id: {e}"))),
+        Err(e) => {
+            return Ok(Err((
+                RowRefusal::CertificateId,
+                format!("certificate id: {e}"),
+            )))
+        }
     };
     if let Some(a) = register::by_certificate_id(tx, &certificate_id)? {
-        return Ok(Err(format!(
+        return Ok(Err((RowRefusal::AccountExists, format!(
             "an account for this contact already exists (certificate id {}, state {}); use `kxca accounts reset` for a new certificate",
             a.certificate_id,
             a.state.as_str()
-        )));
+        ))));
     }
     let existing = register::of_office(tx, &h.union_code, &h.branch_code, &h.office_code)?;
     if let Some(a) = existing.iter().find(|a| a.contact_code == h.contact_code) {
-        return Ok(Err(format!(
-            "contact {} of office {} already has an account ({})",
-            h.contact_code, h.office_code, a.certificate_id
+        return Ok(Err((
+            RowRefusal::ContactHasAccount,
+            format!(
+                "contact {} of office {} already has an account ({})",
+                h.contact_code, h.office_code, a.certificate_id
+            ),
         )));
     }
     let in_batch = batch.get(&c.office()).cloned().unwrap_or_default();
@@ -424,12 +447,12 @@ fn check(
                         .map(|(code, _)| format!("contact {code} in this application")),
                 )
                 .collect();
-            return Ok(Err(format!(
+            return Ok(Err((RowRefusal::OfficeHasAccount, format!(
                 "office {} already has an account ({}) and is not listed in [office] multiple_accounts of {}",
                 h.office_code,
                 holders.join(", "),
                 ctx.intake.rules.path.display()
-            )));
+            ))));
         }
         if c.sharoushi
             && !existing
@@ -437,10 +460,10 @@ fn check(
                 .any(|a| !a.sharoushi && a.state == AccountState::Active)
             && !in_batch.iter().any(|(_, s)| !s)
         {
-            return Ok(Err(format!(
+            return Ok(Err((RowRefusal::SharoushiNeedsOffice, format!(
                 "a 社労士 account needs the office's own contact first: office {} has no active office-contact account and none is approved with this row",
                 h.office_code
-            )));
+            ))));
         }
     }
     Ok(Ok(certificate_id))
@@ -482,7 +505,10 @@ fn insert_account(
     )
     .map_err(sql)?;
     let id = tx.last_insert_rowid();
-    register::by_id(tx, id)?.ok_or_else(|| refused(format!("account #{id} vanished")))
+    register::by_id(tx, id)?.ok_or_else(|| kxca_ca::Error::Database {
+        path: Default::default(),
+        message: format!("account #{id} vanished after its insert"),
+    })
 }
 
 /// Rejects rows of an application with a reason; the applicant is told in
@@ -498,13 +524,15 @@ pub fn reject(
 ) -> Result<Approval, kxca_ca::Error> {
     let reason = reason.trim();
     if reason.is_empty() {
-        return Err(kxca_ca::Error::InvalidField {
-            field: "reason".to_string(),
-            message: "is required: the applicant is told why".to_string(),
-        });
+        return Err(kxca_ca::Error::refused(
+            Refusal::ReasonMissing,
+            "reason",
+            "is required: the applicant is told why",
+        ));
     }
     if rows.is_empty() {
         return Err(refused(
+            Refusal::NoRowsNamed,
             "name the rows to reject (--rows R,...)".to_string(),
         ));
     }
@@ -535,6 +563,7 @@ pub fn reject(
                 certificate_id: None,
                 account_id: None,
                 reason: Some(reason.to_string()),
+                kind: None,
             });
         }
         let row_list: Vec<String> = todo.iter().map(|r| r.row.to_string()).collect();

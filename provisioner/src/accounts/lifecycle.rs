@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use kxca_ca::enrolment::{self, EnrolmentId, NewEnrolment};
 use kxca_ca::store::{revocations, Tx};
-use kxca_ca::{RevocationReason, Serial};
+use kxca_ca::{Refusal, RevocationReason, Serial};
 use rusqlite::params;
 use serde::Serialize;
 
@@ -16,23 +16,22 @@ use super::register::{self, Account, AccountState};
 use crate::error::sql;
 use crate::outbox::{self, NewMail, OutboxKind};
 
-fn not_found(what: String) -> kxca_ca::Error {
-    kxca_ca::Error::InvalidField {
-        field: "certificate_id".to_string(),
-        message: what,
-    }
+fn not_found(kind: Refusal, what: String) -> kxca_ca::Error {
+    kxca_ca::Error::refused(kind, "certificate_id", what)
 }
 
 fn active_account(tx: &Tx<'_>, certificate_id: &str) -> Result<Account, kxca_ca::Error> {
     let a = register::by_certificate_id(tx, certificate_id)?.ok_or_else(|| {
-        not_found(format!(
-            "no account with certificate id {certificate_id:?} (see `kxca accounts list`)"
-        ))
+        not_found(
+            Refusal::UnknownAccount,
+            format!("no account with certificate id {certificate_id:?} (see `kxca accounts list`)"),
+        )
     })?;
     if a.state != AccountState::Active {
-        return Err(not_found(format!(
-            "account {certificate_id} is revoked; approve a new application row for it"
-        )));
+        return Err(not_found(
+            Refusal::AccountRevoked,
+            format!("account {certificate_id} is revoked; approve a new application row for it"),
+        ));
     }
     Ok(a)
 }
@@ -114,7 +113,7 @@ pub fn renew_pickup(
     let out = store.write(|tx| {
         let a = active_account(tx, certificate_id)?;
         let id = a.enrolment_id.ok_or_else(|| {
-            not_found(format!(
+            not_found(Refusal::NoPickup, format!(
                 "account {certificate_id} has no pickup to renew; use `kxca accounts reset`"
             ))
         })?;
@@ -165,7 +164,7 @@ pub fn resend_mail1(
     let out = store.write(|tx| {
         let a = active_account(tx, certificate_id)?;
         let id = a.enrolment_id.ok_or_else(|| {
-            not_found(format!(
+            not_found(Refusal::NoPickup, format!(
                 "account {certificate_id} has no pickup to send mail 1 for; use `kxca accounts reset`"
             ))
         })?;
@@ -235,10 +234,11 @@ pub fn revoke(
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(sql)?;
                 if ids.is_empty() {
-                    return Err(kxca_ca::Error::InvalidField {
-                        field: "office".to_string(),
-                        message: format!("no active account for office code {code:?}"),
-                    });
+                    return Err(kxca_ca::Error::refused(
+                        Refusal::NoOfficeAccount,
+                        "office",
+                        format!("no active account for office code {code:?}"),
+                    ));
                 }
                 ids.iter()
                     .map(|id| active_account(tx, id))

@@ -295,6 +295,51 @@ pub fn search(
         .collect()
 }
 
+/// One page of [`search`]'s matches, newest account first.
+pub fn search_page(
+    conn: &Snapshot<'_>,
+    query: Option<&str>,
+    req: &kxca_ca::store::paging::PageRequest,
+) -> Result<kxca_ca::store::paging::Page<Account>, kxca_ca::Error> {
+    let pattern = query.map(|q| {
+        let escaped = q
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        format!("%{escaped}%")
+    });
+    let page = kxca_ca::store::paging::page(
+        req,
+        |a: &Account| a.id,
+        |k| {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {COLUMNS} FROM accounts
+                     WHERE (?1 IS NULL
+                        OR office_code LIKE ?1 ESCAPE '\\' OR office_name LIKE ?1 ESCAPE '\\'
+                        OR contact_name LIKE ?1 ESCAPE '\\' OR certificate_id LIKE ?1 ESCAPE '\\'
+                        OR replace(contact_name, ' ', '') LIKE replace(?1, ' ', '') ESCAPE '\\')
+                       AND id {} ?2 ORDER BY id {} LIMIT ?3",
+                    k.op, k.order
+                ))
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map(params![pattern, k.key, k.limit], row)
+                .map_err(sql)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(sql)?;
+            Ok(rows)
+        },
+    )?;
+    // Certificates only for the rows shown, not for the probe reads.
+    let items = page
+        .items
+        .into_iter()
+        .map(|a| with_certificates(conn, a))
+        .collect::<Result<_, _>>()?;
+    Ok(kxca_ca::store::paging::Page { items, ..page })
+}
+
 /// Accounts changed since `since` (all when None), for the KX export.
 pub fn changed_since(
     conn: &Snapshot<'_>,

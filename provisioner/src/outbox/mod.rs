@@ -14,6 +14,6 @@ mod store;
 
 pub use send::{run_once, SendSummary, Sender};
 pub use store::{
-    enqueue, list, migrations, record_delivery_report, retry, DeliveryFailure, NewMail,
+    enqueue, list, migrations, page, record_delivery_report, retry, DeliveryFailure, NewMail,
     OutboxAttachment, OutboxKind, OutboxMail, OutboxState,
 };

@@ -479,6 +479,35 @@ pub fn list(conn: &Snapshot<'_>, limit: i64) -> Result<Vec<OutboxMail>, kxca_ca:
     Ok(mails)
 }
 
+/// One page of the outbox, newest first.
+pub fn page(
+    conn: &Snapshot<'_>,
+    req: &kxca_ca::store::paging::PageRequest,
+) -> Result<kxca_ca::store::paging::Page<OutboxMail>, kxca_ca::Error> {
+    let mut page = kxca_ca::store::paging::page(
+        req,
+        |m: &OutboxMail| m.id,
+        |k| {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {COLUMNS} FROM outbox WHERE id {} ?1 ORDER BY id {} LIMIT ?2",
+                    k.op, k.order
+                ))
+                .map_err(sql)?;
+            let mails = stmt
+                .query_map(params![k.key, k.limit], row)
+                .map_err(sql)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(sql)?;
+            Ok(mails)
+        },
+    )?;
+    for m in &mut page.items {
+        m.delivery_failures = delivery_failures(conn, m.id)?;
+    }
+    Ok(page)
+}
+
 /// How long a claim holds before the mail counts as not sent. Longer than
 /// any SMTP transaction, so a live sender is never overtaken.
 pub(super) const CLAIM_SECONDS: i64 = 600;
