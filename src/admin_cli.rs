@@ -1,10 +1,15 @@
-//! `kxca admin add|list|remove|unlock|reset-password|reset-totp`: the
-//! console's admin accounts (officers' CLI). Each change is one transaction
-//! with its audit event (kxca_console::admins).
+//! `kxca admin add|list|remove|unlock|reset-password|reset-totp|cert|tls-cert`:
+//! the console's admin accounts, their client certificates and the
+//! console's TLS certificate (officers' CLI). Each change of an admin is one
+//! transaction with its audit event (kxca_console::admins).
 
-use anyhow::{bail, Result};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use kxca_ca::{Clock, Home, Store};
+use kxca_ca::console_cert::{ConsoleProfile, ConsoleSubject, ConsoleUsage};
+use kxca_ca::{Ca, Clock, Home, Password, Pkcs12Profile, RevocationReason, Store};
 use kxca_console::admins;
 
 #[derive(Subcommand, Debug)]
@@ -44,6 +49,85 @@ pub enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Issue an admin's client certificate from kxca's CA (profile
+    /// policies/console-admin.toml) as a PKCS#12, and make it their second
+    /// factor instead of TOTP: they then log in over the console's TLS with
+    /// their password and this certificate. A previous one is revoked.
+    Cert {
+        /// The admin's login name.
+        name: String,
+        /// Where to write the PKCS#12 (must not exist; mode 0600).
+        #[arg(long)]
+        out: PathBuf,
+        /// The PKCS#12 password's file (first line; 8 to 16 letters and
+        /// digits). Without it kxca asks on the terminal.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// legacy (PBE-SHA1-3DES) for Windows older than 10 1709; default modern.
+        #[arg(long, default_value = "modern")]
+        pkcs12: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Issue the console's TLS server certificate from kxca's CA (profile
+    /// policies/console-server.toml): writes the chain and a 0600 key under
+    /// <home>/console/tls/, replacing the previous ones (restart the daemon).
+    TlsCert {
+        /// A DNS name the admins' browsers use (repeatable).
+        #[arg(long)]
+        dns: Vec<String>,
+        /// An IP address the admins' browsers use (repeatable).
+        #[arg(long)]
+        ip: Vec<IpAddr>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Writes `bytes` to `path` through a 0600 temporary file in the same
+/// directory and a rename, so a reader sees the old file or the new one.
+fn replace_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("new");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("{}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("{}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}", path.display()))?;
+    Ok(())
+}
+
+fn pkcs12_password(file: &Option<PathBuf>) -> Result<Password> {
+    match file {
+        Some(path) => {
+            let mut text = std::fs::read_to_string(path)
+                .with_context(|| format!("--password-file {}", path.display()))?;
+            let line = text.lines().next().unwrap_or("").to_string();
+            zeroize::Zeroize::zeroize(&mut text);
+            Password::from_operator(line)
+                .with_context(|| format!("--password-file {}", path.display()))
+        }
+        None => {
+            use secrecy::ExposeSecret;
+            if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                bail!("no --password-file and no terminal to ask for the PKCS#12 password on");
+            }
+            let first =
+                crate::yubikey::prompt_no_echo("PKCS#12 password (8 to 16 letters and digits)")?;
+            let again = crate::yubikey::prompt_no_echo("the same password again")?;
+            if first.expose_secret() != again.expose_secret() {
+                bail!("the two passwords differ; nothing was issued");
+            }
+            Ok(Password::from_operator(first.expose_secret().to_string())?)
+        }
+    }
 }
 
 pub fn run(
@@ -88,6 +172,147 @@ pub fn run(
                 }
             }
         }
+        AdminCommand::Cert {
+            name,
+            out,
+            password_file,
+            pkcs12,
+            json,
+        } => {
+            if !admins::exists(&mut store, &name)? {
+                bail!("no console admin {name:?} (see `kxca admin list`)");
+            }
+            if out.exists() {
+                bail!(
+                    "{}: exists already; kxca never overwrites a PKCS#12",
+                    out.display()
+                );
+            }
+            let p12_profile: Pkcs12Profile = pkcs12
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("--pkcs12: {e}"))?;
+            let password = pkcs12_password(&password_file)?;
+            drop(store);
+            let mut ca = Ca::open(home.clone(), Clock::system())?;
+            let profile = ConsoleProfile::load(&home.policies(), ConsoleUsage::Client)?;
+            let cert = ca.issue_console_certificate(
+                &profile,
+                &ConsoleSubject::Admin { name: name.clone() },
+                actor,
+            )?;
+            let mut chain: Vec<&[u8]> = vec![&cert.der];
+            chain.extend(cert.chain.iter().map(Vec::as_slice));
+            let p12 = kxca_ca::package_pkcs12(
+                &cert.key_pkcs8,
+                &chain,
+                &format!("kxca console {name}"),
+                &password,
+                p12_profile,
+                10_000,
+            )?;
+            crate::issue::write_private(&out, &p12)?;
+            let sha = kxca_console::tls::fingerprint(&cert.der);
+            let serial = cert.record.serial.clone();
+            let now = Clock::system().now();
+            let old = admins::set_certificate(ca.store_mut(), &name, &serial, &sha, actor, now)?;
+            // The certificate it replaces stops working at once anyway (the
+            // admin row names the new one); revoking it says so to OCSP too.
+            let mut revoked = None;
+            if let Some(old) = old.filter(|o| *o != serial) {
+                match ca.revoke(&old.parse()?, RevocationReason::Superseded, actor) {
+                    Ok(_) => revoked = Some(old),
+                    Err(kxca_ca::Error::AlreadyRevoked { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "admin": name,
+                        "serial": serial,
+                        "sha256": sha,
+                        "not_after": kxca_ca::rfc3339(cert.record.not_after),
+                        "pkcs12": out,
+                        "revoked": revoked,
+                    }))?
+                );
+            } else {
+                println!(
+                    "client certificate {serial} for {name} written to {} (valid until {}); {name} now logs in with their password and this certificate, over the console's TLS",
+                    out.display(),
+                    kxca_ca::rfc3339(cert.record.not_after)
+                );
+                if let Some(old) = revoked {
+                    println!("their previous certificate {old} is revoked (superseded)");
+                }
+            }
+        }
+        AdminCommand::TlsCert { dns, ip, json } => {
+            drop(store);
+            let mut ca = Ca::open(home.clone(), Clock::system())?;
+            let profile = ConsoleProfile::load(&home.policies(), ConsoleUsage::Server)?;
+            let cert = ca.issue_console_certificate(
+                &profile,
+                &ConsoleSubject::Server { dns, ips: ip },
+                actor,
+            )?;
+            let dir = home.root().join("console").join("tls");
+            {
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&dir)
+                    .with_context(|| format!("{}", dir.display()))?;
+            }
+            let key_path = home.root().join(kxca_console::tls::DEFAULT_KEY);
+            let cert_path = home.root().join(kxca_console::tls::DEFAULT_CERT);
+            let pem = |der: &[u8], label: &str| {
+                der::pem::encode_string(label, der::pem::LineEnding::LF, der)
+                    .map_err(|e| anyhow::anyhow!("PEM encoding: {e}"))
+            };
+            let key_pem = zeroize::Zeroizing::new(pem(&cert.key_pkcs8, "PRIVATE KEY")?);
+            // The served chain: the leaf and its issuing CA; browsers and
+            // curl trust the root (<home>/ca/, published at /ca/).
+            let chain = format!(
+                "{}{}",
+                pem(&cert.der, "CERTIFICATE")?,
+                pem(&cert.chain[0], "CERTIFICATE")?
+            );
+            replace_private(&key_path, key_pem.as_bytes())?;
+            replace_private(&cert_path, chain.as_bytes())?;
+            let serial = cert.record.serial.clone();
+            let now = Clock::system().now();
+            ca.store_mut().write(|tx| {
+                tx.audit(
+                    now,
+                    actor,
+                    kxca_ca::AuditAction::ConsoleTlsCertificate,
+                    Some(&serial),
+                    serde_json::json!({"subject": cert.record.subject, "sha256": kxca_console::tls::fingerprint(&cert.der), "not_after": kxca_ca::rfc3339(cert.record.not_after)}),
+                )
+            })?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "serial": serial,
+                        "not_after": kxca_ca::rfc3339(cert.record.not_after),
+                        "cert": cert_path,
+                        "key": key_path,
+                    }))?
+                );
+            } else {
+                println!(
+                    "console TLS certificate {serial} (valid until {}) written to {}, key to {}",
+                    kxca_ca::rfc3339(cert.record.not_after),
+                    cert_path.display(),
+                    key_path.display()
+                );
+                println!("with [console.tls] in kxca.toml, restart `kxca daemon` to serve it");
+            }
+        }
         AdminCommand::List { json } => {
             let key = kxca_console::ConsoleKey::load(&home)?;
             let rows = store.read(|s| admins::list(s, key.as_ref()))?;
@@ -97,13 +322,13 @@ pub fn run(
                 let when =
                     |t: Option<i64>| t.map(kxca_ca::rfc3339).unwrap_or_else(|| "-".to_string());
                 println!(
-                    "{:<24} {:<8} {:<6} {:<20} {:<20} FAILURES",
+                    "{:<24} {:<8} {:<11} {:<20} {:<20} FAILURES",
                     "NAME", "ROLE", "FACTOR", "LOCKED UNTIL", "LAST LOGIN"
                 );
                 for r in rows {
                     let now = Clock::system().now();
                     println!(
-                        "{:<24} {:<8} {:<6} {:<20} {:<20} {}{}",
+                        "{:<24} {:<8} {:<11} {:<20} {:<20} {}{}",
                         r.name,
                         r.role.as_str(),
                         r.factor,

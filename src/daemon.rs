@@ -7,7 +7,7 @@
 //! network reaches never parses mail. It signs the keys office contacts
 //! picked up on the public role's `/pickup` page. It opens no listening
 //! socket, except the admin console's (kxca-console) when kxca.toml has
-//! `[console]`: loopback only.
+//! `[console]`: loopback, or any address with `[console.tls]`.
 
 use std::time::Duration;
 
@@ -129,8 +129,8 @@ pub fn run(home: Home, config: KxcaToml, actor: &str) -> Result<()> {
         let mail = crate::mail_schedule::start(home, config.mail, actor, stop_rx.clone())?;
         // Before "ready": a stop sent right after it must be a clean stop.
         let signal = StopSignal::install();
-        if let Some((_, addr, _)) = &console {
-            println!("kxca console listening on http://{addr}/");
+        if let Some((listener, addr, _)) = &console {
+            println!("kxca console listening on {}://{addr}/", listener.scheme());
         }
         println!("kxca daemon ready");
         tracing::info!("kxca daemon started");

@@ -35,6 +35,14 @@ const SHIPPED: &[(&str, &str)] = &[
         include_str!("../policies/mail/expiry-reminder.toml"),
     ),
     ("ceremony.toml", include_str!("../policies/ceremony.toml")),
+    (
+        "console-server.toml",
+        include_str!("../policies/console-server.toml"),
+    ),
+    (
+        "console-admin.toml",
+        include_str!("../policies/console-admin.toml"),
+    ),
 ];
 
 pub fn shipped() -> Vec<(PathBuf, String)> {

@@ -133,6 +133,13 @@ pub enum AuditAction {
     AdminPasswordChange,
     /// Console logins from one client address refused: too many failures.
     AdminLoginLimited,
+    /// A client certificate became a console admin's second factor (`kxca admin cert`).
+    AdminCertificate,
+    /// A console session was ended because its admin's client certificate
+    /// no longer stands (revoked, expired, not presented).
+    AdminCertificateRefused,
+    /// The console's TLS server certificate was issued (`kxca admin tls-cert`).
+    ConsoleTlsCertificate,
     /// A failed outbox mail was put back in the queue by an admin.
     OutboxRetry,
     /// Mail 1 (the pickup URL) was queued again for an account's pickup.
@@ -205,6 +212,9 @@ impl AuditAction {
         AuditAction::AdminResetTotp,
         AuditAction::AdminPasswordChange,
         AuditAction::AdminLoginLimited,
+        AuditAction::AdminCertificate,
+        AuditAction::AdminCertificateRefused,
+        AuditAction::ConsoleTlsCertificate,
         AuditAction::OutboxRetry,
         AuditAction::AccountResendMail1,
     ];
@@ -275,6 +285,9 @@ impl AuditAction {
             AuditAction::AdminResetTotp => "admin.reset_totp",
             AuditAction::AdminPasswordChange => "admin.password_change",
             AuditAction::AdminLoginLimited => "admin.login_limited",
+            AuditAction::AdminCertificate => "admin.certificate",
+            AuditAction::AdminCertificateRefused => "admin.certificate_refused",
+            AuditAction::ConsoleTlsCertificate => "console.tls_certificate",
             AuditAction::OutboxRetry => "outbox.retry",
             AuditAction::AccountResendMail1 => "account.resend_mail1",
         }
@@ -367,6 +380,9 @@ mod tests {
                 "admin.reset_totp",
                 "admin.password_change",
                 "admin.login_limited",
+                "admin.certificate",
+                "admin.certificate_refused",
+                "console.tls_certificate",
                 "outbox.retry",
                 "account.resend_mail1",
             ]

@@ -226,6 +226,9 @@ fn take_into(
                 "keys" => Some("soft key file"),
                 "ocsp" => Some("OCSP responder key material or its secret"),
                 "audit" => Some("audit checkpoint key material or its secret"),
+                "console" if rel.starts_with("console/tls/") => Some(
+                    "the admin console's TLS key and certificate: after a restore, issue new ones with kxca admin tls-cert (docs/CONSOLE.md)",
+                ),
                 "console" => Some(
                     "the admin console's key (CSRF, sealed TOTP secrets): after a restore, re-enrol the admins",
                 ),

@@ -15,6 +15,7 @@ mod ca;
 pub mod ceremony;
 mod clock;
 mod config;
+pub mod console_cert;
 mod crl;
 mod delegated_key;
 pub mod doctor;

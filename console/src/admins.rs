@@ -57,6 +57,17 @@ CREATE TABLE console_login_failures (
 CREATE INDEX console_login_failures_ip_at ON console_login_failures (ip, at);
 "#,
     },
+    Migration {
+        version: 3,
+        description: "console admins: second factor TOTP or client certificate",
+        // factor 'certificate': the admin logs in with their password and the
+        // client certificate cert_serial (SHA-256 cert_sha256) over mutual TLS.
+        sql: r#"
+ALTER TABLE console_admins ADD COLUMN factor TEXT NOT NULL DEFAULT 'totp' CHECK (factor IN ('totp', 'certificate'));
+ALTER TABLE console_admins ADD COLUMN cert_serial TEXT;
+ALTER TABLE console_admins ADD COLUMN cert_sha256 TEXT;
+"#,
+    },
 ];
 
 /// The schema, applied as component "console".
@@ -343,9 +354,10 @@ pub struct AdminRow {
     pub name: String,
     /// The role.
     pub role: Role,
-    /// The second factor: `totp` (the only one until the mutual-TLS
-    /// listener exists).
-    pub factor: &'static str,
+    /// The second factor: `totp` or `certificate` (`kxca admin cert`).
+    pub factor: String,
+    /// The serial of their client certificate, when the factor is one.
+    pub cert_serial: Option<String>,
     /// Failed logins since the last success.
     pub failures: i64,
     /// Locked until, Unix seconds.
@@ -362,7 +374,7 @@ pub struct AdminRow {
 pub fn list(conn: &Snapshot<'_>, key: Option<&ConsoleKey>) -> Result<Vec<AdminRow>, Error> {
     let current = key.map(ConsoleKey::check_value);
     let mut stmt = conn
-        .prepare("SELECT name, role, failures, locked_until, last_login, totp_key_check FROM console_admins ORDER BY name")
+        .prepare("SELECT name, role, failures, locked_until, last_login, totp_key_check, factor, cert_serial FROM console_admins ORDER BY name")
         .map_err(sql)?;
     let rows = stmt
         .query_map([], |r| {
@@ -371,7 +383,8 @@ pub fn list(conn: &Snapshot<'_>, key: Option<&ConsoleKey>) -> Result<Vec<AdminRo
             Ok(AdminRow {
                 name: r.get(0)?,
                 role: Role::parse(&role).unwrap_or(Role::Auditor),
-                factor: "totp",
+                factor: r.get(6)?,
+                cert_serial: r.get(7)?,
                 failures: r.get(2)?,
                 locked_until: r.get(3)?,
                 last_login: r.get(4)?,
@@ -522,12 +535,16 @@ struct Stored {
     failures: i64,
     locked_until: Option<i64>,
     last_step: Option<i64>,
+    /// `totp` or `certificate`.
+    factor: String,
+    cert_serial: Option<String>,
+    cert_sha256: Option<String>,
 }
 
 fn stored(store: &Store, name: &str) -> Result<Option<Stored>, Error> {
     store.read(|s| {
         s.query_row(
-            "SELECT id, role, password_phc, totp_nonce, totp_sealed, totp_key_check, failures, locked_until, last_step FROM console_admins WHERE name = ?1",
+            "SELECT id, role, password_phc, totp_nonce, totp_sealed, totp_key_check, failures, locked_until, last_step, factor, cert_serial, cert_sha256 FROM console_admins WHERE name = ?1",
             [name],
             |r| {
                 Ok(Stored {
@@ -540,6 +557,9 @@ fn stored(store: &Store, name: &str) -> Result<Option<Stored>, Error> {
                     failures: r.get(6)?,
                     locked_until: r.get(7)?,
                     last_step: r.get(8)?,
+                    factor: r.get(9)?,
+                    cert_serial: r.get(10)?,
+                    cert_sha256: r.get(11)?,
                 })
             },
         )
@@ -548,8 +568,46 @@ fn stored(store: &Store, name: &str) -> Result<Option<Stored>, Error> {
     })
 }
 
-/// Checks a login from `client` (the connection's peer address): password
-/// and TOTP code. A success opens a session and returns its id (the
+/// Why the client certificate of an admin whose factor is `certificate`
+/// does not stand now: none presented, another one, or theirs revoked,
+/// expired or unknown to the store. `None`: it stands.
+const CERT_STATE: &str = "SELECT c.state, c.not_after, r.certificate IS NOT NULL FROM certificates c LEFT JOIN revocations r ON r.certificate = c.id WHERE c.serial = ?1";
+
+fn certificate_refusal(
+    stored: (Option<&str>, Option<&str>),
+    presented: Option<&str>,
+    state: Option<(String, i64, bool)>,
+    now: i64,
+) -> Option<&'static str> {
+    let (Some(_), Some(sha)) = stored else {
+        return Some("no certificate recorded for the admin");
+    };
+    let Some(presented) = presented else {
+        return Some("no client certificate presented");
+    };
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        presented.as_bytes(),
+        sha.as_bytes(),
+    )) {
+        return Some("another client certificate presented");
+    }
+    match state {
+        None => Some("certificate unknown to the store"),
+        Some((_, _, true)) => Some("certificate revoked"),
+        Some((st, _, _)) if st != "issued" => Some("certificate not issued"),
+        Some((_, not_after, _)) if not_after <= now => Some("certificate expired"),
+        Some(_) => None,
+    }
+}
+
+fn cert_state(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, i64, bool)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+}
+
+/// Checks a login from `client` (the connection's peer address): the
+/// password and the admin's second factor — a TOTP code, or (factor
+/// `certificate`) the client certificate of the TLS connection,
+/// `client_cert` being its SHA-256 as rustls verified it. A success opens a session and returns its id (the
 /// cookie's value; only its hash is stored); a failure counts towards the
 /// account's lockout and the client's limit (an unknown name counts for
 /// the client too). Every outcome is an audit event, committed with the
@@ -564,6 +622,7 @@ pub fn login(
     name: &str,
     password: &str,
     code: &str,
+    client_cert: Option<&str>,
     client: std::net::IpAddr,
     now: i64,
 ) -> Result<Result<(Admin, String), LoginRefused>, Error> {
@@ -616,14 +675,38 @@ pub fn login(
         // opens to noise and no code can match (docs/CONSOLE.md).
         tracing::error!(admin = %name, "console: this admin's TOTP secret was sealed with another console key; run `kxca admin reset-totp {name}`");
     }
-    let step = if verify_password(password, &row.phc) {
+    let by_certificate = row.factor == "certificate";
+    let mut why = "wrong password or code";
+    let step = if !verify_password(password, &row.phc) {
+        None
+    } else if by_certificate {
+        let state = match &row.cert_serial {
+            Some(serial) => store.read(|s| {
+                s.query_row(CERT_STATE, [serial], cert_state)
+                    .optional()
+                    .map_err(sql)
+            })?,
+            None => None,
+        };
+        match certificate_refusal(
+            (row.cert_serial.as_deref(), row.cert_sha256.as_deref()),
+            client_cert,
+            state,
+            now,
+        ) {
+            Some(w) => {
+                why = w;
+                None
+            }
+            // The TOTP step is not consumed: keep the last one.
+            None => Some(row.last_step.unwrap_or(0)),
+        }
+    } else {
         totp(&secret)?
             .check(code.trim(), now as u64)
             .map(|s| s as i64)
             // A code used once is not taken again (RFC 6238 section 5.2).
             .filter(|s| row.last_step.is_none_or(|l| *s > l))
-    } else {
-        None
     };
     let Some(step) = step else {
         let lock = count_failure(
@@ -632,7 +715,7 @@ pub fn login(
             row.id,
             name,
             row.failures,
-            "wrong password or code",
+            why,
             &client,
             before,
             now,
@@ -663,8 +746,8 @@ pub fn login(
             now,
             &actor,
             AuditAction::AdminLogin,
-            None,
-            serde_json::json!({"admin": name, "role": role.as_str(), "client": client}),
+            row.cert_serial.as_deref().filter(|_| by_certificate),
+            serde_json::json!({"admin": name, "role": role.as_str(), "client": client, "factor": row.factor}),
         )
     })?;
     Ok(Ok((
@@ -936,7 +1019,9 @@ pub fn reset_totp(
     let ended = store.write(|tx| {
         let id = admin_id(tx, name)?;
         tx.execute(
-            "UPDATE console_admins SET totp_nonce = ?2, totp_sealed = ?3, totp_key_check = ?4, last_step = NULL WHERE id = ?1",
+            // TOTP becomes their factor again: a client certificate they had
+            // no longer opens anything (revoke it with `kxca revoke`).
+            "UPDATE console_admins SET totp_nonce = ?2, totp_sealed = ?3, totp_key_check = ?4, last_step = NULL, factor = 'totp', cert_serial = NULL, cert_sha256 = NULL WHERE id = ?1",
             params![id, &nonce[..], &sealed[..], check],
         )
         .map_err(sql)?;
@@ -964,18 +1049,23 @@ pub fn session_hash(session: &str) -> String {
 }
 
 /// The admin of a live session, touching its idle clock; `None` for an
-/// unknown, ended, idle or too old session (then ended).
+/// unknown, ended, idle or too old session (then ended). For an admin
+/// whose factor is `certificate`, every request must come over a TLS
+/// connection presenting that certificate (`client_cert`, its SHA-256),
+/// still issued, unrevoked and unexpired in the store: a revocation ends
+/// the session at the next request, with an audit event.
 pub fn session(
     store: &mut Store,
     config: &ConsoleConfig,
     session: &str,
+    client_cert: Option<&str>,
     now: i64,
 ) -> Result<Option<Admin>, Error> {
     let hash = session_hash(session);
     store.write(|tx| {
         let row = tx
             .query_row(
-                "SELECT a.id, a.name, a.role, s.created_at, s.last_seen FROM console_sessions s JOIN console_admins a ON a.id = s.admin_id WHERE s.id_hash = ?1 AND s.ended_at IS NULL",
+                "SELECT a.id, a.name, a.role, s.created_at, s.last_seen, a.factor, a.cert_serial, a.cert_sha256 FROM console_sessions s JOIN console_admins a ON a.id = s.admin_id WHERE s.id_hash = ?1 AND s.ended_at IS NULL",
                 [&hash],
                 |r| {
                     Ok((
@@ -984,12 +1074,17 @@ pub fn session(
                         r.get::<_, String>(2)?,
                         r.get::<_, i64>(3)?,
                         r.get::<_, i64>(4)?,
+                        (
+                            r.get::<_, String>(5)?,
+                            r.get::<_, Option<String>>(6)?,
+                            r.get::<_, Option<String>>(7)?,
+                        ),
                     ))
                 },
             )
             .optional()
             .map_err(sql)?;
-        let Some((id, name, role, created, seen)) = row else {
+        let Some((id, name, role, created, seen, (factor, cert_serial, cert_sha256))) = row else {
             return Ok(None);
         };
         let idle = now - seen > config.idle_minutes as i64 * 60;
@@ -997,6 +1092,31 @@ pub fn session(
         if idle || old {
             end(tx, &hash, now)?;
             return Ok(None);
+        }
+        if factor == "certificate" {
+            let state = match &cert_serial {
+                Some(serial) => tx
+                    .query_row(CERT_STATE, [serial], cert_state)
+                    .optional()
+                    .map_err(sql)?,
+                None => None,
+            };
+            if let Some(why) = certificate_refusal(
+                (cert_serial.as_deref(), cert_sha256.as_deref()),
+                client_cert,
+                state,
+                now,
+            ) {
+                end(tx, &hash, now)?;
+                tx.audit(
+                    now,
+                    &format!("console:{name}"),
+                    AuditAction::AdminCertificateRefused,
+                    cert_serial.as_deref(),
+                    serde_json::json!({"admin": name, "why": why}),
+                )?;
+                return Ok(None);
+            }
         }
         tx.execute(
             "UPDATE console_sessions SET last_seen = ?2 WHERE id_hash = ?1",
@@ -1032,6 +1152,68 @@ pub fn logout(store: &mut Store, admin: &Admin, session: &str, now: i64) -> Resu
             None,
             serde_json::json!({"admin": admin.name}),
         )
+    })
+}
+
+/// Makes `cert_sha256` (serial `serial`) admin `name`'s second factor in
+/// place of TOTP, ending their sessions; one transaction with its audit
+/// event. Returns the serial of the certificate it replaces, if any (the
+/// caller revokes it).
+pub fn set_certificate(
+    store: &mut Store,
+    name: &str,
+    serial: &str,
+    cert_sha256: &str,
+    actor: &str,
+    now: i64,
+) -> Result<Option<String>, Error> {
+    store.migrate(COMPONENT, migrations())?;
+    store.write(|tx| {
+        let row = tx
+            .query_row(
+                "SELECT id, cert_serial FROM console_admins WHERE name = ?1",
+                [name],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?)),
+            )
+            .optional()
+            .map_err(sql)?;
+        let Some((id, old)) = row else {
+            return Err(invalid(
+                "name",
+                format!("no console admin {name:?} (see `kxca admin list`)"),
+            ));
+        };
+        tx.execute(
+            "UPDATE console_admins SET factor = 'certificate', cert_serial = ?2, cert_sha256 = ?3 WHERE id = ?1",
+            params![id, serial, cert_sha256],
+        )
+        .map_err(sql)?;
+        tx.execute(
+            "UPDATE console_sessions SET ended_at = ?2 WHERE admin_id = ?1 AND ended_at IS NULL",
+            params![id, now],
+        )
+        .map_err(sql)?;
+        tx.audit(
+            now,
+            actor,
+            AuditAction::AdminCertificate,
+            Some(serial),
+            serde_json::json!({"admin": name, "sha256": cert_sha256, "replaces": old}),
+        )?;
+        Ok(old)
+    })
+}
+
+/// Whether admin `name` exists (before a certificate is issued for them).
+pub fn exists(store: &mut Store, name: &str) -> Result<bool, Error> {
+    store.migrate(COMPONENT, migrations())?;
+    store.read(|s| {
+        s.query_row(
+            "SELECT EXISTS(SELECT 1 FROM console_admins WHERE name = ?1)",
+            [name],
+            |r| r.get(0),
+        )
+        .map_err(sql)
     })
 }
 
@@ -1146,7 +1328,7 @@ mod tests {
         let mut attempt = |name: &str, password: &str| {
             let before = VERIFIES.with(|n| n.get());
             let out = login(
-                &mut store, &key, &config, name, password, "000000", client, 10,
+                &mut store, &key, &config, name, password, "000000", None, client, 10,
             )
             .unwrap();
             (out.is_ok(), VERIFIES.with(|n| n.get()) - before)

@@ -1,6 +1,6 @@
 //! The union admins' web console: a face on kxca-provisioner's functions
 //! (it calls them, never copies their logic), served by `kxca daemon` on its
-//! own loopback listener. Server-rendered askama templates (templates/*.html,
+//! own listener (loopback, or HTTPS with a certificate from kxca's own CA). Server-rendered askama templates (templates/*.html,
 //! escaping on), every word Japanese; admin accounts with Argon2id passwords
 //! and TOTP, sessions in the store, CSRF tokens from the console key.
 
@@ -8,25 +8,32 @@ pub mod admins;
 pub mod key;
 pub mod public;
 mod refusals;
+pub mod tls;
 mod views;
 mod web;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 pub use admins::{NewAdmin, Role};
 pub use key::ConsoleKey;
-pub use web::{bind, serve, Console};
+pub use web::{bind, serve, Console, ConsoleListener};
 
 /// `[console]` in kxca.toml: the admin listener of `kxca daemon`. Without
 /// the section the daemon opens no listener.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsoleConfig {
-    /// Where the console listens; loopback only (no TLS yet).
+    /// Where the console listens. Anything but loopback needs `tls`.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// `[console.tls]`: serve HTTPS with a certificate from kxca's own CA
+    /// (`kxca admin tls-cert`); admins whose factor is a client
+    /// certificate can only log in over it.
+    #[serde(default)]
+    pub tls: Option<ConsoleTls>,
     /// A session unused this long is ended.
     #[serde(default = "default_idle_minutes")]
     pub idle_minutes: u64,
@@ -57,6 +64,26 @@ pub struct ConsoleConfig {
     /// The window of `ip_max_failures`.
     #[serde(default = "default_ip_window_minutes")]
     pub ip_window_minutes: u64,
+}
+
+/// `[console.tls]`: the server certificate chain and key, written by
+/// `kxca admin tls-cert`. Relative paths are under the home.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleTls {
+    /// PEM chain, leaf first (default `console/tls/server-chain.pem`).
+    #[serde(default = "default_tls_cert")]
+    pub cert: PathBuf,
+    /// PEM PKCS#8 key, mode 0600 (default `console/tls/server.key`).
+    #[serde(default = "default_tls_key")]
+    pub key: PathBuf,
+}
+
+fn default_tls_cert() -> PathBuf {
+    PathBuf::from(tls::DEFAULT_CERT)
+}
+fn default_tls_key() -> PathBuf {
+    PathBuf::from(tls::DEFAULT_KEY)
 }
 
 fn default_listen() -> SocketAddr {
@@ -92,6 +119,7 @@ impl Default for ConsoleConfig {
     fn default() -> Self {
         ConsoleConfig {
             listen: default_listen(),
+            tls: None,
             idle_minutes: default_idle_minutes(),
             session_hours: default_session_hours(),
             max_failures: default_max_failures(),
@@ -107,11 +135,16 @@ impl Default for ConsoleConfig {
 impl ConsoleConfig {
     /// Checks the section; the message names the key.
     pub fn check(&self) -> Result<(), String> {
-        if !self.listen.ip().is_loopback() {
+        if !self.listen.ip().is_loopback() && self.tls.is_none() {
             return Err(format!(
-                "[console] listen = \"{}\": not a loopback address. The console serves personal data and has no TLS listener yet: bind it to 127.0.0.1 or [::1] (reach it through an SSH tunnel)",
+                "[console] listen = \"{}\": not a loopback address, and [console] tls is not set. The console serves personal data: off loopback it needs TLS (add [console.tls] after `kxca admin tls-cert --dns NAME`, see docs/CONSOLE.md), or bind it to 127.0.0.1 or [::1]",
                 self.listen
             ));
+        }
+        if let Some(tls) = &self.tls {
+            if tls.cert.as_os_str().is_empty() || tls.key.as_os_str().is_empty() {
+                return Err("[console.tls] cert and key must not be empty".to_string());
+            }
         }
         if self.idle_minutes == 0 || self.session_hours == 0 {
             return Err("[console] idle_minutes and session_hours must be at least 1".to_string());

@@ -17,6 +17,8 @@ pub struct Who {
 pub struct Login {
     pub error: Option<&'static str>,
     pub csrf: String,
+    /// Served over TLS: the code may stay empty (client certificate admins).
+    pub tls: bool,
 }
 
 pub struct AppLine {

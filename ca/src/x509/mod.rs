@@ -148,7 +148,7 @@ pub(crate) fn key_id(spki_der: &[u8]) -> Result<Vec<u8>, Error> {
     Ok(Sha1::digest(info.subject_public_key.raw_bytes()).to_vec())
 }
 
-fn ext<T: Encode>(
+pub(crate) fn ext<T: Encode>(
     oid: der::asn1::ObjectIdentifier,
     critical: bool,
     what: &str,

@@ -1,10 +1,16 @@
 //! Login and logout: the login form's own cookie and CSRF token, password
 //! plus second factor (admins.rs decides), the session cookie.
 
+use axum::Extension;
+
 use super::*;
 
-pub(super) async fn login_page(headers: HeaderMap, State(state): State<Shared>) -> Response {
-    if authed(&state, &headers).await.is_ok() {
+pub(super) async fn login_page(
+    headers: HeaderMap,
+    Extension(cert): Extension<ClientCert>,
+    State(state): State<Shared>,
+) -> Response {
+    if authed(&state, &headers, &cert).await.is_ok() {
         return Redirect::to("/").into_response();
     }
     login_form(&state, StatusCode::OK, None)
@@ -26,7 +32,14 @@ pub(super) fn login_form(
     }
     let pre = hex::encode(raw);
     let csrf = state.key.csrf(&login_binding(&pre));
-    let mut resp = html(status, &Login { error, csrf });
+    let mut resp = html(
+        status,
+        &Login {
+            error,
+            csrf,
+            tls: state.tls.is_some(),
+        },
+    );
     let cookie = format!("{LOGIN_COOKIE}={pre}; Path=/; Secure; HttpOnly; SameSite=Strict");
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
@@ -36,6 +49,7 @@ pub(super) fn login_form(
 
 pub(super) async fn login(
     headers: HeaderMap,
+    Extension(cert): Extension<ClientCert>,
     State(state): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: String,
@@ -65,6 +79,7 @@ pub(super) async fn login(
             &name,
             &password,
             &code,
+            cert.get(),
             peer.ip(),
             now(),
         )
@@ -88,7 +103,8 @@ pub(super) async fn login(
             &state,
             StatusCode::UNAUTHORIZED,
             Some(match why {
-                    LoginRefused::Wrong => "管理者名、パスワードまたは確認コードが正しくありません。",
+                LoginRefused::Wrong if state.tls.is_some() => "管理者名、パスワード、確認コードまたはクライアント証明書が正しくありません。",
+                LoginRefused::Wrong => "管理者名、パスワードまたは確認コードが正しくありません。",
                 LoginRefused::Locked | LoginRefused::TooMany => "ログインの失敗が続いたため、このアカウントは一時的にロックされています。しばらくしてからお試しいただくか、セキュリティ責任者に連絡してください。",
             }),
         ),

@@ -23,6 +23,7 @@ use kxca_provisioner::MailConfig;
 
 use crate::admins::{self, Admin, LoginRefused};
 use crate::key::ConsoleKey;
+use crate::tls::{Peer, TlsListener, TlsSetup};
 use crate::views::*;
 use crate::ConsoleConfig;
 
@@ -44,6 +45,8 @@ pub struct Console {
     public: Option<crate::public::PublicRole>,
     /// The last audit verification and when it ran (see `audit_state`).
     audit: Mutex<Option<(std::time::Instant, AuditState)>>,
+    /// `[console.tls]`, loaded and checked at open.
+    tls: Option<TlsSetup>,
 }
 
 impl Console {
@@ -70,7 +73,14 @@ impl Console {
         kxca_provisioner::migrate(ca.store_mut())?;
         ca.store_mut()
             .migrate(admins::COMPONENT, admins::migrations())?;
+        // Before the daemon says it is ready: a missing, expired or
+        // mismatched certificate stops the start, naming the file.
+        let tls = match &config.tls {
+            Some(t) => Some(crate::tls::load(home, t, &ca, ca.clock().now())?),
+            None => None,
+        };
         Ok(Console {
+            tls,
             config,
             key,
             ca: Mutex::new(ca),
@@ -85,11 +95,27 @@ impl Console {
 
 type Shared = Arc<Console>;
 
-/// Binds the listener (refusing a non-loopback address) and returns it
-/// with the service to run on it.
-pub async fn bind(
-    console: Console,
-) -> Result<(tokio::net::TcpListener, SocketAddr, Router), Error> {
+/// The console's listener: plain HTTP (loopback only) or TLS.
+pub enum ConsoleListener {
+    /// Plain HTTP on loopback.
+    Plain(tokio::net::TcpListener),
+    /// HTTPS, with optional client certificates.
+    Tls(TlsListener),
+}
+
+impl ConsoleListener {
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            ConsoleListener::Plain(_) => "http",
+            ConsoleListener::Tls(_) => "https",
+        }
+    }
+}
+
+/// Binds the listener (refusing a non-loopback address without TLS) and
+/// returns it with the service to run on it.
+pub async fn bind(console: Console) -> Result<(ConsoleListener, SocketAddr, Router), Error> {
     console
         .config
         .check()
@@ -107,6 +133,15 @@ pub async fn bind(
         path: "console listener".into(),
         source,
     })?;
+    let listener = match &console.tls {
+        Some(setup) => ConsoleListener::Tls(TlsListener::new(listener, setup).map_err(
+            |source| Error::Io {
+                path: "console listener".into(),
+                source,
+            },
+        )?),
+        None => ConsoleListener::Plain(listener),
+    };
     Ok((listener, addr, router(Arc::new(console))))
 }
 
@@ -145,13 +180,55 @@ fn router(state: Shared) -> Router {
         .route("/accounts/{cid}", get(account_page))
         .route("/accounts/{cid}/{action}", post(account_action))
         .fallback(not_found)
-        .layer(middleware::from_fn(guard))
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .layer(middleware::from_fn(peer))
         .with_state(state)
 }
 
-/// Headers on every answer, and the Host check: a page is only served to
-/// a loopback name, so a DNS-rebinding page elsewhere cannot read it.
-async fn guard(req: Request, next: Next) -> Response {
+/// The client certificate of the request's TLS connection (its SHA-256 as
+/// rustls verified it against the issuing CAs); `None` over plain HTTP.
+#[derive(Clone, Default)]
+pub(crate) struct ClientCert(pub(crate) Option<Arc<str>>);
+
+impl ClientCert {
+    fn get(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+}
+
+/// Puts the TLS connection's peer in the request: its client certificate
+/// (`ClientCert`) and its address as `ConnectInfo<SocketAddr>`, as a plain
+/// listener gives it.
+async fn peer(mut req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<Peer>>()
+        .map(|c| c.0.clone());
+    match peer {
+        Some(p) => {
+            req.extensions_mut().insert(ConnectInfo(p.addr));
+            req.extensions_mut().insert(ClientCert(p.client_cert));
+        }
+        None => {
+            req.extensions_mut().insert(ClientCert(None));
+        }
+    }
+    next.run(req).await
+}
+
+/// The host part of a Host header (no port, no IPv6 brackets), lower case.
+fn host_name(host: &str) -> String {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host),
+    };
+    name.to_ascii_lowercase()
+}
+
+/// Headers on every answer, and the Host check: a page is only served to a
+/// loopback name or, over TLS, to a name of the console's certificate, so a
+/// DNS-rebinding page elsewhere cannot read it.
+async fn guard(State(state): State<Shared>, req: Request, next: Next) -> Response {
     let host = req
         .headers()
         .get(header::HOST)
@@ -160,7 +237,15 @@ async fn guard(req: Request, next: Next) -> Response {
     let loopback = ["127.0.0.1:", "localhost:", "[::1]:"]
         .iter()
         .any(|p| host.starts_with(p));
-    let mut resp = if loopback {
+    let named = state.tls.as_ref().is_some_and(|t| {
+        let name = host_name(host);
+        !name.is_empty()
+            && (t.names.contains(&name)
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| t.ips.contains(&ip)))
+    });
+    let mut resp = if loopback || named {
         next.run(req).await
     } else {
         (StatusCode::MISDIRECTED_REQUEST, "unknown host").into_response()
@@ -305,13 +390,20 @@ impl Authed {
 }
 
 /// The session's admin, or the answer to give instead (to the login page).
-async fn authed(state: &Shared, headers: &HeaderMap) -> Result<Authed, Response> {
+/// `cert`: the connection's client certificate, which an admin whose
+/// factor is a certificate must present on every request.
+async fn authed(
+    state: &Shared,
+    headers: &HeaderMap,
+    cert: &ClientCert,
+) -> Result<Authed, Response> {
     let Some(session) = cookie_session(headers) else {
         return Err(Redirect::to("/login").into_response());
     };
     let s = session.clone();
+    let cert = cert.clone();
     let admin = with_ca(state, move |c, ca| {
-        admins::session(ca.store_mut(), &c.config, &s, now())
+        admins::session(ca.store_mut(), &c.config, &s, cert.get(), now())
     })
     .await
     .map_err(failure)?;
@@ -333,7 +425,12 @@ impl FromRequestParts<Shared> for Authed {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, Response> {
-        authed(state, &parts.headers).await
+        let cert = parts
+            .extensions
+            .get::<ClientCert>()
+            .cloned()
+            .unwrap_or_default();
+        authed(state, &parts.headers, &cert).await
     }
 }
 
@@ -556,18 +653,29 @@ async fn verify_audit(state: &Shared) -> Result<AuditState, Error> {
 /// Serves the console on `listener` until `stop` completes; requests in
 /// progress finish first.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: ConsoleListener,
     app: Router,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // The peer address of each connection reaches the handlers (the login
-    // limit per client address); no header is ever taken for it.
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop)
-    .await
+    match listener {
+        // The peer address of each connection reaches the handlers (the login
+        // limit per client address); no header is ever taken for it.
+        ConsoleListener::Plain(listener) => {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stop)
+            .await
+        }
+        // `peer` turns the TLS peer into `ConnectInfo<SocketAddr>` and the
+        // client certificate.
+        ConsoleListener::Tls(listener) => {
+            axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
+                .with_graceful_shutdown(stop)
+                .await
+        }
+    }
 }
 
 fn pickup_line(e: &kxca_ca::enrolment::Enrolment) -> PickupLine {
