@@ -12,7 +12,9 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+use kxca_test_support::browser::free_port;
 use kxca_test_support::common::{self, TestCa};
+use kxca_test_support::console::{audit_events, code, csrf_of, enc, new_admin, NewAdmin};
 
 const NAME: &str = "console.kx.test";
 
@@ -23,14 +25,6 @@ impl Drop for Daemon {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn with_pass(ca: &TestCa, args: &[&str]) -> Output {
@@ -122,23 +116,6 @@ fn curl(
     (status, head.to_ascii_lowercase(), body.to_string())
 }
 
-fn csrf_of(page: &str) -> String {
-    page.split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .expect("a form with a CSRF token")
-        .to_string()
-}
-
-fn enc(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// Logs in over HTTPS with curl (`cert`: curl's client certificate
 /// options); Ok(jar) with a session, Err(status) otherwise.
 fn login(
@@ -171,49 +148,6 @@ fn login(
     } else {
         Err(status)
     }
-}
-
-fn audit_count(ca: &TestCa, action: &str) -> i64 {
-    rusqlite::Connection::open(ca.path("kxca.db"))
-        .unwrap()
-        .query_row(
-            "SELECT COUNT(*) FROM audit WHERE action = ?1",
-            [action],
-            |r| r.get(0),
-        )
-        .unwrap()
-}
-
-/// (name, password, totp secret) of a new admin.
-fn add_admin(ca: &TestCa, name: &str) -> (String, Vec<u8>) {
-    let out = ca.kxca(&["admin", "add", name, "--role", "admin", "--json"]);
-    common::assert_ok(&out, "admin add");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let uri = v["otpauth"].as_str().unwrap();
-    let b32 = uri
-        .split("secret=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap();
-    let secret = totp_rs::Secret::try_from_base32(b32).unwrap();
-    (
-        v["password"].as_str().unwrap().to_string(),
-        secret.as_bytes().to_vec(),
-    )
-}
-
-fn totp_now(secret: &[u8]) -> String {
-    let totp = totp_rs::Builder::new()
-        .with_secret(totp_rs::Secret::new(secret.to_vec().into_boxed_slice()))
-        .build()
-        .unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    totp.generate(now).to_string()
 }
 
 /// `kxca admin cert NAME`: (serial, PEM with key and chain for curl).
@@ -318,9 +252,21 @@ fn tls_console_with_kxca_certificate_and_client_certificate_second_factor() {
         &ca,
         &format!("listen = \"0.0.0.0:{port}\"\n\n[console.tls]\n"),
     );
-    let (alice_pw, alice_totp) = add_admin(&ca, "alice");
-    let (bob_pw, bob_totp) = add_admin(&ca, "bob");
-    let (_carol_pw, _) = add_admin(&ca, "carol");
+    let NewAdmin {
+        password: alice_pw,
+        secret: alice_totp,
+        ..
+    } = new_admin(&ca, "alice", "admin");
+    let NewAdmin {
+        password: bob_pw,
+        secret: bob_totp,
+        ..
+    } = new_admin(&ca, "bob", "admin");
+    let NewAdmin {
+        password: _carol_pw,
+        secret: _,
+        ..
+    } = new_admin(&ca, "carol", "admin");
     let (bob_serial, bob_pem) = admin_cert(&ca, "bob");
     let (_carol_serial, carol_pem) = admin_cert(&ca, "carol");
     let (_daemon, url) = start(&ca).expect("the daemon starts with [console.tls]");
@@ -427,7 +373,7 @@ fn tls_console_with_kxca_certificate_and_client_certificate_second_factor() {
         "alice.jar",
         "alice",
         &alice_pw,
-        &totp_now(&alice_totp),
+        &code(&alice_totp, 0),
         &[],
     )
     .expect("alice: password + TOTP over TLS");
@@ -449,7 +395,7 @@ fn tls_console_with_kxca_certificate_and_client_certificate_second_factor() {
             "b2.jar",
             "bob",
             &bob_pw,
-            &totp_now(&bob_totp),
+            &code(&bob_totp, 0),
             &[]
         )
         .err(),
@@ -475,7 +421,7 @@ fn tls_console_with_kxca_certificate_and_client_certificate_second_factor() {
     let (status, head, _) = curl(&dir, port, "GET", "/", &jar, None, &carol_cert);
     assert_eq!(status, 303, "{head}");
     assert!(head.contains("location: /login"), "{head}");
-    assert!(audit_count(&ca, "admin.certificate_refused") >= 1);
+    assert!(audit_events(&ca, "admin.certificate_refused") >= 1);
 
     // A revocation stops a live session at its next request.
     let jar =
@@ -500,9 +446,9 @@ fn tls_console_with_kxca_certificate_and_client_certificate_second_factor() {
         )
         .unwrap();
     assert!(failed.contains("certificate revoked"), "{failed}");
-    assert_eq!(audit_count(&ca, "admin.certificate"), 2);
-    assert_eq!(audit_count(&ca, "console.tls_certificate"), 1);
-    assert!(audit_count(&ca, "admin.login") >= 3);
+    assert_eq!(audit_events(&ca, "admin.certificate"), 2);
+    assert_eq!(audit_events(&ca, "console.tls_certificate"), 1);
+    assert!(audit_events(&ca, "admin.login") >= 3);
 
     // pkilint: the server and the admin certificates, with the CRL.
     common::assert_ok(&with_pass(&ca, &["crl"]), "crl");

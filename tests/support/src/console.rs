@@ -134,7 +134,12 @@ pub struct NewAdmin {
 
 /// `kxca admin add NAME --role ROLE` on the console's home.
 pub fn add_admin(c: &Console, name: &str, role: &str) -> NewAdmin {
-    let out = c.ca.kxca(&["admin", "add", name, "--role", role, "--json"]);
+    new_admin(&c.ca, name, role)
+}
+
+/// `kxca admin add NAME --role ROLE --json` on `ca`: the admin it made.
+pub fn new_admin(ca: &TestCa, name: &str, role: &str) -> NewAdmin {
+    let out = ca.kxca(&["admin", "add", name, "--role", role, "--json"]);
     common::assert_ok(&out, "admin add");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let uri = v["otpauth"].as_str().unwrap();
@@ -329,9 +334,15 @@ pub fn db(c: &Console) -> rusqlite::Connection {
     rusqlite::Connection::open(c.ca.path("kxca.db")).unwrap()
 }
 
-/// How many audit events of `action` the store holds.
+/// How many audit events of `action` the console's store holds.
 pub fn audit_count(c: &Console, action: &str) -> i64 {
-    db(c)
+    audit_events(&c.ca, action)
+}
+
+/// How many audit events of `action` the store of `ca` holds.
+pub fn audit_events(ca: &TestCa, action: &str) -> i64 {
+    rusqlite::Connection::open(ca.path("kxca.db"))
+        .unwrap()
         .query_row(
             "SELECT COUNT(*) FROM audit WHERE action = ?1",
             [action],
