@@ -8,13 +8,14 @@
 //! revocation ends a live session at its next request. pkilint on both
 //! certificates; `openssl pkcs12 -info` opens the admin's PKCS#12.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 use kxca_test_support::browser::free_port;
 use kxca_test_support::common::{self, TestCa};
-use kxca_test_support::console::{audit_events, code, csrf_of, enc, new_admin, NewAdmin};
+use kxca_test_support::console::{
+    audit_events, code, csrf_of, enc, new_admin, spawn_daemon, NewAdmin,
+};
 
 const NAME: &str = "console.kx.test";
 
@@ -47,33 +48,8 @@ fn set_console(ca: &TestCa, console: &str) {
 
 /// Starts the daemon; Ok(url printed) once ready, or Err(stderr) if it exits.
 fn start(ca: &TestCa) -> Result<(Daemon, String), String> {
-    let mut child = ca
-        .cmd()
-        .arg("daemon")
-        .env("KXCA_KEY_PASSPHRASE", common::PASSPHRASE)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut url = None;
-    let mut ready = false;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(u) = line.strip_prefix("kxca console listening on ") {
-            url = Some(u.to_string());
-        }
-        if line == "kxca daemon ready" {
-            ready = true;
-            break;
-        }
-    }
-    if !ready {
-        let out = child.wait_with_output().unwrap();
-        return Err(String::from_utf8_lossy(&out.stderr).to_string());
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Ok((Daemon(child), url.unwrap_or_default()))
+    spawn_daemon(ca, true, Stdio::piped())
+        .map(|(child, url)| (Daemon(child), url.unwrap_or_default()))
 }
 
 fn openssl(args: &[&str]) -> (bool, String) {

@@ -96,30 +96,52 @@ pub fn start(opts: Start) -> Console {
 /// Starts `kxca daemon` on `ca` (with the key passphrase in its
 /// environment when `passphrase`) and waits for it to be ready.
 pub fn daemon(ca: TestCa, passphrase: bool, stderr: Stdio) -> Console {
+    let (daemon, url) = spawn_daemon(&ca, passphrase, stderr)
+        .unwrap_or_else(|err| panic!("the daemon exited before it was ready: {err}"));
+    Console {
+        ca,
+        daemon: Some(daemon),
+        base: url
+            .expect("the daemon printed no console address")
+            .trim_end_matches('/')
+            .to_string(),
+    }
+}
+
+/// Starts `kxca daemon` on `ca` and waits for `kxca daemon ready`: the
+/// child and the console address it printed, as printed; or, when it
+/// exits first, its stderr (empty unless `stderr` is piped).
+pub fn spawn_daemon(
+    ca: &TestCa,
+    passphrase: bool,
+    stderr: Stdio,
+) -> Result<(Child, Option<String>), String> {
     let mut cmd = ca.cmd();
     cmd.arg("daemon");
     if passphrase {
         cmd.env("KXCA_KEY_PASSPHRASE", common::PASSPHRASE);
     }
-    let mut daemon = cmd.stdout(Stdio::piped()).stderr(stderr).spawn().unwrap();
-    let mut lines = BufReader::new(daemon.stdout.take().unwrap()).lines();
-    let mut base = None;
+    let mut child = cmd.stdout(Stdio::piped()).stderr(stderr).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut url = None;
+    let mut ready = false;
     for line in lines.by_ref() {
         let line = line.unwrap();
-        if let Some(url) = line.strip_prefix("kxca console listening on ") {
-            base = Some(url.trim_end_matches('/').to_string());
+        if let Some(u) = line.strip_prefix("kxca console listening on ") {
+            url = Some(u.to_string());
         }
         if line == "kxca daemon ready" {
+            ready = true;
             break;
         }
     }
+    if !ready {
+        let out = child.wait_with_output().unwrap();
+        return Err(String::from_utf8_lossy(&out.stderr).to_string());
+    }
     // Keep reading so the daemon never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Console {
-        ca,
-        daemon: Some(daemon),
-        base: base.expect("the daemon printed no console address"),
-    }
+    Ok((child, url))
 }
 
 /// An admin as `kxca admin add --json` made it.
