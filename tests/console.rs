@@ -16,6 +16,7 @@ use kxca_test_support::console::{
     add_admin, audit_count, code, csrf_of, db, enc, http, http_host, login, start, Console,
     NewAdmin, Start,
 };
+use kxca_test_support::intake::APPLICANT;
 
 #[test]
 fn refuses_without_session_csrf_role_after_logout_and_expiry_and_locks_brute_force() {

@@ -4,16 +4,13 @@
 //! `[console]` section.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use kxca_test_support::common::{self, TestCa};
 use kxca_test_support::console::{
-    add_admin, csrf_of, db, enc, http, http_from, login, start, Console, Start,
+    add_admin, audit_count, code, csrf_of, db, enc, http, http_from, login, start, Console,
+    NewAdmin, Start,
 };
-
-/// POSTs a form to `base` + `path` over HTTP/1.1: (status, head, body).
-fn http_post_form(base: &str, path: &str, body: &str) -> (u16, String, String) {
-    http(base, "POST", path, None, body)
-}
 
 /// A login from client address `from`: (status, page, Retry-After).
 fn login_from(c: &Console, from: &str, name: &str, password: &str, code: &str) -> (u16, String) {

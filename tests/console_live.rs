@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use kxca_test_support::browser::{free_port, h1_is, shot, Browser};
 use kxca_test_support::common::{self, TestCa};
-use kxca_test_support::console::{add_admin, daemon, db, Console, NewAdmin};
+use kxca_test_support::console::{add_admin, code, daemon, http, Console, NewAdmin};
 use kxca_test_support::intake::APPLICANT;
 
 /// The flow with the real mail stack and both roles: the daemon (console,
@@ -536,4 +536,9 @@ async fn live_flow(
         );
     }
     shot(client, "35-status-public-down").await;
+}
+
+/// POSTs a form to `base` + `path` over HTTP/1.1: (status, head, body).
+fn http_post_form(base: &str, path: &str, body: &str) -> (u16, String, String) {
+    http(base, "POST", path, None, body)
 }
