@@ -117,7 +117,6 @@ fn pickup_in_chromium_live_ocsp_reset_revoke_lockout_and_public_health() {
 }
 
 /// Text of the element `css`, or "" when it is not on the page.
-
 async fn text_of(client: &fantoccini::Client, css: &str) -> String {
     match client.find(fantoccini::Locator::Css(css)).await {
         Ok(e) => e.text().await.unwrap_or_default(),

@@ -31,6 +31,9 @@ impl Drop for Console {
     }
 }
 
+/// Work on the home before the daemon starts (see [`Start`]).
+pub type Hook = Box<dyn FnOnce(&TestCa)>;
+
 /// What [`start`] puts in the home before the daemon runs.
 pub struct Start {
     /// The one application's rows; `None` is row 2 valid, row 3 with a
@@ -41,7 +44,7 @@ pub struct Start {
     /// Lines appended to `[console]` after its `listen`.
     pub console: String,
     /// Runs on the home after the intake and before the daemon starts.
-    pub before_daemon: Option<Box<dyn FnOnce(&TestCa)>>,
+    pub before_daemon: Option<Hook>,
 }
 
 impl Default for Start {
