@@ -4,7 +4,7 @@
 //! transaction with its audit event (kxca_console::admins).
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
@@ -82,26 +82,6 @@ pub enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-/// Writes `bytes` to `path` through a 0600 temporary file in the same
-/// directory and a rename, so a reader sees the old file or the new one.
-fn replace_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("new");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("{}", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .with_context(|| format!("{}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}", path.display()))?;
-    Ok(())
 }
 
 fn pkcs12_password(file: &Option<PathBuf>) -> Result<Password> {
@@ -251,65 +231,20 @@ pub fn run(
         AdminCommand::TlsCert { dns, ip, json } => {
             drop(store);
             let mut ca = Ca::open(home.clone(), Clock::system())?;
-            let profile = ConsoleProfile::load(&home.policies(), ConsoleUsage::Server)?;
-            let cert = ca.issue_console_certificate(
-                &profile,
-                &ConsoleSubject::Server { dns, ips: ip },
-                actor,
-            )?;
-            let dir = home.root().join("console").join("tls");
-            {
-                use std::os::unix::fs::DirBuilderExt;
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(&dir)
-                    .with_context(|| format!("{}", dir.display()))?;
-            }
-            let key_path = home.root().join(kxca_console::tls::DEFAULT_KEY);
-            let cert_path = home.root().join(kxca_console::tls::DEFAULT_CERT);
-            let pem = |der: &[u8], label: &str| {
-                der::pem::encode_string(label, der::pem::LineEnding::LF, der)
-                    .map_err(|e| anyhow::anyhow!("PEM encoding: {e}"))
-            };
-            let key_pem = zeroize::Zeroizing::new(pem(&cert.key_pkcs8, "PRIVATE KEY")?);
-            // The served chain: the leaf and its issuing CA; browsers and
-            // curl trust the root (<home>/ca/, published at /ca/).
-            let chain = format!(
-                "{}{}",
-                pem(&cert.der, "CERTIFICATE")?,
-                pem(&cert.chain[0], "CERTIFICATE")?
-            );
-            replace_private(&key_path, key_pem.as_bytes())?;
-            replace_private(&cert_path, chain.as_bytes())?;
-            let serial = cert.record.serial.clone();
-            let now = Clock::system().now();
-            ca.store_mut().write(|tx| {
-                tx.audit(
-                    now,
-                    actor,
-                    kxca_ca::AuditAction::ConsoleTlsCertificate,
-                    Some(&serial),
-                    serde_json::json!({"subject": cert.record.subject, "sha256": kxca_console::tls::fingerprint(&cert.der), "not_after": kxca_ca::rfc3339(cert.record.not_after)}),
-                )
-            })?;
+            let done = kxca_console::server_cert::install(&mut ca, &home, dns, ip, actor)?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({
-                        "serial": serial,
-                        "not_after": kxca_ca::rfc3339(cert.record.not_after),
-                        "cert": cert_path,
-                        "key": key_path,
-                    }))?
-                );
+                println!("{}", serde_json::to_string_pretty(&done)?);
             } else {
                 println!(
-                    "console TLS certificate {serial} (valid until {}) written to {}, key to {}",
-                    kxca_ca::rfc3339(cert.record.not_after),
-                    cert_path.display(),
-                    key_path.display()
+                    "console TLS certificate {} (valid until {}) written to {}, key to {}",
+                    done.serial,
+                    kxca_ca::rfc3339(done.not_after),
+                    done.cert.display(),
+                    done.key.display()
                 );
+                if let Some(old) = &done.superseded {
+                    println!("the certificate it replaces, {old}, is revoked (superseded)");
+                }
                 println!("with [console.tls] in kxca.toml, restart `kxca daemon` to serve it");
             }
         }

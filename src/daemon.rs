@@ -67,30 +67,6 @@ fn default_public_url(listen: &str, ocsp_url: &str) -> Option<String> {
     Some(format!("http://{host}"))
 }
 
-#[cfg(test)]
-mod public_url_tests {
-    use super::default_public_url as d;
-
-    #[test]
-    fn the_serve_listener_first_then_a_plain_http_ocsp_origin() {
-        assert_eq!(
-            d("127.0.0.1:8080", "http://x/ocsp").as_deref(),
-            Some("http://127.0.0.1:8080")
-        );
-        assert_eq!(d("0.0.0.0:80", "").as_deref(), Some("http://127.0.0.1:80"));
-        assert_eq!(d("[::]:8080", "").as_deref(), Some("http://[::1]:8080"));
-        assert_eq!(
-            d("ca-host:8080", "").as_deref(),
-            Some("http://ca-host:8080")
-        );
-        assert_eq!(
-            d("", "http://kx-ca.example.jp/ocsp").as_deref(),
-            Some("http://kx-ca.example.jp")
-        );
-        assert_eq!(d("", "https://kx-ca.example.jp/ocsp"), None);
-    }
-}
-
 /// `config`: the home's kxca.toml, as loaded before the command ran.
 pub fn run(home: Home, config: KxcaToml, actor: &str) -> Result<()> {
     let ca = Ca::open(home.clone(), Clock::system())?;
@@ -187,4 +163,28 @@ pub fn run(home: Home, config: KxcaToml, actor: &str) -> Result<()> {
         }
         crate::supervise::until_stopped("kxca daemon", signal, tasks, stop_tx, GRACE).await
     })
+}
+
+#[cfg(test)]
+mod public_url_tests {
+    use super::default_public_url as d;
+
+    #[test]
+    fn the_serve_listener_first_then_a_plain_http_ocsp_origin() {
+        assert_eq!(
+            d("127.0.0.1:8080", "http://x/ocsp").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(d("0.0.0.0:80", "").as_deref(), Some("http://127.0.0.1:80"));
+        assert_eq!(d("[::]:8080", "").as_deref(), Some("http://[::1]:8080"));
+        assert_eq!(
+            d("ca-host:8080", "").as_deref(),
+            Some("http://ca-host:8080")
+        );
+        assert_eq!(
+            d("", "http://kx-ca.example.jp/ocsp").as_deref(),
+            Some("http://kx-ca.example.jp")
+        );
+        assert_eq!(d("", "https://kx-ca.example.jp/ocsp"), None);
+    }
 }

@@ -695,6 +695,11 @@ fn a_large_store_reports_progress_and_copies_whole() {
                 conn.execute("INSERT INTO filler VALUES (randomblob(4000))", [])
                     .unwrap();
                 committed.fetch_add(1, Ordering::Relaxed);
+                // A writer that re-takes the lock the instant it commits
+                // starves SQLite's busy handler (it sleeps, then finds the
+                // lock taken again): the backup's own audit event then
+                // timed out on a loaded machine. Real writers pause.
+                std::thread::sleep(Duration::from_millis(2));
             }
         });
         while committed.load(Ordering::Relaxed) < 5 {

@@ -8,6 +8,7 @@ pub mod admins;
 pub mod key;
 pub mod public;
 mod refusals;
+pub mod server_cert;
 pub mod tls;
 mod views;
 mod web;

@@ -260,7 +260,7 @@ pub struct Status {
     pub expiring: Vec<ExpiringLine>,
     pub pickups: Vec<(String, PickupLine)>,
     pub may_act: bool,
-    pub queued: usize,
+    pub queued: i64,
     pub failed: Vec<MailLine>,
     pub issuing: String,
     pub crl: String,

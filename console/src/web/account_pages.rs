@@ -117,10 +117,8 @@ pub(super) async fn account_page(
                     limit: Some(50),
                 };
                 let pickups = kxca_ca::enrolment::list(s, &filter, now)?;
-                let mails = kxca_provisioner::outbox::list(s, 2000)?
-                    .into_iter()
-                    .filter(|m| to.iter().any(|t| !t.is_empty() && *t == m.to))
-                    .collect::<Vec<_>>();
+                let to: Vec<&str> = to.iter().map(String::as_str).collect();
+                let mails = kxca_provisioner::outbox::to_recipients(s, &to, 100)?;
                 Ok((pickups, mails))
             })
         }

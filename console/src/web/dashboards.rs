@@ -146,7 +146,9 @@ pub(super) async fn status_page(a: Authed, State(state): State<Shared>) -> Respo
                 };
                 pickups.extend(kxca_ca::enrolment::list(s, &filter, now)?);
             }
-            let mails = kxca_provisioner::outbox::list(s, 5000)?;
+            use kxca_provisioner::outbox::{self, OutboxState};
+            let queued = outbox::count(s, OutboxState::Queued)?;
+            let mails = outbox::in_state(s, OutboxState::Failed, 50)?;
             let issuing = kxca_ca::store::authorities::active(s, kxca_ca::AuthorityRole::Issuing)?;
             let crl = kxca_ca::store::crls::latest(s, issuing.id)?;
             // The newest certificate of the issuing CA: what the OCSP probe asks about.
@@ -155,23 +157,24 @@ pub(super) async fn status_page(a: Authed, State(state): State<Shared>) -> Respo
                 .find(|c| {
                     c.authority_id == issuing.id && c.state == kxca_ca::CertificateState::Issued
                 });
-            Ok((now, expiring, pickups, mails, issuing, crl, newest))
+            Ok((
+                now,
+                expiring,
+                pickups,
+                (queued, mails),
+                issuing,
+                crl,
+                newest,
+            ))
         })
     })
     .await;
-    let (now, expiring, pickups, mails, issuing_ca, crl, newest) = match got {
+    let (now, expiring, pickups, (queued, mails), issuing_ca, crl, newest) = match got {
         Ok(x) => x,
         Err(e) => return failure(e),
     };
     let audit = audit_state(&state).await;
-    use kxca_provisioner::outbox::OutboxState as S;
-    let queued = mails.iter().filter(|m| m.state == S::Queued).count();
-    let failed: Vec<MailLine> = mails
-        .iter()
-        .filter(|m| m.state == S::Failed)
-        .take(50)
-        .map(mail_line)
-        .collect();
+    let failed: Vec<MailLine> = mails.iter().map(mail_line).collect();
     let crl_number = crl.as_ref().map(|c| c.number);
     let crl = match crl {
         Some(c) if c.next_update > now => format!(

@@ -73,6 +73,24 @@ impl Console {
         kxca_provisioner::migrate(ca.store_mut())?;
         ca.store_mut()
             .migrate(admins::COMPONENT, admins::migrations())?;
+        // A key created anew (a restore without it) cannot open the TOTP
+        // secrets sealed under the old one: those admins' codes would all
+        // be "wrong" with nothing to say why. The console still starts (an
+        // officer's reset-totp is the way back), but says so loudly.
+        let stranded: Vec<String> = ca
+            .store()
+            .read(|s| admins::list(s, Some(&key)))?
+            .into_iter()
+            .filter(|a| a.factor == "totp" && a.totp_key_matches == Some(false))
+            .map(|a| a.name)
+            .collect();
+        if !stranded.is_empty() {
+            tracing::warn!(
+                admins = %stranded.join(", "),
+                "console key {} is not the one these admins' TOTP secrets were sealed with: their logins fail until `kxca admin reset-totp NAME` (docs/BACKUP.md, the console key)",
+                crate::key::path(home).display()
+            );
+        }
         // Before the daemon says it is ready: a missing, expired or
         // mismatched certificate stops the start, naming the file.
         let tls = match &config.tls {

@@ -14,6 +14,6 @@ mod store;
 
 pub use send::{run_once, SendSummary, Sender};
 pub use store::{
-    enqueue, list, migrations, page, record_delivery_report, retry, DeliveryFailure, NewMail,
-    OutboxAttachment, OutboxKind, OutboxMail, OutboxState,
+    count, enqueue, in_state, list, migrations, page, record_delivery_report, retry, to_recipients,
+    DeliveryFailure, NewMail, OutboxAttachment, OutboxKind, OutboxMail, OutboxState,
 };

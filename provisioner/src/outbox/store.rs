@@ -66,6 +66,13 @@ CREATE TABLE outbox_delivery_failures (
 CREATE INDEX outbox_delivery_failures_by_mail ON outbox_delivery_failures(outbox_id);
 "#,
     },
+    Migration {
+        version: 3,
+        description: "outbox by recipient (an account's mails)",
+        sql: r#"
+CREATE INDEX outbox_by_recipient ON outbox(to_addr, id);
+"#,
+    },
 ];
 
 /// Where an outbox mail stands; stored in `outbox.state`.
@@ -470,6 +477,68 @@ pub fn list(conn: &Snapshot<'_>, limit: i64) -> Result<Vec<OutboxMail>, kxca_ca:
         .map_err(sql)?;
     let mut mails = stmt
         .query_map([limit], row)
+        .map_err(sql)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql)?;
+    for m in &mut mails {
+        m.delivery_failures = delivery_failures(conn, m.id)?;
+    }
+    Ok(mails)
+}
+
+/// The mails to any of `recipients`, newest first (an account's page).
+pub fn to_recipients(
+    conn: &Snapshot<'_>,
+    recipients: &[&str],
+    limit: i64,
+) -> Result<Vec<OutboxMail>, kxca_ca::Error> {
+    let mut mails = Vec::new();
+    for to in recipients.iter().filter(|t| !t.is_empty()) {
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM outbox WHERE to_addr = ?1 ORDER BY id DESC LIMIT ?2"
+            ))
+            .map_err(sql)?;
+        let found = stmt
+            .query_map(params![to, limit], row)
+            .map_err(sql)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql)?;
+        mails.extend(found);
+    }
+    mails.sort_by_key(|m| std::cmp::Reverse(m.id));
+    mails.dedup_by_key(|m| m.id);
+    mails.truncate(usize::try_from(limit).unwrap_or(0));
+    for m in &mut mails {
+        m.delivery_failures = delivery_failures(conn, m.id)?;
+    }
+    Ok(mails)
+}
+
+/// How many mails are in `state`, whatever their number (the dashboard's
+/// count, not a capped list's length).
+pub fn count(conn: &Snapshot<'_>, state: OutboxState) -> Result<i64, kxca_ca::Error> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM outbox WHERE state = ?1",
+        [state.as_str()],
+        |r| r.get(0),
+    )
+    .map_err(sql)
+}
+
+/// The newest `limit` mails in `state`.
+pub fn in_state(
+    conn: &Snapshot<'_>,
+    state: OutboxState,
+    limit: i64,
+) -> Result<Vec<OutboxMail>, kxca_ca::Error> {
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT {COLUMNS} FROM outbox WHERE state = ?1 ORDER BY id DESC LIMIT ?2"
+        ))
+        .map_err(sql)?;
+    let mut mails = stmt
+        .query_map(params![state.as_str(), limit], row)
         .map_err(sql)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(sql)?;
