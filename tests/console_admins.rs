@@ -8,27 +8,16 @@ use std::process::Command;
 
 use kxca_test_support::common::{self, TestCa};
 use kxca_test_support::console::{
-    add_admin, audit_count, code, csrf_of, db, enc, http, http_from, login, start, Console,
-    NewAdmin, Start,
+    add_admin, audit_count, code, csrf_of, db, enc, http, http_from, login, login_body,
+    login_cookie, start, Console, NewAdmin, Start,
 };
 
 /// A login from client address `from`: (status, page, Retry-After).
 fn login_from(c: &Console, from: &str, name: &str, password: &str, code: &str) -> (u16, String) {
     let (status, head, page) = http_from(&c.base, from, "GET", "/login", None, "");
     assert_eq!(status, 200, "{page}");
-    let pre = head
-        .lines()
-        .find_map(|l| l.strip_prefix("set-cookie: __host-kxca-login="))
-        .map(|v| v.split(';').next().unwrap().to_string())
-        .expect("the login form's cookie");
-    let body = format!(
-        "csrf={}&name={}&password={}&code={}",
-        csrf_of(&page),
-        enc(name),
-        enc(password),
-        code
-    );
-    let cookie = format!("__Host-kxca-login={pre}");
+    let cookie = login_cookie(&head);
+    let body = login_body(&page, name, password, code);
     let (status, head, page) = http_from(&c.base, from, "POST", "/login", Some(&cookie), &body);
     if status == 429 {
         assert!(head.contains("retry-after: "), "{head}");

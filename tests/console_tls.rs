@@ -14,7 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use kxca_test_support::browser::free_port;
 use kxca_test_support::common::{self, TestCa};
 use kxca_test_support::console::{
-    audit_events, code, csrf_of, enc, new_admin, spawn_daemon, NewAdmin,
+    audit_events, code, login_body, new_admin, response, spawn_daemon, NewAdmin,
 };
 
 const NAME: &str = "console.kx.test";
@@ -82,14 +82,7 @@ fn curl(
         cmd.args(["--data-raw", b]);
     }
     let out = cmd.arg(&url).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, head.to_ascii_lowercase(), body.to_string())
+    response(&out.stdout)
 }
 
 /// Logs in over HTTPS with curl (`cert`: curl's client certificate
@@ -107,13 +100,7 @@ fn login(
     let _ = std::fs::remove_file(&jar);
     let (status, _, page) = curl(dir, port, "GET", "/login", &jar, None, cert);
     assert_eq!(status, 200, "{page}");
-    let body = format!(
-        "csrf={}&name={}&password={}&code={}",
-        csrf_of(&page),
-        enc(name),
-        enc(password),
-        code
-    );
+    let body = login_body(&page, name, password, code);
     let (status, head, _) = curl(dir, port, "POST", "/login", &jar, Some(&body), cert);
     if status == 303 && head.contains("set-cookie: __host-kxca-console=") {
         assert!(

@@ -283,7 +283,13 @@ pub fn exchange(
     s.write_all(req.as_bytes()).unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).to_string();
+    response(&raw)
+}
+
+/// A raw HTTP/1.x answer: (status, headers lower-cased, body); status 0
+/// when there is no status line.
+pub fn response(raw: &[u8]) -> (u16, String, String) {
+    let text = String::from_utf8_lossy(raw).to_string();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head
         .split_whitespace()
@@ -313,24 +319,10 @@ pub fn login(
     // The login form first: its cookie and the token bound to it.
     let (status, head, page) = http(&c.base, "GET", "/login", None, "");
     assert_eq!(status, 200, "{page}");
-    let pre = head
-        .lines()
-        .find_map(|l| l.strip_prefix("set-cookie: __host-kxca-login="))
-        .map(|v| v.split(';').next().unwrap().to_string())
-        .expect("the login form's cookie");
-    let body = format!(
-        "csrf={}&name={}&password={}&code={}",
-        csrf_of(&page),
-        enc(&a.name),
-        enc(password),
-        code(&a.secret, steps)
-    );
-    let cookie = format!("__Host-kxca-login={pre}");
+    let cookie = login_cookie(&head);
+    let body = login_body(&page, &a.name, password, &code(&a.secret, steps));
     let (status, head, page) = http(&c.base, "POST", "/login", Some(&cookie), &body);
-    let cookie = head
-        .lines()
-        .find_map(|l| l.strip_prefix("set-cookie: __host-kxca-console="))
-        .map(|v| v.split(';').next().unwrap().to_string());
+    let cookie = set_cookie(&head, "__host-kxca-console");
     match (status, cookie) {
         (303, Some(cookie)) => {
             assert!(
@@ -343,6 +335,34 @@ pub fn login(
         }
         _ => Err((status, page)),
     }
+}
+
+/// The value of the cookie `name` (lower-case) that `head` (lower-cased
+/// headers) sets.
+pub fn set_cookie(head: &str, name: &str) -> Option<String> {
+    let prefix = format!("set-cookie: {name}=");
+    head.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .map(|v| v.split(';').next().unwrap().to_string())
+}
+
+/// The Cookie header value that sends back the login form's cookie from
+/// the form's answer `head`.
+pub fn login_cookie(head: &str) -> String {
+    let pre = set_cookie(head, "__host-kxca-login").expect("the login form's cookie");
+    format!("__Host-kxca-login={pre}")
+}
+
+/// The login form's POST body: the form's CSRF token from `page`, the name,
+/// password and second-factor code.
+pub fn login_body(page: &str, name: &str, password: &str, code: &str) -> String {
+    format!(
+        "csrf={}&name={}&password={}&code={}",
+        csrf_of(page),
+        enc(name),
+        enc(password),
+        code
+    )
 }
 
 /// The CSRF token of the first form on `page`.
