@@ -29,7 +29,7 @@ pub struct AppLine {
     pub valid: i64,
     pub review: i64,
     pub invalid: i64,
-    pub status: &'static str,
+    pub status: String,
 }
 
 #[derive(Template)]

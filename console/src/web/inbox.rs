@@ -12,17 +12,26 @@ pub(super) async fn inbox(
     let f = query.as_deref().map(form).unwrap_or_default();
     let req = page_request(&f);
     let page = with_ca(&state, move |_, ca| {
-        ca.store().read(|s| applications::page(s, &req))
+        ca.store().read(|s| {
+            let page = applications::page(s, &req)?;
+            let progress = page
+                .items
+                .iter()
+                .map(|a| accounts::progress(s, a.id))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((page, progress))
+        })
     })
     .await;
-    let mut page = match page {
-        Ok(page) => page,
+    let (mut page, progress) = match page {
+        Ok(x) => x,
         Err(e) => return failure(e),
     };
     let pager = pager("/", &[], &page);
     let apps = std::mem::take(&mut page.items)
         .into_iter()
-        .map(|a| AppLine {
+        .zip(progress)
+        .map(|(a, (open, decided))| AppLine {
             id: a.id,
             sender: a.sender.unwrap_or_else(|| "(不明)".to_string()),
             received: jst(a.received_at),
@@ -31,8 +40,16 @@ pub(super) async fn inbox(
             review: a.rows_review,
             invalid: a.rows_invalid,
             status: match a.status {
-                applications::ApplicationStatus::PendingReview => "確認待ち",
-                applications::ApplicationStatus::Rejected => "不備のため返送済み",
+                applications::ApplicationStatus::Rejected => "不備のため返送済み".to_string(),
+                applications::ApplicationStatus::PendingReview if decided == 0 => {
+                    "確認待ち".to_string()
+                }
+                applications::ApplicationStatus::PendingReview if decided >= open => {
+                    "処理済み".to_string()
+                }
+                applications::ApplicationStatus::PendingReview => {
+                    format!("一部処理済み({decided}/{open}行)")
+                }
             },
         })
         .collect();

@@ -120,6 +120,20 @@ pub struct Decision {
     pub decided_at: i64,
 }
 
+/// How far an application's review has gone: its rows an admin can decide
+/// (valid or to review) and how many of them are decided. Rows with errors
+/// are never approved, so they do not keep an application open.
+pub fn progress(conn: &Snapshot<'_>, application_id: i64) -> Result<(i64, i64), kxca_ca::Error> {
+    conn.query_row(
+        "SELECT COUNT(*), COUNT(d.row) FROM application_rows r
+         LEFT JOIN application_decisions d ON d.application_id = r.application_id AND d.row = r.row
+         WHERE r.application_id = ?1 AND r.status != 'invalid'",
+        [application_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .map_err(sql)
+}
+
 /// The decisions on application `application_id`, by row.
 pub fn decisions(
     conn: &Snapshot<'_>,

@@ -17,7 +17,7 @@ pub mod policy;
 pub mod register;
 pub mod reminders;
 
-pub use approve::{approve, decisions, reject, Approval, Context, Decision, RowOutcome};
+pub use approve::{approve, decisions, progress, reject, Approval, Context, Decision, RowOutcome};
 pub use delivery::{kx_password, KX_ALPHABET};
 pub use export::{export, ExportFormat};
 pub use lifecycle::{renew_pickup, reset, revoke, RevokeTarget};
