@@ -9,7 +9,7 @@ use std::process::Command;
 use kxca_test_support::common::{self, TestCa};
 use kxca_test_support::console::{
     add_admin, audit_count, code, csrf_of, db, enc, http, http_from, login, login_body,
-    login_cookie, start, Console, NewAdmin, Start,
+    login_cookie, start, totp_secret, Console, NewAdmin, Start,
 };
 
 /// A login from client address `from`: (status, page, Retry-After).
@@ -223,22 +223,10 @@ fn admin_lifecycle_password_change_remove_unlock_resets_and_per_client_limit() {
         v["sessions_ended"], 2,
         "s1 (kept by the password change) and s3"
     );
-    let b32 = v["otpauth"]
-        .as_str()
-        .unwrap()
-        .split("secret=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap();
     let erin2 = NewAdmin {
         name: "erin".to_string(),
         password: new_password.to_string(),
-        secret: totp_rs::Secret::try_from_base32(b32)
-            .unwrap()
-            .as_bytes()
-            .to_vec(),
+        secret: totp_secret(v["otpauth"].as_str().unwrap()),
     };
     for s in [&s1, &s3] {
         let (status, _, _) = http(&c.base, "GET", "/", Some(s), "");

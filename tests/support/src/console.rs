@@ -167,20 +167,26 @@ pub fn new_admin(ca: &TestCa, name: &str, role: &str) -> NewAdmin {
     let out = ca.kxca(&["admin", "add", name, "--role", role, "--json"]);
     common::assert_ok(&out, "admin add");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let uri = v["otpauth"].as_str().unwrap();
-    let b32 = uri
+    NewAdmin {
+        name: name.to_string(),
+        password: v["password"].as_str().unwrap().to_string(),
+        secret: totp_secret(v["otpauth"].as_str().unwrap()),
+    }
+}
+
+/// The TOTP secret of an `otpauth://` URI (its base32 `secret=`).
+pub fn totp_secret(otpauth: &str) -> Vec<u8> {
+    let b32 = otpauth
         .split("secret=")
         .nth(1)
         .unwrap()
         .split('&')
         .next()
         .unwrap();
-    let secret = totp_rs::Secret::try_from_base32(b32).unwrap();
-    NewAdmin {
-        name: name.to_string(),
-        password: v["password"].as_str().unwrap().to_string(),
-        secret: secret.as_bytes().to_vec(),
-    }
+    totp_rs::Secret::try_from_base32(b32)
+        .unwrap()
+        .as_bytes()
+        .to_vec()
 }
 
 /// The TOTP code `steps` periods from now (RFC 6238, SHA-1, 6 digits).
