@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use kxca_ca::console_cert::{ConsoleProfile, ConsoleSubject, ConsoleUsage};
-use kxca_ca::{Ca, Clock, Home, Password, Pkcs12Profile, RevocationReason, Store};
+use kxca_ca::{Ca, Clock, Home, Password, Pkcs12Profile, Store};
 use kxca_console::admins;
 
 #[derive(Subcommand, Debug)]
@@ -194,17 +194,10 @@ pub fn run(
             let sha = kxca_console::tls::fingerprint(&cert.der);
             let serial = cert.record.serial.clone();
             let now = Clock::system().now();
-            let old = admins::set_certificate(ca.store_mut(), &name, &serial, &sha, actor, now)?;
-            // The certificate it replaces stops working at once anyway (the
-            // admin row names the new one); revoking it says so to OCSP too.
-            let mut revoked = None;
-            if let Some(old) = old.filter(|o| *o != serial) {
-                match ca.revoke(&old.parse()?, RevocationReason::Superseded, actor) {
-                    Ok(_) => revoked = Some(old),
-                    Err(kxca_ca::Error::AlreadyRevoked { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
+            // Bound to the admin and the previous one revoked in one
+            // transaction.
+            let revoked =
+                admins::set_certificate(ca.store_mut(), &name, &serial, &sha, actor, now)?;
             if json {
                 println!(
                     "{}",

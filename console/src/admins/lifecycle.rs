@@ -184,8 +184,8 @@ pub fn reset_totp(
 
 /// Makes `cert_sha256` (serial `serial`) admin `name`'s second factor in
 /// place of TOTP, ending their sessions; one transaction with its audit
-/// event. Returns the serial of the certificate it replaces, if any (the
-/// caller revokes it).
+/// event, which also revokes (superseded) the certificate it replaces.
+/// Returns that certificate's serial when it was revoked here.
 pub fn set_certificate(
     store: &mut Store,
     name: &str,
@@ -227,6 +227,27 @@ pub fn set_certificate(
             Some(serial),
             serde_json::json!({"admin": name, "sha256": cert_sha256, "replaces": old}),
         )?;
-        Ok(old)
+        // The certificate it replaces stops opening sessions at once (the
+        // row names the new one); revoking it in the same transaction says
+        // so to OCSP and the CRL too, with no window where it is unbound
+        // but still valid.
+        let mut revoked = None;
+        if let Some(old) = old.filter(|o| o != serial) {
+            match kxca_ca::store::revocations::revoke(
+                tx,
+                &old,
+                kxca_ca::RevocationReason::Superseded,
+                actor,
+                now,
+            ) {
+                Ok(_) => revoked = Some(old),
+                // An officer revoked it already, or it never was issued.
+                Err(Error::AlreadyRevoked { .. })
+                | Err(Error::NotIssued { .. })
+                | Err(Error::UnknownSerial { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(revoked)
     })
 }
