@@ -348,7 +348,7 @@ async fn flow(c: &Console, alice: &NewAdmin, client: &fantoccini::Client) {
         .await
         .unwrap();
     assert!(
-        line.contains(APPLICANT) && line.contains("form.xlsx"),
+        line.contains(APPLICANT) && line.contains("form.xlsx") && line.contains("確認待ち"),
         "{line}"
     );
     shot(&client, "02-inbox").await;
@@ -478,6 +478,7 @@ async fn flow(c: &Console, alice: &NewAdmin, client: &fantoccini::Client) {
         .await
         .unwrap();
     h1_is(&client, "却下の確認").await;
+    shot(&client, "05b-reject-confirm").await;
     client
         .find(Locator::Id("confirm"))
         .await
@@ -494,6 +495,22 @@ async fn flow(c: &Console, alice: &NewAdmin, client: &fantoccini::Client) {
         )
         .unwrap();
     assert_eq!(rejected, 1);
+    shot(&client, "05c-rejected").await;
+
+    // The inbox says the application's review is done: its one row
+    // without errors is decided.
+    client.goto(&format!("{base}/")).await.unwrap();
+    let line = client
+        .find(Locator::Css("table.list tbody tr"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        line.contains("処理済み") && !line.contains("確認待ち"),
+        "{line}"
+    );
 
     // The status page: the approved contact's pickup waits, the CRL is
     // current, three mails wait to be sent.
@@ -762,6 +779,10 @@ async fn flow(c: &Console, alice: &NewAdmin, client: &fantoccini::Client) {
         "{actions:?}"
     );
     shot(&client, "10-audit").await;
+
+    // The password change page (checked for labels, Tab order, width).
+    client.goto(&format!("{base}/password")).await.unwrap();
+    shot(&client, "11-password").await;
 
     // Logout: the session ends, and its pages lead to the login page.
     client

@@ -226,12 +226,12 @@ fn tls_console_with_kxca_certificate_and_client_certificate_second_factor() {
         ..
     } = new_admin(&ca, "bob", "admin");
     let NewAdmin {
-        password: _carol_pw,
+        password: carol_pw,
         secret: _,
         ..
     } = new_admin(&ca, "carol", "admin");
     let (bob_serial, bob_pem) = admin_cert(&ca, "bob");
-    let (_carol_serial, carol_pem) = admin_cert(&ca, "carol");
+    let (carol_serial, carol_pem) = admin_cert(&ca, "carol");
     let (_daemon, url) = start(&ca).expect("the daemon starts with [console.tls]");
     assert_eq!(url, format!("https://0.0.0.0:{port}/"));
 
@@ -411,6 +411,47 @@ fn tls_console_with_kxca_certificate_and_client_certificate_second_factor() {
     assert!(failed.contains("certificate revoked"), "{failed}");
     assert_eq!(audit_events(&ca, "admin.certificate"), 2);
     assert_eq!(audit_events(&ca, "console.tls_certificate"), 1);
+
+    // A new certificate for carol revokes her previous one (superseded) in
+    // the transaction that binds the new one.
+    let carol_old = dir.join("carol-old.pem");
+    std::fs::copy(&carol_pem, &carol_old).unwrap();
+    std::fs::remove_file(dir.join("carol.p12")).unwrap();
+    let (carol_new, carol_new_pem) = admin_cert(&ca, "carol");
+    assert_ne!(carol_new, carol_serial);
+    let reason: i64 = rusqlite::Connection::open(ca.path("kxca.db"))
+        .unwrap()
+        .query_row(
+            "SELECT r.reason FROM revocations r JOIN certificates c ON c.id = r.certificate WHERE c.serial = ?1",
+            [&carol_serial],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(reason, 4, "carol's previous certificate: superseded");
+    assert_eq!(
+        login(
+            &dir,
+            port,
+            "carol3.jar",
+            "carol",
+            &carol_pw,
+            "",
+            &["--cert", common::p(&carol_old)]
+        )
+        .err(),
+        Some(401),
+        "her previous certificate"
+    );
+    login(
+        &dir,
+        port,
+        "carol4.jar",
+        "carol",
+        &carol_pw,
+        "",
+        &["--cert", common::p(&carol_new_pem)],
+    )
+    .expect("her new certificate");
     assert!(audit_events(&ca, "admin.login") >= 3);
 
     // pkilint: the server and the admin certificates, with the CRL.
@@ -435,16 +476,27 @@ fn the_daemon_refuses_missing_mismatched_or_foreign_tls_files() {
         err.contains("server-chain.pem") && err.contains("missing") && err.contains("tls-cert"),
         "{err}"
     );
-    common::assert_ok(
-        &with_pass(&ca, &["admin", "tls-cert", "--dns", NAME]),
-        "tls-cert",
-    );
+    let first = with_pass(&ca, &["admin", "tls-cert", "--dns", NAME, "--json"]);
+    common::assert_ok(&first, "tls-cert");
+    let first: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
     let key = ca.path("console/tls/server.key");
     let first_key = std::fs::read(&key).unwrap();
-    common::assert_ok(
-        &with_pass(&ca, &["admin", "tls-cert", "--dns", NAME]),
-        "tls-cert again",
-    );
+    let again = with_pass(&ca, &["admin", "tls-cert", "--dns", NAME, "--json"]);
+    common::assert_ok(&again, "tls-cert again");
+    // The certificate it replaces is revoked (superseded): a forgotten
+    // copy of the old key is not trusted any more.
+    let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["superseded"], first["serial"], "{again}");
+    let old: i64 = rusqlite::Connection::open(ca.path("kxca.db"))
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM revocations r JOIN certificates c ON c.id = r.certificate
+             WHERE c.serial = ?1 AND r.reason = 4",
+            [first["serial"].as_str().unwrap()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(old, 1, "the replaced server certificate is revoked");
     // A loose mode is refused.
     {
         use std::os::unix::fs::PermissionsExt;
