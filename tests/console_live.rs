@@ -408,6 +408,12 @@ async fn live_flow(
     )
     .await;
     assert!(old.contains("別の証明書への切り替え"), "{old}");
+    // The register's column says it in the admins' words too.
+    let row = text_of(client, &format!("#cert-{serial1}")).await;
+    assert!(
+        row.contains("失効(別の証明書への切り替え)") && !row.contains("superseded"),
+        "{row}"
+    );
     assert_eq!(
         text_of(client, &format!("#cert-{serial2} td.ocsp")).await,
         "有効"

@@ -147,7 +147,7 @@ pub struct AccountPage {
     pub ocsp_note: Option<String>,
     pub pickups: Vec<PickupLine>,
     pub mails: Vec<MailLine>,
-    pub reasons: Vec<(&'static str, &'static str)>,
+    pub reasons: Vec<(&'static str, String)>,
 }
 
 pub struct PickupLine {

@@ -3,14 +3,23 @@
 
 use super::*;
 
-/// The revocation reasons an admin chooses from: (RFC 5280 name, words).
-pub(super) const REASONS: &[(&str, &str)] = &[
-    ("cessationOfOperation", "利用終了(退職・担当者の交代など)"),
-    ("affiliationChanged", "所属の変更"),
-    ("keyCompromise", "鍵の漏えい・端末の紛失"),
-    ("superseded", "別の証明書への切り替え"),
-    ("unspecified", "その他"),
+/// The revocation reasons an admin chooses from, by their RFC 5280 names;
+/// their words are live.rs's (one table for every page).
+pub(super) const REASONS: &[&str] = &[
+    "cessationOfOperation",
+    "affiliationChanged",
+    "keyCompromise",
+    "superseded",
+    "unspecified",
 ];
+
+/// (name, words) of each reason an admin chooses from.
+fn reason_choices() -> Vec<(&'static str, String)> {
+    REASONS
+        .iter()
+        .map(|r| (*r, super::live::reason_name_ja(r)))
+        .collect()
+}
 
 pub(super) fn state_ja(state: accounts::register::AccountState) -> &'static str {
     match state {
@@ -161,7 +170,10 @@ pub(super) async fn account_page(
                 format!(
                     "{}(理由: {})",
                     jst(t),
-                    acc.revoke_reason.as_deref().unwrap_or("-")
+                    acc.revoke_reason
+                        .as_deref()
+                        .map(super::live::reason_name_ja)
+                        .unwrap_or_else(|| "-".to_string())
                 )
             }),
             ocsp_note: live.note,
@@ -178,7 +190,11 @@ pub(super) async fn account_page(
                     current: current.as_deref() == Some(c.serial.as_str()),
                     serial: c.serial.clone(),
                     state: match &c.revocation_reason {
-                        Some(r) => format!("{}({r})", cert_state_ja(&c.state)),
+                        Some(r) => format!(
+                            "{}({})",
+                            cert_state_ja(&c.state),
+                            super::live::reason_name_ja(r)
+                        ),
                         None => cert_state_ja(&c.state),
                     },
                     not_before: jst(c.not_before),
@@ -188,7 +204,7 @@ pub(super) async fn account_page(
             certificate_id: acc.certificate_id,
             pickups: pickups.iter().map(pickup_line).collect(),
             mails: mails.iter().map(mail_line).collect(),
-            reasons: REASONS.to_vec(),
+            reasons: reason_choices(),
         },
     )
 }
@@ -227,7 +243,7 @@ pub(super) async fn account_action(
             ],
         ),
         "revoke" => {
-            let Some((_, label)) = REASONS.iter().find(|(v, _)| *v == reason) else {
+            let Some((_, label)) = reason_choices().into_iter().find(|(v, _)| *v == reason) else {
                 return message(
                     StatusCode::BAD_REQUEST,
                     Some(a.who()),

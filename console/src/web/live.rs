@@ -15,10 +15,19 @@ pub(super) fn reason_ja(code: u8) -> String {
         2 => "認証局の危殆化".to_string(),
         3 => "所属の変更".to_string(),
         4 => "別の証明書への切り替え".to_string(),
-        5 => "利用終了".to_string(),
+        5 => "利用終了(退職・担当者の交代など)".to_string(),
         6 => "一時停止".to_string(),
         9 => "権限の取り消し".to_string(),
         c => format!("理由コード {c}"),
+    }
+}
+
+/// The page's words for a reason as the register names it
+/// (`keyCompromise`, `superseded`, …).
+pub(super) fn reason_name_ja(name: &str) -> String {
+    match name.parse::<kxca_ca::RevocationReason>() {
+        Ok(r) => reason_ja(r.code()),
+        Err(_) => name.to_string(),
     }
 }
 

@@ -149,10 +149,11 @@ pub async fn h1_is(client: &fantoccini::Client, want: &str) {
 
 /// Checks the page (see [`accessible`]), then writes its screenshot.
 pub async fn shot(client: &fantoccini::Client, name: &str) {
-    accessible(client, name).await;
+    // The picture first: the Tab presses of the checks scroll the page.
     let png = client.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
     std::fs::write(artefacts().join(format!("{name}.png")), png).unwrap();
+    accessible(client, name).await;
 }
 
 /// Accessibility of the page on screen: every input, select and textarea
