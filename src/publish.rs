@@ -98,14 +98,7 @@ pub fn run(home: Home, args: PublishArgs, actor: &str) -> Result<()> {
     let mut now = BTreeSet::new();
     let mut responses = 0;
     for (get_path, cached) in engine.presigned_with_paths() {
-        // A base64 path may end in `/` (about one response in 64): no file
-        // can have that name, so it becomes the directory's index file,
-        // which the nginx snippet's `index` directive serves for that URL.
-        let rel = if get_path.ends_with('/') {
-            format!("ocsp/{get_path}{DIR_INDEX}")
-        } else {
-            format!("ocsp/{get_path}")
-        };
+        let rel = ocsp_file(&get_path);
         write(&dir.join(&rel), &cached.der)?;
         now.insert(rel);
         responses += 1;
@@ -147,4 +140,35 @@ pub fn run(home: Home, args: PublishArgs, actor: &str) -> Result<()> {
         dir.display()
     );
     Ok(())
+}
+
+/// The file (relative to DIR) of an OCSP GET path. A base64 path may end in
+/// `/` (about one response in 64): no file can have that name, so it
+/// becomes the directory's index file, which the nginx snippet's `index`
+/// directive serves for that URL. Base64 can hold `//` too: the file system
+/// (and nginx's merge_slashes) read it as one `/`, so the manifest names
+/// the file that way, or the next run would not recognise its own file.
+fn ocsp_file(get_path: &str) -> String {
+    let rel = if get_path.ends_with('/') {
+        format!("ocsp/{get_path}{DIR_INDEX}")
+    } else {
+        format!("ocsp/{get_path}")
+    };
+    rel.split('/')
+        .filter(|c| !c.is_empty())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod ocsp_file_tests {
+    use super::ocsp_file;
+
+    #[test]
+    fn slashes_in_base64_name_the_file_the_file_system_sees() {
+        assert_eq!(ocsp_file("MFEw+a/b"), "ocsp/MFEw+a/b");
+        assert_eq!(ocsp_file("MFEw/"), "ocsp/MFEw/index.der");
+        assert_eq!(ocsp_file("MFEw//"), "ocsp/MFEw/index.der");
+        assert_eq!(ocsp_file("MF//Ew/a"), "ocsp/MF/Ew/a");
+    }
 }
