@@ -468,15 +468,21 @@ fn attachments(conn: &Snapshot<'_>, id: i64) -> Result<Vec<OutboxAttachment>, kx
     Ok(rows)
 }
 
-/// Outbox rows, newest first.
-pub fn list(conn: &Snapshot<'_>, limit: i64) -> Result<Vec<OutboxMail>, kxca_ca::Error> {
+/// The rows `sql_where` selects (`?1`, `?2`: `params`), newest first, with
+/// their delivery failures: the one loader behind the lists below.
+fn load(
+    conn: &Snapshot<'_>,
+    sql_where: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<OutboxMail>, kxca_ca::Error> {
     let mut stmt = conn
         .prepare(&format!(
-            "SELECT {COLUMNS} FROM outbox ORDER BY id DESC LIMIT ?1"
+            "SELECT {COLUMNS} FROM outbox {sql_where} ORDER BY id DESC LIMIT ?{}",
+            sql_where.matches('?').count() + 1
         ))
         .map_err(sql)?;
     let mut mails = stmt
-        .query_map([limit], row)
+        .query_map(params, row)
         .map_err(sql)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(sql)?;
@@ -484,6 +490,11 @@ pub fn list(conn: &Snapshot<'_>, limit: i64) -> Result<Vec<OutboxMail>, kxca_ca:
         m.delivery_failures = delivery_failures(conn, m.id)?;
     }
     Ok(mails)
+}
+
+/// Outbox rows, newest first.
+pub fn list(conn: &Snapshot<'_>, limit: i64) -> Result<Vec<OutboxMail>, kxca_ca::Error> {
+    load(conn, "", [limit])
 }
 
 /// The mails to any of `recipients`, newest first (an account's page).
@@ -494,24 +505,11 @@ pub fn to_recipients(
 ) -> Result<Vec<OutboxMail>, kxca_ca::Error> {
     let mut mails = Vec::new();
     for to in recipients.iter().filter(|t| !t.is_empty()) {
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT {COLUMNS} FROM outbox WHERE to_addr = ?1 ORDER BY id DESC LIMIT ?2"
-            ))
-            .map_err(sql)?;
-        let found = stmt
-            .query_map(params![to, limit], row)
-            .map_err(sql)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(sql)?;
-        mails.extend(found);
+        mails.extend(load(conn, "WHERE to_addr = ?1", params![to, limit])?);
     }
     mails.sort_by_key(|m| std::cmp::Reverse(m.id));
     mails.dedup_by_key(|m| m.id);
     mails.truncate(usize::try_from(limit).unwrap_or(0));
-    for m in &mut mails {
-        m.delivery_failures = delivery_failures(conn, m.id)?;
-    }
     Ok(mails)
 }
 
@@ -532,20 +530,7 @@ pub fn in_state(
     state: OutboxState,
     limit: i64,
 ) -> Result<Vec<OutboxMail>, kxca_ca::Error> {
-    let mut stmt = conn
-        .prepare(&format!(
-            "SELECT {COLUMNS} FROM outbox WHERE state = ?1 ORDER BY id DESC LIMIT ?2"
-        ))
-        .map_err(sql)?;
-    let mut mails = stmt
-        .query_map(params![state.as_str(), limit], row)
-        .map_err(sql)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(sql)?;
-    for m in &mut mails {
-        m.delivery_failures = delivery_failures(conn, m.id)?;
-    }
-    Ok(mails)
+    load(conn, "WHERE state = ?1", params![state.as_str(), limit])
 }
 
 /// One page of the outbox, newest first.
