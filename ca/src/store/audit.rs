@@ -347,17 +347,7 @@ pub fn list(conn: &Snapshot<'_>, limit: i64) -> Result<Vec<AuditEvent>, Error> {
         )
         .map_err(sql)?;
     let mut rows: Vec<AuditEvent> = stmt
-        .query_map([limit], |r| {
-            let detail: String = r.get(5)?;
-            Ok(AuditEvent {
-                id: r.get(0)?,
-                at: r.get(1)?,
-                actor: r.get(2)?,
-                action: r.get(3)?,
-                serial: r.get(4)?,
-                detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
-            })
-        })
+        .query_map([limit], event)
         .map_err(sql)?
         .collect::<Result<_, _>>()
         .map_err(sql)?;
